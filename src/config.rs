@@ -1,0 +1,180 @@
+//! Everything an operator can set, in one struct.
+//!
+//! Each flag has a `HUBBUB_*` environment variable of the same name; `hubbub --help` lists
+//! both. The struct is built once in `main` (or by a test) and passed down explicitly: there
+//! is no global configuration.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// hubbub: a real-time chat server that speaks hypermedia (htmx over WebSockets).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "hubbub", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "HUBBUB_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// An extra origin allowed to open WebSockets, e.g. `http://localhost:5173`.
+    /// Repeatable; comma-separated in the environment variable. The page's own origin
+    /// (the request's Host) is always allowed.
+    #[arg(
+        long = "allowed-origin",
+        env = "HUBBUB_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Longest message accepted, in characters (after trimming).
+    #[arg(long, env = "HUBBUB_MAX_MESSAGE_CHARS", default_value_t = 2000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_message_chars: u32,
+
+    /// Largest inbound WebSocket frame (and message), in bytes. It counts the JSON
+    /// envelope and the headers htmx adds, not just the text.
+    #[arg(long, env = "HUBBUB_MAX_FRAME_BYTES", default_value_t = 16 * 1024,
+          value_parser = clap::value_parser!(u32).range(256..=16 * 1024 * 1024))]
+    pub max_frame_bytes: u32,
+
+    /// How many recent messages a newcomer is shown.
+    #[arg(long, env = "HUBBUB_HISTORY_LIMIT", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub history_limit: u32,
+
+    /// Fragments a connection may have waiting to be written. A client that falls this far
+    /// behind is disconnected (close code 1008) so it never slows the room.
+    #[arg(long, env = "HUBBUB_SEND_QUEUE", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub send_queue: u32,
+
+    /// How often the server pings each client.
+    #[arg(long, env = "HUBBUB_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ping_interval: Duration,
+
+    /// A client that has not answered (pong or any frame) for this long is disconnected.
+    #[arg(long, env = "HUBBUB_PONG_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub pong_timeout: Duration,
+
+    /// A single write to a client that takes longer than this disconnects the client.
+    #[arg(long, env = "HUBBUB_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+
+    /// On SIGTERM / Ctrl-C, how long to wait for connections to close before exiting.
+    #[arg(long, env = "HUBBUB_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log filter, in `tracing` syntax (e.g. `info`, `hubbub=debug`). `RUST_LOG` wins if set.
+    #[arg(long, env = "HUBBUB_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// The defaults, as if `hubbub` had been started with no flags and no environment.
+    /// Tests start from this and change what they need.
+    pub fn defaults() -> Self {
+        // Parsing an empty command line cannot fail: every field has a default.
+        Self::try_parse_from(["hubbub"]).unwrap_or_else(|err| panic!("default config: {err}"))
+    }
+
+    /// Checks the relations between fields that clap cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.ping_interval.is_zero() {
+            return Err(ConfigError::ZeroPingInterval);
+        }
+        if self.pong_timeout <= self.ping_interval {
+            return Err(ConfigError::PongTimeoutTooShort {
+                pong_timeout: self.pong_timeout,
+                ping_interval: self.ping_interval,
+            });
+        }
+        for origin in &self.allowed_origins {
+            crate::http::origin::normalize(origin)
+                .ok_or_else(|| ConfigError::BadOrigin(origin.clone()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A configuration that parses but makes no sense.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("--ping-interval must be greater than zero")]
+    ZeroPingInterval,
+    #[error(
+        "--pong-timeout ({pong_timeout:?}) must be longer than --ping-interval ({ping_interval:?}), \
+         or every client would be dropped"
+    )]
+    PongTimeoutTooShort {
+        pong_timeout: Duration,
+        ping_interval: Duration,
+    },
+    #[error(
+        "--allowed-origin {0:?} is not an origin; write it as scheme://host[:port], e.g. http://localhost:5173"
+    )]
+    BadOrigin(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let config = Config::defaults();
+        assert_eq!(config.addr, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(config.max_message_chars, 2000);
+        assert_eq!(config.max_frame_bytes, 16 * 1024);
+        assert_eq!(config.history_limit, 50);
+        assert_eq!(config.ping_interval, Duration::from_secs(30));
+        assert_eq!(config.pong_timeout, Duration::from_secs(60));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(5));
+        assert!(config.allowed_origins.is_empty());
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn allowed_origin_repeats() {
+        let config = Config::try_parse_from([
+            "hubbub",
+            "--allowed-origin",
+            "http://a.example",
+            "--allowed-origin",
+            "https://b.example:8443",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.allowed_origins,
+            ["http://a.example", "https://b.example:8443"]
+        );
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_a_clear_error() {
+        let bad = Config::try_parse_from(["hubbub", "--ping-interval", "soon"]).unwrap_err();
+        assert!(bad.to_string().contains("--ping-interval"), "{bad}");
+
+        let bad = Config::try_parse_from(["hubbub", "--addr", "localhost"]).unwrap_err();
+        assert!(bad.to_string().contains("--addr"), "{bad}");
+
+        let bad = Config::try_parse_from(["hubbub", "--max-message-chars", "0"]).unwrap_err();
+        assert!(bad.to_string().contains("--max-message-chars"), "{bad}");
+
+        let config =
+            Config::try_parse_from(["hubbub", "--ping-interval", "60s", "--pong-timeout", "30s"])
+                .unwrap();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::PongTimeoutTooShort { .. })
+        ));
+
+        let config =
+            Config::try_parse_from(["hubbub", "--allowed-origin", "not an origin"]).unwrap();
+        assert_eq!(
+            config.validate(),
+            Err(ConfigError::BadOrigin("not an origin".to_owned()))
+        );
+    }
+}

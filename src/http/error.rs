@@ -1,0 +1,67 @@
+//! Every way an HTTP request can fail, mapped to a status and a page in one `match`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::render;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("There is nothing at this address.")]
+    NotFound,
+    #[error(
+        "This WebSocket upgrade came from {origin}, which is not this server's origin. \
+         Start hubbub with --allowed-origin {origin} to allow it."
+    )]
+    ForeignOrigin { origin: String },
+    #[error("This address speaks WebSocket; open / in a browser to chat.")]
+    NotWebSocket,
+    #[error("The server is restarting; try again in a moment.")]
+    ShuttingDown,
+    /// Details go to the log, never to the user.
+    #[error("Something went wrong on our side.")]
+    Internal(String),
+}
+
+impl HttpError {
+    fn status(&self) -> StatusCode {
+        match self {
+            HttpError::NotFound => StatusCode::NOT_FOUND,
+            HttpError::ForeignOrigin { .. } => StatusCode::FORBIDDEN,
+            HttpError::NotWebSocket => StatusCode::UPGRADE_REQUIRED,
+            HttpError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let HttpError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        let title = format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        let body = render::error_page(&title, &self.to_string())
+            .unwrap_or_else(|_| format!("{title}\n{self}\n"));
+        let mut response = (status, Html(body)).into_response();
+        match self {
+            HttpError::ShuttingDown => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            HttpError::NotWebSocket => {
+                response
+                    .headers_mut()
+                    .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

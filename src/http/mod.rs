@@ -1,0 +1,54 @@
+//! The HTTP surface: the page, the socket, the assets and the health check.
+//!
+//! Each resource lives in its own file with its own `router()`; [`router`] merges them and
+//! adds the 404 page. Handlers turn raw requests into domain values and hand them on;
+//! everything that can go wrong is an [`HttpError`].
+
+pub mod assets;
+mod error;
+mod identity;
+pub mod origin;
+mod page;
+mod ws;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use self::error::HttpError;
+use crate::config::Config;
+use crate::hub::Hub;
+
+/// What every handler can reach. Cheap to clone: handles only.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub hub: Hub,
+    /// Cancelled when the server starts shutting down; sessions watch it.
+    pub shutdown: CancellationToken,
+    /// Tracks WebSocket sessions, which axum's graceful shutdown does not wait for.
+    pub sessions: TaskTracker,
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(page::router())
+        .merge(ws::router())
+        .merge(assets::router())
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Liveness: the process is up and serving HTTP.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn not_found() -> HttpError {
+    HttpError::NotFound
+}

@@ -1,0 +1,323 @@
+//! One WebSocket connection: one task, one `select!` over the socket, the hub's feed, the
+//! keep-alive timer, eviction and shutdown.
+//!
+//! The read side parses what htmx sends and posts it to the hub; the write side drains
+//! *everything* queued in the outbox into one frame and one flush (htmx swaps every
+//! top-level element of a frame), so a burst costs one `write`, not one per message.
+//! Every way a session can end is an [`End`], and each maps to one close code in one
+//! place ([`End::close_frame`]).
+//!
+//! The session is generic over any `Stream + Sink` of messages so that tests can drive it
+//! without a socket.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::domain::{GuestName, Inbound, InboundError, MessageText};
+use crate::hub::Hub;
+use crate::render;
+
+/// Close codes from RFC 6455 §7.4.1 that hubbub sends.
+pub mod close_code {
+    /// The server is restarting; htmx reconnects on it.
+    pub const SERVICE_RESTART: u16 = 1012;
+    /// The client broke a rule (here: it fell too far behind).
+    pub const POLICY: u16 = 1008;
+    /// The client sent a binary frame; hubbub speaks text only.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// The client sent a frame larger than `--max-frame-bytes`.
+    pub const TOO_BIG: u16 = 1009;
+    /// The client stopped answering pings; it will never see this, but a proxy might.
+    pub const GOING_AWAY: u16 = 1001;
+    /// An unexpected server-side failure.
+    pub const INTERNAL: u16 = 1011;
+}
+
+/// The most frames drained into one write. Bounded so one write stays a reasonable size
+/// even with a large `--send-queue`.
+const MAX_BATCH: usize = 256;
+
+/// How long to wait for the peer's answer to our close frame before dropping the TCP
+/// connection. Waiting avoids resetting a connection with data still unread on our side,
+/// which could make the peer lose the close frame itself.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+
+/// The per-connection settings, taken from [`Config`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_message_chars: usize,
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            max_message_chars: config.max_message_chars as usize,
+            ping_interval: config.ping_interval,
+            pong_timeout: config.pong_timeout,
+            write_timeout: config.write_timeout,
+        }
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// The server is shutting down.
+    Shutdown,
+    /// The hub evicted the session because its outbox was full.
+    Evicted,
+    /// The peer sent a close frame or the connection ended.
+    PeerClosed,
+    /// The peer sent a binary frame.
+    Binary,
+    /// The peer sent a frame over the size limit.
+    TooBig,
+    /// No pong (or any frame) within the pong timeout.
+    Unresponsive,
+    /// A write did not finish within the write timeout.
+    WriteTimeout,
+    /// Reading or writing failed at the transport level.
+    Transport(String),
+    /// Rendering failed: a bug.
+    Internal,
+}
+
+impl End {
+    /// The close frame to send, if the connection can still carry one.
+    fn close_frame(&self) -> Option<CloseFrame> {
+        let (code, reason) = match self {
+            End::Shutdown => (
+                close_code::SERVICE_RESTART,
+                "server restarting; reconnect shortly",
+            ),
+            End::Evicted => (close_code::POLICY, "too slow: fell too far behind the room"),
+            End::Binary => (
+                close_code::UNSUPPORTED_DATA,
+                "binary frames are not supported",
+            ),
+            End::TooBig => (close_code::TOO_BIG, "frame larger than the server's limit"),
+            End::Unresponsive => (close_code::GOING_AWAY, "no pong received"),
+            End::Internal => (close_code::INTERNAL, "internal error"),
+            End::PeerClosed | End::WriteTimeout | End::Transport(_) => return None,
+        };
+        Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })
+    }
+}
+
+/// Runs one connection until it ends, then closes it. Returns why it ended.
+pub async fn run<S, E>(
+    mut socket: S,
+    hub: Hub,
+    name: GuestName,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> End
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin,
+    E: StdError + Send + Sync + 'static,
+{
+    let mut membership = hub.join();
+    let id = membership.id;
+    tracing::debug!(?id, %name, "session started");
+
+    let mut ping = tokio::time::interval_at(
+        Instant::now() + settings.ping_interval,
+        settings.ping_interval,
+    );
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let mut batch: Vec<Utf8Bytes> = Vec::new();
+
+    let end = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break End::Shutdown,
+            () = membership.evicted.cancelled() => break End::Evicted,
+            received = membership.outbox.recv_many(&mut batch, MAX_BATCH) => {
+                if received == 0 {
+                    // The hub dropped our sender: we were evicted (the token says so too).
+                    break End::Evicted;
+                }
+                let frame = join_frames(&mut batch);
+                if let Err(end) = write(&mut socket, Message::Text(frame), &settings, &membership.evicted, &shutdown).await {
+                    break end;
+                }
+            }
+            frame = socket.next() => {
+                last_heard = Instant::now();
+                let reply = match frame {
+                    None => break End::PeerClosed,
+                    Some(Err(err)) => break classify_read_error(&err),
+                    Some(Ok(Message::Text(text))) => handle_text(&hub, &name, &settings, text.as_str()),
+                    Some(Ok(Message::Binary(_))) => break End::Binary,
+                    Some(Ok(Message::Close(_))) => break End::PeerClosed,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                };
+                match reply {
+                    Ok(None) => {}
+                    Ok(Some(notice)) => {
+                        if let Err(end) = write(&mut socket, Message::Text(notice), &settings, &membership.evicted, &shutdown).await {
+                            break end;
+                        }
+                    }
+                    Err(end) => break end,
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= settings.pong_timeout {
+                    break End::Unresponsive;
+                }
+                if let Err(end) = write(&mut socket, Message::Ping(Default::default()), &settings, &membership.evicted, &shutdown).await {
+                    break end;
+                }
+            }
+        }
+    };
+
+    hub.leave(id);
+    tracing::debug!(?id, %name, ?end, "session ended");
+    close(&mut socket, &end, settings.write_timeout).await;
+    end
+}
+
+/// Handles one text frame: `Ok(Some(notice))` is a message for the sender alone.
+fn handle_text(
+    hub: &Hub,
+    name: &GuestName,
+    settings: &Settings,
+    frame: &str,
+) -> Result<Option<Utf8Bytes>, End> {
+    let parsed = Inbound::parse(frame)
+        .and_then(|inbound| MessageText::parse(&inbound.text, settings.max_message_chars));
+    let outcome = match parsed {
+        Ok(None) => return Ok(None),
+        Ok(Some(text)) => hub.post(name.clone(), text).map(|_| None),
+        Err(err) => {
+            tracing::debug!(%name, error = %err, "refused an inbound frame");
+            render::notice(&notice_text(&err)).map(Some)
+        }
+    };
+    outcome.map_err(|err| {
+        tracing::error!(error = %err, "rendering failed");
+        End::Internal
+    })
+}
+
+fn notice_text(err: &InboundError) -> String {
+    format!("Not sent: {err}")
+}
+
+/// Joins queued fragments into one frame. One fragment is sent as it is (shared bytes,
+/// no copy); several are concatenated once for this session's write.
+fn join_frames(batch: &mut Vec<Utf8Bytes>) -> Utf8Bytes {
+    if batch.len() == 1 {
+        return batch.pop().unwrap_or_default();
+    }
+    let len = batch.iter().map(|frame| frame.len()).sum();
+    let mut joined = String::with_capacity(len);
+    for frame in batch.drain(..) {
+        joined.push_str(frame.as_str());
+    }
+    Utf8Bytes::from(joined)
+}
+
+/// Writes and flushes one message, giving up on timeout, eviction or shutdown.
+async fn write<S, E>(
+    socket: &mut S,
+    message: Message,
+    settings: &Settings,
+    evicted: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> Result<(), End>
+where
+    S: Sink<Message, Error = E> + Unpin,
+    E: StdError,
+{
+    tokio::select! {
+        written = tokio::time::timeout(settings.write_timeout, socket.send(message)) => match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(End::Transport(err.to_string())),
+            Err(_elapsed) => Err(End::WriteTimeout),
+        },
+        () = evicted.cancelled() => Err(End::Evicted),
+        () = shutdown.cancelled() => Err(End::Shutdown),
+    }
+}
+
+/// Sends the close frame for `end` (if any) and waits briefly for the peer's answer.
+async fn close<S, E>(socket: &mut S, end: &End, write_timeout: Duration)
+where
+    S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin,
+    E: StdError,
+{
+    let Some(frame) = end.close_frame() else {
+        return;
+    };
+    let sent = tokio::time::timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return;
+    }
+    // Read (and discard) until the peer's close frame ends the stream.
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        while let Some(Ok(_)) = socket.next().await {}
+    })
+    .await;
+}
+
+/// A read error is either the peer breaking the size limit or the transport failing.
+fn classify_read_error<E>(err: &E) -> End
+where
+    E: StdError + 'static,
+{
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(current) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = current.downcast_ref::<tungstenite::Error>()
+        {
+            return End::TooBig;
+        }
+        source = current.source();
+    }
+    End::Transport(err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_frame_is_sent_as_is_and_many_are_joined_in_order() {
+        let shared = Utf8Bytes::from("<a/>".to_owned());
+        let mut one = vec![shared.clone()];
+        let joined = join_frames(&mut one);
+        assert_eq!(joined.as_str().as_ptr(), shared.as_str().as_ptr());
+
+        let mut many = vec![
+            Utf8Bytes::from("<a/>"),
+            Utf8Bytes::from("<b/>"),
+            Utf8Bytes::from("<c/>"),
+        ];
+        assert_eq!(join_frames(&mut many).as_str(), "<a/><b/><c/>");
+        assert!(many.is_empty());
+    }
+
+    #[test]
+    fn every_end_that_can_carry_a_close_frame_has_the_documented_code() {
+        let code = |end: End| end.close_frame().map(|frame| frame.code);
+        assert_eq!(code(End::Shutdown), Some(1012));
+        assert_eq!(code(End::Evicted), Some(1008));
+        assert_eq!(code(End::Binary), Some(1003));
+        assert_eq!(code(End::TooBig), Some(1009));
+        assert_eq!(code(End::PeerClosed), None);
+    }
+}

@@ -1,0 +1,193 @@
+//! The chat itself: fan-out, order, history, reconnects, both htmx shapes, escaping.
+
+use futures::future::join_all;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn a_message_reaches_twenty_clients_in_the_same_order() {
+    let app = spawn_app().await;
+    let mut clients = join_all((0..20).map(|_| app.connect())).await;
+
+    // Five of them speak at once, ten messages each.
+    let mut senders = clients.split_off(15);
+    let sends = senders
+        .iter_mut()
+        .enumerate()
+        .map(|(s, client)| async move {
+            for i in 0..10 {
+                client.say(&format!("from {s}: {i}")).await;
+            }
+        });
+    join_all(sends).await;
+    clients.extend(senders);
+
+    let lists = join_all(
+        clients
+            .iter_mut()
+            .map(|client| async move { client.wait_for_shown(50).await.to_vec() }),
+    )
+    .await;
+    let first = &lists[0];
+    assert_eq!(first.len(), 50);
+    for list in &lists {
+        assert_eq!(
+            list, first,
+            "every client sees the same messages in the same order"
+        );
+    }
+    // Ids are unique and increasing, and each sender's own order is kept.
+    assert!(first.windows(2).all(|pair| pair[0].id < pair[1].id));
+    for s in 0..5 {
+        let own: Vec<_> = first
+            .iter()
+            .filter(|m| m.text.starts_with(&format!("from {s}:")))
+            .map(|m| m.text.clone())
+            .collect();
+        let expected: Vec<_> = (0..10).map(|i| format!("from {s}: {i}")).collect();
+        assert_eq!(own, expected);
+    }
+}
+
+#[tokio::test]
+async fn a_newcomer_gets_the_capped_history_as_one_replacing_frame() {
+    let app = spawn_app_with(|config| config.history_limit = 5).await;
+    let mut talker = app.connect().await;
+    for i in 0..8 {
+        talker.say(&format!("m{i}")).await;
+    }
+    talker.wait_for_shown(8).await;
+
+    let mut newcomer = app.connect_raw().await;
+    let frame = newcomer.read_frame().await;
+    assert!(
+        frame.starts_with(r#"<div id="messages" hx-swap-oob="innerHTML">"#),
+        "{frame}"
+    );
+    let texts: Vec<_> = newcomer.shown.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["m3", "m4", "m5", "m6", "m7"]);
+    assert_eq!(newcomer.frames, 1, "the history is one frame");
+}
+
+#[tokio::test]
+async fn an_empty_room_says_so_instead_of_showing_nothing() {
+    let app = spawn_app().await;
+    let mut client = app.connect_raw().await;
+    let frame = client.read_frame().await;
+    assert!(frame.contains("No messages yet"), "{frame}");
+    assert!(client.shown.is_empty());
+}
+
+#[tokio::test]
+async fn a_reconnect_replaces_the_list_so_nothing_is_duplicated() {
+    let app = spawn_app().await;
+    let mut alice = app.connect().await;
+    alice.say("before the drop").await;
+    alice.wait_for_shown(1).await;
+
+    // Alice's connection drops; her page still shows what it had.
+    let page_before = alice.shown.clone();
+    drop(alice.ws);
+
+    let mut bob = app.connect().await;
+    bob.say("while alice was away").await;
+    bob.wait_for_shown(2).await;
+
+    // htmx reconnects with the same page: the history frame replaces the list.
+    let mut again = app.connect_raw().await;
+    again.shown = page_before;
+    again.read_frame().await;
+    let texts: Vec<_> = again.shown.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["before the drop", "while alice was away"]);
+}
+
+#[tokio::test]
+async fn both_htmx_message_shapes_are_accepted() {
+    let app = spawn_app().await;
+    let mut client = app.connect().await;
+    client
+        .send_raw(
+            r#"{"text":"from htmx 4","headers":{"HX-Request":"true","HX-Source":"form#composer"}}"#
+                .into(),
+        )
+        .await;
+    client
+        .send_raw(
+            r#"{"text":"from htmx 2","HEADERS":{"HX-Request":"true","HX-Trigger":"composer","HX-Trigger-Name":null,"HX-Target":"chat","HX-Current-URL":"http://x/"}}"#
+                .into(),
+        )
+        .await;
+    client
+        .send_raw(r#"{"text":"with extras","other":["a","b"],"n":1}"#.into())
+        .await;
+    let texts: Vec<_> = client
+        .wait_for_shown(3)
+        .await
+        .iter()
+        .map(|m| m.text.clone())
+        .collect();
+    assert_eq!(texts, ["from htmx 4", "from htmx 2", "with extras"]);
+}
+
+#[tokio::test]
+async fn messages_carry_the_guest_name_from_the_cookie() {
+    let app = spawn_app().await;
+    let page = app.get("/").await;
+    let cookie = page.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let name = pair.split_once('=').unwrap().1.to_owned();
+    assert!(page.body.contains(&name), "the page says who you are");
+
+    let mut request = app.ws_request(Some(&app.url("")));
+    request
+        .headers_mut()
+        .insert("Cookie", pair.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut client = crate::helpers::TestClient::new(ws);
+    client.read_frame().await;
+    client.say("hello").await;
+    assert_eq!(client.wait_for_shown(1).await[0].author, name);
+
+    // A second visit with the cookie keeps the name and sets no new cookie.
+    let again = app.request_with("GET", "/", &[("Cookie", &pair)]).await;
+    assert!(!again.headers.contains_key("set-cookie"));
+    assert!(again.body.contains(&name));
+
+    // A forged cookie is ignored: the visitor gets a fresh guest name.
+    let forged = app
+        .request_with(
+            "GET",
+            "/",
+            &[("Cookie", "hubbub_guest=<script>alert(1)</script>")],
+        )
+        .await;
+    assert!(forged.headers.contains_key("set-cookie"));
+    assert!(!forged.body.contains("<script>alert(1)"));
+}
+
+#[tokio::test]
+async fn hostile_text_is_shown_as_text() {
+    let app = spawn_app().await;
+    let mut sender = app.connect().await;
+    let mut reader = app.connect().await;
+    let payloads = [
+        "<script>alert(1)</script>",
+        "<img src=x onerror=alert(1)>",
+        "\"><svg onload=alert(1)>",
+        "<div hx-get=\"/steal\" hx-trigger=\"load\">x</div>",
+        "<button hx-on:click=\"alert(1)\" hx-on::load=\"alert(2)\">x</button>",
+        "</article></div><div id=\"messages\" hx-swap-oob=\"innerHTML\">gone",
+        "&lt;already escaped&gt; & 'quotes'",
+    ];
+    for payload in payloads {
+        sender.say(payload).await;
+    }
+    // `apply` asserts that no message text contains raw markup.
+    let shown = reader.wait_for_shown(payloads.len()).await;
+    let texts: Vec<_> = shown.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, payloads, "every payload round-trips as plain text");
+}

@@ -1,0 +1,144 @@
+//! The HTTP surface: the page, assets, health, errors, and the origin check on upgrade.
+
+use tokio_tungstenite::tungstenite;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn the_page_links_the_socket_and_embedded_assets() {
+    let app = spawn_app().await;
+    let page = app.get("/").await;
+    assert_eq!(page.status, 200);
+    let html = &page.body;
+    assert!(html.contains(r#"hx-ws:connect="/ws""#), "{html}");
+    assert!(html.contains("hx-ws:send") && html.contains(r#"name="text""#));
+    assert!(html.contains(r#"role="log""#) && html.contains(r#"aria-live="polite""#));
+    assert!(html.contains(r#"maxlength="2000""#));
+    assert!(
+        !html.contains("unpkg") && !html.contains("cdn"),
+        "no third-party hosts"
+    );
+
+    // Every asset the page links is served with a long cache lifetime.
+    let assets: Vec<&str> = html
+        .split("\"/assets/")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert_eq!(assets.len(), 4, "htmx, hx-ws, app.css, app.js: {assets:?}");
+    for asset in assets {
+        let response = app.get(&format!("/assets/{asset}")).await;
+        assert_eq!(response.status, 200, "{asset}");
+        assert!(
+            response.headers["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        assert!(!response.body.is_empty());
+        let content_type = response.headers["content-type"].to_str().unwrap();
+        assert!(content_type.starts_with(if asset.ends_with(".css") {
+            "text/css"
+        } else {
+            "text/javascript"
+        }));
+    }
+}
+
+#[tokio::test]
+async fn the_embedded_htmx_is_the_pinned_release() {
+    let app = spawn_app().await;
+    let page = app.get("/").await;
+    let url = page.body.split("\"/assets/htmx.").nth(1).unwrap();
+    let url = format!("/assets/htmx.{}", &url[..url.find('"').unwrap()]);
+    let js = app.get(&url).await.body;
+    assert!(js.contains("4.0.1"), "htmx 4.0.1 is embedded");
+}
+
+#[tokio::test]
+async fn unknown_paths_and_stale_assets_are_404_pages() {
+    let app = spawn_app().await;
+    for path in [
+        "/nope",
+        "/assets/htmx.0000000000000000.js",
+        "/assets/../Cargo.toml",
+        "/ws/extra",
+    ] {
+        let response = app.get(path).await;
+        assert_eq!(response.status, 404, "{path}");
+        assert!(
+            response.body.contains("There is nothing at this address"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_405_with_allow() {
+    let app = spawn_app().await;
+    for path in ["/", "/ws", "/healthz"] {
+        let response = app.request("POST", path).await;
+        assert_eq!(response.status, 405, "{path}");
+        let allow = response.headers["allow"].to_str().unwrap();
+        assert!(allow.contains("GET"), "{path}: {allow}");
+    }
+}
+
+#[tokio::test]
+async fn healthz_is_ok() {
+    let app = spawn_app().await;
+    let response = app.get("/healthz").await;
+    assert_eq!((response.status, response.body.as_str()), (200, "ok\n"));
+}
+
+#[tokio::test]
+async fn a_plain_get_on_the_socket_explains_itself() {
+    let app = spawn_app().await;
+    let response = app.get("/ws").await;
+    assert_eq!(response.status, 426);
+    assert!(
+        response.body.contains("speaks WebSocket"),
+        "{}",
+        response.body
+    );
+}
+
+#[tokio::test]
+async fn a_cross_origin_upgrade_is_refused_with_403() {
+    let app = spawn_app().await;
+    for origin in [
+        "http://evil.example",
+        "null",
+        "http://127.0.0.1:1",
+        "https://127.0.0.1.evil.example",
+    ] {
+        let request = app.ws_request(Some(origin));
+        match tokio_tungstenite::connect_async(request).await {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403, "{origin}");
+                let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                    .into_owned();
+                assert!(body.contains("--allowed-origin"), "{body}");
+            }
+            other => panic!("{origin}: expected 403, got {other:?}"),
+        }
+    }
+    assert_eq!(app.hub.stats().connected, 0);
+
+    // The same host is fine, and so is a client that sends no Origin (not a browser).
+    app.connect().await;
+    let (_ws, _) = tokio_tungstenite::connect_async(app.ws_request(None))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_allowed_origin_may_connect() {
+    let app =
+        spawn_app_with(|config| config.allowed_origins = vec!["http://localhost:5173".into()])
+            .await;
+    let request = app.ws_request(Some("http://localhost:5173"));
+    tokio_tungstenite::connect_async(request).await.unwrap();
+    let request = app.ws_request(Some("http://localhost:5174"));
+    assert!(tokio_tungstenite::connect_async(request).await.is_err());
+}

@@ -1,0 +1,12 @@
+//! hubbub's integration tests: one binary, a real server on port 0 per test, real
+//! WebSocket clients, a real browser.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod browser;
+mod chat;
+mod helpers;
+mod http_edges;
+mod inputs;
+mod shutdown;
+mod slow_client;
