@@ -1,5 +1,7 @@
 //! The `hubbub` binary: parse the configuration, start logging, bind, serve until a signal.
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -12,7 +14,11 @@ async fn main() -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log))
         .with_context(|| format!("--log {:?} is not a valid log filter", config.log))?;
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
+    config.validate()?;
 
     let listener = TcpListener::bind(config.addr)
         .await

@@ -293,7 +293,115 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use futures::channel::mpsc;
+
     use super::*;
+
+    /// A socket made of two channels, so a session can run under paused time.
+    struct FakeSocket {
+        incoming: mpsc::Receiver<Message>,
+        outgoing: mpsc::Sender<Message>,
+    }
+
+    impl Stream for FakeSocket {
+        type Item = Result<Message, mpsc::SendError>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.incoming.poll_next_unpin(cx).map(|next| next.map(Ok))
+        }
+    }
+
+    impl Sink<Message> for FakeSocket {
+        type Error = mpsc::SendError;
+        fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.outgoing.poll_ready(cx)
+        }
+        fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+            self.outgoing.start_send(item)
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Pin::new(&mut self.outgoing).poll_flush(cx)
+        }
+        fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Pin::new(&mut self.outgoing).poll_close(cx)
+        }
+    }
+
+    /// The client's ends of a fake socket.
+    struct FakePeer {
+        to_server: mpsc::Sender<Message>,
+        from_server: mpsc::Receiver<Message>,
+    }
+
+    fn fake_socket() -> (FakeSocket, FakePeer) {
+        let (to_server, incoming) = mpsc::channel(16);
+        let (outgoing, from_server) = mpsc::channel(16);
+        (FakeSocket { incoming, outgoing }, FakePeer { to_server, from_server })
+    }
+
+    fn settings() -> Settings {
+        Settings::from_config(&Config::defaults())
+    }
+
+    fn guest() -> GuestName {
+        GuestName::parse("guest-0001").unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_never_answers_pings_is_dropped_after_the_pong_timeout() {
+        let (socket, mut peer) = fake_socket();
+        let started = Instant::now();
+        let session = tokio::spawn(run(socket, Hub::new(10, 8), guest(), settings(), CancellationToken::new()));
+
+        let mut pings = 0;
+        let close = loop {
+            match peer.from_server.next().await {
+                Some(Message::Ping(_)) => pings += 1,
+                Some(Message::Close(frame)) => break frame,
+                Some(_) => {}
+                None => panic!("no close frame"),
+            }
+        };
+        assert_eq!(close.map(|f| f.code), Some(close_code::GOING_AWAY));
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(60) && waited < Duration::from_secs(91), "{waited:?}");
+        assert_eq!(pings, 1, "one ping at 30 s went unanswered; at 60 s the session gave up");
+        drop(peer.to_server);
+        assert_eq!(session.await.unwrap(), End::Unresponsive);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_answers_pings_stays_until_shutdown_and_gets_1012() {
+        let (socket, mut peer) = fake_socket();
+        let shutdown = CancellationToken::new();
+        let session = tokio::spawn(run(socket, Hub::new(10, 8), guest(), settings(), shutdown.clone()));
+
+        let ten_minutes = Instant::now() + Duration::from_secs(615);
+        let mut pings = 0;
+        while let Ok(next) = tokio::time::timeout_at(ten_minutes, peer.from_server.next()).await {
+            match next {
+                Some(Message::Ping(payload)) => {
+                    pings += 1;
+                    peer.to_server.send(Message::Pong(payload)).await.unwrap();
+                }
+                Some(Message::Text(_)) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(pings, 20, "a ping every 30 s for ten minutes");
+
+        shutdown.cancel();
+        let close = loop {
+            if let Some(Message::Close(frame)) = peer.from_server.next().await {
+                break frame;
+            }
+        };
+        assert_eq!(close.map(|f| f.code), Some(close_code::SERVICE_RESTART));
+        drop(peer.to_server);
+        assert_eq!(session.await.unwrap(), End::Shutdown);
+    }
 
     #[test]
     fn one_frame_is_sent_as_is_and_many_are_joined_in_order() {

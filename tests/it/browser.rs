@@ -1,1 +1,210 @@
-// placeholder
+//! Two real browsers (headless Chromium through chromedriver) chatting through the page.
+//!
+//! Skips with a printed reason when Chromium or chromedriver is missing, unless
+//! `HUBBUB_REQUIRE_BROWSER` is set (as `.ci/run` does), in which case it fails.
+//! `HUBBUB_SCREENSHOT=path.png` also saves the screenshot there (the README's comes from it).
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::{PATIENCE, spawn_app};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ENTER: &str = "\u{E007}";
+
+/// chromedriver, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tool(env: &str, default: &str) -> Option<PathBuf> {
+    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default));
+    path.exists().then_some(path)
+}
+
+async fn start_driver(chromedriver: &Path) -> Driver {
+    let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Poll until chromedriver accepts connections (it has no readiness signal).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn open_browser(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                format!("--user-data-dir={}", profile.display()),
+                "--window-size=900,640",
+            ]
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .unwrap()
+}
+
+async fn wait_connected(browser: &Client) {
+    browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css("body[data-ws='open']"))
+        .await
+        .expect("the page's WebSocket opened");
+}
+
+async fn say(browser: &Client, text: &str) {
+    let input = browser.find(Locator::Css("#text")).await.unwrap();
+    input.send_keys(&format!("{text}{ENTER}")).await.unwrap();
+}
+
+/// Waits until a message with exactly this text is shown.
+async fn wait_for_text(browser: &Client, text: &str) {
+    let found = browser
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::XPath(&format!(
+            "//div[@id='messages']/article/p[@class='text' and text()={}]",
+            xpath_literal(text)
+        )))
+        .await;
+    found.unwrap_or_else(|err| panic!("{text:?} never appeared: {err}"));
+}
+
+async fn shown_texts(browser: &Client) -> Vec<String> {
+    let value = browser
+        .execute(
+            "return [...document.querySelectorAll('#messages article .text')].map(e => e.textContent)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(value).unwrap()
+}
+
+fn xpath_literal(text: &str) -> String {
+    if !text.contains('\'') {
+        return format!("'{text}'");
+    }
+    let parts: Vec<String> = text.split('\'').map(|part| format!("'{part}'")).collect();
+    format!("concat({})", parts.join(", \"'\", "))
+}
+
+#[tokio::test]
+async fn two_browsers_chat_and_hostile_text_stays_text() {
+    let (Some(chromium), Some(chromedriver)) = (tool("HUBBUB_CHROMIUM", CHROMIUM), tool("HUBBUB_CHROMEDRIVER", CHROMEDRIVER)) else {
+        let reason = format!("browser test SKIPPED: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)");
+        assert!(std::env::var_os("HUBBUB_REQUIRE_BROWSER").is_none(), "{reason}, and HUBBUB_REQUIRE_BROWSER is set");
+        eprintln!("{reason}");
+        return;
+    };
+    let app = spawn_app().await;
+    let driver = start_driver(&chromedriver).await;
+    let profiles = std::env::temp_dir().join(format!("hubbub-browser-{}", std::process::id()));
+    let alice = open_browser(&driver, &chromium, &profiles.join("alice")).await;
+    let bob = open_browser(&driver, &chromium, &profiles.join("bob")).await;
+
+    for browser in [&alice, &bob] {
+        browser.goto(&app.url("/")).await.unwrap();
+        wait_connected(browser).await;
+    }
+    let alice_name = alice.find(Locator::Css(".me strong")).await.unwrap().text().await.unwrap();
+
+    // Alice types and presses Enter: Bob sees it, once, with her name; her input is cleared.
+    say(&alice, "hello from alice").await;
+    wait_for_text(&bob, "hello from alice").await;
+    let author = bob
+        .find(Locator::XPath("//article[p[@class='text' and text()='hello from alice']]//span[@class='author']"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(author, alice_name);
+    wait_for_text(&alice, "hello from alice").await;
+    let value = alice.find(Locator::Css("#text")).await.unwrap().prop("value").await.unwrap();
+    assert_eq!(value.as_deref(), Some(""), "the input is cleared after sending");
+
+    // Hostile text shows as text and runs nothing.
+    let payloads = [
+        r#"<img src=x onerror="window.__xss=1">"#,
+        "<script>window.__xss=2</script>",
+        r#""><svg onload="window.__xss=3">"#,
+        r#"<div hx-get="/healthz" hx-trigger="load" hx-on::load="window.__xss=4">x</div>"#,
+    ];
+    for payload in payloads {
+        say(&alice, payload).await;
+    }
+    say(&alice, "sentinel").await;
+    wait_for_text(&bob, "sentinel").await;
+
+    let mut expected = vec!["hello from alice".to_owned()];
+    expected.extend(payloads.iter().map(|p| p.to_string()));
+    expected.push("sentinel".into());
+    assert_eq!(shown_texts(&bob).await, expected, "every message exactly once, in order");
+    let clean = bob
+        .execute(
+            "return window.__xss === undefined && document.querySelectorAll('#messages img, #messages script, #messages svg, #messages div').length === 0",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(clean, json!(true), "no payload became markup or ran");
+
+    // A newcomer (Bob reloading) sees the history, once.
+    bob.goto(&app.url("/")).await.unwrap();
+    wait_connected(&bob).await;
+    wait_for_text(&bob, "sentinel").await;
+    assert_eq!(shown_texts(&bob).await, expected);
+
+    // And Bob answers: both directions work.
+    say(&bob, "hi alice, I see your tests are all text").await;
+    wait_for_text(&alice, "hi alice, I see your tests are all text").await;
+
+    let png = alice.screenshot().await.unwrap();
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshot.png");
+    std::fs::write(&target, &png).unwrap();
+    if let Some(path) = std::env::var_os("HUBBUB_SCREENSHOT") {
+        std::fs::write(path, &png).unwrap();
+    }
+
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+    drop(driver);
+    let _ = std::fs::remove_dir_all(profiles);
+}
