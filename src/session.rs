@@ -315,16 +315,25 @@ mod tests {
 
     impl Sink<Message> for FakeSocket {
         type Error = mpsc::SendError;
-        fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        fn poll_ready(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
             self.outgoing.poll_ready(cx)
         }
         fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
             self.outgoing.start_send(item)
         }
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        fn poll_flush(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
             Pin::new(&mut self.outgoing).poll_flush(cx)
         }
-        fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        fn poll_close(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Result<(), Self::Error>> {
             Pin::new(&mut self.outgoing).poll_close(cx)
         }
     }
@@ -338,7 +347,13 @@ mod tests {
     fn fake_socket() -> (FakeSocket, FakePeer) {
         let (to_server, incoming) = mpsc::channel(16);
         let (outgoing, from_server) = mpsc::channel(16);
-        (FakeSocket { incoming, outgoing }, FakePeer { to_server, from_server })
+        (
+            FakeSocket { incoming, outgoing },
+            FakePeer {
+                to_server,
+                from_server,
+            },
+        )
     }
 
     fn settings() -> Settings {
@@ -353,7 +368,13 @@ mod tests {
     async fn a_peer_that_never_answers_pings_is_dropped_after_the_pong_timeout() {
         let (socket, mut peer) = fake_socket();
         let started = Instant::now();
-        let session = tokio::spawn(run(socket, Hub::new(10, 8), guest(), settings(), CancellationToken::new()));
+        let session = tokio::spawn(run(
+            socket,
+            Hub::new(10, 8),
+            guest(),
+            settings(),
+            CancellationToken::new(),
+        ));
 
         let mut pings = 0;
         let close = loop {
@@ -366,8 +387,14 @@ mod tests {
         };
         assert_eq!(close.map(|f| f.code), Some(close_code::GOING_AWAY));
         let waited = started.elapsed();
-        assert!(waited >= Duration::from_secs(60) && waited < Duration::from_secs(91), "{waited:?}");
-        assert_eq!(pings, 1, "one ping at 30 s went unanswered; at 60 s the session gave up");
+        assert!(
+            waited >= Duration::from_secs(60) && waited < Duration::from_secs(91),
+            "{waited:?}"
+        );
+        assert_eq!(
+            pings, 1,
+            "one ping at 30 s went unanswered; at 60 s the session gave up"
+        );
         drop(peer.to_server);
         assert_eq!(session.await.unwrap(), End::Unresponsive);
     }
@@ -376,7 +403,13 @@ mod tests {
     async fn a_peer_that_answers_pings_stays_until_shutdown_and_gets_1012() {
         let (socket, mut peer) = fake_socket();
         let shutdown = CancellationToken::new();
-        let session = tokio::spawn(run(socket, Hub::new(10, 8), guest(), settings(), shutdown.clone()));
+        let session = tokio::spawn(run(
+            socket,
+            Hub::new(10, 8),
+            guest(),
+            settings(),
+            shutdown.clone(),
+        ));
 
         let ten_minutes = Instant::now() + Duration::from_secs(615);
         let mut pings = 0;

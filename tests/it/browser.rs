@@ -32,12 +32,18 @@ impl Drop for Driver {
 }
 
 fn tool(env: &str, default: &str) -> Option<PathBuf> {
-    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default));
+    let path = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default));
     path.exists().then_some(path)
 }
 
 async fn start_driver(chromedriver: &Path) -> Driver {
-    let port = StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(chromedriver)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -46,8 +52,14 @@ async fn start_driver(chromedriver: &Path) -> Driver {
         .unwrap();
     // Poll until chromedriver accepts connections (it has no readiness signal).
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chromedriver did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Driver {
@@ -127,9 +139,17 @@ fn xpath_literal(text: &str) -> String {
 
 #[tokio::test]
 async fn two_browsers_chat_and_hostile_text_stays_text() {
-    let (Some(chromium), Some(chromedriver)) = (tool("HUBBUB_CHROMIUM", CHROMIUM), tool("HUBBUB_CHROMEDRIVER", CHROMEDRIVER)) else {
-        let reason = format!("browser test SKIPPED: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)");
-        assert!(std::env::var_os("HUBBUB_REQUIRE_BROWSER").is_none(), "{reason}, and HUBBUB_REQUIRE_BROWSER is set");
+    let (Some(chromium), Some(chromedriver)) = (
+        tool("HUBBUB_CHROMIUM", CHROMIUM),
+        tool("HUBBUB_CHROMEDRIVER", CHROMEDRIVER),
+    ) else {
+        let reason = format!(
+            "browser test SKIPPED: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)"
+        );
+        assert!(
+            std::env::var_os("HUBBUB_REQUIRE_BROWSER").is_none(),
+            "{reason}, and HUBBUB_REQUIRE_BROWSER is set"
+        );
         eprintln!("{reason}");
         return;
     };
@@ -143,13 +163,21 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
         browser.goto(&app.url("/")).await.unwrap();
         wait_connected(browser).await;
     }
-    let alice_name = alice.find(Locator::Css(".me strong")).await.unwrap().text().await.unwrap();
+    let alice_name = alice
+        .find(Locator::Css(".me strong"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
 
     // Alice types and presses Enter: Bob sees it, once, with her name; her input is cleared.
     say(&alice, "hello from alice").await;
     wait_for_text(&bob, "hello from alice").await;
     let author = bob
-        .find(Locator::XPath("//article[p[@class='text' and text()='hello from alice']]//span[@class='author']"))
+        .find(Locator::XPath(
+            "//article[p[@class='text' and text()='hello from alice']]//span[@class='author']",
+        ))
         .await
         .unwrap()
         .text()
@@ -157,8 +185,18 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
         .unwrap();
     assert_eq!(author, alice_name);
     wait_for_text(&alice, "hello from alice").await;
-    let value = alice.find(Locator::Css("#text")).await.unwrap().prop("value").await.unwrap();
-    assert_eq!(value.as_deref(), Some(""), "the input is cleared after sending");
+    let value = alice
+        .find(Locator::Css("#text"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(
+        value.as_deref(),
+        Some(""),
+        "the input is cleared after sending"
+    );
 
     // Hostile text shows as text and runs nothing.
     let payloads = [
@@ -176,7 +214,11 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     let mut expected = vec!["hello from alice".to_owned()];
     expected.extend(payloads.iter().map(|p| p.to_string()));
     expected.push("sentinel".into());
-    assert_eq!(shown_texts(&bob).await, expected, "every message exactly once, in order");
+    assert_eq!(
+        shown_texts(&bob).await,
+        expected,
+        "every message exactly once, in order"
+    );
     let clean = bob
         .execute(
             "return window.__xss === undefined && document.querySelectorAll('#messages img, #messages script, #messages svg, #messages div').length === 0",
