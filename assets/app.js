@@ -1,6 +1,7 @@
 // hubbub's own page behaviour, on top of htmx and its WebSocket extension.
-// - clears the input once a message has been handed to the socket;
-// - shows the connection state;
+// - clears the input as soon as a message is handed over (sent, or queued while offline);
+// - shows the connection state, and recovers from closes htmx does not reconnect on;
+// - puts the focus back in the input when the server replaces it (after "not sent");
 // - keeps the newest message in view unless the reader has scrolled up;
 // - shows message times in the reader's time zone.
 (function () {
@@ -37,8 +38,20 @@
   document.addEventListener("htmx:ws:after:connection", function () {
     setStatus("open", "connected");
   });
-  document.addEventListener("htmx:ws:close", function () {
-    setStatus("closed", "reconnecting…");
+  // htmx reconnects by itself on these close codes (going away, abnormal, restart, …).
+  var RECONNECTS = [1001, 1005, 1006, 1011, 1012, 1013, 1014];
+
+  document.addEventListener("htmx:ws:close", function (event) {
+    var code = event.detail && event.detail.code;
+    if (code == null || RECONNECTS.indexOf(code) >= 0) {
+      setStatus("closed", "reconnecting…");
+    } else if (code === 1008) {
+      // Dropped for falling behind (a sleeping laptop, a slow link): start afresh.
+      setStatus("closed", "fell behind; reloading…");
+      setTimeout(function () { location.reload(); }, 1500 + Math.random() * 1500);
+    } else {
+      setStatus("closed", "disconnected; reload the page to continue");
+    }
   });
 
   document.addEventListener("htmx:ws:before:message:incoming", function () {
@@ -46,13 +59,24 @@
     stickToBottom = !list || nearBottom(list);
   });
   document.addEventListener("htmx:ws:after:message:incoming", function () {
+    var input = document.getElementById("text");
+    if (input && document.activeElement === document.body) input.focus();
     var list = messages();
     if (!list) return;
     localTimes(list);
     if (stickToBottom) list.scrollTop = list.scrollHeight;
   });
 
-  document.addEventListener("htmx:ws:after:message:outgoing", function (event) {
+  // Older messages arrive over plain HTTP ("load older"): give them local times too.
+  document.addEventListener("htmx:after:swap", function () {
+    var list = messages();
+    if (list) localTimes(list);
+  });
+
+  // Fired when the form's values have been collected, whether the socket is open (sent at
+  // once) or not (queued by the extension and sent on reconnect): either way it is handed
+  // over, so the input is cleared now and never wiped later.
+  document.addEventListener("htmx:ws:before:message:outgoing", function (event) {
     var form = event.target.closest ? event.target.closest("form") : null;
     if (form) form.reset();
     var notice = document.getElementById("notice");

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::store::DatabaseUrl;
+
 /// hubbub: a real-time chat server that speaks hypermedia (htmx over WebSockets).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "hubbub", version, about, long_about = None)]
@@ -16,6 +18,26 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "HUBBUB_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
+
+    /// Where history is kept: `sqlite://PATH` (created if missing) or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
+    #[arg(
+        long,
+        env = "HUBBUB_DATABASE_URL",
+        default_value = "sqlite://hubbub.db",
+        value_name = "URL"
+    )]
+    pub database: DatabaseUrl,
+
+    /// The most messages stored in one transaction.
+    #[arg(long, env = "HUBBUB_COMMIT_BATCH", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub commit_batch: u32,
+
+    /// How long a message waits for others to share its transaction (`0s`: commit what is
+    /// queued at once).
+    #[arg(long, env = "HUBBUB_COMMIT_WINDOW", default_value = "1ms", value_parser = humantime::parse_duration)]
+    pub commit_window: Duration,
 
     /// An extra origin allowed to open WebSockets, e.g. `http://localhost:5173`.
     /// Repeatable; comma-separated in the environment variable. The page's own origin
@@ -40,7 +62,7 @@ pub struct Config {
 
     /// How many recent messages a newcomer is shown.
     #[arg(long, env = "HUBBUB_HISTORY_LIMIT", default_value_t = 50,
-          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub history_limit: u32,
 
     /// Fragments a connection may have waiting to be written. A client that falls this far
@@ -89,6 +111,9 @@ impl Config {
                 ping_interval: self.ping_interval,
             });
         }
+        if self.commit_window >= Duration::from_secs(1) {
+            return Err(ConfigError::CommitWindowTooLong(self.commit_window));
+        }
         for origin in &self.allowed_origins {
             crate::http::origin::normalize(origin)
                 .ok_or_else(|| ConfigError::BadOrigin(origin.clone()))?;
@@ -114,6 +139,8 @@ pub enum ConfigError {
         "--allowed-origin {0:?} is not an origin; write it as scheme://host[:port], e.g. http://localhost:5173"
     )]
     BadOrigin(String),
+    #[error("--commit-window ({0:?}) is too long; keep it under a second")]
+    CommitWindowTooLong(Duration),
 }
 
 #[cfg(test)]
@@ -124,6 +151,8 @@ mod tests {
     fn defaults_match_the_documentation() {
         let config = Config::defaults();
         assert_eq!(config.addr, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(config.database.expose(), "sqlite://hubbub.db");
+        assert_eq!(config.commit_window, Duration::from_millis(1));
         assert_eq!(config.max_message_chars, 2000);
         assert_eq!(config.max_frame_bytes, 16 * 1024);
         assert_eq!(config.history_limit, 50);

@@ -63,6 +63,84 @@ impl MessageText {
     }
 }
 
+/// A room's name: 1 to 64 characters of `a-z 0-9 - _`, case-folded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RoomName(String);
+
+impl RoomName {
+    pub const MAX_CHARS: usize = 64;
+
+    /// The room everyone is in until they pick another.
+    pub fn general() -> Self {
+        Self("general".to_owned())
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, RoomNameError> {
+        let name = raw.to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && name.len() <= Self::MAX_CHARS
+            && name
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'));
+        if valid {
+            Ok(Self(name))
+        } else {
+            Err(RoomNameError)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RoomName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("A room name is 1 to 64 characters of a-z, 0-9, '-' and '_'.")]
+pub struct RoomNameError;
+
+/// The name shown on someone's messages: 1 to 32 characters, trimmed, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DisplayName(String);
+
+impl DisplayName {
+    pub const MAX_CHARS: usize = 32;
+
+    pub fn parse(raw: &str) -> Result<Self, DisplayNameError> {
+        let name = raw.trim();
+        let len = name.chars().count();
+        if len == 0 || len > Self::MAX_CHARS || name.chars().any(char::is_control) {
+            return Err(DisplayNameError);
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<GuestName> for DisplayName {
+    fn from(guest: GuestName) -> Self {
+        Self(guest.0)
+    }
+}
+
+impl fmt::Display for DisplayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("A name is 1 to 32 characters, without control characters.")]
+pub struct DisplayNameError;
+
 /// A guest's display name, `guest-` and four hex digits, kept in a cookie until real names
 /// exist. Anything else found in the cookie is ignored and a new name is made.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -101,14 +179,75 @@ impl fmt::Display for GuestName {
     }
 }
 
-/// A message as the hub keeps it: numbered, attributed, timestamped.
+/// A message accepted from a sender, not yet stored.
 #[derive(Debug, Clone)]
-pub struct ChatMessage {
-    /// Unique and increasing in the order the room saw the messages.
-    pub id: u64,
-    pub author: GuestName,
+pub struct NewMessage {
+    pub room: RoomName,
+    pub author: DisplayName,
     pub sent_at: OffsetDateTime,
     pub text: MessageText,
+}
+
+impl NewMessage {
+    /// A message sent now.
+    pub fn now(room: RoomName, author: DisplayName, text: MessageText) -> Self {
+        let now = OffsetDateTime::now_utc();
+        // The store keeps microseconds: keep no more, so a message reads the same live and
+        // from the store.
+        let sent_at = now
+            .replace_nanosecond(now.nanosecond() / 1000 * 1000)
+            .unwrap_or(now);
+        Self {
+            room,
+            author,
+            sent_at,
+            text,
+        }
+    }
+
+    /// The stored message, once the store has given it an id.
+    pub fn stored(self, id: u64) -> ChatMessage {
+        ChatMessage {
+            id,
+            room: self.room,
+            author: self.author,
+            sent_at: self.sent_at,
+            text: self.text,
+        }
+    }
+}
+
+/// A stored message: numbered, attributed, timestamped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// The store's id: unique and increasing in commit order.
+    pub id: u64,
+    pub room: RoomName,
+    pub author: DisplayName,
+    pub sent_at: OffsetDateTime,
+    pub text: MessageText,
+}
+
+impl ChatMessage {
+    /// Rebuilds a message from a stored row. The values were parsed before they were
+    /// stored; a row that no longer parses (edited by hand, say) is shown as it is rather
+    /// than dropped, since it is escaped on output anyway.
+    pub(crate) fn from_row(id: u64, room: &str, author: String, body: String, micros: i64) -> Self {
+        let sent_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        Self {
+            id,
+            room: RoomName::parse(room).unwrap_or_else(|_| RoomName::general()),
+            author: DisplayName(author),
+            sent_at,
+            text: MessageText(body),
+        }
+    }
+}
+
+/// Unix time in microseconds, as the store keeps it.
+pub(crate) fn unix_micros(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -159,6 +298,34 @@ mod tests {
             MessageText::parse(&"x".repeat(11), 10),
             Err(InboundError::TooLong { len: 11, max: 10 })
         );
+    }
+
+    #[test]
+    fn room_names_are_case_folded_and_limited() {
+        assert_eq!(
+            RoomName::parse("Design-2_x").unwrap().as_str(),
+            "design-2_x"
+        );
+        assert!(RoomName::parse(&"a".repeat(64)).is_ok());
+        for bad in ["", " ", "a b", "a/b", "ä", "../x", "a.b", &"a".repeat(65)] {
+            assert_eq!(RoomName::parse(bad), Err(RoomNameError), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn display_names_are_trimmed_and_limited() {
+        assert_eq!(DisplayName::parse("  alice ").unwrap().as_str(), "alice");
+        assert!(DisplayName::parse(&"é".repeat(32)).is_ok());
+        for bad in ["", "   ", "a\u{0}b", "tab\there", &"x".repeat(33)] {
+            assert_eq!(DisplayName::parse(bad), Err(DisplayNameError), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn stored_times_round_trip_to_the_microsecond() {
+        let at = time::macros::datetime!(2026-11-28 08:16:22.123456 UTC);
+        let row = ChatMessage::from_row(1, "general", "a".into(), "b".into(), unix_micros(at));
+        assert_eq!(row.sent_at, at);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! This node's room and who is in it; the fan-out of rendered frames.
 //!
 //! The hub is the seed design's hub without its goroutine: a small state behind a std
-//! `Mutex`, held only for short, synchronous sections (never across `.await`). Posting a
-//! message takes the lock once to number it, render it, keep it in the history and offer
-//! the *same bytes* to every session's bounded outbox with `try_send`. Because numbering and
-//! fan-out happen under one lock, every session sees messages in the same order, and because
-//! joining takes the same lock, a newcomer's history snapshot and its live feed meet with no
-//! gap and no overlap.
+//! `Mutex`, held only for short, synchronous sections (never across `.await`). Delivering a
+//! batch of stored messages takes the lock once to render each message, keep it in the
+//! history and offer the *same bytes* to every session's bounded outbox with `try_send`.
+//! Batches arrive in commit order from one writer (`crate::commit`) and fan-out happens
+//! under the lock, so every session sees messages in the same order; because joining takes
+//! the same lock, a newcomer's history snapshot and its live feed meet with no gap and no
+//! overlap. The history is a cache of the store's newest messages, so a connect never
+//! costs a query.
 //!
 //! The hub never waits for a session. A session whose outbox is full is evicted on the
 //! spot: it is removed from the room, its `evicted` token is cancelled (the session then
@@ -17,12 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
-use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{ChatMessage, GuestName, MessageText};
-use crate::render::{self, RenderError, Rendered};
+use crate::domain::{ChatMessage, RoomName};
+use crate::render::{self, Rendered};
 
 /// Identifies one connection for as long as it is in the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,6 +36,7 @@ pub struct Hub {
 }
 
 struct Inner {
+    room: RoomName,
     state: Mutex<State>,
     history_limit: usize,
     send_queue: usize,
@@ -44,9 +46,11 @@ struct Inner {
 }
 
 struct State {
-    next_message_id: u64,
     /// The last `history_limit` messages, already rendered, oldest first.
     history: VecDeque<Rendered>,
+    /// Whether the store holds messages older than `history`: the history frame then
+    /// starts with a "load older" element instead of "start of conversation".
+    has_older: bool,
     /// The connect frame for the current history, built on the first connect after a change
     /// so a burst of reconnects costs one render, not one each.
     history_frame: Option<Utf8Bytes>,
@@ -79,12 +83,13 @@ pub struct Stats {
 impl Hub {
     /// `history_limit` messages are kept for newcomers; each session may have `send_queue`
     /// frames waiting before it is evicted.
-    pub fn new(history_limit: usize, send_queue: usize) -> Self {
+    pub fn new(room: RoomName, history_limit: usize, send_queue: usize) -> Self {
         Self {
             inner: Arc::new(Inner {
+                room,
                 state: Mutex::new(State {
-                    next_message_id: 1,
                     history: VecDeque::with_capacity(history_limit),
+                    has_older: false,
                     history_frame: None,
                     members: HashMap::new(),
                 }),
@@ -103,7 +108,7 @@ impl Hub {
         let (outbox, feed) = mpsc::channel(self.inner.send_queue);
         let evicted = CancellationToken::new();
         let mut state = self.lock();
-        let history = state.history_frame();
+        let history = state.history_frame(&self.inner.room);
         // A fresh channel with capacity >= 1 always has room for its first frame.
         let _ = outbox.try_send(history);
         state.members.insert(
@@ -126,21 +131,35 @@ impl Hub {
         self.lock().members.remove(&id);
     }
 
-    /// Numbers, renders and keeps a message, then offers it to every session.
-    pub fn post(&self, author: GuestName, text: MessageText) -> Result<u64, RenderError> {
-        let mut state = self.lock();
-        let message = ChatMessage {
-            id: state.next_message_id,
-            author,
-            sent_at: OffsetDateTime::now_utc(),
-            text,
-        };
-        let rendered = render::message(&message)?;
-        state.next_message_id += 1;
+    pub fn room(&self) -> &RoomName {
+        &self.inner.room
+    }
 
+    /// Fills the history from the store at start-up. `messages` are the newest, oldest
+    /// first; `has_older` says whether the store holds more before them.
+    pub fn preload(&self, messages: &[ChatMessage], has_older: bool) {
+        let rendered: Vec<Rendered> = messages.iter().map(render::message).collect();
+        let mut state = self.lock();
+        for message in rendered {
+            state.remember(message, self.inner.history_limit);
+        }
+        state.has_older |= has_older;
+        state.history_frame = None;
+    }
+
+    /// Renders stored messages (in commit order), keeps them in the history and offers
+    /// them to every session as one frame.
+    pub fn deliver(&self, messages: &[ChatMessage]) {
+        if messages.is_empty() {
+            return;
+        }
+        let rendered: Vec<Rendered> = messages.iter().map(render::message).collect();
+        let frame = render::join(rendered.iter().map(Rendered::fragment));
+
+        let mut state = self.lock();
         let mut evicted = 0;
         state.members.retain(|_, member| {
-            match member.outbox.try_send(rendered.fragment().clone()) {
+            match member.outbox.try_send(frame.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     member.evicted.cancel();
@@ -152,11 +171,8 @@ impl Hub {
             }
         });
 
-        if self.inner.history_limit > 0 {
-            if state.history.len() == self.inner.history_limit {
-                state.history.pop_front();
-            }
-            state.history.push_back(rendered);
+        for message in rendered {
+            state.remember(message, self.inner.history_limit);
         }
         state.history_frame = None;
         drop(state);
@@ -165,13 +181,15 @@ impl Hub {
             self.inner.evictions.fetch_add(evicted, Ordering::Relaxed);
             tracing::warn!(evicted, "disconnected clients that fell behind");
         }
-        self.inner.messages_posted.fetch_add(1, Ordering::Relaxed);
-        Ok(message.id)
+        self.inner
+            .messages_posted
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
     }
 
     /// The message list's contents for a freshly served page.
     pub fn history_html(&self) -> String {
-        render::history_inner(&self.lock().history)
+        let state = self.lock();
+        render::history_inner(&self.inner.room, &state.history, state.has_older)
     }
 
     pub fn stats(&self) -> Stats {
@@ -194,31 +212,50 @@ impl Hub {
 }
 
 impl State {
-    fn history_frame(&mut self) -> Utf8Bytes {
+    fn history_frame(&mut self, room: &RoomName) -> Utf8Bytes {
         self.history_frame
-            .get_or_insert_with(|| render::history_frame(&self.history))
+            .get_or_insert_with(|| render::history_frame(room, &self.history, self.has_older))
             .clone()
+    }
+
+    fn remember(&mut self, message: Rendered, limit: usize) {
+        if self.history.len() >= limit {
+            self.history.pop_front();
+            self.has_older = true;
+        }
+        if limit > 0 {
+            self.history.push_back(message);
+        } else {
+            self.has_older = true;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use time::OffsetDateTime;
 
-    fn text(s: &str) -> MessageText {
-        MessageText::parse(s, 100).unwrap().unwrap()
+    use super::*;
+    use crate::domain::{DisplayName, MessageText};
+
+    fn stored(id: u64, text: &str) -> ChatMessage {
+        ChatMessage {
+            id,
+            room: RoomName::general(),
+            author: DisplayName::parse("alice").unwrap(),
+            sent_at: OffsetDateTime::now_utc(),
+            text: MessageText::parse(text, 100).unwrap().unwrap(),
+        }
     }
 
-    fn name() -> GuestName {
-        GuestName::parse("guest-abcd").unwrap()
+    fn hub(history: usize, queue: usize) -> Hub {
+        Hub::new(RoomName::general(), history, queue)
     }
 
     #[test]
     fn a_newcomer_gets_the_history_first_then_live_messages() {
-        let hub = Hub::new(2, 8);
-        for word in ["one", "two", "three"] {
-            hub.post(name(), text(word)).unwrap();
-        }
+        let hub = hub(2, 8);
+        hub.deliver(&[stored(1, "one"), stored(2, "two"), stored(3, "three")]);
         let mut member = hub.join();
         let history = member.outbox.try_recv().unwrap();
         assert!(history.as_str().contains("innerHTML"));
@@ -227,20 +264,35 @@ mod tests {
             "history is capped at 2"
         );
         assert!(history.as_str().contains(">two<") && history.as_str().contains(">three<"));
+        assert!(
+            history.as_str().contains("before=2"),
+            "older messages can be loaded"
+        );
 
-        hub.post(name(), text("four")).unwrap();
+        hub.deliver(&[stored(4, "four")]);
         let live = member.outbox.try_recv().unwrap();
         assert!(live.as_str().contains("beforeend") && live.as_str().contains(">four<"));
         assert!(member.outbox.try_recv().is_err());
     }
 
     #[test]
-    fn every_member_gets_the_same_bytes() {
-        let hub = Hub::new(10, 8);
+    fn preloaded_history_knows_whether_there_is_more() {
+        let complete = hub(5, 8);
+        complete.preload(&[stored(1, "a")], false);
+        assert!(complete.history_html().contains("Start of conversation"));
+
+        let partial = hub(5, 8);
+        partial.preload(&[stored(7, "a")], true);
+        assert!(partial.history_html().contains("before=7"));
+    }
+
+    #[test]
+    fn every_member_gets_the_same_bytes_and_a_batch_is_one_frame() {
+        let hub = hub(10, 8);
         let mut a = hub.join();
         let mut b = hub.join();
         let _ = (a.outbox.try_recv(), b.outbox.try_recv());
-        hub.post(name(), text("shared")).unwrap();
+        hub.deliver(&[stored(1, "first"), stored(2, "second")]);
         let from_a = a.outbox.try_recv().unwrap();
         let from_b = b.outbox.try_recv().unwrap();
         assert_eq!(
@@ -248,16 +300,18 @@ mod tests {
             from_b.as_str().as_ptr(),
             "one render, shared"
         );
+        assert!(from_a.as_str().find("first").unwrap() < from_a.as_str().find("second").unwrap());
+        assert!(a.outbox.try_recv().is_err(), "one frame for the batch");
     }
 
     #[test]
     fn a_full_outbox_evicts_without_blocking_the_others() {
-        let hub = Hub::new(10, 2);
+        let hub = hub(10, 2);
         let slow = hub.join(); // holds the history frame: one slot left
         let mut fast = hub.join();
         for i in 0..5 {
             let _ = fast.outbox.try_recv();
-            hub.post(name(), text(&format!("m{i}"))).unwrap();
+            hub.deliver(&[stored(i, &format!("m{i}"))]);
         }
         assert!(slow.evicted.is_cancelled());
         assert!(!fast.evicted.is_cancelled());

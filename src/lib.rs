@@ -7,45 +7,100 @@
 //! - [`http`]: the page, the `/ws` upgrade (origin check, buffer sizes), assets, health.
 //! - [`session`]: one connection; parses what htmx sends, writes what the hub queues.
 //! - [`domain`]: the types raw input is parsed into at the edge.
-//! - [`hub`]: the room; numbers each message, renders it once, fans the bytes out.
+//! - [`commit`]: group commit: stores accepted messages in batches, then hands them on.
+//! - [`store`]: the `Store` trait, SQLite and PostgreSQL; the only place that knows SQL.
+//! - [`hub`]: the room; renders each stored message once, fans the bytes out, keeps the
+//!   newest messages for newcomers.
 //! - [`render`]: templates to bytes, no I/O.
 //! - [`config`]: every setting, from flags or `HUBBUB_*` variables.
 //!
 //! [`Server`] ties them together; `main.rs` only parses the config, binds and waits for a
 //! signal.
 
+pub mod commit;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod hub;
 pub mod render;
 pub mod session;
+pub mod store;
 
 use std::io;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::commit::{CommitSettings, Committer};
 pub use crate::config::{Config, ConfigError};
+use crate::domain::RoomName;
 use crate::http::AppState;
 use crate::hub::Hub;
+use crate::store::{Store, StoreError};
 
-/// A configured server, ready to serve on a listener.
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A configured server with its store open, ready to serve on a listener.
 pub struct Server {
     config: Arc<Config>,
     hub: Hub,
+    store: Arc<dyn Store>,
+    committer: Committer,
+    writer: JoinHandle<()>,
+    /// Tells the writer to finish once the sessions are gone.
+    writer_stop: CancellationToken,
 }
 
 impl Server {
-    /// Checks the configuration and builds the node's state.
-    pub fn new(config: Config) -> Result<Self, ConfigError> {
+    /// Checks the configuration, opens (and migrates) the store and fills the history.
+    pub async fn new(config: Config) -> Result<Self, StartError> {
         config.validate()?;
-        let hub = Hub::new(config.history_limit as usize, config.send_queue as usize);
+        let store = store::open(&config.database).await?;
+        let room = RoomName::general();
+        let limit = config.history_limit;
+        let hub = Hub::new(room.clone(), limit as usize, config.send_queue as usize);
+        // One more than the cache holds tells whether "load older" has anything to load.
+        let mut newest = store.recent(&room, limit + 1).await?;
+        let has_older = newest.len() > limit as usize;
+        if has_older {
+            newest.remove(0);
+        }
+        hub.preload(&newest, has_older);
+        tracing::info!(
+            backend = store.backend(),
+            database = %config.database,
+            messages = newest.len(),
+            "history loaded"
+        );
+        let settings = CommitSettings {
+            max_batch: config.commit_batch as usize,
+            window: config.commit_window,
+        };
+        let writer_stop = CancellationToken::new();
+        let (committer, writer) = Committer::start(
+            Arc::clone(&store),
+            hub.clone(),
+            settings,
+            writer_stop.clone(),
+        );
         Ok(Self {
             config: Arc::new(config),
             hub,
+            store,
+            committer,
+            writer,
+            writer_stop,
         })
     }
 
@@ -61,17 +116,36 @@ impl Server {
         let state = AppState {
             config: Arc::clone(&self.config),
             hub: self.hub,
+            store: self.store,
+            committer: self.committer,
             shutdown: shutdown.clone(),
             sessions: sessions.clone(),
         };
         let app = http::router(state);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await?;
+        let serving = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future();
+        tokio::pin!(serving);
+        tokio::select! {
+            served = &mut serving => return served,
+            () = shutdown.cancelled() => {}
+        }
 
+        // One deadline for everything: HTTP requests in flight, WebSocket sessions (which
+        // axum does not wait for) and the commit writer. A client that stalls mid-request
+        // cannot hold the process past it.
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        if tokio::time::timeout_at(deadline, &mut serving)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "HTTP requests still open at the end of the grace period; dropping them"
+            );
+        }
         sessions.close();
         let open = sessions.len();
-        if tokio::time::timeout(self.config.shutdown_grace, sessions.wait())
+        if tokio::time::timeout_at(deadline, sessions.wait())
             .await
             .is_err()
         {
@@ -82,9 +156,22 @@ impl Server {
         } else {
             tracing::info!(closed = open, "all connections closed");
         }
+        // Sessions are done: the writer commits what is queued and stops. It gets a moment
+        // even if the sessions used up the grace period, so nothing accepted is dropped.
+        self.writer_stop.cancel();
+        let writer_deadline = deadline.max(Instant::now() + WRITER_GRACE);
+        if tokio::time::timeout_at(writer_deadline, self.writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the commit writer did not finish in time");
+        }
         Ok(())
     }
 }
+
+/// The least time the commit writer gets to finish at shutdown.
+const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Builds a [`Server`] from `config` and serves on `listener` until `shutdown` is cancelled.
 pub async fn run(
@@ -92,6 +179,6 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    Server::new(config)?.serve(listener, shutdown).await?;
+    Server::new(config).await?.serve(listener, shutdown).await?;
     Ok(())
 }

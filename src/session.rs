@@ -1,9 +1,11 @@
 //! One WebSocket connection: one task, one `select!` over the socket, the hub's feed, the
 //! keep-alive timer, eviction and shutdown.
 //!
-//! The read side parses what htmx sends and posts it to the hub; the write side drains
-//! *everything* queued in the outbox into one frame and one flush (htmx swaps every
-//! top-level element of a frame), so a burst costs one `write`, not one per message.
+//! The read side parses what htmx sends and submits it for commit (the committer
+//! broadcasts it once stored; a failure comes back here as "not sent" with the text put
+//! back in the input). The write side drains *everything* queued in the outbox into one
+//! frame and one flush (htmx swaps every top-level element of a frame), so a burst costs
+//! one `write`, not one per message.
 //! Every way a session can end is an [`End`], and each maps to one close code in one
 //! place ([`End::close_frame`]).
 //!
@@ -14,12 +16,15 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::commit::{CommitError, Committer};
 use crate::config::Config;
-use crate::domain::{GuestName, Inbound, InboundError, MessageText};
+use crate::domain::{DisplayName, Inbound, MessageText, NewMessage};
 use crate::hub::Hub;
 use crate::render;
 
@@ -35,9 +40,11 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// The client stopped answering pings; it will never see this, but a proxy might.
     pub const GOING_AWAY: u16 = 1001;
-    /// An unexpected server-side failure.
-    pub const INTERNAL: u16 = 1011;
 }
+
+/// Messages one session may have waiting for their commit. When that many are in flight
+/// the session stops reading until one is answered.
+const MAX_IN_FLIGHT: usize = 16;
 
 /// The most frames drained into one write. Bounded so one write stays a reasonable size
 /// even with a large `--send-queue`.
@@ -51,7 +58,7 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 /// The per-connection settings, taken from [`Config`].
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub max_message_chars: usize,
+    pub max_message_chars: u32,
     pub ping_interval: Duration,
     pub pong_timeout: Duration,
     pub write_timeout: Duration,
@@ -60,7 +67,7 @@ pub struct Settings {
 impl Settings {
     pub fn from_config(config: &Config) -> Self {
         Self {
-            max_message_chars: config.max_message_chars as usize,
+            max_message_chars: config.max_message_chars,
             ping_interval: config.ping_interval,
             pong_timeout: config.pong_timeout,
             write_timeout: config.write_timeout,
@@ -87,8 +94,6 @@ pub enum End {
     WriteTimeout,
     /// Reading or writing failed at the transport level.
     Transport(String),
-    /// Rendering failed: a bug.
-    Internal,
 }
 
 impl End {
@@ -106,7 +111,6 @@ impl End {
             ),
             End::TooBig => (close_code::TOO_BIG, "frame larger than the server's limit"),
             End::Unresponsive => (close_code::GOING_AWAY, "no pong received"),
-            End::Internal => (close_code::INTERNAL, "internal error"),
             End::PeerClosed | End::WriteTimeout | End::Transport(_) => return None,
         };
         Some(CloseFrame {
@@ -116,11 +120,16 @@ impl End {
     }
 }
 
+/// A submitted message waiting for its commit: the text (to put back if it fails) and
+/// the outcome.
+type InFlight = BoxFuture<'static, (MessageText, Result<u64, CommitError>)>;
+
 /// Runs one connection until it ends, then closes it. Returns why it ended.
 pub async fn run<S, E>(
     mut socket: S,
     hub: Hub,
-    name: GuestName,
+    committer: Committer,
+    name: DisplayName,
     settings: Settings,
     shutdown: CancellationToken,
 ) -> End
@@ -139,6 +148,7 @@ where
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let mut batch: Vec<Utf8Bytes> = Vec::new();
+    let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
 
     let end = loop {
         tokio::select! {
@@ -154,24 +164,35 @@ where
                     break end;
                 }
             }
-            frame = socket.next() => {
+            Some((text, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                let Err(err) = outcome else { continue };
+                let notice = render::not_sent(err.user_message(), text.as_str(), hub.room(), settings.max_message_chars);
+                if let Err(end) = write(&mut socket, Message::Text(notice), &settings, &membership.evicted, &shutdown).await {
+                    break end;
+                }
+            }
+            frame = socket.next(), if in_flight.len() < MAX_IN_FLIGHT => {
                 last_heard = Instant::now();
-                let reply = match frame {
+                let text = match frame {
                     None => break End::PeerClosed,
                     Some(Err(err)) => break classify_read_error(&err),
-                    Some(Ok(Message::Text(text))) => handle_text(&hub, &name, &settings, text.as_str()),
+                    Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Binary(_))) => break End::Binary,
                     Some(Ok(Message::Close(_))) => break End::PeerClosed,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 };
-                match reply {
+                match parse(text.as_str(), &settings) {
                     Ok(None) => {}
-                    Ok(Some(notice)) => {
+                    Ok(Some(text)) => {
+                        let message = NewMessage::now(hub.room().clone(), name.clone(), text.clone());
+                        let commit = committer.submit(message);
+                        in_flight.push_back(async move { (text, commit.await) }.boxed());
+                    }
+                    Err(notice) => {
                         if let Err(end) = write(&mut socket, Message::Text(notice), &settings, &membership.evicted, &shutdown).await {
                             break end;
                         }
                     }
-                    Err(end) => break end,
                 }
             }
             _ = ping.tick() => {
@@ -191,45 +212,23 @@ where
     end
 }
 
-/// Handles one text frame: `Ok(Some(notice))` is a message for the sender alone.
-fn handle_text(
-    hub: &Hub,
-    name: &GuestName,
-    settings: &Settings,
-    frame: &str,
-) -> Result<Option<Utf8Bytes>, End> {
-    let parsed = Inbound::parse(frame)
-        .and_then(|inbound| MessageText::parse(&inbound.text, settings.max_message_chars));
-    let outcome = match parsed {
-        Ok(None) => return Ok(None),
-        Ok(Some(text)) => hub.post(name.clone(), text).map(|_| None),
-        Err(err) => {
-            tracing::debug!(%name, error = %err, "refused an inbound frame");
-            render::notice(&notice_text(&err)).map(Some)
-        }
-    };
-    outcome.map_err(|err| {
-        tracing::error!(error = %err, "rendering failed");
-        End::Internal
-    })
-}
-
-fn notice_text(err: &InboundError) -> String {
-    format!("Not sent: {err}")
+/// Parses one text frame into message text (`None`: nothing to send) or a notice for
+/// the sender alone.
+fn parse(frame: &str, settings: &Settings) -> Result<Option<MessageText>, Utf8Bytes> {
+    Inbound::parse(frame)
+        .and_then(|inbound| MessageText::parse(&inbound.text, settings.max_message_chars as usize))
+        .map_err(|err| {
+            tracing::debug!(error = %err, "refused an inbound frame");
+            render::notice(&format!("Not sent: {err}"))
+        })
 }
 
 /// Joins queued fragments into one frame. One fragment is sent as it is (shared bytes,
 /// no copy); several are concatenated once for this session's write.
 fn join_frames(batch: &mut Vec<Utf8Bytes>) -> Utf8Bytes {
-    if batch.len() == 1 {
-        return batch.pop().unwrap_or_default();
-    }
-    let len = batch.iter().map(|frame| frame.len()).sum();
-    let mut joined = String::with_capacity(len);
-    for frame in batch.drain(..) {
-        joined.push_str(frame.as_str());
-    }
-    Utf8Bytes::from(joined)
+    let frame = render::join(batch.iter());
+    batch.clear();
+    frame
 }
 
 /// Writes and flushes one message, giving up on timeout, eviction or shutdown.
@@ -255,13 +254,18 @@ where
     }
 }
 
-/// Sends the close frame for `end` (if any) and waits briefly for the peer's answer.
+/// Ends the closing handshake. When we close, we send our close frame and wait briefly
+/// for the peer's answer; when the peer closed, tungstenite has queued our answer and
+/// only needs a flush, without which the peer sees an unclean close (1006).
 async fn close<S, E>(socket: &mut S, end: &End, write_timeout: Duration)
 where
     S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin,
     E: StdError,
 {
     let Some(frame) = end.close_frame() else {
+        if *end == End::PeerClosed {
+            let _ = tokio::time::timeout(write_timeout.min(CLOSE_HANDSHAKE), socket.close()).await;
+        }
         return;
     };
     let sent = tokio::time::timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await;
@@ -360,17 +364,40 @@ mod tests {
         Settings::from_config(&Config::defaults())
     }
 
-    fn guest() -> GuestName {
-        GuestName::parse("guest-0001").unwrap()
+    fn guest() -> DisplayName {
+        DisplayName::parse("guest-0001").unwrap()
     }
 
-    #[tokio::test(start_paused = true)]
+    /// A hub and a committer over a store in a fresh SQLite file.
+    async fn room() -> (Hub, Committer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::store::DatabaseUrl::new(format!(
+            "sqlite://{}",
+            dir.path().join("t.db").display()
+        ));
+        let store = crate::store::open(&url).await.unwrap();
+        let hub = Hub::new(crate::domain::RoomName::general(), 10, 8);
+        let settings = crate::commit::CommitSettings {
+            max_batch: 16,
+            window: Duration::ZERO,
+        };
+        let (committer, _task) =
+            Committer::start(store, hub.clone(), settings, CancellationToken::new());
+        (hub, committer, dir)
+    }
+
+    // The store is opened before time is paused: these tests send no messages, so the
+    // paused clock never meets real I/O.
+    #[tokio::test]
     async fn a_peer_that_never_answers_pings_is_dropped_after_the_pong_timeout() {
+        let (hub, committer, _dir) = room().await;
+        tokio::time::pause();
         let (socket, mut peer) = fake_socket();
         let started = Instant::now();
         let session = tokio::spawn(run(
             socket,
-            Hub::new(10, 8),
+            hub,
+            committer,
             guest(),
             settings(),
             CancellationToken::new(),
@@ -399,13 +426,16 @@ mod tests {
         assert_eq!(session.await.unwrap(), End::Unresponsive);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_peer_that_answers_pings_stays_until_shutdown_and_gets_1012() {
+        let (hub, committer, _dir) = room().await;
+        tokio::time::pause();
         let (socket, mut peer) = fake_socket();
         let shutdown = CancellationToken::new();
         let session = tokio::spawn(run(
             socket,
-            Hub::new(10, 8),
+            hub,
+            committer,
             guest(),
             settings(),
             shutdown.clone(),

@@ -18,6 +18,11 @@ pub enum HttpError {
     NotWebSocket,
     #[error("The server is restarting; try again in a moment.")]
     ShuttingDown,
+    #[error("{0}")]
+    BadRequest(String),
+    /// The store failed; details are logged where it failed.
+    #[error("Messages cannot be loaded right now; try again in a moment.")]
+    StoreUnavailable,
     /// Details go to the log, never to the user.
     #[error("Something went wrong on our side.")]
     Internal(String),
@@ -29,7 +34,10 @@ impl HttpError {
             HttpError::NotFound => StatusCode::NOT_FOUND,
             HttpError::ForeignOrigin { .. } => StatusCode::FORBIDDEN,
             HttpError::NotWebSocket => StatusCode::UPGRADE_REQUIRED,
-            HttpError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            HttpError::ShuttingDown | HttpError::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -50,7 +58,7 @@ impl IntoResponse for HttpError {
             .unwrap_or_else(|_| format!("{title}\n{self}\n"));
         let mut response = (status, Html(body)).into_response();
         match self {
-            HttpError::ShuttingDown => {
+            HttpError::ShuttingDown | HttpError::StoreUnavailable => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -6,6 +6,7 @@
 
 pub mod assets;
 mod error;
+mod history;
 mod identity;
 pub mod origin;
 mod page;
@@ -19,14 +20,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::error::HttpError;
+use crate::commit::Committer;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::store::Store;
 
 /// What every handler can reach. Cheap to clone: handles only.
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub hub: Hub,
+    /// For reading history; writes go through the committer.
+    pub store: Arc<dyn Store>,
+    pub committer: Committer,
     /// Cancelled when the server starts shutting down; sessions watch it.
     pub shutdown: CancellationToken,
     /// Tracks WebSocket sessions, which axum's graceful shutdown does not wait for.
@@ -38,6 +44,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(page::router())
         .merge(ws::router())
+        .merge(history::router())
         .merge(assets::router())
         .route("/healthz", get(healthz))
         .fallback(not_found)

@@ -10,9 +10,6 @@ use super::{AppState, HttpError, identity};
 use crate::domain::GuestName;
 use crate::render::{self, Page};
 
-/// The room everyone is in until rooms exist.
-pub(crate) const DEFAULT_ROOM: &str = "general";
-
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/", get(chat_page))
 }
@@ -25,7 +22,7 @@ async fn chat_page(
     let me = known.clone().unwrap_or_else(GuestName::generate);
     let history = state.hub.history_html();
     let html = render::page(&Page {
-        room: DEFAULT_ROOM,
+        room: state.hub.room(),
         me: me.as_str(),
         max_chars: state.config.max_message_chars,
         history: &history,

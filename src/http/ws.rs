@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::get;
 
 use super::{AppState, HttpError, identity, origin};
-use crate::domain::GuestName;
+use crate::domain::{DisplayName, GuestName};
 use crate::session::{self, Settings};
 
 /// tungstenite reads into a buffer of this size. Its default (128 KiB) would make ten
@@ -34,12 +34,14 @@ async fn upgrade(
         .map_err(|origin| HttpError::ForeignOrigin { origin })?;
     let upgrade = upgrade.map_err(|_| HttpError::NotWebSocket)?;
 
-    let name = identity::guest_from(&headers).unwrap_or_else(GuestName::generate);
+    let name =
+        DisplayName::from(identity::guest_from(&headers).unwrap_or_else(GuestName::generate));
     let settings = Settings::from_config(&state.config);
     let max_frame = state.config.max_frame_bytes as usize;
     // Held by the session so that shutdown waits for it.
     let tracked = state.sessions.token();
     let hub = state.hub.clone();
+    let committer = state.committer.clone();
     let shutdown = state.shutdown.clone();
 
     Ok(upgrade
@@ -50,6 +52,6 @@ async fn upgrade(
         .on_failed_upgrade(|err| tracing::debug!(error = %err, "WebSocket upgrade failed"))
         .on_upgrade(move |socket| async move {
             let _tracked = tracked;
-            session::run(socket, hub, name, settings, shutdown).await;
+            session::run(socket, hub, committer, name, settings, shutdown).await;
         }))
 }

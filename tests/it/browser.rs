@@ -17,6 +17,8 @@ use crate::helpers::{PATIENCE, spawn_app};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ENTER: &str = "\u{E007}";
+/// A cold Chromium can take a while to start its first page.
+const BROWSER_PATIENCE: Duration = Duration::from_secs(30);
 
 /// chromedriver, killed on drop.
 struct Driver {
@@ -94,7 +96,7 @@ async fn open_browser(driver: &Driver, chromium: &Path, profile: &Path) -> Clien
 async fn wait_connected(browser: &Client) {
     browser
         .wait()
-        .at_most(PATIENCE)
+        .at_most(BROWSER_PATIENCE)
         .for_element(Locator::Css("body[data-ws='open']"))
         .await
         .expect("the page's WebSocket opened");
@@ -154,6 +156,15 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
         return;
     };
     let app = spawn_app().await;
+    // Earlier conversation, more than the 50 a page starts with.
+    const SEEDS: usize = 120;
+    let mut seeder = app.connect().await;
+    for i in 0..SEEDS {
+        seeder.say(&format!("seed {i}")).await;
+    }
+    seeder.wait_for_shown(SEEDS).await;
+    let mut all: Vec<String> = (0..SEEDS).map(|i| format!("seed {i}")).collect();
+
     let driver = start_driver(&chromedriver).await;
     let profiles = std::env::temp_dir().join(format!("hubbub-browser-{}", std::process::id()));
     let alice = open_browser(&driver, &chromium, &profiles.join("alice")).await;
@@ -211,32 +222,66 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     say(&alice, "sentinel").await;
     wait_for_text(&bob, "sentinel").await;
 
-    let mut expected = vec!["hello from alice".to_owned()];
-    expected.extend(payloads.iter().map(|p| p.to_string()));
-    expected.push("sentinel".into());
+    all.push("hello from alice".to_owned());
+    all.extend(payloads.iter().map(|p| p.to_string()));
+    all.push("sentinel".into());
+    let shown = shown_texts(&bob).await;
     assert_eq!(
-        shown_texts(&bob).await,
-        expected,
+        shown,
+        all[all.len() - shown.len()..],
         "every message exactly once, in order"
     );
     let clean = bob
         .execute(
-            "return window.__xss === undefined && document.querySelectorAll('#messages img, #messages script, #messages svg, #messages div').length === 0",
+            "return window.__xss === undefined && document.querySelectorAll('#messages article :not(header, span, time, p)').length === 0",
             vec![],
         )
         .await
         .unwrap();
     assert_eq!(clean, json!(true), "no payload became markup or ran");
 
-    // A newcomer (Bob reloading) sees the history, once.
+    // A newcomer (Bob reloading) sees the recent history, once.
     bob.goto(&app.url("/")).await.unwrap();
     wait_connected(&bob).await;
     wait_for_text(&bob, "sentinel").await;
-    assert_eq!(shown_texts(&bob).await, expected);
+    assert_eq!(shown_texts(&bob).await, all[all.len() - 50..]);
+
+    // Scrolling to the top loads older messages, page by page, to the start.
+    for _ in 0..10 {
+        bob.execute("document.getElementById('messages').scrollTop = 0", vec![])
+            .await
+            .unwrap();
+        let shown = shown_texts(&bob).await.len();
+        let grew = bob
+            .wait()
+            .at_most(BROWSER_PATIENCE)
+            .for_element(Locator::XPath(&format!(
+                "//div[@id='messages'][count(article) > {shown} or p[@id='older']]"
+            )))
+            .await;
+        grew.expect("scrolling up loaded more");
+        if bob.find(Locator::Css("#messages > p#older")).await.is_ok() {
+            break;
+        }
+    }
+    let start = bob
+        .find(Locator::Css("#messages > p#older"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(start, "Start of conversation");
+    assert_eq!(
+        shown_texts(&bob).await,
+        all,
+        "the whole history, once, in order"
+    );
 
     // And Bob answers: both directions work.
     say(&bob, "hi alice, I see your tests are all text").await;
     wait_for_text(&alice, "hi alice, I see your tests are all text").await;
+    all.push("hi alice, I see your tests are all text".into());
 
     let png = alice.screenshot().await.unwrap();
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshot.png");
@@ -244,6 +289,24 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     if let Some(path) = std::env::var_os("HUBBUB_SCREENSHOT") {
         std::fs::write(path, &png).unwrap();
     }
+
+    // The server restarts under both pages: they reconnect by themselves (close 1012), and
+    // what is sent afterwards shows up once, with nothing duplicated.
+    let addr = app.addr.to_string();
+    let db = app.stop().await;
+    let app = crate::helpers::spawn_app_on(db, &addr, |_| {}).await;
+    say(&alice, "after the restart").await;
+    wait_for_text(&bob, "after the restart").await;
+    all.push("after the restart".into());
+    for browser in [&alice, &bob] {
+        let shown = shown_texts(browser).await;
+        assert_eq!(
+            shown,
+            all[all.len() - shown.len()..],
+            "no duplicates after the reconnect"
+        );
+    }
+    drop(app);
 
     alice.close().await.unwrap();
     bob.close().await.unwrap();

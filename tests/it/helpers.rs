@@ -2,11 +2,14 @@
 //! list the way htmx would (replace on `innerHTML`, append on `beforeend`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Empty};
 use hubbub::hub::{Hub, Stats};
+use hubbub::store::DatabaseUrl;
 use hubbub::{Config, Server};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -26,18 +29,31 @@ pub struct TestApp {
     pub hub: Hub,
     pub shutdown: CancellationToken,
     pub server: JoinHandle<std::io::Result<()>>,
+    /// Keeps the test's SQLite file alive as long as the app.
+    pub db: Arc<TestDb>,
 }
 
+/// A server on port 0 over a fresh SQLite file.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_on(Arc::new(TestDb::sqlite()), "127.0.0.1:0", configure).await
+}
+
+/// A server on `addr` over `db`.
+pub async fn spawn_app_on(
+    db: Arc<TestDb>,
+    addr: &str,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = Config::defaults();
+    config.database = db.url.clone();
     configure(&mut config);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = Server::new(config).unwrap();
+    let server = Server::new(config).await.unwrap();
     let hub = server.hub();
     let shutdown = CancellationToken::new();
     // The listener is bound before `serve` starts: connections queue in the backlog, so no
@@ -48,6 +64,232 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         hub,
         shutdown,
         server,
+        db,
+    }
+}
+
+/// A database for one test: a SQLite file in a temporary directory, or a schema of its own
+/// in the PostgreSQL server named by `HUBBUB_TEST_POSTGRES_URL`.
+pub struct TestDb {
+    pub url: DatabaseUrl,
+    pub backend: Backend,
+    /// Removed (with the SQLite file) when the test ends.
+    _dir: Option<tempfile::TempDir>,
+    /// `(server URL, schema)` to drop at the end.
+    schema: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const POSTGRES_ENV: &str = "HUBBUB_TEST_POSTGRES_URL";
+
+impl TestDb {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DatabaseUrl::new(format!(
+            "sqlite://{}",
+            dir.path().join("hubbub.db").display()
+        ));
+        Self {
+            url,
+            backend: Backend::Sqlite,
+            _dir: Some(dir),
+            schema: None,
+        }
+    }
+
+    /// `None` (and a printed reason) when no PostgreSQL is configured; a panic in CI.
+    pub async fn postgres(test: &str) -> Option<Self> {
+        let Ok(server) = std::env::var(POSTGRES_ENV) else {
+            let reason = format!(
+                "{test} SKIPPED: set {POSTGRES_ENV} (e.g. postgres://postgres@127.0.0.1:5432/test) to run it"
+            );
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{reason}; in CI a skip is a failure"
+            );
+            eprintln!("{reason}");
+            return None;
+        };
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let schema = format!(
+            "hubbub_test_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let admin = sqlx::PgPool::connect(&server).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let separator = if server.contains('?') { '&' } else { '?' };
+        let url = DatabaseUrl::new(format!("{server}{separator}options[search_path]={schema}"));
+        Some(Self {
+            url,
+            backend: Backend::Postgres,
+            _dir: None,
+            schema: Some((server, schema)),
+        })
+    }
+
+    /// Runs SQL against the test database directly (for injecting faults).
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(self.url.expose()).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(self.url.expose()).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some((server, schema)) = self.schema.take() else {
+            return;
+        };
+        // Drop the schema on a thread of its own: `Drop` cannot await.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(admin) = sqlx::PgPool::connect(&server).await {
+                    let _ =
+                        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                            .execute(&admin)
+                            .await;
+                    admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Runs a test body once per backend: `sqlite` always, `postgres` when configured.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(std::sync::Arc::new($crate::helpers::TestDb::sqlite())).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let test = concat!(module_path!(), "::postgres");
+                if let Some(db) = $crate::helpers::TestDb::postgres(test).await {
+                    super::$name(std::sync::Arc::new(db)).await;
+                }
+            }
+        }
+    };
+}
+
+/// The real `hubbub` binary as a child process.
+pub struct ChildServer {
+    child: std::process::Child,
+    pub url: String,
+    log: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl ChildServer {
+    /// Starts the binary on port 0 over `db` and waits for the line that logs its URL.
+    pub async fn start(db: &TestDb, args: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hubbub"))
+            .args(["--addr", "127.0.0.1:0", "--database", db.url.expose()])
+            .args(args)
+            .env("HUBBUB_LOG", "info")
+            .env_remove("RUST_LOG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (url_tx, url_rx) = tokio::sync::oneshot::channel();
+        let log = std::thread::spawn(move || {
+            let mut url_tx = Some(url_tx);
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(at) = line.find("listening on http://") {
+                    let url = line[at + "listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap()
+                        .to_owned();
+                    if let Some(tx) = url_tx.take() {
+                        let _ = tx.send(url);
+                    }
+                }
+                lines.push(line);
+            }
+            lines
+        });
+        let url = tokio::time::timeout(PATIENCE, url_rx)
+            .await
+            .expect("the binary logged its URL")
+            .expect("the binary exited before listening");
+        Self { child, url, log }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/ws", self.url.replacen("http://", "ws://", 1))
+    }
+
+    /// Sends a signal (`-TERM`, `-KILL`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its status and everything it logged.
+    pub async fn wait(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let status = tokio::task::spawn_blocking(move || (self.child.wait(), self.log.join()))
+            .await
+            .unwrap();
+        (status.0.unwrap(), status.1.unwrap())
+    }
+}
+
+impl TestApp {
+    /// Stops this server (1012 to every client) and waits for it to finish.
+    pub async fn stop(self) -> Arc<TestDb> {
+        self.shutdown.cancel();
+        tokio::time::timeout(PATIENCE, self.server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        self.db
     }
 }
 
@@ -249,43 +491,93 @@ impl TestClient {
 pub struct PageModel {
     pub shown: Vec<ShownMessage>,
     pub notice: Option<String>,
+    /// What leads the list: a "load older" element (with its cursor) or the start.
+    pub older: Older,
+    /// The value the server last put back into the input, if any.
+    pub restored_input: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Older {
+    /// Nothing leads the list (an empty room).
+    #[default]
+    Nothing,
+    /// "Load older" fetching the messages before this id.
+    Before(u64),
+    /// "Start of conversation".
+    Start,
 }
 
 impl PageModel {
     /// Applies a frame the way htmx would swap it.
     pub fn apply_frame(&mut self, frame: &str) {
-        const OPEN: &str = r#"<div id="messages" hx-swap-oob=""#;
-        let mut rest = frame;
-        loop {
-            let notice_at = rest.find(r#"<p id="notice""#);
-            let list_at = rest.find(OPEN);
-            match (notice_at, list_at) {
-                (Some(n), l) if l.is_none_or(|l| n < l) => {
-                    let start = n + rest[n..].find('>').unwrap() + 1;
-                    let end = start + rest[start..].find("</p>").unwrap();
-                    self.notice = Some(unescape(&rest[start..end]));
-                    rest = &rest[end + 4..];
-                }
-                (_, Some(l)) => {
-                    let after = &rest[l + OPEN.len()..];
-                    let swap_end = after.find('"').unwrap();
-                    let swap = &after[..swap_end];
-                    let body_start = swap_end + after[swap_end..].find('>').unwrap() + 1;
-                    let body_end = after.find("</div>").unwrap();
-                    let articles = parse_articles(&after[body_start..body_end]);
-                    match swap {
-                        "innerHTML" => self.shown = articles,
-                        "beforeend" => self.shown.extend(articles),
-                        other => panic!("unexpected swap {other:?} in {frame}"),
+        const LIST: &str = r#"<div id="messages" hx-swap-oob=""#;
+        const NOTICE: &str = r#"<p id="notice""#;
+        const INPUT: &str = r#"<input id="text""#;
+        let mut rest = frame.trim();
+        while !rest.is_empty() {
+            if rest.starts_with(NOTICE) {
+                let start = rest.find('>').unwrap() + 1;
+                let end = rest.find("</p>").unwrap();
+                self.notice = Some(unescape(&rest[start..end]));
+                rest = &rest[end + 4..];
+            } else if rest.starts_with(INPUT) {
+                let end = rest.find('>').unwrap() + 1;
+                let tag = &rest[..end];
+                assert!(tag.contains(r#"hx-swap-oob="true""#), "{tag}");
+                self.restored_input = tag
+                    .split_once(" value=\"")
+                    .map(|(_, v)| unescape(&v[..v.find('"').unwrap()]));
+                rest = &rest[end..];
+            } else if let Some(after) = rest.strip_prefix(LIST) {
+                let swap = &after[..after.find('"').unwrap()];
+                let body = &after[after.find('>').unwrap() + 1..];
+                let (older, body) = parse_older(body);
+                let end = body
+                    .find("</div>")
+                    .unwrap_or_else(|| panic!("unclosed list in {frame}"));
+                let articles = parse_articles(&body[..end]);
+                match swap {
+                    "innerHTML" => {
+                        self.shown = articles;
+                        self.older = older.unwrap_or(Older::Nothing);
                     }
-                    rest = &after[body_end + 6..];
+                    "beforeend" => {
+                        assert!(older.is_none(), "an append never carries a loader");
+                        self.shown.extend(articles);
+                    }
+                    other => panic!("unexpected swap {other:?} in {frame}"),
                 }
-                _ => {
-                    assert!(rest.trim().is_empty(), "unparsed frame content: {rest:?}");
-                    return;
-                }
+                rest = &body[end + "</div>".len()..];
+            } else {
+                panic!("unparsed frame content: {rest:?}");
             }
+            rest = rest.trim_start();
         }
+    }
+
+    /// Applies a page of older messages the way htmx swaps it over the loader.
+    pub fn apply_older_page(&mut self, html: &str) {
+        let (older, body) = parse_older(html);
+        let mut articles = parse_articles(body);
+        articles.append(&mut self.shown);
+        self.shown = articles;
+        self.older = older.expect("an older page leads with a loader or the start");
+    }
+}
+
+/// Splits a leading "load older" / "start of conversation" element off the list's content.
+pub fn parse_older(body: &str) -> (Option<Older>, &str) {
+    if let Some(rest) = body.strip_prefix(r#"<div id="older""#) {
+        let before = between(rest, "before=", "\"").parse().unwrap();
+        let end = rest.find("</div>").unwrap() + "</div>".len();
+        (Some(Older::Before(before)), &rest[end..])
+    } else if let Some(rest) = body.strip_prefix(r#"<p id="older""#) {
+        let end = rest.find("</p>").unwrap() + "</p>".len();
+        assert!(rest[..end].contains("Start of conversation"));
+        (Some(Older::Start), &rest[end..])
+    } else {
+        (None, body)
     }
 }
 

@@ -124,3 +124,24 @@ async fn a_peer_that_vanishes_mid_handshake_or_mid_frame_is_cleaned_up() {
     fine.say("the server is fine").await;
     assert_eq!(fine.wait_for_shown(1).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_client_that_closes_gets_a_clean_close_back() {
+    use futures::StreamExt;
+    let app = spawn_app().await;
+    let mut client = app.connect().await;
+    client.ws.close(None).await.unwrap();
+    // A clean handshake: the server's close frame, then the end of the stream; not a reset.
+    loop {
+        match tokio::time::timeout(crate::helpers::PATIENCE, client.ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(_)) => continue,
+            Some(Err(err)) => panic!("the close was not answered: {err}"),
+        }
+    }
+    app.wait_for_stats("the session to leave", |s| s.connected == 0)
+        .await;
+}

@@ -6,6 +6,7 @@
 mod browser;
 mod chat;
 mod helpers;
+mod history;
 mod http_edges;
 mod inputs;
 mod shutdown;

@@ -1,12 +1,11 @@
 //! Shutdown: every client is told 1012 (htmx reconnects on it) and the server exits cleanly.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use futures::future::join_all;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::{PATIENCE, TestClient, spawn_app};
+use crate::helpers::{ChildServer, PATIENCE, TestClient, TestDb, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn shutdown_sends_1012_to_every_client_and_returns() {
@@ -33,66 +32,51 @@ async fn shutdown_sends_1012_to_every_client_and_returns() {
 /// The real binary, stopped with a real SIGTERM.
 #[tokio::test]
 async fn sigterm_closes_connections_with_1012_and_exits_0() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hubbub"))
-        .args(["--addr", "127.0.0.1:0", "--shutdown-grace", "5s"])
-        .env("HUBBUB_LOG", "info")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-
-    // The binary logs its URL once it is listening.
-    let stdout = child.stdout.take().unwrap();
-    let (url_tx, url_rx) = tokio::sync::oneshot::channel();
-    let log = std::thread::spawn(move || {
-        let mut url_tx = Some(url_tx);
-        let mut lines = Vec::new();
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            if let Some(at) = line.find("listening on http://") {
-                let url = line[at + "listening on ".len()..]
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .to_owned();
-                if let Some(tx) = url_tx.take() {
-                    let _ = tx.send(url);
-                }
-            }
-            lines.push(line);
-        }
-        lines
-    });
-    let url = tokio::time::timeout(PATIENCE, url_rx)
+    let db = TestDb::sqlite();
+    let server = ChildServer::start(&db, &["--shutdown-grace", "5s"]).await;
+    let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
-        .unwrap()
         .unwrap();
-    let ws_url = format!("{}/ws", url.replacen("http://", "ws://", 1));
-
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
     let mut client = TestClient::new(ws);
     client.read_frame().await;
     client.say("before the restart").await;
     client.wait_for_shown(1).await;
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-
+    server.signal("-TERM");
     let close = client.wait_for_close().await.expect("a close frame");
     assert_eq!(close.code, CloseCode::Restart);
 
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let (status, lines) = server.wait().await;
     assert!(status.success(), "exit status {status}");
-    let lines = log.join().unwrap();
     assert!(
         lines.iter().any(|l| l.contains("hubbub stopped")),
         "{lines:#?}"
     );
+}
+
+/// A client that starts a request and never finishes it cannot hold shutdown past the
+/// grace period.
+#[tokio::test]
+async fn a_stalled_http_client_cannot_hold_shutdown_past_the_grace_period() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(|config| config.shutdown_grace = Duration::from_millis(500)).await;
+    let mut stalled = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stalled
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut client = app.connect().await;
+
+    app.shutdown.cancel();
+    assert_eq!(
+        client.wait_for_close().await.unwrap().code,
+        CloseCode::Restart
+    );
+    // PATIENCE (10 s) is far above the 0.5 s grace: returning at all is the proof.
+    tokio::time::timeout(PATIENCE, app.server)
+        .await
+        .expect("serve returned")
+        .unwrap()
+        .unwrap();
+    drop(stalled);
 }

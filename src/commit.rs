@@ -1,0 +1,165 @@
+//! The way in: group commit, then broadcast.
+//!
+//! Sessions hand accepted messages to the [`Committer`]; one task stores them in batches
+//! (one transaction for everything that arrived within `--commit-window`, at most
+//! `--commit-batch` messages) and only after the commit hands them, numbered, to the hub
+//! for fan-out. So nothing is broadcast that is not stored, every sender learns whether
+//! their message made it, and many senders cost few commits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::{ChatMessage, NewMessage};
+use crate::hub::Hub;
+use crate::store::{Store, StoreError};
+
+/// How many accepted messages may wait for the writer. When it is full, senders wait
+/// (their sessions stop reading), which is the back-pressure we want when the store is
+/// slower than the room.
+const QUEUE: usize = 8192;
+
+/// Why a message was not stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    #[error("{0}")]
+    Store(Arc<StoreError>),
+    #[error("the server is shutting down")]
+    Stopped,
+}
+
+impl CommitError {
+    /// One sentence for the sender.
+    pub fn user_message(&self) -> &'static str {
+        match self {
+            CommitError::Store(err) => err.user_message(),
+            CommitError::Stopped => "the server is restarting; try again in a moment.",
+        }
+    }
+}
+
+/// Batching limits, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitSettings {
+    /// The most messages in one transaction.
+    pub max_batch: usize,
+    /// How long the first message of a batch waits for company. Zero commits whatever is
+    /// queued at once (still in one transaction).
+    pub window: Duration,
+}
+
+struct Pending {
+    message: NewMessage,
+    reply: oneshot::Sender<Result<u64, CommitError>>,
+}
+
+/// A handle for submitting messages. Cheap to clone; the writer stops when every handle
+/// is gone and the queue is drained.
+#[derive(Clone)]
+pub struct Committer {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Committer {
+    /// Starts the writer task.
+    /// It stops when every handle is gone, or when `stop` is cancelled, after committing
+    /// what is queued at that moment.
+    pub fn start(
+        store: Arc<dyn Store>,
+        hub: Hub,
+        settings: CommitSettings,
+        stop: CancellationToken,
+    ) -> (Self, JoinHandle<()>) {
+        let (queue, pending) = mpsc::channel(QUEUE);
+        let task = tokio::spawn(write_loop(store, hub, pending, settings, stop));
+        (Self { queue }, task)
+    }
+
+    /// Submits a message; resolves with its id once it is committed (and broadcast).
+    /// The returned future owns what it needs, so a session can keep several in flight.
+    pub fn submit(
+        &self,
+        message: NewMessage,
+    ) -> impl Future<Output = Result<u64, CommitError>> + Send + 'static {
+        let queue = self.queue.clone();
+        async move {
+            let (reply, answer) = oneshot::channel();
+            queue
+                .send(Pending { message, reply })
+                .await
+                .map_err(|_| CommitError::Stopped)?;
+            answer.await.map_err(|_| CommitError::Stopped)?
+        }
+    }
+}
+
+async fn write_loop(
+    store: Arc<dyn Store>,
+    hub: Hub,
+    mut queue: mpsc::Receiver<Pending>,
+    settings: CommitSettings,
+    stop: CancellationToken,
+) {
+    let max_batch = settings.max_batch.max(1);
+    let mut batch = Vec::with_capacity(max_batch);
+    loop {
+        let received = tokio::select! {
+            received = queue.recv_many(&mut batch, max_batch) => received,
+            () = stop.cancelled() => {
+                // No new senders will come; commit what is already queued, then stop.
+                queue.close();
+                while queue.recv_many(&mut batch, max_batch).await > 0 {
+                    commit(store.as_ref(), &hub, &mut batch).await;
+                }
+                break;
+            }
+        };
+        if received == 0 {
+            break; // every handle is gone and nothing is left
+        }
+        if !settings.window.is_zero() {
+            let deadline = Instant::now() + settings.window;
+            while batch.len() < max_batch {
+                let room = max_batch - batch.len();
+                match tokio::time::timeout_at(deadline, queue.recv_many(&mut batch, room)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+        commit(store.as_ref(), &hub, &mut batch).await;
+    }
+    tracing::debug!("commit writer stopped");
+}
+
+async fn commit(store: &dyn Store, hub: &Hub, batch: &mut Vec<Pending>) {
+    let (messages, replies): (Vec<NewMessage>, Vec<_>) =
+        batch.drain(..).map(|p| (p.message, p.reply)).unzip();
+    let started = Instant::now();
+    match store.append(&messages).await {
+        Ok(ids) => {
+            let stored: Vec<ChatMessage> = messages
+                .into_iter()
+                .zip(&ids)
+                .map(|(m, id)| m.stored(*id))
+                .collect();
+            tracing::trace!(messages = stored.len(), elapsed = ?started.elapsed(), "committed");
+            hub.deliver(&stored);
+            for (reply, id) in replies.into_iter().zip(ids) {
+                // The sender may have gone; the message is stored and broadcast anyway.
+                let _ = reply.send(Ok(id));
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, messages = messages.len(), "storing messages failed; nothing was broadcast");
+            let err = CommitError::Store(Arc::new(err));
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+    }
+}

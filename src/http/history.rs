@@ -1,0 +1,96 @@
+//! Paging back: `GET /rooms/{room}/history?before=ID` answers a "load older" element with
+//! the 50 messages before `ID`, led by the next "load older" element or "start of
+//! conversation". Ids are the cursor, so pages neither shift nor overlap when new
+//! messages arrive.
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use super::{AppState, HttpError};
+use crate::domain::RoomName;
+use crate::render;
+
+/// Messages per page.
+pub(crate) const PAGE: u32 = 50;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/rooms/{room}/history", get(older))
+}
+
+async fn older(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, HttpError> {
+    let room = RoomName::parse(&room).map_err(|err| HttpError::BadRequest(err.to_string()))?;
+    if &room != state.hub.room() {
+        return Err(HttpError::NotFound);
+    }
+    let before = parse_cursor(query.as_deref()).map_err(HttpError::BadRequest)?;
+    // One more than a page tells whether there is another page after this one.
+    let mut messages = state
+        .store
+        .before(&room, before, PAGE + 1)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "loading older messages failed");
+            HttpError::StoreUnavailable
+        })?;
+    let has_more = messages.len() > PAGE as usize;
+    if has_more {
+        messages.remove(0);
+    }
+    let html = render::older_page(&room, &messages, has_more);
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
+}
+
+/// `before=ID` with ID a positive integer; anything else says what is expected.
+fn parse_cursor(query: Option<&str>) -> Result<u64, String> {
+    const EXPECTED: &str =
+        "expected ?before=ID, where ID is a message id (a positive whole number)";
+    let mut before = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("before", value)) if before.is_none() => before = Some(value),
+            Some(("before", _)) => return Err(format!("'before' is given twice; {EXPECTED}")),
+            _ => {}
+        }
+    }
+    let Some(raw) = before else {
+        return Err(format!("'before' is missing; {EXPECTED}"));
+    };
+    match raw.parse::<u64>() {
+        Ok(id) if id > 0 && raw.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
+        _ => Err(format!("'before' is not a message id; {EXPECTED}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_parse_or_say_what_is_expected() {
+        assert_eq!(parse_cursor(Some("before=51")), Ok(51));
+        assert_eq!(parse_cursor(Some("x=1&before=7")), Ok(7));
+        for bad in [
+            None,
+            Some(""),
+            Some("before="),
+            Some("before=0"),
+            Some("before=-1"),
+            Some("before=+5"),
+            Some("before=1e3"),
+            Some("before=abc"),
+            Some("before=99999999999999999999999"),
+            Some("before=1&before=2"),
+            Some("before=%31"),
+        ] {
+            let err = parse_cursor(bad).unwrap_err();
+            assert!(err.contains("expected ?before=ID"), "{bad:?}: {err}");
+        }
+    }
+}

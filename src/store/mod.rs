@@ -1,0 +1,194 @@
+//! Where messages are kept: the `Store` trait and its two backends.
+//!
+//! The backend is chosen once, at start-up, from the database URL: `sqlite://PATH` (the
+//! default, embedded, WAL mode) or `postgres://…` (shared by several nodes). Migrations
+//! are embedded in the binary and run on open. This module and its children are the only
+//! place in hubbub that knows SQL.
+//!
+//! Ids come from the store and increase in commit order, so an id is also a cursor: "the
+//! 50 messages before id 812" means the same thing however many messages arrive meanwhile.
+
+mod postgres;
+mod sqlite;
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+pub use self::postgres::PostgresStore;
+pub use self::sqlite::SqliteStore;
+use crate::domain::{ChatMessage, NewMessage, RoomName};
+
+/// A place to keep messages. Implementations are cheap to share (`Arc<dyn Store>`).
+pub trait Store: Send + Sync + 'static {
+    /// Stores a batch in one transaction, returning the ids in the batch's order. Either
+    /// every message is committed or none is.
+    fn append<'a>(&'a self, batch: &'a [NewMessage])
+    -> BoxFuture<'a, Result<Vec<u64>, StoreError>>;
+
+    /// The newest `limit` messages of a room, oldest first.
+    fn recent<'a>(
+        &'a self,
+        room: &'a RoomName,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>>;
+
+    /// The newest `limit` messages of a room with an id below `before`, oldest first.
+    fn before<'a>(
+        &'a self,
+        room: &'a RoomName,
+        before: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>>;
+
+    /// A cheap round trip, for readiness checks.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Which backend this is, for logs.
+    fn backend(&self) -> &'static str;
+}
+
+/// Opens the store a URL names, creating and migrating it as needed.
+pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
+    let raw = url.expose();
+    if raw.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
+
+/// `(id, room, author, body, created_at)` as both backends select it.
+type Row = (i64, String, String, String, i64);
+
+/// Rows selected newest first (to apply the limit), turned around.
+fn oldest_first(mut rows: Vec<Row>) -> Vec<ChatMessage> {
+    rows.reverse();
+    rows.into_iter()
+        .map(|(id, room, author, body, at)| {
+            ChatMessage::from_row(id as u64, &room, author, body, at)
+        })
+        .collect()
+}
+
+/// A database URL. It may hold a password, so `Debug` and `Display` hide it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL with its password, for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `scheme://user:secret@host` → `scheme://user:***@host`
+        match self.0.split_once("://") {
+            Some((scheme, rest)) => match rest.split_once('@') {
+                Some((user_info, host)) => {
+                    let user = user_info
+                        .split_once(':')
+                        .map_or(user_info, |(user, _)| user);
+                    let hidden = if user_info.contains(':') { ":***" } else { "" };
+                    write!(f, "{scheme}://{user}{hidden}@{host}")
+                }
+                None => f.write_str(&self.0),
+            },
+            None => f.write_str(&self.0),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// What can go wrong with the store. The `Display` text is for logs and operators; what a
+/// chat user is told comes from [`StoreError::user_message`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {0}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    #[error("cannot open the database {url}: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("migrating the database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database is busy (locked by another writer)")]
+    Busy(#[source] sqlx::Error),
+    #[error("the database failed: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("the database returned {got} ids for {sent} messages")]
+    Inconsistent { sent: usize, got: usize },
+}
+
+impl StoreError {
+    /// One sentence for the person whose message was not sent.
+    pub fn user_message(&self) -> &'static str {
+        match self {
+            StoreError::Busy(_) => "the message store is busy; try again in a moment.",
+            _ => "the message store is unavailable right now; try again in a moment.",
+        }
+    }
+
+    /// Classifies a query error.
+    pub(crate) fn query(err: sqlx::Error) -> Self {
+        let busy = matches!(&err, sqlx::Error::Database(db)
+            if db.code().is_some_and(|code| code == "5" || code == "6" || code == "517" || code == "55P03"));
+        if busy {
+            StoreError::Busy(err)
+        } else {
+            StoreError::Unavailable(err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_hide_their_passwords() {
+        let url = DatabaseUrl::new("postgres://hub:s3cret@db.example:5432/chat");
+        assert_eq!(url.to_string(), "postgres://hub:***@db.example:5432/chat");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(
+            DatabaseUrl::new("postgres://hub@db/chat").to_string(),
+            "postgres://hub@db/chat"
+        );
+        assert_eq!(
+            DatabaseUrl::new("sqlite://hubbub.db").to_string(),
+            "sqlite://hubbub.db"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_is_a_clear_error() {
+        let err = open(&DatabaseUrl::new("mysql://x")).await.err().unwrap();
+        assert!(
+            err.to_string().contains("use sqlite://PATH or postgres://"),
+            "{err}"
+        );
+    }
+}

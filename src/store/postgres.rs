@@ -1,0 +1,161 @@
+//! The shared backend: PostgreSQL, for several nodes over one history.
+//!
+//! Inserts take a transaction-scoped advisory lock, so ids are committed in id order even
+//! when several nodes write at once: a reader that has seen id N can never later find a
+//! smaller id appear. The pool reconnects by itself when the server comes back.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::{DatabaseUrl, Row, Store, StoreError, oldest_first};
+use crate::domain::{ChatMessage, NewMessage, RoomName, unix_micros};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The advisory lock that orders inserts ("hubbub" in ASCII).
+const INSERT_LOCK: i64 = 0x6875_6262_7562;
+
+/// How long to wait for a connection before telling the sender the store is down.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let open_error = |source| StoreError::Open {
+            url: url.to_string(),
+            source,
+        };
+        let options = PgConnectOptions::from_str(url.expose())
+            .map_err(open_error)?
+            .application_name("hubbub");
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn append_batch(&self, batch: &[NewMessage]) -> Result<Vec<u64>, StoreError> {
+        let rooms: Vec<&str> = batch.iter().map(|m| m.room.as_str()).collect();
+        let authors: Vec<&str> = batch.iter().map(|m| m.author.as_str()).collect();
+        let bodies: Vec<&str> = batch.iter().map(|m| m.text.as_str()).collect();
+        let times: Vec<i64> = batch.iter().map(|m| unix_micros(m.sent_at)).collect();
+
+        let mut tx = self.pool.begin().await.map_err(StoreError::query)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(INSERT_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query)?;
+        let mut ids: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (room, author, body, created_at) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) \
+             RETURNING id",
+        )
+        .bind(&rooms)
+        .bind(&authors)
+        .bind(&bodies)
+        .bind(&times)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::query)?;
+        tx.commit().await.map_err(StoreError::query)?;
+        if ids.len() != batch.len() {
+            return Err(StoreError::Inconsistent {
+                sent: batch.len(),
+                got: ids.len(),
+            });
+        }
+        // The identity is drawn row by row in UNNEST's order; RETURNING's order is not
+        // promised, so sort.
+        ids.sort_unstable();
+        Ok(ids.into_iter().map(|id| id as u64).collect())
+    }
+
+    async fn recent_rows(
+        &self,
+        room: &RoomName,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, room, author, body, created_at FROM messages \
+             WHERE room = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(room.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query)?;
+        Ok(oldest_first(rows))
+    }
+
+    async fn before_rows(
+        &self,
+        room: &RoomName,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, room, author, body, created_at FROM messages \
+             WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(room.as_str())
+        .bind(i64::try_from(before).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query)?;
+        Ok(oldest_first(rows))
+    }
+}
+
+impl Store for PostgresStore {
+    fn append<'a>(
+        &'a self,
+        batch: &'a [NewMessage],
+    ) -> BoxFuture<'a, Result<Vec<u64>, StoreError>> {
+        self.append_batch(batch).boxed()
+    }
+
+    fn recent<'a>(
+        &'a self,
+        room: &'a RoomName,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>> {
+        self.recent_rows(room, limit).boxed()
+    }
+
+    fn before<'a>(
+        &'a self,
+        room: &'a RoomName,
+        before: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>> {
+        self.before_rows(room, before, limit).boxed()
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::query)?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}

@@ -1,0 +1,164 @@
+//! The embedded backend: one SQLite file in WAL mode.
+//!
+//! Durability: `synchronous=FULL`, so a commit is on disk before hubbub broadcasts it,
+//! even across a power cut. Group commit (one transaction per batch, in `crate::commit`)
+//! keeps the cost of that fsync shared by many messages.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{DatabaseUrl, Row, Store, StoreError, oldest_first};
+use crate::domain::{ChatMessage, NewMessage, RoomName, unix_micros};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a statement waits for a lock held by another process before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let open_error = |source| StoreError::Open {
+            url: url.to_string(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str(url.expose())
+            .map_err(open_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn append_batch(&self, batch: &[NewMessage]) -> Result<Vec<u64>, StoreError> {
+        // One statement for the whole batch: the rows travel as one JSON array and SQLite
+        // inserts them in array order, numbering them in that order.
+        let rows: Vec<(&str, &str, &str, i64)> = batch
+            .iter()
+            .map(|m| {
+                (
+                    m.room.as_str(),
+                    m.author.as_str(),
+                    m.text.as_str(),
+                    unix_micros(m.sent_at),
+                )
+            })
+            .collect();
+        let json = serde_json::to_string(&rows)
+            .map_err(|err| StoreError::Unavailable(sqlx::Error::Encode(err.into())))?;
+        let mut tx = self.pool.begin().await.map_err(StoreError::query)?;
+        let mut ids: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO messages (room, author, body, created_at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?) ORDER BY key \
+             RETURNING id",
+        )
+        .bind(json)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::query)?;
+        tx.commit().await.map_err(StoreError::query)?;
+        if ids.len() != batch.len() {
+            return Err(StoreError::Inconsistent {
+                sent: batch.len(),
+                got: ids.len(),
+            });
+        }
+        // RETURNING does not promise an order; the ids were assigned in array order.
+        ids.sort_unstable();
+        Ok(ids.into_iter().map(|id| id as u64).collect())
+    }
+
+    async fn recent_rows(
+        &self,
+        room: &RoomName,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, room, author, body, created_at FROM messages \
+             WHERE room = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(room.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query)?;
+        Ok(oldest_first(rows))
+    }
+
+    async fn before_rows(
+        &self,
+        room: &RoomName,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, room, author, body, created_at FROM messages \
+             WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(room.as_str())
+        .bind(i64::try_from(before).unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::query)?;
+        Ok(oldest_first(rows))
+    }
+}
+
+impl Store for SqliteStore {
+    fn append<'a>(
+        &'a self,
+        batch: &'a [NewMessage],
+    ) -> BoxFuture<'a, Result<Vec<u64>, StoreError>> {
+        self.append_batch(batch).boxed()
+    }
+
+    fn recent<'a>(
+        &'a self,
+        room: &'a RoomName,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>> {
+        self.recent_rows(room, limit).boxed()
+    }
+
+    fn before<'a>(
+        &'a self,
+        room: &'a RoomName,
+        before: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>> {
+        self.before_rows(room, before, limit).boxed()
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        async move {
+            sqlx::query("SELECT 1")
+                .execute(&self.pool)
+                .await
+                .map_err(StoreError::query)?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
