@@ -32,9 +32,11 @@ impl PostgresStore {
             url: url.to_string(),
             source,
         };
-        let options = PgConnectOptions::from_str(url.expose())
-            .map_err(open_error)?
-            .application_name("hubbub");
+        let mut options = PgConnectOptions::from_str(url.expose()).map_err(open_error)?;
+        // Name our connections in pg_stat_activity, unless the URL already does.
+        if options.get_application_name().is_none() {
+            options = options.application_name("hubbub");
+        }
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)

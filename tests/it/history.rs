@@ -252,6 +252,63 @@ async fn kill_9_after_a_burst_loses_nothing_anyone_saw(db: Arc<TestDb>) {
     );
 }
 
+/// The server's connections are cut (as when PostgreSQL restarts): the pool reconnects and
+/// the chat carries on without a restart.
+#[tokio::test]
+async fn postgres_connections_cut_under_the_server_are_replaced() {
+    let Some(db) =
+        TestDb::postgres("history::postgres_connections_cut_under_the_server_are_replaced").await
+    else {
+        return;
+    };
+    // A name of its own, so that only this test's connections are cut.
+    let name = format!("hubbub_cut_{}", std::process::id());
+    let url = format!("{}&application_name={name}", db.url.expose());
+    let db = Arc::new(db);
+    let app = spawn_app_on(Arc::clone(&db), "127.0.0.1:0", |config| {
+        config.database = hubbub::store::DatabaseUrl::new(url);
+    })
+    .await;
+    let mut client = app.connect().await;
+    client.say("before").await;
+    client.wait_for_shown(1).await;
+
+    let admin = sqlx::PgPool::connect(&std::env::var(crate::helpers::POSTGRES_ENV).unwrap())
+        .await
+        .unwrap();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&name)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(!cut.is_empty(), "the server had connections to cut");
+
+    // The next messages go through: a dead connection is noticed and replaced. Should one
+    // attempt meet a dead connection, the sender is told and can send again.
+    for attempt in 0..3 {
+        client.say("after").await;
+        loop {
+            let before = client.shown.len();
+            client.notice = None;
+            client.read_frame().await;
+            if client.shown.len() > before || client.notice.is_some() {
+                break;
+            }
+        }
+        if client.shown.len() == 2 {
+            break;
+        }
+        assert!(
+            attempt < 2,
+            "the store did not recover: {:?}",
+            client.notice
+        );
+    }
+    assert_eq!(client.shown.last().unwrap().text, "after");
+}
+
 #[tokio::test]
 async fn bad_cursors_are_400_with_a_reason() {
     let app = app(Arc::new(TestDb::sqlite())).await;
