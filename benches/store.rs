@@ -40,7 +40,7 @@ async fn burst(committer: &Committer, messages: usize) {
                 .unwrap()
                 .unwrap();
                 let message = NewMessage::now(RoomName::general(), author.clone(), text);
-                committer.submit(message).await.unwrap();
+                committer.submit(message).unwrap().await.unwrap().unwrap();
             }
         }
     });

@@ -30,6 +30,8 @@ pub enum CommitError {
     Store(Arc<StoreError>),
     #[error("the server is shutting down")]
     Stopped,
+    #[error("the commit queue is full")]
+    Busy,
 }
 
 impl CommitError {
@@ -38,6 +40,7 @@ impl CommitError {
         match self {
             CommitError::Store(err) => err.user_message(),
             CommitError::Stopped => "the server is restarting; try again in a moment.",
+            CommitError::Busy => "the server is busy; try again in a moment.",
         }
     }
 }
@@ -79,21 +82,24 @@ impl Committer {
         (Self { queue }, task)
     }
 
-    /// Submits a message; resolves with its id once it is committed (and broadcast).
-    /// The returned future owns what it needs, so a session can keep several in flight.
+    /// Queues a message for the next commit, at once: once this returns `Ok`, the message
+    /// will be stored (or its sender told why not) whatever happens to the session. The
+    /// receiver answers with the message's id once it is committed and broadcast.
+    ///
+    /// A full queue means the store has fallen far behind the room; the sender is told to
+    /// try again rather than made to wait without a word.
     pub fn submit(
         &self,
         message: NewMessage,
-    ) -> impl Future<Output = Result<u64, CommitError>> + Send + 'static {
-        let queue = self.queue.clone();
-        async move {
-            let (reply, answer) = oneshot::channel();
-            queue
-                .send(Pending { message, reply })
-                .await
-                .map_err(|_| CommitError::Stopped)?;
-            answer.await.map_err(|_| CommitError::Stopped)?
-        }
+    ) -> Result<oneshot::Receiver<Result<u64, CommitError>>, CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send(Pending { message, reply })
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => CommitError::Busy,
+                mpsc::error::TrySendError::Closed(_) => CommitError::Stopped,
+            })?;
+        Ok(answer)
     }
 }
 
@@ -136,30 +142,60 @@ async fn write_loop(
     tracing::debug!("commit writer stopped");
 }
 
+/// The longest one batch may take to store. PostgreSQL also has server-side timeouts
+/// (see `store::postgres`); this bounds everything else, so the writer never hangs.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn append(store: &dyn Store, messages: &[NewMessage]) -> Result<Vec<u64>, StoreError> {
+    tokio::time::timeout(APPEND_TIMEOUT, store.append(messages))
+        .await
+        .unwrap_or(Err(StoreError::TimedOut(APPEND_TIMEOUT)))
+}
+
 async fn commit(store: &dyn Store, hub: &Hub, batch: &mut Vec<Pending>) {
     let (messages, replies): (Vec<NewMessage>, Vec<_>) =
         batch.drain(..).map(|p| (p.message, p.reply)).unzip();
     let started = Instant::now();
-    match store.append(&messages).await {
+    match append(store, &messages).await {
         Ok(ids) => {
-            let stored: Vec<ChatMessage> = messages
-                .into_iter()
-                .zip(&ids)
-                .map(|(m, id)| m.stored(*id))
-                .collect();
-            tracing::trace!(messages = stored.len(), elapsed = ?started.elapsed(), "committed");
-            hub.deliver(&stored);
-            for (reply, id) in replies.into_iter().zip(ids) {
-                // The sender may have gone; the message is stored and broadcast anyway.
-                let _ = reply.send(Ok(id));
+            tracing::trace!(messages = ids.len(), elapsed = ?started.elapsed(), "committed");
+            deliver(hub, messages, ids, replies);
+        }
+        Err(err) if err.is_rejected() && messages.len() > 1 => {
+            // The database refused something in this batch. One sender's bad message must
+            // not sink everyone else's: store them one by one.
+            tracing::warn!(error = %err, messages = messages.len(), "a batch was refused; storing its messages one by one");
+            for (message, reply) in messages.into_iter().zip(replies) {
+                let one = [message];
+                match append(store, &one).await {
+                    Ok(ids) => deliver(hub, one.into(), ids, vec![reply]),
+                    Err(err) => refuse(err, vec![reply]),
+                }
             }
         }
-        Err(err) => {
-            tracing::error!(error = %err, messages = messages.len(), "storing messages failed; nothing was broadcast");
-            let err = CommitError::Store(Arc::new(err));
-            for reply in replies {
-                let _ = reply.send(Err(err.clone()));
-            }
-        }
+        Err(err) => refuse(err, replies),
+    }
+}
+
+type Reply = oneshot::Sender<Result<u64, CommitError>>;
+
+fn deliver(hub: &Hub, messages: Vec<NewMessage>, ids: Vec<u64>, replies: Vec<Reply>) {
+    let stored: Vec<ChatMessage> = messages
+        .into_iter()
+        .zip(&ids)
+        .map(|(m, id)| m.stored(*id))
+        .collect();
+    hub.deliver(&stored);
+    for (reply, id) in replies.into_iter().zip(ids) {
+        // The sender may have gone; the message is stored and broadcast anyway.
+        let _ = reply.send(Ok(id));
+    }
+}
+
+fn refuse(err: StoreError, replies: Vec<Reply>) {
+    tracing::error!(error = %err, messages = replies.len(), "storing messages failed; nothing was broadcast");
+    let err = CommitError::Store(Arc::new(err));
+    for reply in replies {
+        let _ = reply.send(Err(err.clone()));
     }
 }

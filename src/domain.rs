@@ -34,6 +34,10 @@ pub enum InboundError {
     Malformed(String),
     #[error("That message is {len} characters long; the limit is {max}.")]
     TooLong { len: usize, max: usize },
+    #[error(
+        "That message contains control characters; only text, tabs and line breaks can be sent."
+    )]
+    ControlCharacters,
 }
 
 /// The text of a chat message: trimmed, not empty, at most the configured length.
@@ -54,6 +58,14 @@ impl MessageText {
                 len,
                 max: max_chars,
             });
+        }
+        // NUL cannot be stored in PostgreSQL text, and the other control characters have no
+        // business in a chat line; tabs and line breaks do.
+        if text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+        {
+            return Err(InboundError::ControlCharacters);
         }
         Ok(Some(Self(text.to_owned())))
     }
@@ -326,6 +338,24 @@ mod tests {
         let at = time::macros::datetime!(2026-11-28 08:16:22.123456 UTC);
         let row = ChatMessage::from_row(1, "general", "a".into(), "b".into(), unix_micros(at));
         assert_eq!(row.sent_at, at);
+    }
+
+    #[test]
+    fn control_characters_are_refused_but_lines_and_tabs_kept() {
+        assert!(MessageText::parse("a\nb\tc\r\nd", 100).unwrap().is_some());
+        for bad in [
+            "evil\0byte",
+            "bell\u{7}",
+            "esc\u{1b}[31m",
+            "del\u{7f}",
+            "c1\u{85}x",
+        ] {
+            assert_eq!(
+                MessageText::parse(bad, 100),
+                Err(InboundError::ControlCharacters),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

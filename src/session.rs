@@ -185,8 +185,19 @@ where
                     Ok(None) => {}
                     Ok(Some(text)) => {
                         let message = NewMessage::now(hub.room().clone(), name.clone(), text.clone());
-                        let commit = committer.submit(message);
-                        in_flight.push_back(async move { (text, commit.await) }.boxed());
+                        // Queued at once: from here on the message is stored (or its sender
+                        // told why not) even if this session ends before the answer comes.
+                        match committer.submit(message) {
+                            Ok(answer) => in_flight.push_back(
+                                async move { (text, answer.await.unwrap_or(Err(CommitError::Stopped))) }.boxed(),
+                            ),
+                            Err(err) => {
+                                let notice = render::not_sent(err.user_message(), text.as_str(), hub.room(), settings.max_message_chars);
+                                if let Err(end) = write(&mut socket, Message::Text(notice), &settings, &membership.evicted, &shutdown).await {
+                                    break end;
+                                }
+                            }
+                        }
                     }
                     Err(notice) => {
                         if let Err(end) = write(&mut socket, Message::Text(notice), &settings, &membership.evicted, &shutdown).await {

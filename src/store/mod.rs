@@ -98,20 +98,36 @@ impl std::str::FromStr for DatabaseUrl {
 
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `scheme://user:secret@host` → `scheme://user:***@host`
-        match self.0.split_once("://") {
+        // `scheme://user:secret@host` → `scheme://user:***@host`, and `password=` in the
+        // query string is hidden too.
+        let (url, query) = match self.0.split_once('?') {
+            Some((url, query)) => (url, Some(query)),
+            None => (self.0.as_str(), None),
+        };
+        match url.split_once("://") {
             Some((scheme, rest)) => match rest.split_once('@') {
                 Some((user_info, host)) => {
                     let user = user_info
                         .split_once(':')
                         .map_or(user_info, |(user, _)| user);
                     let hidden = if user_info.contains(':') { ":***" } else { "" };
-                    write!(f, "{scheme}://{user}{hidden}@{host}")
+                    write!(f, "{scheme}://{user}{hidden}@{host}")?;
                 }
-                None => f.write_str(&self.0),
+                None => f.write_str(url)?,
             },
-            None => f.write_str(&self.0),
+            None => f.write_str(url)?,
         }
+        if let Some(query) = query {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            write!(f, "?{}", pairs.join("&"))?;
+        }
+        Ok(())
     }
 }
 
@@ -141,6 +157,12 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("the database returned {got} ids for {sent} messages")]
     Inconsistent { sent: usize, got: usize },
+    /// The database refused the data itself (a constraint, an invalid value): trying the
+    /// same thing again will not help, but the other messages of a batch may go through.
+    #[error("the database refused the data: {0}")]
+    Rejected(#[source] sqlx::Error),
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 impl StoreError {
@@ -148,19 +170,68 @@ impl StoreError {
     pub fn user_message(&self) -> &'static str {
         match self {
             StoreError::Busy(_) => "the message store is busy; try again in a moment.",
+            StoreError::Rejected(_) => "the message store refused this message.",
             _ => "the message store is unavailable right now; try again in a moment.",
         }
     }
 
-    /// Classifies a query error.
-    pub(crate) fn query(err: sqlx::Error) -> Self {
-        let busy = matches!(&err, sqlx::Error::Database(db)
-            if db.code().is_some_and(|code| code == "5" || code == "6" || code == "517" || code == "55P03"));
-        if busy {
-            StoreError::Busy(err)
-        } else {
-            StoreError::Unavailable(err)
+    /// Whether the data itself was refused (as opposed to the database being unreachable).
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, StoreError::Rejected(_))
+    }
+
+    /// Classifies a SQLite error by its result code.
+    pub(crate) fn sqlite(err: sqlx::Error) -> Self {
+        let class = database_code(&err).map_or(Class::Other, |code| sqlite_class(&code));
+        Self::classified(class, err)
+    }
+
+    /// Classifies a PostgreSQL error by its SQLSTATE.
+    pub(crate) fn postgres(err: sqlx::Error) -> Self {
+        let class = database_code(&err).map_or(Class::Other, |code| postgres_class(&code));
+        Self::classified(class, err)
+    }
+
+    fn classified(class: Class, err: sqlx::Error) -> Self {
+        match class {
+            Class::Busy => StoreError::Busy(err),
+            Class::Rejected => StoreError::Rejected(err),
+            Class::Other => StoreError::Unavailable(err),
         }
+    }
+}
+
+fn database_code(err: &sqlx::Error) -> Option<String> {
+    match err {
+        sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
+        _ => None,
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Class {
+    Busy,
+    Rejected,
+    Other,
+}
+
+/// SQLite reports a number whose low byte is the primary result code (extended codes such
+/// as SQLITE_BUSY_SNAPSHOT = 517 share it).
+fn sqlite_class(code: &str) -> Class {
+    match code.parse::<u32>().map(|number| number & 0xff) {
+        Ok(5 | 6) => Class::Busy,                 // SQLITE_BUSY, SQLITE_LOCKED
+        Ok(18 | 19 | 20 | 25) => Class::Rejected, // TOOBIG, CONSTRAINT, MISMATCH, RANGE
+        _ => Class::Other,
+    }
+}
+
+/// PostgreSQL: lock_not_available and deadlock_detected pass; class 22 (data exception)
+/// and 23 (integrity constraint violation) are about the data itself.
+fn postgres_class(code: &str) -> Class {
+    match code {
+        "55P03" | "40P01" => Class::Busy,
+        _ if code.starts_with("22") || code.starts_with("23") => Class::Rejected,
+        _ => Class::Other,
     }
 }
 
@@ -181,6 +252,19 @@ mod tests {
             DatabaseUrl::new("sqlite://hubbub.db").to_string(),
             "sqlite://hubbub.db"
         );
+    }
+
+    #[test]
+    fn error_codes_are_classified() {
+        assert_eq!(sqlite_class("5"), Class::Busy);
+        assert_eq!(sqlite_class("517"), Class::Busy); // SQLITE_BUSY_SNAPSHOT
+        assert_eq!(sqlite_class("262"), Class::Busy); // SQLITE_LOCKED_SHAREDCACHE
+        assert_eq!(sqlite_class("1555"), Class::Rejected); // SQLITE_CONSTRAINT_PRIMARYKEY
+        assert_eq!(sqlite_class("10"), Class::Other); // SQLITE_IOERR
+        assert_eq!(postgres_class("22021"), Class::Rejected); // invalid byte sequence
+        assert_eq!(postgres_class("23505"), Class::Rejected); // unique violation
+        assert_eq!(postgres_class("55P03"), Class::Busy);
+        assert_eq!(postgres_class("57P01"), Class::Other); // admin shutdown
     }
 
     #[tokio::test]

@@ -23,8 +23,19 @@ const INSERT_LOCK: i64 = 0x6875_6262_7562;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub struct PostgresStore {
-    pool: PgPool,
+    /// For the commit writer alone, so paging readers can never make it wait.
+    writer: PgPool,
+    /// For reads (paging, start-up).
+    readers: PgPool,
 }
+
+/// Server-side limits on every connection, so a stuck lock or a hung statement turns into an
+/// error the sender is told about instead of a writer that waits forever.
+const SESSION_OPTIONS: [(&str, &str); 3] = [
+    ("statement_timeout", "5s"),
+    ("lock_timeout", "5s"),
+    ("idle_in_transaction_session_timeout", "10s"),
+];
 
 impl PostgresStore {
     pub async fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
@@ -37,14 +48,21 @@ impl PostgresStore {
         if options.get_application_name().is_none() {
             options = options.application_name("hubbub");
         }
-        let pool = PgPoolOptions::new()
+        let options = options.options(SESSION_OPTIONS);
+        let writer = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .map_err(open_error)?;
+        MIGRATOR.run(&writer).await?;
+        let readers = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(open_error)?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { writer, readers })
     }
 
     async fn append_batch(&self, batch: &[NewMessage]) -> Result<Vec<u64>, StoreError> {
@@ -53,15 +71,18 @@ impl PostgresStore {
         let bodies: Vec<&str> = batch.iter().map(|m| m.text.as_str()).collect();
         let times: Vec<i64> = batch.iter().map(|m| unix_micros(m.sent_at)).collect();
 
-        let mut tx = self.pool.begin().await.map_err(StoreError::query)?;
+        let mut tx = self.writer.begin().await.map_err(StoreError::postgres)?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(INSERT_LOCK)
             .execute(&mut *tx)
             .await
-            .map_err(StoreError::query)?;
+            .map_err(StoreError::postgres)?;
         let mut ids: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO messages (room, author, body, created_at) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) \
+             SELECT room, author, body, created_at \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) \
+                  WITH ORDINALITY AS batch (room, author, body, created_at, position) \
+             ORDER BY position \
              RETURNING id",
         )
         .bind(&rooms)
@@ -70,14 +91,15 @@ impl PostgresStore {
         .bind(&times)
         .fetch_all(&mut *tx)
         .await
-        .map_err(StoreError::query)?;
-        tx.commit().await.map_err(StoreError::query)?;
+        .map_err(StoreError::postgres)?;
         if ids.len() != batch.len() {
+            // Dropping the transaction rolls it back: nothing half-stored.
             return Err(StoreError::Inconsistent {
                 sent: batch.len(),
                 got: ids.len(),
             });
         }
+        tx.commit().await.map_err(StoreError::postgres)?;
         // The identity is drawn row by row in UNNEST's order; RETURNING's order is not
         // promised, so sort.
         ids.sort_unstable();
@@ -95,9 +117,9 @@ impl PostgresStore {
         )
         .bind(room.as_str())
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
-        .map_err(StoreError::query)?;
+        .map_err(StoreError::postgres)?;
         Ok(oldest_first(rows))
     }
 
@@ -114,9 +136,9 @@ impl PostgresStore {
         .bind(room.as_str())
         .bind(i64::try_from(before).unwrap_or(i64::MAX))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
-        .map_err(StoreError::query)?;
+        .map_err(StoreError::postgres)?;
         Ok(oldest_first(rows))
     }
 }
@@ -149,9 +171,9 @@ impl Store for PostgresStore {
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         async move {
             sqlx::query("SELECT 1")
-                .execute(&self.pool)
+                .execute(&self.readers)
                 .await
-                .map_err(StoreError::query)?;
+                .map_err(StoreError::postgres)?;
             Ok(())
         }
         .boxed()

@@ -22,7 +22,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    /// One connection, for the commit writer alone: SQLite has one writer at a time anyway,
+    /// and paging readers can never make it wait for a connection.
+    writer: SqlitePool,
+    /// For reads (paging, start-up); WAL lets them run beside the writer.
+    readers: SqlitePool,
 }
 
 impl SqliteStore {
@@ -37,14 +41,20 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .acquire_timeout(BUSY_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(open_error)?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        MIGRATOR.run(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(open_error)?;
+        Ok(Self { writer, readers })
     }
 
     async fn append_batch(&self, batch: &[NewMessage]) -> Result<Vec<u64>, StoreError> {
@@ -63,7 +73,7 @@ impl SqliteStore {
             .collect();
         let json = serde_json::to_string(&rows)
             .map_err(|err| StoreError::Unavailable(sqlx::Error::Encode(err.into())))?;
-        let mut tx = self.pool.begin().await.map_err(StoreError::query)?;
+        let mut tx = self.writer.begin().await.map_err(StoreError::sqlite)?;
         let mut ids: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO messages (room, author, body, created_at) \
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?) ORDER BY key \
@@ -72,14 +82,15 @@ impl SqliteStore {
         .bind(json)
         .fetch_all(&mut *tx)
         .await
-        .map_err(StoreError::query)?;
-        tx.commit().await.map_err(StoreError::query)?;
+        .map_err(StoreError::sqlite)?;
         if ids.len() != batch.len() {
+            // Dropping the transaction rolls it back: nothing half-stored.
             return Err(StoreError::Inconsistent {
                 sent: batch.len(),
                 got: ids.len(),
             });
         }
+        tx.commit().await.map_err(StoreError::sqlite)?;
         // RETURNING does not promise an order; the ids were assigned in array order.
         ids.sort_unstable();
         Ok(ids.into_iter().map(|id| id as u64).collect())
@@ -96,9 +107,9 @@ impl SqliteStore {
         )
         .bind(room.as_str())
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
-        .map_err(StoreError::query)?;
+        .map_err(StoreError::sqlite)?;
         Ok(oldest_first(rows))
     }
 
@@ -115,9 +126,9 @@ impl SqliteStore {
         .bind(room.as_str())
         .bind(i64::try_from(before).unwrap_or(i64::MAX))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.readers)
         .await
-        .map_err(StoreError::query)?;
+        .map_err(StoreError::sqlite)?;
         Ok(oldest_first(rows))
     }
 }
@@ -150,9 +161,9 @@ impl Store for SqliteStore {
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         async move {
             sqlx::query("SELECT 1")
-                .execute(&self.pool)
+                .execute(&self.readers)
                 .await
-                .map_err(StoreError::query)?;
+                .map_err(StoreError::sqlite)?;
             Ok(())
         }
         .boxed()

@@ -142,23 +142,20 @@ impl TestDb {
     }
 
     /// Runs SQL against the test database directly (for injecting faults).
-    pub async fn execute(&self, sql: &str) {
+    pub async fn execute(&self, sql: &str) -> Result<(), sqlx::Error> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
         match self.backend {
             Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(self.url.expose()).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .execute(&pool)
-                    .await
-                    .unwrap();
+                let pool = sqlx::SqlitePool::connect(self.url.expose()).await?;
+                let done = sqlx::raw_sql(sql).execute(&pool).await.map(drop);
                 pool.close().await;
+                done
             }
             Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(self.url.expose()).await.unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .execute(&pool)
-                    .await
-                    .unwrap();
+                let pool = sqlx::PgPool::connect(self.url.expose()).await?;
+                let done = sqlx::raw_sql(sql).execute(&pool).await.map(drop);
                 pool.close().await;
+                done
             }
         }
     }

@@ -97,21 +97,11 @@ async fn a_failing_store_refuses_the_message_and_recovers(db: Arc<TestDb>) {
     let mut sender = app.connect().await;
     let mut other = app.connect().await;
 
-    // A real failure inside the real database: every insert is rejected.
-    match db.backend {
-        Backend::Sqlite => {
-            db.execute("CREATE TRIGGER fail BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;")
-                .await
-        }
-        Backend::Postgres => {
-            db.execute(
-                "CREATE FUNCTION fail() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$ LANGUAGE plpgsql; \
-                 CREATE TRIGGER fail BEFORE INSERT ON messages FOR EACH STATEMENT EXECUTE FUNCTION fail();",
-            )
-            .await
-        }
-    }
-    sender.say("is anyone there?").await;
+    // A real failure inside the real database: the table the server writes to is gone.
+    db.execute("ALTER TABLE messages RENAME TO messages_away")
+        .await
+        .unwrap();
+    sender.say("lost in the outage").await;
     let notice = sender.wait_for_notice().await;
     assert_eq!(
         notice,
@@ -119,35 +109,83 @@ async fn a_failing_store_refuses_the_message_and_recovers(db: Arc<TestDb>) {
     );
     assert_eq!(
         sender.restored_input.as_deref(),
-        Some("is anyone there?"),
+        Some("lost in the outage"),
         "the text is put back"
     );
     assert!(
-        !notice.contains("disk on fire"),
+        !notice.contains("messages"),
         "database errors stay in the log"
     );
 
     // The store comes back; so does the chat, by itself.
-    db.execute(
-        "DROP TRIGGER fail ON messages"
-            .strip_suffix(if db.backend == Backend::Sqlite {
-                " ON messages"
-            } else {
-                ""
-            })
-            .unwrap(),
-    )
-    .await;
-    sender.say("is anyone there?").await;
-    let shown = other.wait_for_shown(1).await;
-    assert_eq!(shown.len(), 1);
-    assert_eq!(shown[0].text, "is anyone there?");
+    db.execute("ALTER TABLE messages_away RENAME TO messages")
+        .await
+        .unwrap();
+    sender.say("after the outage").await;
+    let shown: Vec<String> = other
+        .wait_for_shown(1)
+        .await
+        .iter()
+        .map(|m| m.text.clone())
+        .collect();
     assert_eq!(
-        sender.wait_for_shown(1).await.len(),
-        1,
-        "the failed attempt was never broadcast"
+        shown,
+        ["after the outage"],
+        "the failed message was never broadcast"
     );
+    let own: Vec<String> = sender
+        .wait_for_shown(1)
+        .await
+        .iter()
+        .map(|m| m.text.clone())
+        .collect();
+    assert_eq!(own, ["after the outage"]);
     assert_eq!(app.hub.stats().messages_posted, 1);
+    let history: Vec<String> = walk_history(&app)
+        .await
+        .shown
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(history, ["after the outage"], "and it was never stored");
+}
+
+both_backends!(a_message_the_database_refuses_does_not_sink_its_batch);
+async fn a_message_the_database_refuses_does_not_sink_its_batch(db: Arc<TestDb>) {
+    // A long window so that the messages below share one batch.
+    let app = spawn_app_on(Arc::clone(&db), "127.0.0.1:0", |config| {
+        config.commit_window = std::time::Duration::from_millis(300);
+    })
+    .await;
+    // The database refuses one particular text (a constraint, as a data error would be).
+    db.execute("ALTER TABLE messages ADD CONSTRAINT no_forbidden CHECK (body <> 'forbidden')")
+        .await
+        .ok();
+    if db.backend == Backend::Sqlite {
+        // SQLite cannot add a CHECK to an existing table; a trigger raising ABORT is its
+        // constraint failure.
+        db.execute(
+            "CREATE TRIGGER no_forbidden BEFORE INSERT ON messages WHEN NEW.body = 'forbidden' \
+             BEGIN SELECT RAISE(ABORT, 'forbidden'); END;",
+        )
+        .await
+        .unwrap();
+    }
+    let mut alice = app.connect().await;
+    let mut bob = app.connect().await;
+    alice.say("fine 1").await;
+    bob.say("forbidden").await;
+    alice.say("fine 2").await;
+
+    let notice = bob.wait_for_notice().await;
+    assert_eq!(notice, "Not sent: the message store refused this message.");
+    let shown: Vec<String> = alice
+        .wait_for_shown(2)
+        .await
+        .iter()
+        .map(|m| m.text.clone())
+        .collect();
+    assert_eq!(shown, ["fine 1", "fine 2"]);
 }
 
 both_backends!(kill_9_after_a_burst_loses_nothing_anyone_saw);
@@ -208,8 +246,11 @@ async fn kill_9_after_a_burst_loses_nothing_anyone_saw(db: Arc<TestDb>) {
     assert!(!status.success());
 
     let mut seen: HashMap<u64, ShownMessage> = HashMap::new();
+    let mut sequences = Vec::new();
     for reader in readers {
-        for message in reader.await.unwrap() {
+        let received = reader.await.unwrap();
+        sequences.push(received.iter().map(|m| m.id).collect::<Vec<u64>>());
+        for message in received {
             if let Some(earlier) = seen.insert(message.id, message.clone()) {
                 assert_eq!(earlier, message, "one id, one message, on every client");
             }
@@ -229,6 +270,17 @@ async fn kill_9_after_a_burst_loses_nothing_anyone_saw(db: Arc<TestDb>) {
             stored,
             Some(message),
             "every message a client saw survived kill -9"
+        );
+    }
+    // Every client received the messages in the stored order.
+    for sequence in &sequences {
+        let positions: Vec<usize> = sequence
+            .iter()
+            .map(|id| history.iter().position(|m| m.id == *id).unwrap())
+            .collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "a client saw an order the store does not have"
         );
     }
     // Each sender's messages are stored in the order they were sent.
@@ -307,6 +359,39 @@ async fn postgres_connections_cut_under_the_server_are_replaced() {
         );
     }
     assert_eq!(client.shown.last().unwrap().text, "after");
+}
+
+/// A message the server has read is stored even when its sender leaves right after.
+#[tokio::test]
+async fn a_message_sent_just_before_closing_is_still_stored() {
+    let app = app(Arc::new(TestDb::sqlite())).await;
+    const ROUNDS: usize = 40;
+    for i in 0..ROUNDS {
+        let mut client = app.connect().await;
+        client.say(&format!("parting words {i}")).await;
+        client.ws.close(None).await.unwrap();
+    }
+    // Whether each commit landed before or after the observer joined, it shows up once:
+    // in the observer's history or live.
+    let mut observer = app.connect().await;
+    observer.wait_for_shown(ROUNDS).await;
+    let texts: Vec<String> = observer.shown.iter().map(|m| m.text.clone()).collect();
+    let expected: Vec<String> = (0..ROUNDS).map(|i| format!("parting words {i}")).collect();
+    assert_eq!(texts, expected);
+}
+
+#[tokio::test]
+async fn control_characters_get_a_notice_and_spare_the_room() {
+    let app = app(Arc::new(TestDb::sqlite())).await;
+    let mut sender = app.connect().await;
+    let mut other = app.connect().await;
+    sender.say("evil\0byte").await;
+    let notice = sender.wait_for_notice().await;
+    assert!(notice.contains("control characters"), "{notice}");
+    sender.say("line one\nline two").await;
+    let shown = other.wait_for_shown(1).await;
+    assert_eq!(shown[0].text, "line one\nline two");
+    assert_eq!(app.hub.stats().messages_posted, 1);
 }
 
 #[tokio::test]
