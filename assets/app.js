@@ -2,6 +2,8 @@
 // - clears the input as soon as a message is handed over (sent, or queued while offline);
 // - shows the connection state, and recovers from closes htmx does not reconnect on;
 // - puts the focus back in the input when the server replaces it (after "not sent");
+// - marks the current room in the room list, counts unread messages in the tab title while
+//   the tab is hidden, keeps the socket open in background tabs;
 // - keeps the newest message in view unless the reader has scrolled up;
 // - shows message times in the reader's time zone.
 (function () {
@@ -33,7 +35,41 @@
     document.body.dataset.ws = state;
   }
 
+  // This script runs before htmx (see base.html), so its listeners are in place before the
+  // socket can open. Once htmx starts: keep the socket open in background tabs, so a chat
+  // keeps receiving (and counting unread messages) while you look elsewhere.
+  document.addEventListener("htmx:before:init", function configure() {
+    document.removeEventListener("htmx:before:init", configure);
+    if (window.htmx) {
+      htmx.config.ws = Object.assign({}, htmx.config.ws, { pauseOnBackground: false });
+    }
+  });
+
+  // The room list is the same for every page; mark this page's room in it.
+  function markCurrentRoom() {
+    var layout = document.querySelector(".layout[data-room]");
+    if (!layout) return;
+    document.querySelectorAll("#rooms a[data-room]").forEach(function (link) {
+      if (link.dataset.room === layout.dataset.room) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    });
+  }
+
+  // While the tab is hidden, count new messages in its title.
+  var baseTitle = document.title;
+  var unread = 0;
+  function showUnread() {
+    document.title = unread > 0 ? "(" + unread + ") " + baseTitle : baseTitle;
+  }
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) {
+      unread = 0;
+      showUnread();
+    }
+  });
+
   var stickToBottom = true;
+  var articlesBefore = 0;
 
   document.addEventListener("htmx:ws:after:connection", function () {
     setStatus("open", "connected");
@@ -57,14 +93,23 @@
   document.addEventListener("htmx:ws:before:message:incoming", function () {
     var list = messages();
     stickToBottom = !list || nearBottom(list);
+    articlesBefore = list ? list.querySelectorAll("article").length : 0;
   });
   document.addEventListener("htmx:ws:after:message:incoming", function () {
     var input = document.getElementById("text");
     if (input && document.activeElement === document.body) input.focus();
+    markCurrentRoom();
     var list = messages();
     if (!list) return;
     localTimes(list);
     if (stickToBottom) list.scrollTop = list.scrollHeight;
+    if (document.hidden) {
+      var added = list.querySelectorAll("article").length - articlesBefore;
+      if (added > 0) {
+        unread += added;
+        showUnread();
+      }
+    }
   });
 
   // Older messages arrive over plain HTTP ("load older"): give them local times too.
@@ -84,6 +129,7 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
+    markCurrentRoom();
     var list = messages();
     if (list) {
       localTimes(list);

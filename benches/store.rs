@@ -20,7 +20,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::future::join_all;
 use hubbub::commit::{CommitSettings, Committer};
 use hubbub::domain::{DisplayName, MessageText, NewMessage, RoomName};
-use hubbub::hub::Hub;
+use hubbub::hub::{Hub, HubSettings};
 use hubbub::store::{self, DatabaseUrl, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -74,7 +74,9 @@ fn bench_backend(
             1_000,
         ),
     ] {
-        let hub = Hub::new(RoomName::general(), 50, 256);
+        let hub = Hub::new(HubSettings::default());
+        // Loaded, so that delivering renders each message for the room's history.
+        hub.load(&RoomName::general(), &[], false);
         let (committer, _writer) = runtime.block_on(async {
             Committer::start(Arc::clone(&store), hub, settings, CancellationToken::new())
         });

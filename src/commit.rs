@@ -5,6 +5,10 @@
 //! `--commit-batch` messages) and only after the commit hands them, numbered, to the hub
 //! for fan-out. So nothing is broadcast that is not stored, every sender learns whether
 //! their message made it, and many senders cost few commits.
+//!
+//! The same task loads rooms into the hub (their newest messages, from the store). Because
+//! it is the only task that delivers messages, a room loaded between two batches can
+//! neither miss a committed message nor see one twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +18,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{ChatMessage, NewMessage};
+use crate::domain::{ChatMessage, NewMessage, RoomName};
 use crate::hub::Hub;
 use crate::store::{Store, StoreError};
 
-/// How many accepted messages may wait for the writer. When it is full, senders wait
-/// (their sessions stop reading), which is the back-pressure we want when the store is
-/// slower than the room.
+/// How many accepted messages may wait for the writer. When it is full, senders are told
+/// the server is busy (and get their text back) rather than left waiting.
 const QUEUE: usize = 8192;
 
 /// Why a message was not stored.
@@ -60,11 +63,18 @@ struct Pending {
     reply: oneshot::Sender<Result<u64, CommitError>>,
 }
 
+/// What the writer task does, in the order it was asked.
+enum Job {
+    Store(Pending),
+    /// Put a room into the hub (if it is not there), then answer.
+    Load(RoomName, oneshot::Sender<Result<(), CommitError>>),
+}
+
 /// A handle for submitting messages. Cheap to clone; the writer stops when every handle
 /// is gone and the queue is drained.
 #[derive(Clone)]
 pub struct Committer {
-    queue: mpsc::Sender<Pending>,
+    queue: mpsc::Sender<Job>,
 }
 
 impl Committer {
@@ -94,19 +104,29 @@ impl Committer {
     ) -> Result<oneshot::Receiver<Result<u64, CommitError>>, CommitError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .try_send(Pending { message, reply })
+            .try_send(Job::Store(Pending { message, reply }))
             .map_err(|err| match err {
                 mpsc::error::TrySendError::Full(_) => CommitError::Busy,
                 mpsc::error::TrySendError::Closed(_) => CommitError::Stopped,
             })?;
         Ok(answer)
     }
+
+    /// Makes sure a room is in the hub, loading its newest messages if needed.
+    pub async fn load_room(&self, room: &RoomName) -> Result<(), CommitError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job::Load(room.clone(), reply))
+            .await
+            .map_err(|_| CommitError::Stopped)?;
+        answer.await.unwrap_or(Err(CommitError::Stopped))
+    }
 }
 
 async fn write_loop(
     store: Arc<dyn Store>,
     hub: Hub,
-    mut queue: mpsc::Receiver<Pending>,
+    mut queue: mpsc::Receiver<Job>,
     settings: CommitSettings,
     stop: CancellationToken,
 ) {
@@ -119,7 +139,7 @@ async fn write_loop(
                 // No new senders will come; commit what is already queued, then stop.
                 queue.close();
                 while queue.recv_many(&mut batch, max_batch).await > 0 {
-                    commit(store.as_ref(), &hub, &mut batch).await;
+                    run_jobs(store.as_ref(), &hub, &mut batch).await;
                 }
                 break;
             }
@@ -137,7 +157,7 @@ async fn write_loop(
                 }
             }
         }
-        commit(store.as_ref(), &hub, &mut batch).await;
+        run_jobs(store.as_ref(), &hub, &mut batch).await;
     }
     tracing::debug!("commit writer stopped");
 }
@@ -152,9 +172,50 @@ async fn append(store: &dyn Store, messages: &[NewMessage]) -> Result<Vec<u64>, 
         .unwrap_or(Err(StoreError::TimedOut(APPEND_TIMEOUT)))
 }
 
-async fn commit(store: &dyn Store, hub: &Hub, batch: &mut Vec<Pending>) {
+/// Runs queued jobs in order: consecutive messages are stored as one batch; a room load
+/// waits for the messages queued before it.
+async fn run_jobs(store: &dyn Store, hub: &Hub, jobs: &mut Vec<Job>) {
+    let mut pending = Vec::new();
+    for job in jobs.drain(..) {
+        match job {
+            Job::Store(message) => pending.push(message),
+            Job::Load(room, reply) => {
+                if !pending.is_empty() {
+                    commit(store, hub, std::mem::take(&mut pending)).await;
+                }
+                let _ = reply.send(load(store, hub, &room).await);
+            }
+        }
+    }
+    if !pending.is_empty() {
+        commit(store, hub, pending).await;
+    }
+}
+
+async fn load(store: &dyn Store, hub: &Hub, room: &RoomName) -> Result<(), CommitError> {
+    if hub.is_loaded(room) {
+        return Ok(());
+    }
+    let limit = hub.settings().history_limit;
+    // One more than the cache holds tells whether "load older" has anything to load.
+    let mut newest = tokio::time::timeout(APPEND_TIMEOUT, store.recent(room, limit as u32 + 1))
+        .await
+        .unwrap_or(Err(StoreError::TimedOut(APPEND_TIMEOUT)))
+        .map_err(|err| {
+            tracing::error!(error = %err, %room, "loading a room failed");
+            CommitError::Store(Arc::new(err))
+        })?;
+    let has_older = newest.len() > limit;
+    if has_older {
+        newest.remove(0);
+    }
+    hub.load(room, &newest, has_older);
+    Ok(())
+}
+
+async fn commit(store: &dyn Store, hub: &Hub, batch: Vec<Pending>) {
     let (messages, replies): (Vec<NewMessage>, Vec<_>) =
-        batch.drain(..).map(|p| (p.message, p.reply)).unzip();
+        batch.into_iter().map(|p| (p.message, p.reply)).unzip();
     let started = Instant::now();
     match append(store, &messages).await {
         Ok(ids) => {

@@ -87,9 +87,54 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// The secret that signs identity cookies (at least 32 characters). Without it, a
+    /// random key is made once and kept in the database, so cookies survive restarts; set
+    /// it to share one key between nodes that do not share a database.
+    #[arg(
+        long,
+        env = "HUBBUB_COOKIE_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub cookie_secret: Option<Secret>,
+
+    /// How long "… is typing" stays after the last keystroke.
+    #[arg(long, env = "HUBBUB_TYPING_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub typing_timeout: Duration,
+
+    /// Show "alice joined" / "alice left" in the message log.
+    #[arg(long, env = "HUBBUB_PRESENCE_NOTICES")]
+    pub presence_notices: bool,
+
     /// Log filter, in `tracing` syntax (e.g. `info`, `hubbub=debug`). `RUST_LOG` wins if set.
     #[arg(long, env = "HUBBUB_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// A secret from the command line or the environment; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() < 32 {
+            return Err("a cookie secret needs at least 32 characters".to_owned());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 impl Config {
@@ -110,6 +155,9 @@ impl Config {
                 pong_timeout: self.pong_timeout,
                 ping_interval: self.ping_interval,
             });
+        }
+        if self.typing_timeout.is_zero() {
+            return Err(ConfigError::ZeroTypingTimeout);
         }
         if self.commit_window >= Duration::from_secs(1) {
             return Err(ConfigError::CommitWindowTooLong(self.commit_window));
@@ -139,6 +187,8 @@ pub enum ConfigError {
         "--allowed-origin {0:?} is not an origin; write it as scheme://host[:port], e.g. http://localhost:5173"
     )]
     BadOrigin(String),
+    #[error("--typing-timeout must be greater than zero")]
+    ZeroTypingTimeout,
     #[error("--commit-window ({0:?}) is too long; keep it under a second")]
     CommitWindowTooLong(Duration),
 }
@@ -178,6 +228,18 @@ mod tests {
             ["http://a.example", "https://b.example:8443"]
         );
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn secrets_are_checked_and_never_printed() {
+        let config =
+            Config::try_parse_from(["hubbub", "--cookie-secret", &"s".repeat(40)]).unwrap();
+        assert!(!format!("{config:?}").contains("ssss"));
+        let short = Config::try_parse_from(["hubbub", "--cookie-secret", "short"]).unwrap_err();
+        assert!(
+            short.to_string().contains("at least 32 characters"),
+            "{short}"
+        );
     }
 
     #[test]

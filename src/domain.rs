@@ -9,20 +9,41 @@ use std::fmt;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-/// What the htmx WebSocket extension sends when the form is submitted.
+/// What the htmx WebSocket extension sends.
 ///
-/// htmx 4 sends `{"text": …, "headers": {…}}`, htmx 2 sends `{"text": …, "HEADERS": {…}}`.
-/// Only `text` matters to us; every other field (headers included) is ignored, so both
+/// Submitting the form sends `{"text": …, "headers": {…}}` (htmx 4) or
+/// `{"text": …, "HEADERS": {…}}` (htmx 2); the typing element sends
+/// `{"kind": "typing", …}`. Every other field (headers included) is ignored, so both
 /// shapes, and future ones that add fields, are accepted.
-#[derive(Debug, Deserialize)]
-pub struct Inbound {
-    pub text: String,
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inbound {
+    /// A chat message, not yet validated.
+    Message { text: String },
+    /// The sender is typing.
+    Typing,
+}
+
+#[derive(Deserialize)]
+struct RawInbound {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
 }
 
 impl Inbound {
     /// Parses one text frame.
     pub fn parse(frame: &str) -> Result<Self, InboundError> {
-        serde_json::from_str(frame).map_err(|err| InboundError::Malformed(err.to_string()))
+        let raw: RawInbound =
+            serde_json::from_str(frame).map_err(|err| InboundError::Malformed(err.to_string()))?;
+        match (raw.kind.as_deref(), raw.text) {
+            (Some("typing"), _) => Ok(Inbound::Typing),
+            (Some("message") | None, Some(text)) => Ok(Inbound::Message { text }),
+            (Some("message") | None, None) => {
+                Err(InboundError::Malformed("missing field `text`".into()))
+            }
+            (Some(other), _) => Err(InboundError::Malformed(format!("unknown kind {other:?}"))),
+        }
     }
 }
 
@@ -153,6 +174,41 @@ impl fmt::Display for DisplayName {
 #[error("A name is 1 to 32 characters, without control characters.")]
 pub struct DisplayNameError;
 
+/// Who someone is across tabs, visits and restarts: 128 random bits, kept in their signed
+/// cookie. Presence counts users, not connections, by this.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn generate() -> Self {
+        let mut bytes = [0_u8; 16];
+        if getrandom::fill(&mut bytes).is_err() {
+            // Without an OS random source, fall back to the clock: unique enough to tell
+            // tabs apart, and the cookie is signed, so it cannot be forged either way.
+            let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
+            bytes = nanos.to_le_bytes();
+        }
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Accepts exactly what [`UserId::generate`] makes.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let valid = raw.len() == 32 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        valid.then(|| Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl DisplayName {
+    /// A fresh guest name, until the user picks one.
+    pub fn guest() -> Self {
+        GuestName::generate().into()
+    }
+}
+
 /// A guest's display name, `guest-` and four hex digits, kept in a cookie until real names
 /// exist. Anything else found in the cookie is ignored and a new name is made.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -272,7 +328,22 @@ mod tests {
         let v2 = r#"{"text":"hi","HEADERS":{"HX-Request":"true","HX-Trigger":"composer"}}"#;
         let extra = r#"{"text":"hi","other":[1,2],"headers":null,"HEADERS":7}"#;
         for frame in [v4, v2, extra] {
-            assert_eq!(Inbound::parse(frame).unwrap().text, "hi", "{frame}");
+            assert_eq!(
+                Inbound::parse(frame).unwrap(),
+                Inbound::Message { text: "hi".into() },
+                "{frame}"
+            );
+        }
+        let typing = r#"{"kind":"typing","headers":{"HX-Request":"true"}}"#;
+        assert_eq!(Inbound::parse(typing).unwrap(), Inbound::Typing);
+    }
+
+    #[test]
+    fn user_ids_round_trip_and_junk_is_refused() {
+        let id = UserId::generate();
+        assert_eq!(UserId::parse(id.as_str()), Some(id));
+        for junk in ["", "abc", &"g".repeat(32), &"A".repeat(32), &"a".repeat(33)] {
+            assert_eq!(UserId::parse(junk), None, "{junk:?}");
         }
     }
 
@@ -288,6 +359,8 @@ mod tests {
             r#"{"text":null}"#,
             r#"{"text":42}"#,
             r#"{"text":["a","b"]}"#,
+            r#"{"kind":"dance","text":"x"}"#,
+            r#"{"kind":7,"text":"x"}"#,
             r#"{"text":"\ud800"}"#,
         ] {
             assert!(

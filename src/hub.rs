@@ -1,51 +1,97 @@
-//! This node's room and who is in it; the fan-out of rendered frames.
+//! This node's rooms and who is in them; the fan-out of rendered frames.
 //!
 //! The hub is the seed design's hub without its goroutine: a small state behind a std
 //! `Mutex`, held only for short, synchronous sections (never across `.await`). Delivering a
-//! batch of stored messages takes the lock once to render each message, keep it in the
-//! history and offer the *same bytes* to every session's bounded outbox with `try_send`.
-//! Batches arrive in commit order from one writer (`crate::commit`) and fan-out happens
-//! under the lock, so every session sees messages in the same order; because joining takes
-//! the same lock, a newcomer's history snapshot and its live feed meet with no gap and no
-//! overlap. The history is a cache of the store's newest messages, so a connect never
-//! costs a query.
+//! batch of stored messages takes the lock once to render each message once, keep it in
+//! its room's history and offer the *same bytes* to every session of that room with
+//! `try_send`. Batches arrive in commit order from one task (`crate::commit`), and fan-out
+//! happens under the lock, so every session sees messages in the same order; joining takes
+//! the same lock, so a newcomer's history snapshot and its live feed meet with no gap and no
+//! overlap. A room's history is a cache of the store's newest messages, loaded by that same
+//! task, so a connect never costs a query.
+//!
+//! Besides messages the hub owns what is only true while people are connected: presence
+//! (who is in each room, one entry per user however many tabs), typing, and the room list
+//! with its online counts. Those are rendered once per change and fanned out like messages;
+//! the room list and typing expiry are refreshed by [`Hub::tick`], which the server calls
+//! periodically, so a burst of joins costs one room-list render, not one per join.
 //!
 //! The hub never waits for a session. A session whose outbox is full is evicted on the
-//! spot: it is removed from the room, its `evicted` token is cancelled (the session then
-//! closes the socket with 1008) and the eviction is counted.
+//! spot: it is removed, its `evicted` token is cancelled (the session then closes the socket
+//! with 1008) and the eviction is counted.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{ChatMessage, RoomName};
+use crate::domain::{ChatMessage, DisplayName, RoomName, UserId};
 use crate::render::{self, Rendered};
 
 /// Identifies one connection for as long as it is in the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionId(u64);
 
-/// The node's chat room. Cheap to clone: a handle to shared state.
+/// How the hub behaves; from the configuration.
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    /// Messages kept per room for newcomers.
+    pub history_limit: usize,
+    /// Frames a session may have waiting before it is evicted.
+    pub send_queue: usize,
+    /// Rooms kept in memory once nobody is in them (their history is in the store).
+    pub idle_rooms: usize,
+    /// A user's typing is announced at most this often.
+    pub typing_throttle: Duration,
+    /// "… is typing" disappears this long after the last keystroke.
+    pub typing_expiry: Duration,
+    /// Whether "alice joined" / "alice left" appear in the message log.
+    pub presence_notices: bool,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        Self {
+            history_limit: 50,
+            send_queue: 256,
+            idle_rooms: 1000,
+            typing_throttle: Duration::from_secs(2),
+            typing_expiry: Duration::from_secs(5),
+            presence_notices: false,
+        }
+    }
+}
+
+/// The node's rooms. Cheap to clone: a handle to shared state.
 #[derive(Clone)]
 pub struct Hub {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    room: RoomName,
     state: Mutex<State>,
-    history_limit: usize,
-    send_queue: usize,
+    settings: HubSettings,
     next_session: AtomicU64,
     evictions: AtomicU64,
     messages_posted: AtomicU64,
 }
 
+#[derive(Default)]
 struct State {
+    rooms: HashMap<RoomName, Room>,
+    /// Every room the store knows of (rooms are created by their first message).
+    known: BTreeSet<RoomName>,
+    /// The room list needs re-rendering (a count or the set of rooms changed).
+    room_list_dirty: bool,
+}
+
+struct Room {
+    name: RoomName,
     /// The last `history_limit` messages, already rendered, oldest first.
     history: VecDeque<Rendered>,
     /// Whether the store holds messages older than `history`: the history frame then
@@ -55,46 +101,62 @@ struct State {
     /// so a burst of reconnects costs one render, not one each.
     history_frame: Option<Utf8Bytes>,
     members: HashMap<SessionId, Member>,
+    typing: BTreeMap<UserId, Typist>,
 }
 
 struct Member {
+    user: UserId,
+    name: DisplayName,
     /// Bounded: when it is full the member is evicted, never waited for.
     outbox: mpsc::Sender<Utf8Bytes>,
     evicted: CancellationToken,
 }
 
+struct Typist {
+    name: DisplayName,
+    /// When "… is typing" disappears unless renewed.
+    until: Instant,
+    /// When this typist was last announced (for the throttle).
+    announced: Instant,
+}
+
 /// What a session gets when it joins: its id, its feed and the token that tells it it was
-/// evicted. The first frame in `outbox` is always the history, which replaces the page's
-/// message list.
+/// evicted. The first frame in `outbox` is always the room's state (history, presence,
+/// typing, room list); its history replaces the page's message list.
 pub struct Membership {
     pub id: SessionId,
+    pub room: RoomName,
     pub outbox: mpsc::Receiver<Utf8Bytes>,
     pub evicted: CancellationToken,
 }
+
+/// The room is not in memory: load it through the committer first.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("room {0} is not loaded")]
+pub struct NotLoaded(pub RoomName);
 
 /// Counters for tests, logs and (later) metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     pub connected: usize,
+    pub rooms_loaded: usize,
     pub messages_posted: u64,
     pub slow_evictions: u64,
 }
 
+/// One line of the room list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomCount {
+    pub room: RoomName,
+    pub online: usize,
+}
+
 impl Hub {
-    /// `history_limit` messages are kept for newcomers; each session may have `send_queue`
-    /// frames waiting before it is evicted.
-    pub fn new(room: RoomName, history_limit: usize, send_queue: usize) -> Self {
+    pub fn new(settings: HubSettings) -> Self {
         Self {
             inner: Arc::new(Inner {
-                room,
-                state: Mutex::new(State {
-                    history: VecDeque::with_capacity(history_limit),
-                    has_older: false,
-                    history_frame: None,
-                    members: HashMap::new(),
-                }),
-                history_limit,
-                send_queue: send_queue.max(1),
+                state: Mutex::new(State::default()),
+                settings,
                 next_session: AtomicU64::new(1),
                 evictions: AtomicU64::new(0),
                 messages_posted: AtomicU64::new(0),
@@ -102,102 +164,300 @@ impl Hub {
         }
     }
 
-    /// Adds a session to the room. Its outbox already holds the history frame.
-    pub fn join(&self) -> Membership {
-        let id = SessionId(self.inner.next_session.fetch_add(1, Ordering::Relaxed));
-        let (outbox, feed) = mpsc::channel(self.inner.send_queue);
-        let evicted = CancellationToken::new();
+    pub fn settings(&self) -> &HubSettings {
+        &self.inner.settings
+    }
+
+    /// Records the rooms the store knows of, for the room list.
+    pub fn know_rooms(&self, rooms: impl IntoIterator<Item = RoomName>) {
         let mut state = self.lock();
-        let history = state.history_frame(&self.inner.room);
-        // A fresh channel with capacity >= 1 always has room for its first frame.
-        let _ = outbox.try_send(history);
-        state.members.insert(
+        state.known.extend(rooms);
+        state.room_list_dirty = true;
+    }
+
+    pub fn is_loaded(&self, room: &RoomName) -> bool {
+        self.lock().rooms.contains_key(room)
+    }
+
+    /// Puts a room in memory with its newest messages (oldest first); `has_older` says
+    /// whether the store holds more before them. Only the commit task calls this, between
+    /// deliveries, so nothing committed can fall between the query and the insert.
+    pub fn load(&self, room: &RoomName, messages: &[ChatMessage], has_older: bool) {
+        let rendered: Vec<Rendered> = messages.iter().map(render::message).collect();
+        let limit = self.inner.settings.history_limit;
+        let mut state = self.lock();
+        if state.rooms.contains_key(room) {
+            return;
+        }
+        let mut loaded = Room {
+            name: room.clone(),
+            history: VecDeque::with_capacity(limit),
+            has_older,
+            history_frame: None,
+            members: HashMap::new(),
+            typing: BTreeMap::new(),
+        };
+        for message in rendered {
+            loaded.remember(message, limit);
+        }
+        state.rooms.insert(room.clone(), loaded);
+    }
+
+    /// Adds a session to a loaded room. Its outbox already holds the room's state.
+    pub fn join(
+        &self,
+        room: &RoomName,
+        user: UserId,
+        name: DisplayName,
+    ) -> Result<Membership, NotLoaded> {
+        let id = SessionId(self.inner.next_session.fetch_add(1, Ordering::Relaxed));
+        let (outbox, feed) = mpsc::channel(self.inner.settings.send_queue.max(2));
+        let evicted = CancellationToken::new();
+        let notices = self.inner.settings.presence_notices;
+
+        let mut state = self.lock();
+        let room_list = render::room_list(&state.room_counts(), true);
+        let entry = state
+            .rooms
+            .get_mut(room)
+            .ok_or_else(|| NotLoaded(room.clone()))?;
+        let arrived = !entry.has_user(&user);
+        entry.members.insert(
             id,
             Member {
-                outbox,
+                user: user.clone(),
+                name: name.clone(),
+                outbox: outbox.clone(),
                 evicted: evicted.clone(),
             },
         );
-        drop(state);
-        Membership {
+        let presence = entry.presence_frame();
+        let first = render::join([
+            &entry.history_frame(),
+            &presence,
+            &entry.typing_frame(&user),
+            &room_list,
+        ]);
+        // A fresh channel has room for its first frame.
+        let _ = outbox.try_send(first);
+        if arrived {
+            let mut news = vec![presence];
+            if notices {
+                news.push(render::event(&format!("{name} joined")));
+            }
+            let frame = render::join(&news);
+            let evicted_now = entry.fan_out_except(&frame, Some(id));
+            state.room_list_dirty = true;
+            drop(state);
+            self.count_evictions(evicted_now);
+        }
+        Ok(Membership {
             id,
+            room: room.clone(),
             outbox: feed,
             evicted,
-        }
+        })
     }
 
     /// Removes a session. Calling it for a session that was evicted is harmless.
-    pub fn leave(&self, id: SessionId) {
-        self.lock().members.remove(&id);
-    }
-
-    pub fn room(&self) -> &RoomName {
-        &self.inner.room
-    }
-
-    /// Fills the history from the store at start-up. `messages` are the newest, oldest
-    /// first; `has_older` says whether the store holds more before them.
-    pub fn preload(&self, messages: &[ChatMessage], has_older: bool) {
-        let rendered: Vec<Rendered> = messages.iter().map(render::message).collect();
+    pub fn leave(&self, room: &RoomName, id: SessionId) {
+        let notices = self.inner.settings.presence_notices;
+        let idle_rooms = self.inner.settings.idle_rooms;
         let mut state = self.lock();
-        for message in rendered {
-            state.remember(message, self.inner.history_limit);
+        let Some(entry) = state.rooms.get_mut(room) else {
+            return;
+        };
+        let Some(member) = entry.members.remove(&id) else {
+            return;
+        };
+        let mut evicted = 0;
+        if !entry.has_user(&member.user) {
+            entry.typing.remove(&member.user);
+            let mut news = vec![entry.presence_frame(), entry.typing_frame_for_all()];
+            if notices {
+                news.push(render::event(&format!("{} left", member.name)));
+            }
+            evicted = entry.fan_out(&render::join(&news));
+            state.room_list_dirty = true;
         }
-        state.has_older |= has_older;
-        state.history_frame = None;
+        state.forget_idle_rooms(idle_rooms);
+        drop(state);
+        self.count_evictions(evicted);
     }
 
-    /// Renders stored messages (in commit order), keeps them in the history and offers
-    /// them to every session as one frame.
+    /// The name a session currently posts under.
+    pub fn name_of(&self, room: &RoomName, id: SessionId) -> Option<DisplayName> {
+        let state = self.lock();
+        Some(state.rooms.get(room)?.members.get(&id)?.name.clone())
+    }
+
+    /// Renders stored messages (in commit order), keeps them in their rooms' histories and
+    /// offers each room's share to its sessions as one frame.
     pub fn deliver(&self, messages: &[ChatMessage]) {
         if messages.is_empty() {
             return;
         }
-        let rendered: Vec<Rendered> = messages.iter().map(render::message).collect();
-        let frame = render::join(rendered.iter().map(Rendered::fragment));
-
-        let mut state = self.lock();
-        let mut evicted = 0;
-        state.members.retain(|_, member| {
-            match member.outbox.try_send(frame.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    member.evicted.cancel();
-                    evicted += 1;
-                    false
-                }
-                // The session is already gone; it will call `leave` too.
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let limit = self.inner.settings.history_limit;
+        let mut by_room: Vec<(&RoomName, Vec<&ChatMessage>)> = Vec::new();
+        for message in messages {
+            match by_room.iter_mut().find(|(room, _)| **room == message.room) {
+                Some((_, list)) => list.push(message),
+                None => by_room.push((&message.room, vec![message])),
             }
-        });
-
-        for message in rendered {
-            state.remember(message, self.inner.history_limit);
         }
-        state.history_frame = None;
+
+        let mut evicted = 0;
+        let mut state = self.lock();
+        for (room, list) in by_room {
+            if state.known.insert(room.clone()) {
+                state.room_list_dirty = true;
+            }
+            // A room nobody here is in is not kept in memory; its messages are in the store.
+            let Some(entry) = state.rooms.get_mut(room) else {
+                continue;
+            };
+            let rendered: Vec<Rendered> = list.iter().map(|m| render::message(m)).collect();
+            let mut frames: Vec<Utf8Bytes> =
+                rendered.iter().map(|r| r.fragment().clone()).collect();
+            // A message ends its author's "is typing".
+            let before = entry.typing.len();
+            entry
+                .typing
+                .retain(|_, typist| !list.iter().any(|m| m.author == typist.name));
+            if entry.typing.len() != before {
+                frames.push(entry.typing_frame_for_all());
+            }
+            evicted += entry.fan_out(&render::join(&frames));
+            for message in rendered {
+                entry.remember(message, limit);
+            }
+        }
         drop(state);
-
-        if evicted > 0 {
-            self.inner.evictions.fetch_add(evicted, Ordering::Relaxed);
-            tracing::warn!(evicted, "disconnected clients that fell behind");
-        }
+        self.count_evictions(evicted);
         self.inner
             .messages_posted
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
     }
 
-    /// The message list's contents for a freshly served page.
-    pub fn history_html(&self) -> String {
+    /// A session's user is typing. Announced to the others at most once per throttle
+    /// period; the indicator lasts `typing_expiry` after the last call.
+    pub fn typing(&self, room: &RoomName, id: SessionId, now: Instant) {
+        let HubSettings {
+            typing_throttle,
+            typing_expiry,
+            ..
+        } = self.inner.settings;
+        let mut state = self.lock();
+        let Some(entry) = state.rooms.get_mut(room) else {
+            return;
+        };
+        let Some(member) = entry.members.get(&id) else {
+            return;
+        };
+        let (user, name) = (member.user.clone(), member.name.clone());
+        let until = now + typing_expiry;
+        if let Some(typist) = entry.typing.get_mut(&user) {
+            typist.until = until;
+            if now < typist.announced + typing_throttle {
+                return;
+            }
+            typist.announced = now;
+        } else {
+            entry.typing.insert(
+                user,
+                Typist {
+                    name,
+                    until,
+                    announced: now,
+                },
+            );
+        }
+        let evicted = entry.fan_out_typing();
+        drop(state);
+        self.count_evictions(evicted);
+    }
+
+    /// A user took a new name: their sessions post under it from now on, and presence and
+    /// typing show it at once.
+    pub fn rename(&self, user: &UserId, name: &DisplayName) {
+        let mut evicted = 0;
+        let mut state = self.lock();
+        for entry in state.rooms.values_mut() {
+            let mut changed = false;
+            for member in entry.members.values_mut().filter(|m| m.user == *user) {
+                member.name = name.clone();
+                changed = true;
+            }
+            if let Some(typist) = entry.typing.get_mut(user) {
+                typist.name = name.clone();
+            }
+            if changed {
+                let frame = render::join([&entry.presence_frame(), &entry.typing_frame_for_all()]);
+                evicted += entry.fan_out(&frame);
+            }
+        }
+        drop(state);
+        self.count_evictions(evicted);
+    }
+
+    /// Periodic upkeep: expires typing indicators and sends out the room list when it
+    /// changed. The server calls it about twice a second.
+    pub fn tick(&self, now: Instant) {
+        let mut evicted = 0;
+        let mut state = self.lock();
+        for entry in state.rooms.values_mut() {
+            let before = entry.typing.len();
+            entry.typing.retain(|_, typist| typist.until > now);
+            if entry.typing.len() != before {
+                evicted += entry.fan_out_typing();
+            }
+        }
+        if state.room_list_dirty {
+            state.room_list_dirty = false;
+            let frame = render::room_list(&state.room_counts(), true);
+            for entry in state.rooms.values_mut() {
+                evicted += entry.fan_out(&frame);
+            }
+        }
+        drop(state);
+        self.count_evictions(evicted);
+    }
+
+    /// The message list's contents for a freshly served page, if the room is loaded.
+    pub fn history_html(&self, room: &RoomName) -> Option<String> {
         let state = self.lock();
-        render::history_inner(&self.inner.room, &state.history, state.has_older)
+        let entry = state.rooms.get(room)?;
+        Some(render::history_inner(room, &entry.history, entry.has_older))
+    }
+
+    /// Who is in a room, one entry per user, sorted.
+    pub fn present(&self, room: &RoomName) -> Vec<DisplayName> {
+        self.lock()
+            .rooms
+            .get(room)
+            .map(Room::present)
+            .unwrap_or_default()
+    }
+
+    /// Every known or occupied room with how many users are in it.
+    pub fn room_counts(&self) -> Vec<RoomCount> {
+        self.lock().room_counts()
     }
 
     pub fn stats(&self) -> Stats {
-        let connected = self.lock().members.len();
+        let state = self.lock();
         Stats {
-            connected,
+            connected: state.rooms.values().map(|r| r.members.len()).sum(),
+            rooms_loaded: state.rooms.len(),
             messages_posted: self.inner.messages_posted.load(Ordering::Relaxed),
             slow_evictions: self.inner.evictions.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count_evictions(&self, evicted: u64) {
+        if evicted > 0 {
+            self.inner.evictions.fetch_add(evicted, Ordering::Relaxed);
+            tracing::warn!(evicted, "disconnected clients that fell behind");
         }
     }
 
@@ -212,10 +472,106 @@ impl Hub {
 }
 
 impl State {
-    fn history_frame(&mut self, room: &RoomName) -> Utf8Bytes {
+    fn room_counts(&self) -> Vec<RoomCount> {
+        let mut names: BTreeSet<&RoomName> = self.known.iter().collect();
+        names.extend(
+            self.rooms
+                .iter()
+                .filter(|(_, r)| !r.members.is_empty())
+                .map(|(name, _)| name),
+        );
+        let general = RoomName::general();
+        let mut counts: Vec<RoomCount> = names
+            .into_iter()
+            .map(|room| RoomCount {
+                room: room.clone(),
+                online: self.rooms.get(room).map_or(0, Room::user_count),
+            })
+            .collect();
+        // `general` first, the rest by name.
+        counts.sort_by_key(|count| (count.room != general, count.room.clone()));
+        counts
+    }
+
+    /// Drops rooms nobody is in once there are more than `keep` of them.
+    fn forget_idle_rooms(&mut self, keep: usize) {
+        let idle: Vec<RoomName> = self
+            .rooms
+            .iter()
+            .filter(|(_, room)| room.members.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in idle.iter().skip(keep) {
+            self.rooms.remove(name);
+        }
+    }
+}
+
+impl Room {
+    fn has_user(&self, user: &UserId) -> bool {
+        self.members.values().any(|m| m.user == *user)
+    }
+
+    fn user_count(&self) -> usize {
+        self.members
+            .values()
+            .map(|m| &m.user)
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+
+    fn present(&self) -> Vec<DisplayName> {
+        let mut users: BTreeMap<&UserId, &DisplayName> = BTreeMap::new();
+        for member in self.members.values() {
+            users.insert(&member.user, &member.name);
+        }
+        let mut names: Vec<DisplayName> = users.into_values().cloned().collect();
+        names.sort_by_key(|name| name.as_str().to_lowercase());
+        names
+    }
+
+    fn presence_frame(&self) -> Utf8Bytes {
+        render::presence(&self.present(), true)
+    }
+
+    fn history_frame(&mut self) -> Utf8Bytes {
+        let (name, history, has_older) = (&self.name, &self.history, self.has_older);
         self.history_frame
-            .get_or_insert_with(|| render::history_frame(room, &self.history, self.has_older))
+            .get_or_insert_with(|| render::history_frame(name, history, has_older))
             .clone()
+    }
+
+    /// The typing line as `viewer` should see it: everyone typing but themselves.
+    fn typing_frame(&self, viewer: &UserId) -> Utf8Bytes {
+        let names: Vec<&DisplayName> = self
+            .typing
+            .iter()
+            .filter(|(user, _)| *user != viewer)
+            .map(|(_, typist)| &typist.name)
+            .collect();
+        render::typing(&names)
+    }
+
+    fn typing_frame_for_all(&self) -> Utf8Bytes {
+        let names: Vec<&DisplayName> = self.typing.values().map(|typist| &typist.name).collect();
+        render::typing(&names)
+    }
+
+    /// Sends the typing line: one render for the room, plus one for each typist (who does
+    /// not see their own name).
+    fn fan_out_typing(&mut self) -> u64 {
+        let everyone = self.typing_frame_for_all();
+        let own: HashMap<UserId, Utf8Bytes> = self
+            .typing
+            .keys()
+            .map(|user| (user.clone(), self.typing_frame(user)))
+            .collect();
+        let mut evicted = 0;
+        self.members.retain(|_, member| {
+            let frame = own.get(&member.user).unwrap_or(&everyone);
+            offer(member, frame, &mut evicted)
+        });
+        evicted
     }
 
     fn remember(&mut self, message: Rendered, limit: usize) {
@@ -228,97 +584,32 @@ impl State {
         } else {
             self.has_older = true;
         }
+        self.history_frame = None;
+    }
+
+    fn fan_out(&mut self, frame: &Utf8Bytes) -> u64 {
+        self.fan_out_except(frame, None)
+    }
+
+    /// Offers `frame` to every member (but `except`); evicts those whose outbox is full.
+    fn fan_out_except(&mut self, frame: &Utf8Bytes, except: Option<SessionId>) -> u64 {
+        let mut evicted = 0;
+        self.members
+            .retain(|id, member| Some(*id) == except || offer(member, frame, &mut evicted));
+        evicted
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use time::OffsetDateTime;
-
-    use super::*;
-    use crate::domain::{DisplayName, MessageText};
-
-    fn stored(id: u64, text: &str) -> ChatMessage {
-        ChatMessage {
-            id,
-            room: RoomName::general(),
-            author: DisplayName::parse("alice").unwrap(),
-            sent_at: OffsetDateTime::now_utc(),
-            text: MessageText::parse(text, 100).unwrap().unwrap(),
+/// Offers a frame to a member; `false` (remove it) when it is gone or too far behind.
+fn offer(member: &Member, frame: &Utf8Bytes, evicted: &mut u64) -> bool {
+    match member.outbox.try_send(frame.clone()) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            member.evicted.cancel();
+            *evicted += 1;
+            false
         }
-    }
-
-    fn hub(history: usize, queue: usize) -> Hub {
-        Hub::new(RoomName::general(), history, queue)
-    }
-
-    #[test]
-    fn a_newcomer_gets_the_history_first_then_live_messages() {
-        let hub = hub(2, 8);
-        hub.deliver(&[stored(1, "one"), stored(2, "two"), stored(3, "three")]);
-        let mut member = hub.join();
-        let history = member.outbox.try_recv().unwrap();
-        assert!(history.as_str().contains("innerHTML"));
-        assert!(
-            !history.as_str().contains(">one<"),
-            "history is capped at 2"
-        );
-        assert!(history.as_str().contains(">two<") && history.as_str().contains(">three<"));
-        assert!(
-            history.as_str().contains("before=2"),
-            "older messages can be loaded"
-        );
-
-        hub.deliver(&[stored(4, "four")]);
-        let live = member.outbox.try_recv().unwrap();
-        assert!(live.as_str().contains("beforeend") && live.as_str().contains(">four<"));
-        assert!(member.outbox.try_recv().is_err());
-    }
-
-    #[test]
-    fn preloaded_history_knows_whether_there_is_more() {
-        let complete = hub(5, 8);
-        complete.preload(&[stored(1, "a")], false);
-        assert!(complete.history_html().contains("Start of conversation"));
-
-        let partial = hub(5, 8);
-        partial.preload(&[stored(7, "a")], true);
-        assert!(partial.history_html().contains("before=7"));
-    }
-
-    #[test]
-    fn every_member_gets_the_same_bytes_and_a_batch_is_one_frame() {
-        let hub = hub(10, 8);
-        let mut a = hub.join();
-        let mut b = hub.join();
-        let _ = (a.outbox.try_recv(), b.outbox.try_recv());
-        hub.deliver(&[stored(1, "first"), stored(2, "second")]);
-        let from_a = a.outbox.try_recv().unwrap();
-        let from_b = b.outbox.try_recv().unwrap();
-        assert_eq!(
-            from_a.as_str().as_ptr(),
-            from_b.as_str().as_ptr(),
-            "one render, shared"
-        );
-        assert!(from_a.as_str().find("first").unwrap() < from_a.as_str().find("second").unwrap());
-        assert!(a.outbox.try_recv().is_err(), "one frame for the batch");
-    }
-
-    #[test]
-    fn a_full_outbox_evicts_without_blocking_the_others() {
-        let hub = hub(10, 2);
-        let slow = hub.join(); // holds the history frame: one slot left
-        let mut fast = hub.join();
-        for i in 0..5 {
-            let _ = fast.outbox.try_recv();
-            hub.deliver(&[stored(i, &format!("m{i}"))]);
-        }
-        assert!(slow.evicted.is_cancelled());
-        assert!(!fast.evicted.is_cancelled());
-        let stats = hub.stats();
-        assert_eq!(
-            (stats.connected, stats.slow_evictions, stats.messages_posted),
-            (1, 1, 5)
-        );
+        // The session is already gone; it will call `leave` too.
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
     }
 }

@@ -37,9 +37,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::commit::{CommitSettings, Committer};
 pub use crate::config::{Config, ConfigError};
-use crate::domain::RoomName;
+use axum_extra::extract::cookie::Key;
+
 use crate::http::AppState;
-use crate::hub::Hub;
+use crate::hub::{Hub, HubSettings};
 use crate::store::{Store, StoreError};
 
 /// Why the server could not start.
@@ -57,6 +58,7 @@ pub struct Server {
     hub: Hub,
     store: Arc<dyn Store>,
     committer: Committer,
+    cookie_key: Key,
     writer: JoinHandle<()>,
     /// Tells the writer to finish once the sessions are gone.
     writer_stop: CancellationToken,
@@ -67,22 +69,26 @@ impl Server {
     pub async fn new(config: Config) -> Result<Self, StartError> {
         config.validate()?;
         let store = store::open(&config.database).await?;
-        let room = RoomName::general();
-        let limit = config.history_limit;
-        let hub = Hub::new(room.clone(), limit as usize, config.send_queue as usize);
-        // One more than the cache holds tells whether "load older" has anything to load.
-        let mut newest = store.recent(&room, limit + 1).await?;
-        let has_older = newest.len() > limit as usize;
-        if has_older {
-            newest.remove(0);
-        }
-        hub.preload(&newest, has_older);
+        let hub = Hub::new(HubSettings {
+            history_limit: config.history_limit as usize,
+            send_queue: config.send_queue as usize,
+            typing_expiry: config.typing_timeout,
+            presence_notices: config.presence_notices,
+            ..HubSettings::default()
+        });
+        let rooms = store.rooms().await?;
         tracing::info!(
             backend = store.backend(),
             database = %config.database,
-            messages = newest.len(),
-            "history loaded"
+            rooms = rooms.len(),
+            "store opened"
         );
+        hub.know_rooms(rooms);
+        let cookie_key = match &config.cookie_secret {
+            Some(secret) => Key::derive_from(secret.expose().as_bytes()),
+            None => Key::try_from(store.cookie_key().await?.as_slice())
+                .map_err(|_| StoreError::BadCookieKey)?,
+        };
         let settings = CommitSettings {
             max_batch: config.commit_batch as usize,
             window: config.commit_window,
@@ -99,6 +105,7 @@ impl Server {
             hub,
             store,
             committer,
+            cookie_key,
             writer,
             writer_stop,
         })
@@ -115,12 +122,14 @@ impl Server {
         let sessions = TaskTracker::new();
         let state = AppState {
             config: Arc::clone(&self.config),
-            hub: self.hub,
+            hub: self.hub.clone(),
             store: self.store,
             committer: self.committer,
+            cookie_key: self.cookie_key,
             shutdown: shutdown.clone(),
             sessions: sessions.clone(),
         };
+        tokio::spawn(upkeep(self.hub.clone(), shutdown.clone()));
         let app = http::router(state);
         let serving = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -169,6 +178,20 @@ impl Server {
         Ok(())
     }
 }
+
+/// Typing expiry and room-list updates, twice a second, until shutdown.
+async fn upkeep(hub: Hub, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => hub.tick(Instant::now()),
+            () = shutdown.cancelled() => break,
+        }
+    }
+}
+
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The least time the commit writer gets to finish at shutdown.
 const WRITER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);

@@ -11,8 +11,9 @@ use axum::extract::ws::Utf8Bytes;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::domain::{ChatMessage, RoomName};
+use crate::domain::{ChatMessage, DisplayName, RoomName};
 use crate::http::assets::AssetUrls;
+use crate::hub::RoomCount;
 
 /// What rendering can fail with. Askama only fails on a broken template or a failing
 /// `Display` impl, so this is a bug, never the user's fault.
@@ -63,9 +64,84 @@ const EMPTY_HISTORY: &str = r#"<p class="empty">No messages yet. Say hello!</p>"
 struct MessageTemplate<'a> {
     id: u64,
     author: &'a str,
+    colour: u8,
     datetime: String,
     clock: String,
-    text: &'a str,
+    parts: Vec<Part<'a>>,
+}
+
+/// A piece of message text: plain text, or a web address shown as a link.
+#[derive(Debug, PartialEq, Eq)]
+enum Part<'a> {
+    Text(&'a str),
+    Link(&'a str),
+}
+
+/// Splits text into plain runs and `http(s)://` addresses. Only those two schemes become
+/// links, so `javascript:` and friends stay text; trailing punctuation stays outside.
+fn linkify(text: &str) -> Vec<Part<'_>> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while let Some(start) = find_link_start(rest) {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"'))
+            .unwrap_or(tail.len());
+        let mut link = &tail[..end];
+        while let Some(last) = link.chars().last() {
+            let unbalanced_paren =
+                last == ')' && link.matches('(').count() < link.matches(')').count();
+            if matches!(last, '.' | ',' | ';' | ':' | '!' | '?' | '\'' | ']' | '}')
+                || unbalanced_paren
+            {
+                link = &link[..link.len() - last.len_utf8()];
+            } else {
+                break;
+            }
+        }
+        let scheme_len = if link.starts_with("https://") { 8 } else { 7 };
+        if link.len() <= scheme_len {
+            // "http://" alone is not a link.
+            parts.push(Part::Text(&rest[..start + end]));
+            rest = &rest[start + end..];
+            continue;
+        }
+        if start > 0 {
+            parts.push(Part::Text(&rest[..start]));
+        }
+        parts.push(Part::Link(link));
+        rest = &rest[start + link.len()..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Text(rest));
+    }
+    parts
+}
+
+/// Where the next `http://` or `https://` starts, at a word boundary.
+fn find_link_start(text: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = text[from..].find("http") {
+        let at = from + found;
+        let tail = &text[at..];
+        let boundary = text[..at]
+            .chars()
+            .last()
+            .is_none_or(|c| !c.is_alphanumeric());
+        if boundary && (tail.starts_with("http://") || tail.starts_with("https://")) {
+            return Some(at);
+        }
+        from = at + 4;
+    }
+    None
+}
+
+/// A stable colour (one of twelve CSS classes) for a name.
+fn colour(name: &str) -> u8 {
+    let hash = name.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    (hash % 12) as u8
 }
 
 /// Renders a message into the fragment that appends it to the list.
@@ -73,9 +149,10 @@ pub fn message(message: &ChatMessage) -> Rendered {
     let article = fragment(&MessageTemplate {
         id: message.id,
         author: message.author.as_str(),
+        colour: colour(message.author.as_str()),
         datetime: datetime(message.sent_at),
         clock: clock(message.sent_at),
-        text: message.text.as_str(),
+        parts: linkify(message.text.as_str()),
     });
     let mut fragment = String::with_capacity(APPEND_OPEN.len() + article.len() + CLOSE.len());
     fragment.push_str(APPEND_OPEN);
@@ -205,6 +282,65 @@ pub fn not_sent(reason: &str, text: &str, room: &RoomName, max_chars: u32) -> Ut
 }
 
 #[derive(Template)]
+#[template(path = "room_list.html")]
+struct RoomListTemplate<'a> {
+    rooms: &'a [RoomCount],
+    oob: bool,
+}
+
+/// The room list with online counts; `oob` for the copy sent down sockets.
+pub fn room_list(rooms: &[RoomCount], oob: bool) -> Utf8Bytes {
+    Utf8Bytes::from(fragment(&RoomListTemplate { rooms, oob }))
+}
+
+#[derive(Template)]
+#[template(path = "presence.html")]
+struct PresenceTemplate<'a> {
+    /// `(name, colour)`
+    names: Vec<(&'a str, u8)>,
+    oob: bool,
+}
+
+/// Who is in the room.
+pub fn presence(names: &[DisplayName], oob: bool) -> Utf8Bytes {
+    let names = names
+        .iter()
+        .map(|n| (n.as_str(), colour(n.as_str())))
+        .collect();
+    Utf8Bytes::from(fragment(&PresenceTemplate { names, oob }))
+}
+
+#[derive(Template)]
+#[template(path = "typing.html")]
+struct TypingTemplate<'a> {
+    text: &'a str,
+}
+
+/// "alice is typing…", "alice and bob are typing…", "alice, bob and 3 others are typing…",
+/// or nothing.
+pub fn typing(names: &[&DisplayName]) -> Utf8Bytes {
+    let text = match names {
+        [] => String::new(),
+        [one] => format!("{one} is typing…"),
+        [one, two] => format!("{one} and {two} are typing…"),
+        [one, two, three] => format!("{one}, {two} and {three} are typing…"),
+        [one, two, rest @ ..] => format!("{one}, {two} and {} others are typing…", rest.len()),
+    };
+    Utf8Bytes::from(fragment(&TypingTemplate { text: &text }))
+}
+
+#[derive(Template)]
+#[template(path = "event.html")]
+struct EventTemplate<'a> {
+    text: &'a str,
+}
+
+/// A line in the log that is not a message ("alice joined"); not stored.
+pub fn event(text: &str) -> Utf8Bytes {
+    Utf8Bytes::from(fragment(&EventTemplate { text }))
+}
+
+#[derive(Template)]
 #[template(path = "page.html")]
 struct PageTemplate<'a> {
     assets: &'a AssetUrls,
@@ -212,6 +348,8 @@ struct PageTemplate<'a> {
     me: &'a str,
     history: &'a str,
     input: &'a str,
+    room_list: &'a str,
+    presence: &'a str,
 }
 
 /// Everything the chat page shows.
@@ -221,16 +359,22 @@ pub struct Page<'a> {
     pub max_chars: u32,
     /// Already-rendered list contents, from [`history_inner`].
     pub history: &'a str,
+    pub rooms: &'a [RoomCount],
+    pub present: &'a [DisplayName],
 }
 
 /// The chat page.
 pub fn page(page: &Page<'_>) -> Result<String, RenderError> {
+    let rooms = room_list(page.rooms, false);
+    let present = presence(page.present, false);
     Ok(PageTemplate {
         assets: AssetUrls::get(),
         room: page.room.as_str(),
         me: page.me,
         history: page.history,
         input: &input(page.room, page.max_chars),
+        room_list: rooms.as_str(),
+        presence: present.as_str(),
     }
     .render()?)
 }
@@ -315,6 +459,82 @@ mod tests {
                 &text[text.find("<p class=\"text\">").unwrap() + 16..text.rfind("</p>").unwrap()];
             assert!(!inside.contains(['<', '>', '"']), "{inside}");
         }
+    }
+
+    #[test]
+    fn web_addresses_become_safe_links_and_nothing_else_does() {
+        assert_eq!(
+            linkify("see https://example.com/a?b=1&c=2."),
+            [
+                Part::Text("see "),
+                Part::Link("https://example.com/a?b=1&c=2"),
+                Part::Text(".")
+            ]
+        );
+        assert_eq!(
+            linkify("(http://x.example/wiki/Foo_(bar)) ok"),
+            [
+                Part::Text("("),
+                Part::Link("http://x.example/wiki/Foo_(bar)"),
+                Part::Text(") ok")
+            ]
+        );
+        for text in [
+            "javascript:alert(1)",
+            "data:text/html,x",
+            "nothttp://x",
+            "http://",
+            "ftp://x",
+        ] {
+            assert!(
+                linkify(text).iter().all(|p| matches!(p, Part::Text(_))),
+                "{text}"
+            );
+        }
+        let html = message(&chat(
+            1,
+            "go to https://e.example/\"onmouseover=alert(1) now",
+        ));
+        let article = html.article();
+        assert!(
+            article.contains(
+                r#"<a href="https://e.example/" rel="noopener nofollow ugc" target="_blank">"#
+            ),
+            "{article}"
+        );
+        assert!(!article.contains("\"onmouseover"), "{article}");
+    }
+
+    #[test]
+    fn names_keep_their_colour() {
+        assert_eq!(colour("alice"), colour("alice"));
+        assert!((0..12).contains(&colour("bob")));
+        let html = message(&chat(1, "hi"));
+        assert!(
+            html.article()
+                .contains(&format!(r#"class="author c{}""#, colour("guest-00ff")))
+        );
+    }
+
+    #[test]
+    fn typing_lines_read_naturally() {
+        let names: Vec<DisplayName> = ["ann", "bo", "cy", "di"]
+            .iter()
+            .map(|n| DisplayName::parse(n).unwrap())
+            .collect();
+        let refs: Vec<&DisplayName> = names.iter().collect();
+        assert!(typing(&[]).as_str().contains("\"true\"></p>"));
+        assert!(typing(&refs[..1]).as_str().contains(">ann is typing…<"));
+        assert!(
+            typing(&refs[..2])
+                .as_str()
+                .contains(">ann and bo are typing…<")
+        );
+        assert!(
+            typing(&refs)
+                .as_str()
+                .contains(">ann, bo and 2 others are typing…<")
+        );
     }
 
     #[test]

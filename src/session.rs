@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commit::{CommitError, Committer};
 use crate::config::Config;
-use crate::domain::{DisplayName, Inbound, MessageText, NewMessage};
-use crate::hub::Hub;
+use crate::domain::{DisplayName, Inbound, MessageText, NewMessage, RoomName, UserId};
+use crate::hub::{Hub, Membership, NotLoaded};
 use crate::render;
 
 /// Close codes from RFC 6455 §7.4.1 that hubbub sends.
@@ -40,6 +40,8 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// The client stopped answering pings; it will never see this, but a proxy might.
     pub const GOING_AWAY: u16 = 1001;
+    /// The server cannot serve the room right now; htmx reconnects on it.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 /// Messages one session may have waiting for their commit. When that many are in flight
@@ -94,6 +96,8 @@ pub enum End {
     WriteTimeout,
     /// Reading or writing failed at the transport level.
     Transport(String),
+    /// The room could not be loaded (the store is unavailable).
+    Unavailable,
 }
 
 impl End {
@@ -111,6 +115,10 @@ impl End {
             ),
             End::TooBig => (close_code::TOO_BIG, "frame larger than the server's limit"),
             End::Unresponsive => (close_code::GOING_AWAY, "no pong received"),
+            End::Unavailable => (
+                close_code::TRY_AGAIN_LATER,
+                "the message store is unavailable",
+            ),
             End::PeerClosed | End::WriteTimeout | End::Transport(_) => return None,
         };
         Some(CloseFrame {
@@ -124,11 +132,26 @@ impl End {
 /// the outcome.
 type InFlight = BoxFuture<'static, (MessageText, Result<u64, CommitError>)>;
 
+/// The room a session is in, and the handles it needs there.
+#[derive(Clone)]
+pub struct Room {
+    pub hub: Hub,
+    pub committer: Committer,
+    pub room: RoomName,
+}
+
+/// What one text frame asks for.
+enum Request {
+    Nothing,
+    Post(MessageText),
+    Typing,
+}
+
 /// Runs one connection until it ends, then closes it. Returns why it ended.
 pub async fn run<S, E>(
     mut socket: S,
-    hub: Hub,
-    committer: Committer,
+    place: Room,
+    user: UserId,
     name: DisplayName,
     settings: Settings,
     shutdown: CancellationToken,
@@ -137,9 +160,20 @@ where
     S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin,
     E: StdError + Send + Sync + 'static,
 {
-    let mut membership = hub.join();
+    let Room {
+        hub,
+        committer,
+        room,
+    } = place;
+    let mut membership = match join(&hub, &committer, &room, &user, &name).await {
+        Ok(membership) => membership,
+        Err(end) => {
+            close(&mut socket, &end, settings.write_timeout).await;
+            return end;
+        }
+    };
     let id = membership.id;
-    tracing::debug!(?id, %name, "session started");
+    tracing::debug!(?id, %room, %name, "session started");
 
     let mut ping = tokio::time::interval_at(
         Instant::now() + settings.ping_interval,
@@ -166,7 +200,7 @@ where
             }
             Some((text, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                 let Err(err) = outcome else { continue };
-                let notice = render::not_sent(err.user_message(), text.as_str(), hub.room(), settings.max_message_chars);
+                let notice = render::not_sent(err.user_message(), text.as_str(), &room, settings.max_message_chars);
                 if let Err(end) = write(&mut socket, Message::Text(notice), &settings, &membership.evicted, &shutdown).await {
                     break end;
                 }
@@ -181,29 +215,32 @@ where
                     Some(Ok(Message::Close(_))) => break End::PeerClosed,
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 };
-                match parse(text.as_str(), &settings) {
-                    Ok(None) => {}
-                    Ok(Some(text)) => {
-                        let message = NewMessage::now(hub.room().clone(), name.clone(), text.clone());
+                let notice = match parse(text.as_str(), &settings) {
+                    Ok(Request::Nothing) => continue,
+                    Ok(Request::Typing) => {
+                        hub.typing(&room, id, Instant::now());
+                        continue;
+                    }
+                    Ok(Request::Post(text)) => {
+                        // The name may have changed since the connection opened.
+                        let author = hub.name_of(&room, id).unwrap_or_else(|| name.clone());
+                        let message = NewMessage::now(room.clone(), author, text.clone());
                         // Queued at once: from here on the message is stored (or its sender
                         // told why not) even if this session ends before the answer comes.
                         match committer.submit(message) {
-                            Ok(answer) => in_flight.push_back(
-                                async move { (text, answer.await.unwrap_or(Err(CommitError::Stopped))) }.boxed(),
-                            ),
-                            Err(err) => {
-                                let notice = render::not_sent(err.user_message(), text.as_str(), hub.room(), settings.max_message_chars);
-                                if let Err(end) = write(&mut socket, Message::Text(notice), &settings, &membership.evicted, &shutdown).await {
-                                    break end;
-                                }
+                            Ok(answer) => {
+                                in_flight.push_back(
+                                    async move { (text, answer.await.unwrap_or(Err(CommitError::Stopped))) }.boxed(),
+                                );
+                                continue;
                             }
+                            Err(err) => render::not_sent(err.user_message(), text.as_str(), &room, settings.max_message_chars),
                         }
                     }
-                    Err(notice) => {
-                        if let Err(end) = write(&mut socket, Message::Text(notice), &settings, &membership.evicted, &shutdown).await {
-                            break end;
-                        }
-                    }
+                    Err(notice) => notice,
+                };
+                if let Err(end) = write(&mut socket, Message::Text(notice), &settings, &membership.evicted, &shutdown).await {
+                    break end;
                 }
             }
             _ = ping.tick() => {
@@ -217,21 +254,46 @@ where
         }
     };
 
-    hub.leave(id);
-    tracing::debug!(?id, %name, ?end, "session ended");
+    hub.leave(&room, id);
+    tracing::debug!(?id, %room, %name, ?end, "session ended");
     close(&mut socket, &end, settings.write_timeout).await;
     end
 }
 
-/// Parses one text frame into message text (`None`: nothing to send) or a notice for
-/// the sender alone.
-fn parse(frame: &str, settings: &Settings) -> Result<Option<MessageText>, Utf8Bytes> {
-    Inbound::parse(frame)
-        .and_then(|inbound| MessageText::parse(&inbound.text, settings.max_message_chars as usize))
-        .map_err(|err| {
-            tracing::debug!(error = %err, "refused an inbound frame");
-            render::notice(&format!("Not sent: {err}"))
-        })
+/// Joins the room, loading it again should it have left memory since the upgrade.
+async fn join(
+    hub: &Hub,
+    committer: &Committer,
+    room: &RoomName,
+    user: &UserId,
+    name: &DisplayName,
+) -> Result<Membership, End> {
+    for _ in 0..3 {
+        match hub.join(room, user.clone(), name.clone()) {
+            Ok(membership) => return Ok(membership),
+            Err(NotLoaded(_)) => committer
+                .load_room(room)
+                .await
+                .map_err(|_| End::Unavailable)?,
+        }
+    }
+    Err(End::Unavailable)
+}
+
+/// Parses one text frame into what it asks for, or a notice for the sender alone.
+fn parse(frame: &str, settings: &Settings) -> Result<Request, Utf8Bytes> {
+    let request = match Inbound::parse(frame) {
+        Ok(Inbound::Typing) => Ok(Request::Typing),
+        Ok(Inbound::Message { text }) => {
+            MessageText::parse(&text, settings.max_message_chars as usize)
+                .map(|text| text.map_or(Request::Nothing, Request::Post))
+        }
+        Err(err) => Err(err),
+    };
+    request.map_err(|err| {
+        tracing::debug!(error = %err, "refused an inbound frame");
+        render::notice(&format!("Not sent: {err}"))
+    })
 }
 
 /// Joins queued fragments into one frame. One fragment is sent as it is (shared bytes,
@@ -380,35 +442,44 @@ mod tests {
     }
 
     /// A hub and a committer over a store in a fresh SQLite file.
-    async fn room() -> (Hub, Committer, tempfile::TempDir) {
+    async fn room() -> (Room, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = crate::store::DatabaseUrl::new(format!(
             "sqlite://{}",
             dir.path().join("t.db").display()
         ));
         let store = crate::store::open(&url).await.unwrap();
-        let hub = Hub::new(crate::domain::RoomName::general(), 10, 8);
+        let hub = Hub::new(crate::hub::HubSettings::default());
         let settings = crate::commit::CommitSettings {
             max_batch: 16,
             window: Duration::ZERO,
         };
         let (committer, _task) =
             Committer::start(store, hub.clone(), settings, CancellationToken::new());
-        (hub, committer, dir)
+        let room = RoomName::general();
+        committer.load_room(&room).await.unwrap();
+        (
+            Room {
+                hub,
+                committer,
+                room,
+            },
+            dir,
+        )
     }
 
     // The store is opened before time is paused: these tests send no messages, so the
     // paused clock never meets real I/O.
     #[tokio::test]
     async fn a_peer_that_never_answers_pings_is_dropped_after_the_pong_timeout() {
-        let (hub, committer, _dir) = room().await;
+        let (place, _dir) = room().await;
         tokio::time::pause();
         let (socket, mut peer) = fake_socket();
         let started = Instant::now();
         let session = tokio::spawn(run(
             socket,
-            hub,
-            committer,
+            place,
+            UserId::generate(),
             guest(),
             settings(),
             CancellationToken::new(),
@@ -439,14 +510,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_that_answers_pings_stays_until_shutdown_and_gets_1012() {
-        let (hub, committer, _dir) = room().await;
+        let (place, _dir) = room().await;
         tokio::time::pause();
         let (socket, mut peer) = fake_socket();
         let shutdown = CancellationToken::new();
         let session = tokio::spawn(run(
             socket,
-            hub,
-            committer,
+            place,
+            UserId::generate(),
             guest(),
             settings(),
             shutdown.clone(),

@@ -10,7 +10,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use super::{AppState, HttpError};
-use crate::domain::RoomName;
 use crate::render;
 
 /// Messages per page.
@@ -25,10 +24,7 @@ async fn older(
     Path(room): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, HttpError> {
-    let room = RoomName::parse(&room).map_err(|err| HttpError::BadRequest(err.to_string()))?;
-    if &room != state.hub.room() {
-        return Err(HttpError::NotFound);
-    }
+    let room = super::page::parse_room(&room)?;
     let before = parse_cursor(query.as_deref()).map_err(HttpError::BadRequest)?;
     // One more than a page tells whether there is another page after this one.
     let mut messages = state

@@ -1,29 +1,143 @@
-//! Who is talking: a guest name kept in a cookie until real names arrive.
+//! Who is talking: a user id and a display name, kept in a signed cookie.
+//!
+//! There is no sign-up. A first visit gets a random user id and a guest name; renaming
+//! (`POST /name`) rewrites the cookie. The cookie is signed with the server's key
+//! (`--cookie-secret`, or a random key kept in the store), so nobody can post under
+//! someone else's id or name by editing it.
 
-use axum::http::HeaderValue;
-use axum::http::header::{COOKIE, HeaderMap};
+use axum::Form;
+use axum::Router;
+use axum::extract::{FromRef, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum_extra::extract::SignedCookieJar;
+use axum_extra::extract::cookie::{Cookie, Key, SameSite};
+use serde::Deserialize;
+use time::Duration;
 
-use crate::domain::GuestName;
+use super::{AppState, HttpError, origin};
+use crate::domain::{DisplayName, UserId};
+use crate::render;
 
-const COOKIE_NAME: &str = "hubbub_guest";
+const COOKIE_NAME: &str = "hubbub_id";
 
-/// The guest name in the request's cookie, if there is a valid one.
-pub(crate) fn guest_from(headers: &HeaderMap) -> Option<GuestName> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
-        .and_then(|(_, value)| GuestName::parse(value.trim()))
+impl FromRef<AppState> for Key {
+    fn from_ref(state: &AppState) -> Self {
+        state.cookie_key.clone()
+    }
 }
 
-/// The `Set-Cookie` value that keeps `name` for a year.
-pub(crate) fn set_cookie(name: &GuestName) -> HeaderValue {
-    let cookie = format!("{COOKIE_NAME}={name}; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax");
-    // A guest name is `guest-` and four hex digits: always a valid header value.
-    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+/// A user as their cookie says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: UserId,
+    pub name: DisplayName,
+}
+
+impl Identity {
+    /// A new visitor: a fresh id and a guest name.
+    pub fn new_guest() -> Self {
+        Self {
+            user: UserId::generate(),
+            name: DisplayName::guest(),
+        }
+    }
+
+    /// The identity in a verified cookie, if there is one.
+    pub fn from_jar(jar: &SignedCookieJar) -> Option<Self> {
+        let cookie = jar.get(COOKIE_NAME)?;
+        let (user, name) = cookie.value().split_once('.')?;
+        let name = String::from_utf8(decode_hex(name)?).ok()?;
+        Some(Self {
+            user: UserId::parse(user)?,
+            name: DisplayName::parse(&name).ok()?,
+        })
+    }
+
+    /// The cookie that keeps this identity for a year. The name is hex-encoded so that any
+    /// name fits in a cookie value.
+    pub fn cookie(&self) -> Cookie<'static> {
+        let value = format!(
+            "{}.{}",
+            self.user.as_str(),
+            encode_hex(self.name.as_str().as_bytes())
+        );
+        Cookie::build((COOKIE_NAME, value))
+            .path("/")
+            .max_age(Duration::days(365))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .build()
+    }
+}
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/name", post(rename))
+}
+
+#[derive(Deserialize)]
+struct RenameForm {
+    name: String,
+}
+
+/// `POST /name`: takes a new display name. Answers with fragments htmx swaps out of band:
+/// a notice, and (on success) the new cookie.
+async fn rename(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: SignedCookieJar,
+    form: Result<Form<RenameForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, HttpError> {
+    origin::check(&headers, &state.config.allowed_origins)
+        .map_err(|origin| HttpError::ForeignOrigin { origin })?;
+    let Ok(Form(form)) = form else {
+        return Ok(notice(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not renamed: expected a form with a name field.",
+        ));
+    };
+    let name = match DisplayName::parse(&form.name) {
+        Ok(name) => name,
+        Err(err) => {
+            return Ok(notice(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("Not renamed: {err}"),
+            ));
+        }
+    };
+    let user = Identity::from_jar(&jar).map_or_else(UserId::generate, |identity| identity.user);
+    let identity = Identity { user, name };
+    state.hub.rename(&identity.user, &identity.name);
+    let jar = jar.add(identity.cookie());
+    Ok((
+        jar,
+        notice(StatusCode::OK, &format!("You are now {}.", identity.name)),
+    )
+        .into_response())
+}
+
+fn notice(status: StatusCode, text: &str) -> Response {
+    (
+        status,
+        [("content-type", "text/html; charset=utf-8")],
+        render::notice(text).as_str().to_owned(),
+    )
+        .into_response()
+}
+
+fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -31,16 +145,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_cookie_among_others_and_ignores_junk() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            COOKIE,
-            HeaderValue::from_static("a=b; hubbub_guest=guest-1a2b; c=d"),
-        );
-        assert_eq!(guest_from(&headers).unwrap().as_str(), "guest-1a2b");
+    fn identities_round_trip_through_a_signed_cookie() {
+        let key = Key::generate();
+        let identity = Identity {
+            user: UserId::generate(),
+            name: DisplayName::parse("Zoë; the \"admin\" <b>").unwrap(),
+        };
+        let jar = SignedCookieJar::new(key.clone()).add(identity.cookie());
+        let response = (jar, ()).into_response();
+        let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+        let pair = set_cookie.split(';').next().unwrap().to_owned();
+        assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
 
-        headers.insert(COOKIE, HeaderValue::from_static("hubbub_guest=<script>"));
-        assert_eq!(guest_from(&headers), None);
-        assert_eq!(guest_from(&HeaderMap::new()), None);
+        let read = |pair: &str, key: Key| {
+            let mut headers = HeaderMap::new();
+            headers.insert("cookie", pair.parse().unwrap());
+            Identity::from_jar(&SignedCookieJar::from_headers(&headers, key))
+        };
+        assert_eq!(read(&pair, key.clone()), Some(identity.clone()));
+        // Another key, or a value edited by hand, is no identity at all.
+        assert_eq!(read(&pair, Key::generate()), None);
+        let forged = format!(
+            "{}.{}",
+            &pair[..pair.rfind('.').unwrap()],
+            encode_hex(b"admin")
+        );
+        assert_eq!(read(&forged, key), None);
+    }
+
+    #[test]
+    fn hex_round_trips_and_junk_is_refused() {
+        assert_eq!(
+            decode_hex(&encode_hex("héllo".as_bytes())).unwrap(),
+            "héllo".as_bytes()
+        );
+        for junk in ["0", "zz", "0g"] {
+            assert_eq!(decode_hex(junk), None);
+        }
     }
 }

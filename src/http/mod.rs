@@ -7,7 +7,7 @@
 pub mod assets;
 mod error;
 mod history;
-mod identity;
+pub mod identity;
 pub mod origin;
 mod page;
 mod ws;
@@ -16,12 +16,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use axum_extra::extract::cookie::Key;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::error::HttpError;
 use crate::commit::Committer;
 use crate::config::Config;
+use crate::domain::RoomName;
 use crate::hub::Hub;
 use crate::store::Store;
 
@@ -33,6 +35,8 @@ pub struct AppState {
     /// For reading history; writes go through the committer.
     pub store: Arc<dyn Store>,
     pub committer: Committer,
+    /// Signs the identity cookie.
+    pub cookie_key: Key,
     /// Cancelled when the server starts shutting down; sessions watch it.
     pub shutdown: CancellationToken,
     /// Tracks WebSocket sessions, which axum's graceful shutdown does not wait for.
@@ -45,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(page::router())
         .merge(ws::router())
         .merge(history::router())
+        .merge(identity::router())
         .merge(assets::router())
         .route("/healthz", get(healthz))
         .fallback(not_found)
@@ -58,4 +63,21 @@ async fn healthz() -> &'static str {
 
 async fn not_found() -> HttpError {
     HttpError::NotFound
+}
+
+/// A room's history for a page, loading the room if it is not in memory.
+async fn loaded_history(state: &AppState, room: &RoomName) -> Result<String, HttpError> {
+    // The room could be dropped from memory again between loading and reading (when many
+    // rooms are idle); a few tries settle it.
+    for _ in 0..3 {
+        state
+            .committer
+            .load_room(room)
+            .await
+            .map_err(|_| HttpError::StoreUnavailable)?;
+        if let Some(history) = state.hub.history_html(room) {
+            return Ok(history);
+        }
+    }
+    Err(HttpError::StoreUnavailable)
 }

@@ -1,41 +1,76 @@
-//! The chat page.
+//! The chat pages: `/` for `general`, `/rooms/{name}` for any room, and `/rooms?name=` for
+//! the "create or join" form.
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
+use axum_extra::extract::SignedCookieJar;
+use serde::Deserialize;
 
-use super::{AppState, HttpError, identity};
-use crate::domain::GuestName;
+use super::identity::Identity;
+use super::{AppState, HttpError};
+use crate::domain::RoomName;
 use crate::render::{self, Page};
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/", get(chat_page))
+    Router::new()
+        .route("/", get(general))
+        .route("/rooms", get(join_form))
+        .route("/rooms/{room}", get(room_page))
 }
 
-async fn chat_page(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+async fn general(state: State<AppState>, jar: SignedCookieJar) -> Result<Response, HttpError> {
+    show(state, jar, RoomName::general()).await
+}
+
+async fn room_page(
+    state: State<AppState>,
+    Path(room): Path<String>,
+    jar: SignedCookieJar,
 ) -> Result<Response, HttpError> {
-    let known = identity::guest_from(&headers);
-    let me = known.clone().unwrap_or_else(GuestName::generate);
-    let history = state.hub.history_html();
+    let room = parse_room(&room)?;
+    show(state, jar, room).await
+}
+
+#[derive(Deserialize)]
+struct JoinForm {
+    #[serde(default)]
+    name: String,
+}
+
+/// The sidebar's "create or join" form: off to the room's own address.
+async fn join_form(Query(form): Query<JoinForm>) -> Result<Redirect, HttpError> {
+    let room = parse_room(form.name.trim())?;
+    Ok(Redirect::to(&format!("/rooms/{room}")))
+}
+
+pub(super) fn parse_room(raw: &str) -> Result<RoomName, HttpError> {
+    RoomName::parse(raw)
+        .map_err(|err| HttpError::BadRequest(format!("{err} \"{raw}\" is not one.")))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    jar: SignedCookieJar,
+    room: RoomName,
+) -> Result<Response, HttpError> {
+    let known = Identity::from_jar(&jar);
+    let identity = known.clone().unwrap_or_else(Identity::new_guest);
+    let history = super::loaded_history(&state, &room).await?;
     let html = render::page(&Page {
-        room: state.hub.room(),
-        me: me.as_str(),
+        room: &room,
+        me: identity.name.as_str(),
         max_chars: state.config.max_message_chars,
         history: &history,
+        rooms: &state.hub.room_counts(),
+        present: &state.hub.present(&room),
     })
     .map_err(|err| HttpError::Internal(err.to_string()))?;
-    let mut response = Html(html).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CACHE_CONTROL,
-        "no-store".parse().expect("static header"),
-    );
-    if known.is_none() {
-        headers.insert(header::SET_COOKIE, identity::set_cookie(&me));
-    }
-    Ok(response)
+    let page = ([(header::CACHE_CONTROL, "no-store")], Html(html));
+    Ok(match known {
+        Some(_) => page.into_response(),
+        None => (jar.add(identity.cookie()), page).into_response(),
+    })
 }

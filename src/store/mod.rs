@@ -42,6 +42,13 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>>;
 
+    /// Every room that has messages, by name.
+    fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomName>, StoreError>>;
+
+    /// The server's cookie-signing key: made (random, 64 bytes) and stored the first time,
+    /// the same ever after, so signed cookies survive restarts.
+    fn cookie_key(&self) -> BoxFuture<'_, Result<Vec<u8>, StoreError>>;
+
     /// A cheap round trip, for readiness checks.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
@@ -59,6 +66,43 @@ pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }
+}
+
+/// A fresh random cookie key, hex-encoded for the `settings` table.
+fn new_cookie_key() -> Result<String, StoreError> {
+    let mut key = [0_u8; 64];
+    getrandom::fill(&mut key).map_err(|err| StoreError::NoRandomness(err.to_string()))?;
+    Ok(key.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Decodes the stored key; a key that is not 64 hex-encoded bytes is an error, never
+/// silently replaced (that would sign everyone out).
+fn decode_cookie_key(hex: &str) -> Result<Vec<u8>, StoreError> {
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect();
+    match bytes {
+        Some(bytes) if bytes.len() >= 64 => Ok(bytes),
+        _ => Err(StoreError::BadCookieKey),
+    }
+}
+
+/// Parses room names from the store, skipping (and logging) any that no longer parse.
+fn room_names(names: Vec<String>) -> Vec<RoomName> {
+    names
+        .into_iter()
+        .filter_map(|name| match RoomName::parse(&name) {
+            Ok(room) => Some(room),
+            Err(_) => {
+                tracing::warn!(%name, "ignoring a stored room with an invalid name");
+                None
+            }
+        })
+        .collect()
 }
 
 /// `(id, room, author, body, created_at)` as both backends select it.
@@ -163,6 +207,12 @@ pub enum StoreError {
     Rejected(#[source] sqlx::Error),
     #[error("the database did not answer within {0:?}")]
     TimedOut(std::time::Duration),
+    #[error("no random numbers for a new cookie key: {0}")]
+    NoRandomness(String),
+    #[error(
+        "the stored cookie key is damaged; delete the `cookie_key` row of `settings` to make a new one (everyone will be signed out)"
+    )]
+    BadCookieKey,
 }
 
 impl StoreError {
@@ -265,6 +315,18 @@ mod tests {
         assert_eq!(postgres_class("23505"), Class::Rejected); // unique violation
         assert_eq!(postgres_class("55P03"), Class::Busy);
         assert_eq!(postgres_class("57P01"), Class::Other); // admin shutdown
+    }
+
+    #[test]
+    fn cookie_keys_round_trip_and_damage_is_an_error() {
+        let hex = new_cookie_key().unwrap();
+        assert_eq!(decode_cookie_key(&hex).unwrap().len(), 64);
+        for damaged in ["", "zz", &hex[..100], &hex.replacen('a', "g", 1)] {
+            assert!(
+                decode_cookie_key(damaged).is_err() || damaged == hex,
+                "{damaged}"
+            );
+        }
     }
 
     #[tokio::test]

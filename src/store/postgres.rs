@@ -11,7 +11,10 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{DatabaseUrl, Row, Store, StoreError, oldest_first};
+use super::{
+    DatabaseUrl, Row, Store, StoreError, decode_cookie_key, new_cookie_key, oldest_first,
+    room_names,
+};
 use crate::domain::{ChatMessage, NewMessage, RoomName, unix_micros};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -92,6 +95,17 @@ impl PostgresStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::postgres)?;
+        // A room exists from its first message on.
+        sqlx::query(
+            "INSERT INTO rooms (name, created_at) \
+             SELECT room, MIN(created_at) FROM UNNEST($1::text[], $2::bigint[]) AS batch (room, created_at) \
+             GROUP BY room ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&rooms)
+        .bind(&times)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::postgres)?;
         if ids.len() != batch.len() {
             // Dropping the transaction rolls it back: nothing half-stored.
             return Err(StoreError::Inconsistent {
@@ -143,7 +157,39 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    async fn room_list(&self) -> Result<Vec<RoomName>, StoreError> {
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM rooms ORDER BY name")
+            .fetch_all(&self.readers)
+            .await
+            .map_err(StoreError::postgres)?;
+        Ok(room_names(names))
+    }
+
+    async fn stored_cookie_key(&self) -> Result<Vec<u8>, StoreError> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES ('cookie_key', $1) ON CONFLICT (name) DO NOTHING")
+            .bind(new_cookie_key()?)
+            .execute(&self.writer)
+            .await
+            .map_err(StoreError::postgres)?;
+        let hex: String =
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = 'cookie_key'")
+                .fetch_one(&self.writer)
+                .await
+                .map_err(StoreError::postgres)?;
+        decode_cookie_key(&hex)
+    }
+}
+
 impl Store for PostgresStore {
+    fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomName>, StoreError>> {
+        self.room_list().boxed()
+    }
+
+    fn cookie_key(&self) -> BoxFuture<'_, Result<Vec<u8>, StoreError>> {
+        self.stored_cookie_key().boxed()
+    }
+
     fn append<'a>(
         &'a self,
         batch: &'a [NewMessage],

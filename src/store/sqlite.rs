@@ -13,7 +13,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{DatabaseUrl, Row, Store, StoreError, oldest_first};
+use super::{
+    DatabaseUrl, Row, Store, StoreError, decode_cookie_key, new_cookie_key, oldest_first,
+    room_names,
+};
 use crate::domain::{ChatMessage, NewMessage, RoomName, unix_micros};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -79,8 +82,18 @@ impl SqliteStore {
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?) ORDER BY key \
              RETURNING id",
         )
-        .bind(json)
+        .bind(&json)
         .fetch_all(&mut *tx)
+        .await
+        .map_err(StoreError::sqlite)?;
+        // A room exists from its first message on.
+        sqlx::query(
+            "INSERT INTO rooms (name, created_at) \
+             SELECT value ->> 0, MIN(value ->> 3) FROM json_each(?) GROUP BY value ->> 0 \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&json)
+        .execute(&mut *tx)
         .await
         .map_err(StoreError::sqlite)?;
         if ids.len() != batch.len() {
@@ -133,7 +146,39 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    async fn room_list(&self) -> Result<Vec<RoomName>, StoreError> {
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM rooms ORDER BY name")
+            .fetch_all(&self.readers)
+            .await
+            .map_err(StoreError::sqlite)?;
+        Ok(room_names(names))
+    }
+
+    async fn stored_cookie_key(&self) -> Result<Vec<u8>, StoreError> {
+        sqlx::query("INSERT INTO settings (name, value) VALUES ('cookie_key', ?) ON CONFLICT (name) DO NOTHING")
+            .bind(new_cookie_key()?)
+            .execute(&self.writer)
+            .await
+            .map_err(StoreError::sqlite)?;
+        let hex: String =
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = 'cookie_key'")
+                .fetch_one(&self.writer)
+                .await
+                .map_err(StoreError::sqlite)?;
+        decode_cookie_key(&hex)
+    }
+}
+
 impl Store for SqliteStore {
+    fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomName>, StoreError>> {
+        self.room_list().boxed()
+    }
+
+    fn cookie_key(&self) -> BoxFuture<'_, Result<Vec<u8>, StoreError>> {
+        self.stored_cookie_key().boxed()
+    }
+
     fn append<'a>(
         &'a self,
         batch: &'a [NewMessage],

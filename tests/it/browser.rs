@@ -175,11 +175,12 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
         wait_connected(browser).await;
     }
     let alice_name = alice
-        .find(Locator::Css(".me strong"))
+        .find(Locator::Css("#name"))
         .await
         .unwrap()
-        .text()
+        .prop("value")
         .await
+        .unwrap()
         .unwrap();
 
     // Alice types and presses Enter: Bob sees it, once, with her name; her input is cleared.
@@ -187,7 +188,7 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     wait_for_text(&bob, "hello from alice").await;
     let author = bob
         .find(Locator::XPath(
-            "//article[p[@class='text' and text()='hello from alice']]//span[@class='author']",
+            "//article[p[@class='text' and text()='hello from alice']]//span[contains(@class, 'author')]",
         ))
         .await
         .unwrap()

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hubbub::hub::{Hub, Stats};
 use hubbub::store::DatabaseUrl;
 use hubbub::{Config, Server};
@@ -312,6 +312,54 @@ impl TestApp {
         client
     }
 
+    /// Visits a page as a new browser would: returns the identity cookie (`name=value`)
+    /// and the page.
+    pub async fn visit(&self, path: &str) -> (String, HttpResponse) {
+        let page = self.get(path).await;
+        assert_eq!(page.status, 200, "{path}: {}", page.body);
+        let cookie = page.headers["set-cookie"].to_str().unwrap();
+        let pair = cookie.split(';').next().unwrap().to_owned();
+        (pair, page)
+    }
+
+    /// Connects to a room's socket as the page would (same origin, with its cookie) and
+    /// reads the first frame.
+    pub async fn connect_to(&self, room: &str, cookie: Option<&str>) -> TestClient {
+        let mut request = format!("ws://{}/rooms/{room}/ws", self.addr)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("Origin", self.url("").parse().unwrap());
+        if let Some(cookie) = cookie {
+            request
+                .headers_mut()
+                .insert("Cookie", cookie.parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let mut client = TestClient::new(ws);
+        client.read_frame().await;
+        client
+    }
+
+    /// Renames the user behind `cookie`; returns the response (with the new cookie).
+    pub async fn rename(&self, cookie: &str, name: &str) -> HttpResponse {
+        let body = format!("name={}", form_encode(name));
+        let origin = self.url("");
+        self.request_body(
+            "POST",
+            "/name",
+            &[
+                ("Cookie", cookie),
+                ("Origin", &origin),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("HX-Request", "true"),
+            ],
+            &body,
+        )
+        .await
+    }
+
     /// Connects without reading anything.
     pub async fn connect_raw(&self) -> TestClient {
         let request = self.ws_request(Some(&format!("http://{}", self.addr)));
@@ -343,12 +391,24 @@ impl TestApp {
         path: &str,
         headers: &[(&str, &str)],
     ) -> HttpResponse {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+        self.request_body(method, path, headers, "").await
+    }
+
+    pub async fn request_body(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> HttpResponse {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<bytes::Bytes>>();
         let mut request = hyper::Request::builder().method(method).uri(self.url(path));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request.body(Empty::new()).unwrap();
+        let request = request
+            .body(Full::new(bytes::Bytes::from(body.to_owned())))
+            .unwrap();
         let response = client.request(request).await.unwrap();
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -483,7 +543,28 @@ impl TestClient {
     }
 }
 
-/// The parts of a page that frames change: the message list and the notice.
+/// `application/x-www-form-urlencoded` for one value.
+pub fn form_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_owned(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The cookie pair (`name=value`) a response sets.
+pub fn set_cookie(response: &HttpResponse) -> String {
+    let cookie = response.headers["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The parts of a page that frames change: the message list, the notice, presence, the
+/// typing line and the room list.
 #[derive(Debug, Default)]
 pub struct PageModel {
     pub shown: Vec<ShownMessage>,
@@ -492,6 +573,16 @@ pub struct PageModel {
     pub older: Older,
     /// The value the server last put back into the input, if any.
     pub restored_input: Option<String>,
+    /// Who the presence list shows.
+    pub present: Vec<String>,
+    /// The typing line ("" when nobody types).
+    pub typing: String,
+    /// The room list: `(room, online)`.
+    pub rooms: Vec<(String, usize)>,
+    /// Lines like "alice joined".
+    pub events: Vec<String>,
+    /// How many times each kind of element was swapped (for "nothing else came" checks).
+    pub swaps: std::collections::HashMap<&'static str, usize>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -509,23 +600,67 @@ impl PageModel {
     /// Applies a frame the way htmx would swap it.
     pub fn apply_frame(&mut self, frame: &str) {
         const LIST: &str = r#"<div id="messages" hx-swap-oob=""#;
-        const NOTICE: &str = r#"<p id="notice""#;
-        const INPUT: &str = r#"<input id="text""#;
         let mut rest = frame.trim();
         while !rest.is_empty() {
-            if rest.starts_with(NOTICE) {
-                let start = rest.find('>').unwrap() + 1;
-                let end = rest.find("</p>").unwrap();
-                self.notice = Some(unescape(&rest[start..end]));
-                rest = &rest[end + 4..];
-            } else if rest.starts_with(INPUT) {
+            if rest.starts_with(r#"<p id="notice""#) {
+                let (inner, after) = element(rest, "</p>");
+                self.notice = Some(unescape(inner));
+                self.count("notice");
+                rest = after;
+            } else if rest.starts_with(r#"<input id="text""#) {
                 let end = rest.find('>').unwrap() + 1;
                 let tag = &rest[..end];
                 assert!(tag.contains(r#"hx-swap-oob="true""#), "{tag}");
                 self.restored_input = tag
                     .split_once(" value=\"")
                     .map(|(_, v)| unescape(&v[..v.find('"').unwrap()]));
+                self.count("input");
                 rest = &rest[end..];
+            } else if rest.starts_with(r#"<p id="typing""#) {
+                assert!(
+                    rest[..rest.find('>').unwrap()].contains("hx-swap-oob"),
+                    "{rest}"
+                );
+                let (inner, after) = element(rest, "</p>");
+                self.typing = unescape(inner);
+                self.count("typing");
+                rest = after;
+            } else if rest.starts_with(r#"<section id="presence""#) {
+                assert!(
+                    rest[..rest.find('>').unwrap()].contains("hx-swap-oob"),
+                    "{rest}"
+                );
+                let (inner, after) = element(rest, "</section>");
+                self.present = inner
+                    .split("<li>")
+                    .skip(1)
+                    .map(|li| unescape(between(li, "\">", "</span>")))
+                    .collect();
+                let count: usize = between(inner, "<span class=\"count\">", "</span>")
+                    .parse()
+                    .unwrap();
+                assert_eq!(count, self.present.len(), "the count matches the list");
+                self.count("presence");
+                rest = after;
+            } else if rest.starts_with(r#"<nav id="rooms""#) {
+                assert!(
+                    rest[..rest.find('>').unwrap()].contains("hx-swap-oob"),
+                    "{rest}"
+                );
+                let (inner, after) = element(rest, "</nav>");
+                self.rooms = inner
+                    .split("<li>")
+                    .skip(1)
+                    .map(|li| {
+                        let room = between(li, "data-room=\"", "\"").to_owned();
+                        let online = li
+                            .split_once("<span class=\"count\"")
+                            .map_or(0, |(_, c)| between(c, ">", "</span>").parse().unwrap());
+                        (room, online)
+                    })
+                    .collect();
+                self.count("rooms");
+                rest = after;
             } else if let Some(after) = rest.strip_prefix(LIST) {
                 let swap = &after[..after.find('"').unwrap()];
                 let body = &after[after.find('>').unwrap() + 1..];
@@ -533,15 +668,24 @@ impl PageModel {
                 let end = body
                     .find("</div>")
                     .unwrap_or_else(|| panic!("unclosed list in {frame}"));
-                let articles = parse_articles(&body[..end]);
+                let content = &body[..end];
+                let articles = parse_articles(content);
                 match swap {
                     "innerHTML" => {
                         self.shown = articles;
                         self.older = older.unwrap_or(Older::Nothing);
+                        self.count("history");
                     }
                     "beforeend" => {
                         assert!(older.is_none(), "an append never carries a loader");
+                        self.events.extend(
+                            content
+                                .split("<p class=\"event\">")
+                                .skip(1)
+                                .map(|e| unescape(&e[..e.find("</p>").unwrap()])),
+                        );
                         self.shown.extend(articles);
+                        self.count("append");
                     }
                     other => panic!("unexpected swap {other:?} in {frame}"),
                 }
@@ -551,6 +695,10 @@ impl PageModel {
             }
             rest = rest.trim_start();
         }
+    }
+
+    fn count(&mut self, kind: &'static str) {
+        *self.swaps.entry(kind).or_default() += 1;
     }
 
     /// Applies a page of older messages the way htmx swaps it over the loader.
@@ -578,14 +726,51 @@ pub fn parse_older(body: &str) -> (Option<Older>, &str) {
     }
 }
 
+/// An element's inner HTML and what follows it (no nesting of the same tag).
+fn element<'a>(html: &'a str, close: &str) -> (&'a str, &'a str) {
+    let start = html.find('>').unwrap() + 1;
+    let end = html
+        .find(close)
+        .unwrap_or_else(|| panic!("{close} missing in {html}"));
+    (&html[start..end], &html[end + close.len()..])
+}
+
+/// Message text with its links turned back into the addresses they show, after checking
+/// each link has exactly the safe form.
+fn unlink(html: &str) -> String {
+    let mut text = String::new();
+    let mut rest = html;
+    while let Some(at) = rest.find("<a href=\"") {
+        text.push_str(&rest[..at]);
+        let tag_end = at + rest[at..].find('>').unwrap() + 1;
+        let tag = &rest[at..tag_end];
+        let href = between(tag, "href=\"", "\"");
+        assert!(
+            href.starts_with("http://") || href.starts_with("https://"),
+            "{tag}"
+        );
+        assert!(
+            tag.ends_with(r#" rel="noopener nofollow ugc" target="_blank">"#),
+            "{tag}"
+        );
+        let close = tag_end + rest[tag_end..].find("</a>").unwrap();
+        assert_eq!(&rest[tag_end..close], href, "a link shows its address");
+        text.push_str(href);
+        rest = &rest[close + "</a>".len()..];
+    }
+    text.push_str(rest);
+    text
+}
+
 fn parse_articles(html: &str) -> Vec<ShownMessage> {
     html.split("<article")
         .skip(1)
         .map(|article| {
             let id = between(article, "id=\"msg-", "\"").parse().unwrap();
-            let author = unescape(between(article, "<span class=\"author\">", "</span>"));
-            let text = unescape(between(article, "<p class=\"text\">", "</p>"));
-            let text_raw = between(article, "<p class=\"text\">", "</p>");
+            let author_tag = between(article, "<span class=\"author c", "</span>");
+            let author = unescape(&author_tag[author_tag.find('>').unwrap() + 1..]);
+            let text_raw = unlink(between(article, "<p class=\"text\">", "</p>"));
+            let text = unescape(&text_raw);
             assert!(
                 !text_raw.contains(['<', '>', '"']),
                 "unescaped markup in message text: {text_raw:?}"

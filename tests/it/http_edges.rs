@@ -10,7 +10,10 @@ async fn the_page_links_the_socket_and_embedded_assets() {
     let page = app.get("/").await;
     assert_eq!(page.status, 200);
     let html = &page.body;
-    assert!(html.contains(r#"hx-ws:connect="/ws""#), "{html}");
+    assert!(
+        html.contains(r#"hx-ws:connect="/rooms/general/ws""#),
+        "{html}"
+    );
     assert!(html.contains("hx-ws:send") && html.contains(r#"name="text""#));
     assert!(html.contains(r#"role="log""#) && html.contains(r#"aria-live="polite""#));
     assert!(html.contains(r#"maxlength="2000""#));
