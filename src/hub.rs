@@ -613,3 +613,192 @@ fn offer(member: &Member, frame: &Utf8Bytes, evicted: &mut u64) -> bool {
         Err(mpsc::error::TrySendError::Closed(_)) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::domain::MessageText;
+
+    fn stored(id: u64, room: &str, author: &str, text: &str) -> ChatMessage {
+        ChatMessage {
+            id,
+            room: RoomName::parse(room).unwrap(),
+            author: DisplayName::parse(author).unwrap(),
+            sent_at: OffsetDateTime::now_utc(),
+            text: MessageText::parse(text, 100).unwrap().unwrap(),
+        }
+    }
+
+    fn name(n: &str) -> DisplayName {
+        DisplayName::parse(n).unwrap()
+    }
+
+    fn hub_with(settings: HubSettings) -> (Hub, RoomName) {
+        let hub = Hub::new(settings);
+        let room = RoomName::general();
+        hub.load(&room, &[], false);
+        (hub, room)
+    }
+
+    fn drain(membership: &mut Membership) -> String {
+        let mut all = String::new();
+        while let Ok(frame) = membership.outbox.try_recv() {
+            all.push_str(frame.as_str());
+        }
+        all
+    }
+
+    #[test]
+    fn joining_an_unloaded_room_is_refused() {
+        let hub = Hub::new(HubSettings::default());
+        let design = RoomName::parse("design").unwrap();
+        assert_eq!(
+            hub.join(&design, UserId::generate(), name("a")).err(),
+            Some(NotLoaded(design))
+        );
+    }
+
+    #[test]
+    fn a_newcomer_gets_history_presence_and_rooms_in_one_frame_then_live_messages() {
+        let (hub, room) = hub_with(HubSettings {
+            history_limit: 2,
+            ..HubSettings::default()
+        });
+        hub.deliver(&[
+            stored(1, "general", "a", "one"),
+            stored(2, "general", "a", "two"),
+            stored(3, "general", "a", "three"),
+        ]);
+        let mut member = hub.join(&room, UserId::generate(), name("bob")).unwrap();
+        let first = member.outbox.try_recv().unwrap();
+        let first = first.as_str();
+        assert!(first.contains(r#"hx-swap-oob="innerHTML""#) && !first.contains(">one<"));
+        assert!(first.contains("before=2"), "older messages can be loaded");
+        assert!(
+            first.contains(r#"<section id="presence""#) && first.contains(r#"<nav id="rooms""#)
+        );
+        assert!(member.outbox.try_recv().is_err(), "one frame");
+
+        hub.deliver(&[
+            stored(4, "general", "a", "four"),
+            stored(5, "design", "a", "elsewhere"),
+        ]);
+        let live = drain(&mut member);
+        assert!(live.contains(">four<") && !live.contains("elsewhere"));
+    }
+
+    #[test]
+    fn every_member_gets_the_same_bytes() {
+        let (hub, room) = hub_with(HubSettings::default());
+        let mut a = hub.join(&room, UserId::generate(), name("a")).unwrap();
+        let mut b = hub.join(&room, UserId::generate(), name("b")).unwrap();
+        drain(&mut a);
+        drain(&mut b);
+        hub.deliver(&[stored(1, "general", "a", "shared")]);
+        let from_a = a.outbox.try_recv().unwrap();
+        let from_b = b.outbox.try_recv().unwrap();
+        assert_eq!(
+            from_a.as_str().as_ptr(),
+            from_b.as_str().as_ptr(),
+            "one render, shared"
+        );
+    }
+
+    #[test]
+    fn presence_is_per_user_and_tabs_count_once() {
+        let (hub, room) = hub_with(HubSettings::default());
+        let alice = UserId::generate();
+        let one = hub.join(&room, alice.clone(), name("alice")).unwrap();
+        let two = hub.join(&room, alice.clone(), name("alice")).unwrap();
+        let _bob = hub.join(&room, UserId::generate(), name("bob")).unwrap();
+        assert_eq!(hub.present(&room), [name("alice"), name("bob")]);
+        assert_eq!(hub.room_counts()[0].online, 2);
+        hub.leave(&room, one.id);
+        assert_eq!(hub.present(&room).len(), 2, "alice still has a tab open");
+        hub.leave(&room, two.id);
+        assert_eq!(hub.present(&room), [name("bob")]);
+        hub.rename(&UserId::generate(), &name("nobody"));
+        assert_eq!(hub.present(&room), [name("bob")]);
+    }
+
+    #[tokio::test]
+    async fn typing_is_throttled_hidden_from_the_typist_and_expires() {
+        tokio::time::pause();
+        let settings = HubSettings {
+            typing_throttle: Duration::from_secs(2),
+            typing_expiry: Duration::from_secs(5),
+            ..HubSettings::default()
+        };
+        let (hub, room) = hub_with(settings);
+        let mut alice = hub.join(&room, UserId::generate(), name("alice")).unwrap();
+        let mut bob = hub.join(&room, UserId::generate(), name("bob")).unwrap();
+        drain(&mut alice);
+        drain(&mut bob);
+
+        let start = Instant::now();
+        hub.typing(&room, alice.id, start);
+        assert!(drain(&mut bob).contains(">alice is typing…<"));
+        assert!(
+            !drain(&mut alice).contains("alice is typing"),
+            "not to herself"
+        );
+
+        hub.typing(&room, alice.id, start + Duration::from_secs(1));
+        assert_eq!(drain(&mut bob), "", "throttled");
+        hub.typing(&room, alice.id, start + Duration::from_secs(3));
+        assert!(
+            drain(&mut bob).contains("alice is typing"),
+            "announced again after the throttle"
+        );
+
+        hub.tick(start + Duration::from_secs(7));
+        assert!(
+            !drain(&mut bob).contains(r#"id="typing""#),
+            "renewed at 3 s, so nothing expires at 7 s"
+        );
+        hub.tick(start + Duration::from_secs(8) + Duration::from_millis(1));
+        let expired = drain(&mut bob);
+        assert!(
+            expired.contains(r#"<p id="typing" class="typing" hx-swap-oob="true"></p>"#),
+            "{expired}"
+        );
+    }
+
+    #[test]
+    fn a_full_outbox_evicts_without_blocking_the_others() {
+        let (hub, room) = hub_with(HubSettings {
+            send_queue: 2,
+            ..HubSettings::default()
+        });
+        let slow = hub.join(&room, UserId::generate(), name("slow")).unwrap(); // holds its first frame
+        let mut fast = hub.join(&room, UserId::generate(), name("fast")).unwrap();
+        for i in 0..5 {
+            drain(&mut fast);
+            hub.deliver(&[stored(i, "general", "a", &format!("m{i}"))]);
+        }
+        assert!(slow.evicted.is_cancelled());
+        assert!(!fast.evicted.is_cancelled());
+        let stats = hub.stats();
+        assert_eq!(
+            (stats.connected, stats.slow_evictions, stats.messages_posted),
+            (1, 1, 5)
+        );
+    }
+
+    #[test]
+    fn idle_rooms_leave_memory_beyond_the_limit() {
+        let hub = Hub::new(HubSettings {
+            idle_rooms: 1,
+            ..HubSettings::default()
+        });
+        for room in ["a", "b", "c"] {
+            let room = RoomName::parse(room).unwrap();
+            hub.load(&room, &[], false);
+            let member = hub.join(&room, UserId::generate(), name("x")).unwrap();
+            hub.leave(&room, member.id);
+        }
+        assert_eq!(hub.stats().rooms_loaded, 1);
+    }
+}

@@ -342,6 +342,31 @@ impl TestApp {
         client
     }
 
+    /// Reconnects a page that already shows `page`, as htmx does after a drop.
+    pub async fn connect_to_page(
+        &self,
+        room: &str,
+        cookie: Option<&str>,
+        page: PageModel,
+    ) -> TestClient {
+        let mut request = format!("ws://{}/rooms/{room}/ws", self.addr)
+            .into_client_request()
+            .unwrap();
+        request
+            .headers_mut()
+            .insert("Origin", self.url("").parse().unwrap());
+        if let Some(cookie) = cookie {
+            request
+                .headers_mut()
+                .insert("Cookie", cookie.parse().unwrap());
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let mut client = TestClient::new(ws);
+        client.page = page;
+        client.read_frame().await;
+        client
+    }
+
     /// Renames the user behind `cookie`; returns the response (with the new cookie).
     pub async fn rename(&self, cookie: &str, name: &str) -> HttpResponse {
         let body = format!("name={}", form_encode(name));

@@ -9,5 +9,6 @@ mod helpers;
 mod history;
 mod http_edges;
 mod inputs;
+mod rooms;
 mod shutdown;
 mod slow_client;
