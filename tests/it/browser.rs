@@ -120,15 +120,35 @@ async fn wait_for_text(browser: &Client, text: &str) {
     found.unwrap_or_else(|err| panic!("{text:?} never appeared: {err}"));
 }
 
-async fn shown_texts(browser: &Client) -> Vec<String> {
+/// The author shown on the message with exactly this text.
+async fn author_of(browser: &Client, text: &str) -> String {
+    let xpath = format!(
+        "//article[p[@class='text' and text()={}]]//span[contains(@class, 'author')]",
+        xpath_literal(text)
+    );
+    browser
+        .find(Locator::XPath(&xpath))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The text of every element matching `css`, in document order.
+async fn texts_of(browser: &Client, css: &str) -> Vec<String> {
     let value = browser
         .execute(
-            "return [...document.querySelectorAll('#messages article .text')].map(e => e.textContent)",
-            vec![],
+            "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)",
+            vec![json!(css)],
         )
         .await
         .unwrap();
     serde_json::from_value(value).unwrap()
+}
+
+async fn shown_texts(browser: &Client) -> Vec<String> {
+    texts_of(browser, "#messages article .text").await
 }
 
 fn xpath_literal(text: &str) -> String {
@@ -139,20 +159,35 @@ fn xpath_literal(text: &str) -> String {
     format!("concat({})", parts.join(", \"'\", "))
 }
 
-#[tokio::test]
-async fn two_browsers_chat_and_hostile_text_stays_text() {
+/// Chromium and chromedriver, or `None` (with the reason printed) when they are missing.
+/// Also takes a lock so the browser tests run one at a time: two Chromiums each on two
+/// cores are plenty.
+async fn browser_tools(
+    test: &str,
+) -> Option<(PathBuf, PathBuf, tokio::sync::MutexGuard<'static, ()>)> {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let (Some(chromium), Some(chromedriver)) = (
         tool("HUBBUB_CHROMIUM", CHROMIUM),
         tool("HUBBUB_CHROMEDRIVER", CHROMEDRIVER),
     ) else {
         let reason = format!(
-            "browser test SKIPPED: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)"
+            "{test} SKIPPED: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)"
         );
         assert!(
             std::env::var_os("HUBBUB_REQUIRE_BROWSER").is_none(),
             "{reason}, and HUBBUB_REQUIRE_BROWSER is set"
         );
         eprintln!("{reason}");
+        return None;
+    };
+    Some((chromium, chromedriver, ONE_AT_A_TIME.lock().await))
+}
+
+#[tokio::test]
+async fn two_browsers_chat_and_hostile_text_stays_text() {
+    let Some((chromium, chromedriver, _one_at_a_time)) =
+        browser_tools("browser::two_browsers_chat").await
+    else {
         return;
     };
     let app = spawn_app().await;
@@ -166,7 +201,7 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     let mut all: Vec<String> = (0..SEEDS).map(|i| format!("seed {i}")).collect();
 
     let driver = start_driver(&chromedriver).await;
-    let profiles = std::env::temp_dir().join(format!("hubbub-browser-{}", std::process::id()));
+    let profiles = std::env::temp_dir().join(format!("hubbub-browser-{}-chat", std::process::id()));
     let alice = open_browser(&driver, &chromium, &profiles.join("alice")).await;
     let bob = open_browser(&driver, &chromium, &profiles.join("bob")).await;
 
@@ -186,15 +221,7 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     // Alice types and presses Enter: Bob sees it, once, with her name; her input is cleared.
     say(&alice, "hello from alice").await;
     wait_for_text(&bob, "hello from alice").await;
-    let author = bob
-        .find(Locator::XPath(
-            "//article[p[@class='text' and text()='hello from alice']]//span[contains(@class, 'author')]",
-        ))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let author = author_of(&bob, "hello from alice").await;
     assert_eq!(author, alice_name);
     wait_for_text(&alice, "hello from alice").await;
     let value = alice
@@ -284,12 +311,7 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     wait_for_text(&alice, "hi alice, I see your tests are all text").await;
     all.push("hi alice, I see your tests are all text".into());
 
-    let png = alice.screenshot().await.unwrap();
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshot.png");
-    std::fs::write(&target, &png).unwrap();
-    if let Some(path) = std::env::var_os("HUBBUB_SCREENSHOT") {
-        std::fs::write(path, &png).unwrap();
-    }
+    save_screenshot(&alice, "screenshot-xss.png").await;
 
     // The server restarts under both pages: they reconnect by themselves (close 1012), and
     // what is sent afterwards shows up once, with nothing duplicated.
@@ -309,6 +331,175 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     }
     drop(app);
 
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+    drop(driver);
+    let _ = std::fs::remove_dir_all(profiles);
+}
+
+/// Saves a screenshot under `target/tmp`, and into `$HUBBUB_SCREENSHOTS/<name>` when that
+/// variable names a folder (the README's pictures come from there).
+async fn save_screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&target, &png).unwrap();
+    if let Some(folder) = std::env::var_os("HUBBUB_SCREENSHOTS") {
+        std::fs::write(PathBuf::from(folder).join(name), &png).unwrap();
+    }
+}
+
+/// Texts of the presence list.
+async fn present(browser: &Client) -> Vec<String> {
+    texts_of(browser, "#presence li").await
+}
+
+async fn wait_for_css(browser: &Client, css: &str) {
+    browser
+        .wait()
+        .at_most(BROWSER_PATIENCE)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|err| panic!("{css} never appeared: {err}"));
+}
+
+/// Two users in two rooms, a rename, presence, typing, and a server killed (-9) and
+/// restarted under open pages.
+#[tokio::test]
+async fn rooms_names_presence_and_a_killed_server() {
+    let Some((chromium, chromedriver, _one_at_a_time)) =
+        browser_tools("browser::rooms_names_presence").await
+    else {
+        return;
+    };
+    let db = crate::helpers::TestDb::sqlite();
+    let addr = format!(
+        "127.0.0.1:{}",
+        StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let server = crate::helpers::ChildServer::start_on(&db, &addr, &[]).await;
+    let url = server.url.clone();
+
+    let driver = start_driver(&chromedriver).await;
+    let profiles =
+        std::env::temp_dir().join(format!("hubbub-browser-{}-rooms", std::process::id()));
+    let alice = open_browser(&driver, &chromium, &profiles.join("alice")).await;
+    let bob = open_browser(&driver, &chromium, &profiles.join("bob")).await;
+
+    // Alice is in #design, Bob in #general.
+    alice.goto(&format!("{url}/rooms/design")).await.unwrap();
+    bob.goto(&format!("{url}/")).await.unwrap();
+    wait_connected(&alice).await;
+    wait_connected(&bob).await;
+    // Bob's room list shows Alice's room with one person in it.
+    wait_for_css(&bob, "#rooms a[data-room='design'] + .count").await;
+    say(&bob, "anyone in general?").await;
+    wait_for_text(&bob, "anyone in general?").await;
+
+    // Alice picks a name with the form.
+    let name = alice.find(Locator::Css("#name")).await.unwrap();
+    name.clear().await.unwrap();
+    name.send_keys(&format!("Alice Liddell{ENTER}"))
+        .await
+        .unwrap();
+    wait_for_css(&alice, "#notice").await;
+    alice
+        .wait()
+        .at_most(BROWSER_PATIENCE)
+        .for_element(Locator::XPath(
+            "//p[@id='notice' and text()='You are now Alice Liddell.']",
+        ))
+        .await
+        .expect("the rename was confirmed");
+
+    // Bob follows the link to #design: both see each other there.
+    bob.find(Locator::Css("#rooms a[data-room='design']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_connected(&bob).await;
+    let bob_name = bob
+        .find(Locator::Css("#name"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    alice
+        .wait()
+        .at_most(BROWSER_PATIENCE)
+        .for_element(Locator::XPath(&format!(
+            "//section[@id='presence']//li[normalize-space()={}]",
+            xpath_literal(&bob_name)
+        )))
+        .await
+        .expect("Alice sees Bob arrive");
+    let mut expected = vec!["Alice Liddell".to_owned(), bob_name.clone()];
+    expected.sort_by_key(|n| n.to_lowercase());
+    assert_eq!(present(&bob).await, expected);
+    assert!(
+        !shown_texts(&bob)
+            .await
+            .contains(&"anyone in general?".to_owned()),
+        "rooms are separate"
+    );
+
+    // Typing shows on the other page, and the message shows the new name.
+    bob.find(Locator::Css("#text"))
+        .await
+        .unwrap()
+        .send_keys("hello")
+        .await
+        .unwrap();
+    alice
+        .wait()
+        .at_most(BROWSER_PATIENCE)
+        .for_element(Locator::XPath(&format!(
+            "//p[@id='typing' and contains(., {})]",
+            xpath_literal(&format!("{bob_name} is typing"))
+        )))
+        .await
+        .expect("Alice sees Bob typing");
+    bob.find(Locator::Css("#text"))
+        .await
+        .unwrap()
+        .send_keys(&format!(" alice{ENTER}"))
+        .await
+        .unwrap();
+    say(&alice, "hi, I was renamed").await;
+    wait_for_text(&bob, "hi, I was renamed").await;
+    let author = author_of(&bob, "hi, I was renamed").await;
+    assert_eq!(author, "Alice Liddell");
+    wait_for_text(&alice, "hello alice").await;
+    save_screenshot(&alice, "screenshot.png").await;
+
+    // The server is killed under both pages and comes back; Bob sends, and Alice's page,
+    // reconnected by itself, shows the message once.
+    server.signal("-KILL");
+    let _ = server.wait().await;
+    let server = crate::helpers::ChildServer::start_on(&db, &addr, &[]).await;
+    say(&bob, "after the crash").await;
+    wait_for_text(&alice, "after the crash").await;
+    let shown = shown_texts(&alice).await;
+    assert_eq!(
+        shown,
+        ["hello alice", "hi, I was renamed", "after the crash"],
+        "everything once, nothing lost"
+    );
+    // Her signed cookie still names her: the key is kept in the database.
+    say(&alice, "still me").await;
+    wait_for_text(&bob, "still me").await;
+    let author = author_of(&bob, "still me").await;
+    assert_eq!(author, "Alice Liddell", "the name survived the restart");
+
+    server.signal("-TERM");
+    let _ = server.wait().await;
     alice.close().await.unwrap();
     bob.close().await.unwrap();
     drop(driver);

@@ -217,9 +217,14 @@ pub struct ChildServer {
 impl ChildServer {
     /// Starts the binary on port 0 over `db` and waits for the line that logs its URL.
     pub async fn start(db: &TestDb, args: &[&str]) -> Self {
+        Self::start_on(db, "127.0.0.1:0", args).await
+    }
+
+    /// Starts the binary on a given address (to restart it where a page expects it).
+    pub async fn start_on(db: &TestDb, addr: &str, args: &[&str]) -> Self {
         use std::io::{BufRead, BufReader};
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hubbub"))
-            .args(["--addr", "127.0.0.1:0", "--database", db.url.expose()])
+            .args(["--addr", addr, "--database", db.url.expose()])
             .args(args)
             .env("HUBBUB_LOG", "info")
             .env_remove("RUST_LOG")
