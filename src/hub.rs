@@ -86,8 +86,10 @@ struct State {
     rooms: HashMap<RoomName, Room>,
     /// Every room the store knows of (rooms are created by their first message).
     known: BTreeSet<RoomName>,
-    /// The room list needs re-rendering (a count or the set of rooms changed).
+    /// The room list needs re-rendering and sending (a count or the set of rooms changed).
     room_list_dirty: bool,
+    /// The room list as last rendered, for newcomers' first frame (at most one tick old).
+    room_list_frame: Option<Utf8Bytes>,
 }
 
 struct Room {
@@ -101,12 +103,23 @@ struct Room {
     /// so a burst of reconnects costs one render, not one each.
     history_frame: Option<Utf8Bytes>,
     members: HashMap<SessionId, Member>,
+    /// Who is here: one entry per user however many tabs, with their current name.
+    users: HashMap<UserId, Present>,
+    /// The presence list as last rendered; `None` after a change.
+    presence_frame: Option<Utf8Bytes>,
+    /// Presence changed since it was last sent; `tick` sends it, so a burst of joins costs
+    /// one render and one fan-out, not one per join.
+    presence_dirty: bool,
     typing: BTreeMap<UserId, Typist>,
+}
+
+struct Present {
+    name: DisplayName,
+    sessions: usize,
 }
 
 struct Member {
     user: UserId,
-    name: DisplayName,
     /// Bounded: when it is full the member is evicted, never waited for.
     outbox: mpsc::Sender<Utf8Bytes>,
     evicted: CancellationToken,
@@ -195,6 +208,9 @@ impl Hub {
             has_older,
             history_frame: None,
             members: HashMap::new(),
+            users: HashMap::new(),
+            presence_frame: None,
+            presence_dirty: false,
             typing: BTreeMap::new(),
         };
         for message in rendered {
@@ -216,41 +232,46 @@ impl Hub {
         let notices = self.inner.settings.presence_notices;
 
         let mut state = self.lock();
-        let room_list = render::room_list(&state.room_counts(), true);
+        let room_list = state.room_list_frame();
         let entry = state
             .rooms
             .get_mut(room)
             .ok_or_else(|| NotLoaded(room.clone()))?;
-        let arrived = !entry.has_user(&user);
+        let present = entry.users.entry(user.clone()).or_insert(Present {
+            name: name.clone(),
+            sessions: 0,
+        });
+        present.sessions += 1;
+        let arrived = present.sessions == 1;
         entry.members.insert(
             id,
             Member {
                 user: user.clone(),
-                name: name.clone(),
                 outbox: outbox.clone(),
                 evicted: evicted.clone(),
             },
         );
-        let presence = entry.presence_frame();
+        if arrived {
+            entry.presence_changed();
+        }
         let first = render::join([
             &entry.history_frame(),
-            &presence,
+            &entry.presence_frame(),
             &entry.typing_frame(&user),
             &room_list,
         ]);
         // A fresh channel has room for its first frame.
         let _ = outbox.try_send(first);
-        if arrived {
-            let mut news = vec![presence];
-            if notices {
-                news.push(render::event(&format!("{name} joined")));
-            }
-            let frame = render::join(&news);
-            let evicted_now = entry.fan_out_except(&frame, Some(id));
-            state.room_list_dirty = true;
-            drop(state);
-            self.count_evictions(evicted_now);
+        let mut evicted_now = 0;
+        if arrived && notices {
+            let frame = render::event(&format!("{name} joined"));
+            evicted_now = entry.fan_out_except(&frame, Some(id));
         }
+        if arrived {
+            state.room_list_dirty = true;
+        }
+        drop(state);
+        self.count_evictions(evicted_now);
         Ok(Membership {
             id,
             room: room.clone(),
@@ -271,13 +292,13 @@ impl Hub {
             return;
         };
         let mut evicted = 0;
-        if !entry.has_user(&member.user) {
-            entry.typing.remove(&member.user);
-            let mut news = vec![entry.presence_frame(), entry.typing_frame_for_all()];
-            if notices {
-                news.push(render::event(&format!("{} left", member.name)));
+        if let Some(gone) = entry.user_left(&member.user) {
+            if entry.typing.remove(&member.user).is_some() {
+                evicted += entry.fan_out_typing();
             }
-            evicted = entry.fan_out(&render::join(&news));
+            if notices {
+                evicted += entry.fan_out(&render::event(&format!("{} left", gone.name)));
+            }
             state.room_list_dirty = true;
         }
         state.forget_idle_rooms(idle_rooms);
@@ -288,7 +309,9 @@ impl Hub {
     /// The name a session currently posts under.
     pub fn name_of(&self, room: &RoomName, id: SessionId) -> Option<DisplayName> {
         let state = self.lock();
-        Some(state.rooms.get(room)?.members.get(&id)?.name.clone())
+        let entry = state.rooms.get(room)?;
+        let user = &entry.members.get(&id)?.user;
+        Some(entry.users.get(user)?.name.clone())
     }
 
     /// Renders stored messages (in commit order), keeps them in their rooms' histories and
@@ -354,7 +377,10 @@ impl Hub {
         let Some(member) = entry.members.get(&id) else {
             return;
         };
-        let (user, name) = (member.user.clone(), member.name.clone());
+        let user = member.user.clone();
+        let Some(name) = entry.users.get(&user).map(|p| p.name.clone()) else {
+            return;
+        };
         let until = now + typing_expiry;
         if let Some(typist) = entry.typing.get_mut(&user) {
             typist.until = until;
@@ -383,25 +409,22 @@ impl Hub {
         let mut evicted = 0;
         let mut state = self.lock();
         for entry in state.rooms.values_mut() {
-            let mut changed = false;
-            for member in entry.members.values_mut().filter(|m| m.user == *user) {
-                member.name = name.clone();
-                changed = true;
-            }
+            let Some(present) = entry.users.get_mut(user) else {
+                continue;
+            };
+            present.name = name.clone();
+            entry.presence_changed();
             if let Some(typist) = entry.typing.get_mut(user) {
                 typist.name = name.clone();
-            }
-            if changed {
-                let frame = render::join([&entry.presence_frame(), &entry.typing_frame_for_all()]);
-                evicted += entry.fan_out(&frame);
+                evicted += entry.fan_out_typing();
             }
         }
         drop(state);
         self.count_evictions(evicted);
     }
 
-    /// Periodic upkeep: expires typing indicators and sends out the room list when it
-    /// changed. The server calls it about twice a second.
+    /// Periodic upkeep: expires typing indicators, and sends presence and the room list
+    /// where they changed. The server calls it twice a second.
     pub fn tick(&self, now: Instant) {
         let mut evicted = 0;
         let mut state = self.lock();
@@ -411,10 +434,16 @@ impl Hub {
             if entry.typing.len() != before {
                 evicted += entry.fan_out_typing();
             }
+            if entry.presence_dirty {
+                entry.presence_dirty = false;
+                let frame = entry.presence_frame();
+                evicted += entry.fan_out(&frame);
+            }
         }
         if state.room_list_dirty {
             state.room_list_dirty = false;
-            let frame = render::room_list(&state.room_counts(), true);
+            state.room_list_frame = None;
+            let frame = state.room_list_frame();
             for entry in state.rooms.values_mut() {
                 evicted += entry.fan_out(&frame);
             }
@@ -485,12 +514,21 @@ impl State {
             .into_iter()
             .map(|room| RoomCount {
                 room: room.clone(),
-                online: self.rooms.get(room).map_or(0, Room::user_count),
+                online: self.rooms.get(room).map_or(0, |r| r.users.len()),
             })
             .collect();
         // `general` first, the rest by name.
         counts.sort_by_key(|count| (count.room != general, count.room.clone()));
         counts
+    }
+
+    fn room_list_frame(&mut self) -> Utf8Bytes {
+        if let Some(frame) = &self.room_list_frame {
+            return frame.clone();
+        }
+        let frame = render::room_list(&self.room_counts(), true);
+        self.room_list_frame = Some(frame.clone());
+        frame
     }
 
     /// Drops rooms nobody is in once there are more than `keep` of them.
@@ -508,30 +546,36 @@ impl State {
 }
 
 impl Room {
-    fn has_user(&self, user: &UserId) -> bool {
-        self.members.values().any(|m| m.user == *user)
+    /// One session of `user` left; returns their entry if it was their last.
+    fn user_left(&mut self, user: &UserId) -> Option<Present> {
+        let present = self.users.get_mut(user)?;
+        present.sessions -= 1;
+        if present.sessions > 0 {
+            return None;
+        }
+        let gone = self.users.remove(user);
+        self.presence_changed();
+        gone
     }
 
-    fn user_count(&self) -> usize {
-        self.members
-            .values()
-            .map(|m| &m.user)
-            .collect::<BTreeSet<_>>()
-            .len()
+    fn presence_changed(&mut self) {
+        self.presence_frame = None;
+        self.presence_dirty = true;
     }
 
     fn present(&self) -> Vec<DisplayName> {
-        let mut users: BTreeMap<&UserId, &DisplayName> = BTreeMap::new();
-        for member in self.members.values() {
-            users.insert(&member.user, &member.name);
-        }
-        let mut names: Vec<DisplayName> = users.into_values().cloned().collect();
+        let mut names: Vec<DisplayName> = self.users.values().map(|p| p.name.clone()).collect();
         names.sort_by_key(|name| name.as_str().to_lowercase());
         names
     }
 
-    fn presence_frame(&self) -> Utf8Bytes {
-        render::presence(&self.present(), true)
+    fn presence_frame(&mut self) -> Utf8Bytes {
+        if let Some(frame) = &self.presence_frame {
+            return frame.clone();
+        }
+        let frame = render::presence(&self.present(), true);
+        self.presence_frame = Some(frame.clone());
+        frame
     }
 
     fn history_frame(&mut self) -> Utf8Bytes {

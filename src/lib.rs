@@ -205,3 +205,4 @@ pub async fn run(
     Server::new(config).await?.serve(listener, shutdown).await?;
     Ok(())
 }
+pub mod load;

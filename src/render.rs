@@ -296,18 +296,31 @@ pub fn room_list(rooms: &[RoomCount], oob: bool) -> Utf8Bytes {
 #[derive(Template)]
 #[template(path = "presence.html")]
 struct PresenceTemplate<'a> {
-    /// `(name, colour)`
+    /// `(name, colour)` of those listed.
     names: Vec<(&'a str, u8)>,
+    /// Everyone present, listed or not.
+    total: usize,
+    /// Present but not listed.
+    more: usize,
     oob: bool,
 }
 
+/// The most names the presence list shows; a big room says "and N more".
+const PRESENCE_SHOWN: usize = 100;
+
 /// Who is in the room.
 pub fn presence(names: &[DisplayName], oob: bool) -> Utf8Bytes {
-    let names = names
+    let listed = names
         .iter()
+        .take(PRESENCE_SHOWN)
         .map(|n| (n.as_str(), colour(n.as_str())))
         .collect();
-    Utf8Bytes::from(fragment(&PresenceTemplate { names, oob }))
+    Utf8Bytes::from(fragment(&PresenceTemplate {
+        names: listed,
+        total: names.len(),
+        more: names.len().saturating_sub(PRESENCE_SHOWN),
+        oob,
+    }))
 }
 
 #[derive(Template)]
@@ -503,6 +516,20 @@ mod tests {
             "{article}"
         );
         assert!(!article.contains("\"onmouseover"), "{article}");
+    }
+
+    #[test]
+    fn a_big_room_lists_a_hundred_names_and_counts_the_rest() {
+        let names: Vec<DisplayName> = (0..150)
+            .map(|i| DisplayName::parse(&format!("user {i:03}")).unwrap())
+            .collect();
+        let html = presence(&names, true);
+        let html = html.as_str();
+        assert_eq!(html.matches("<li>").count(), 100);
+        assert!(
+            html.contains(r#"<span class="count">150</span>"#) && html.contains("and 50 more"),
+            "{html}"
+        );
     }
 
     #[test]

@@ -33,6 +33,23 @@ impl Drop for Driver {
     }
 }
 
+/// The test's browser profiles; on drop, any Chromium still using them is killed (a test
+/// that fails never closes its sessions, and chromedriver's death does not end them).
+struct Profiles(PathBuf);
+
+impl Drop for Profiles {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args([
+                "-KILL",
+                "-f",
+                &format!("user-data-dir={}", self.0.display()),
+            ])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn tool(env: &str, default: &str) -> Option<PathBuf> {
     let path = std::env::var_os(env)
         .map(PathBuf::from)
@@ -201,9 +218,10 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     let mut all: Vec<String> = (0..SEEDS).map(|i| format!("seed {i}")).collect();
 
     let driver = start_driver(&chromedriver).await;
-    let profiles = std::env::temp_dir().join(format!("hubbub-browser-{}-chat", std::process::id()));
-    let alice = open_browser(&driver, &chromium, &profiles.join("alice")).await;
-    let bob = open_browser(&driver, &chromium, &profiles.join("bob")).await;
+    let profiles =
+        Profiles(std::env::temp_dir().join(format!("hubbub-browser-{}-chat", std::process::id())));
+    let alice = open_browser(&driver, &chromium, &profiles.0.join("alice")).await;
+    let bob = open_browser(&driver, &chromium, &profiles.0.join("bob")).await;
 
     for browser in [&alice, &bob] {
         browser.goto(&app.url("/")).await.unwrap();
@@ -334,7 +352,7 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     alice.close().await.unwrap();
     bob.close().await.unwrap();
     drop(driver);
-    let _ = std::fs::remove_dir_all(profiles);
+    drop(profiles);
 }
 
 /// Saves a screenshot under `target/tmp`, and into `$HUBBUB_SCREENSHOTS/<name>` when that
@@ -385,9 +403,9 @@ async fn rooms_names_presence_and_a_killed_server() {
 
     let driver = start_driver(&chromedriver).await;
     let profiles =
-        std::env::temp_dir().join(format!("hubbub-browser-{}-rooms", std::process::id()));
-    let alice = open_browser(&driver, &chromium, &profiles.join("alice")).await;
-    let bob = open_browser(&driver, &chromium, &profiles.join("bob")).await;
+        Profiles(std::env::temp_dir().join(format!("hubbub-browser-{}-rooms", std::process::id())));
+    let alice = open_browser(&driver, &chromium, &profiles.0.join("alice")).await;
+    let bob = open_browser(&driver, &chromium, &profiles.0.join("bob")).await;
 
     // Alice is in #design, Bob in #general.
     alice.goto(&format!("{url}/rooms/design")).await.unwrap();
@@ -503,5 +521,5 @@ async fn rooms_names_presence_and_a_killed_server() {
     alice.close().await.unwrap();
     bob.close().await.unwrap();
     drop(driver);
-    let _ = std::fs::remove_dir_all(profiles);
+    drop(profiles);
 }
