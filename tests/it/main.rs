@@ -9,6 +9,7 @@ mod helpers;
 mod history;
 mod http_edges;
 mod inputs;
+mod load;
 mod rooms;
 mod shutdown;
 mod slow_client;
