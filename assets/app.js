@@ -122,6 +122,13 @@
   // once) or not (queued by the extension and sent on reconnect): either way it is handed
   // over, so the input is cleared now and never wiped later.
   document.addEventListener("htmx:ws:before:message:outgoing", function (event) {
+    if (event.target.id === "typing-signal") {
+      // htmx's throttle fires once more at the end of its window; after the message was
+      // sent (the input is empty) that would announce typing that is over.
+      var input = document.getElementById("text");
+      if (!input || input.value.trim() === "") event.detail.cancelled = true;
+      return;
+    }
     var form = event.target.closest ? event.target.closest("form") : null;
     if (form) form.reset();
     var notice = document.getElementById("notice");

@@ -75,6 +75,7 @@ enum Job {
 #[derive(Clone)]
 pub struct Committer {
     queue: mpsc::Sender<Job>,
+    hub: Hub,
 }
 
 impl Committer {
@@ -88,8 +89,8 @@ impl Committer {
         stop: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
         let (queue, pending) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(write_loop(store, hub, pending, settings, stop));
-        (Self { queue }, task)
+        let task = tokio::spawn(write_loop(store, hub.clone(), pending, settings, stop));
+        (Self { queue, hub }, task)
     }
 
     /// Queues a message for the next commit, at once: once this returns `Ok`, the message
@@ -112,8 +113,12 @@ impl Committer {
         Ok(answer)
     }
 
-    /// Makes sure a room is in the hub, loading its newest messages if needed.
+    /// Makes sure a room is in the hub, loading its newest messages if needed. A room
+    /// already in memory costs nothing (no trip through the writer).
     pub async fn load_room(&self, room: &RoomName) -> Result<(), CommitError> {
+        if self.hub.is_loaded(room) {
+            return Ok(());
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Job::Load(room.clone(), reply))
@@ -172,17 +177,14 @@ async fn append(store: &dyn Store, messages: &[NewMessage]) -> Result<Vec<u64>, 
         .unwrap_or(Err(StoreError::TimedOut(APPEND_TIMEOUT)))
 }
 
-/// Runs queued jobs in order: consecutive messages are stored as one batch; a room load
-/// waits for the messages queued before it.
+/// Runs queued jobs: room loads first (messages not yet committed reach a loaded room
+/// live when they are), then every queued message as one batch.
 async fn run_jobs(store: &dyn Store, hub: &Hub, jobs: &mut Vec<Job>) {
     let mut pending = Vec::new();
     for job in jobs.drain(..) {
         match job {
             Job::Store(message) => pending.push(message),
             Job::Load(room, reply) => {
-                if !pending.is_empty() {
-                    commit(store, hub, std::mem::take(&mut pending)).await;
-                }
                 let _ = reply.send(load(store, hub, &room).await);
             }
         }

@@ -147,7 +147,10 @@ impl DisplayName {
     pub fn parse(raw: &str) -> Result<Self, DisplayNameError> {
         let name = raw.trim();
         let len = name.chars().count();
-        if len == 0 || len > Self::MAX_CHARS || name.chars().any(char::is_control) {
+        if len == 0
+            || len > Self::MAX_CHARS
+            || name.chars().any(|c| c.is_control() || is_invisible(c))
+        {
             return Err(DisplayNameError);
         }
         Ok(Self(name.to_owned()))
@@ -171,8 +174,14 @@ impl fmt::Display for DisplayName {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("A name is 1 to 32 characters, without control characters.")]
+#[error("A name is 1 to 32 characters, without control or invisible characters.")]
 pub struct DisplayNameError;
+
+/// Characters that change how a name looks without showing: direction overrides (which
+/// could make "alice" of "ecila"), zero-width characters, the byte-order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}')
+}
 
 /// Who someone is across tabs, visits and restarts: 128 random bits, kept in their signed
 /// cookie. Presence counts users, not connections, by this.
@@ -401,7 +410,15 @@ mod tests {
     fn display_names_are_trimmed_and_limited() {
         assert_eq!(DisplayName::parse("  alice ").unwrap().as_str(), "alice");
         assert!(DisplayName::parse(&"é".repeat(32)).is_ok());
-        for bad in ["", "   ", "a\u{0}b", "tab\there", &"x".repeat(33)] {
+        for bad in [
+            "",
+            "   ",
+            "a\u{0}b",
+            "tab\there",
+            &"x".repeat(33),
+            "\u{202E}ecila",
+            "al\u{200B}ice",
+        ] {
             assert_eq!(DisplayName::parse(bad), Err(DisplayNameError), "{bad:?}");
         }
     }

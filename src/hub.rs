@@ -110,6 +110,8 @@ struct Room {
     /// Presence changed since it was last sent; `tick` sends it, so a burst of joins costs
     /// one render and one fan-out, not one per join.
     presence_dirty: bool,
+    /// A fan-out removed someone's last session: the room list's count changed.
+    counts_changed: bool,
     typing: BTreeMap<UserId, Typist>,
 }
 
@@ -211,6 +213,7 @@ impl Hub {
             users: HashMap::new(),
             presence_frame: None,
             presence_dirty: false,
+            counts_changed: false,
             typing: BTreeMap::new(),
         };
         for message in rendered {
@@ -329,9 +332,19 @@ impl Hub {
             }
         }
 
+        // Rendering happens before the lock is taken: the lock only covers the fan-out.
+        let rendered: Vec<(&RoomName, Vec<&ChatMessage>, Vec<Rendered>, Utf8Bytes)> = by_room
+            .into_iter()
+            .map(|(room, list)| {
+                let rendered: Vec<Rendered> = list.iter().map(|m| render::message(m)).collect();
+                let frame = render::join(rendered.iter().map(Rendered::fragment));
+                (room, list, rendered, frame)
+            })
+            .collect();
+
         let mut evicted = 0;
         let mut state = self.lock();
-        for (room, list) in by_room {
+        for (room, list, rendered, frame) in rendered {
             if state.known.insert(room.clone()) {
                 state.room_list_dirty = true;
             }
@@ -339,18 +352,16 @@ impl Hub {
             let Some(entry) = state.rooms.get_mut(room) else {
                 continue;
             };
-            let rendered: Vec<Rendered> = list.iter().map(|m| render::message(m)).collect();
-            let mut frames: Vec<Utf8Bytes> =
-                rendered.iter().map(|r| r.fragment().clone()).collect();
-            // A message ends its author's "is typing".
+            evicted += entry.fan_out(&frame);
+            // A message ends its author's "is typing" (matched by name: messages carry no
+            // user id).
             let before = entry.typing.len();
             entry
                 .typing
                 .retain(|_, typist| !list.iter().any(|m| m.author == typist.name));
             if entry.typing.len() != before {
-                frames.push(entry.typing_frame_for_all());
+                evicted += entry.fan_out_typing();
             }
-            evicted += entry.fan_out(&render::join(&frames));
             for message in rendered {
                 entry.remember(message, limit);
             }
@@ -428,7 +439,9 @@ impl Hub {
     pub fn tick(&self, now: Instant) {
         let mut evicted = 0;
         let mut state = self.lock();
+        let mut counts_changed = false;
         for entry in state.rooms.values_mut() {
+            counts_changed |= std::mem::take(&mut entry.counts_changed);
             let before = entry.typing.len();
             entry.typing.retain(|_, typist| typist.until > now);
             if entry.typing.len() != before {
@@ -440,7 +453,7 @@ impl Hub {
                 evicted += entry.fan_out(&frame);
             }
         }
-        if state.room_list_dirty {
+        if state.room_list_dirty || counts_changed {
             state.room_list_dirty = false;
             state.room_list_frame = None;
             let frame = state.room_list_frame();
@@ -611,10 +624,16 @@ impl Room {
             .map(|user| (user.clone(), self.typing_frame(user)))
             .collect();
         let mut evicted = 0;
+        let mut gone = Vec::new();
         self.members.retain(|_, member| {
             let frame = own.get(&member.user).unwrap_or(&everyone);
-            offer(member, frame, &mut evicted)
+            let keep = offer(member, frame, &mut evicted);
+            if !keep {
+                gone.push(member.user.clone());
+            }
+            keep
         });
+        self.forget_members(gone);
         evicted
     }
 
@@ -638,9 +657,27 @@ impl Room {
     /// Offers `frame` to every member (but `except`); evicts those whose outbox is full.
     fn fan_out_except(&mut self, frame: &Utf8Bytes, except: Option<SessionId>) -> u64 {
         let mut evicted = 0;
-        self.members
-            .retain(|id, member| Some(*id) == except || offer(member, frame, &mut evicted));
+        let mut gone = Vec::new();
+        self.members.retain(|id, member| {
+            let keep = Some(*id) == except || offer(member, frame, &mut evicted);
+            if !keep {
+                gone.push(member.user.clone());
+            }
+            keep
+        });
+        self.forget_members(gone);
         evicted
+    }
+
+    /// Members removed by a fan-out (evicted, or already gone) leave presence at once: their
+    /// sessions' own `leave` will find nothing to do.
+    fn forget_members(&mut self, users: Vec<UserId>) {
+        for user in users {
+            if self.user_left(&user).is_some() {
+                self.typing.remove(&user);
+                self.counts_changed = true;
+            }
+        }
     }
 }
 
@@ -829,6 +866,53 @@ mod tests {
             (stats.connected, stats.slow_evictions, stats.messages_posted),
             (1, 1, 5)
         );
+    }
+
+    #[test]
+    fn an_evicted_user_leaves_presence_and_the_counts_at_once() {
+        let (hub, room) = hub_with(HubSettings {
+            send_queue: 2,
+            ..HubSettings::default()
+        });
+        let _slow = hub.join(&room, UserId::generate(), name("slow")).unwrap();
+        let mut fast = hub.join(&room, UserId::generate(), name("fast")).unwrap();
+        for i in 0..3 {
+            drain(&mut fast);
+            hub.deliver(&[stored(i, "general", "a", "m")]);
+        }
+        assert_eq!(hub.stats().slow_evictions, 1);
+        assert_eq!(hub.present(&room), [name("fast")]);
+        assert_eq!(hub.room_counts()[0].online, 1);
+        hub.tick(Instant::now());
+        let sent = drain(&mut fast);
+        assert!(
+            sent.contains(r#"<section id="presence""#) && !sent.contains(">slow<"),
+            "{sent}"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_typist_ever_sees_their_own_name() {
+        tokio::time::pause();
+        let (hub, room) = hub_with(HubSettings::default());
+        let mut alice = hub.join(&room, UserId::generate(), name("alice")).unwrap();
+        let mut bob = hub.join(&room, UserId::generate(), name("bob")).unwrap();
+        let mut carol = hub.join(&room, UserId::generate(), name("carol")).unwrap();
+        let now = Instant::now();
+        hub.typing(&room, alice.id, now);
+        hub.typing(&room, bob.id, now);
+        assert!(drain(&mut carol).contains(">alice and bob are typing…<"));
+        assert!(!drain(&mut alice).contains("alice and") && !drain(&mut bob).contains("and bob"));
+
+        // Bob's message ends his typing; Alice, still typing, must not see herself.
+        hub.deliver(&[stored(1, "general", "bob", "hi")]);
+        let to_alice = drain(&mut alice);
+        assert!(
+            to_alice.contains(r#"<p id="typing" class="typing" hx-swap-oob="true"></p>"#),
+            "{to_alice}"
+        );
+        assert!(drain(&mut carol).contains(">alice is typing…<"));
+        assert!(drain(&mut bob).contains(">alice is typing…<"));
     }
 
     #[test]

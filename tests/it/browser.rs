@@ -440,6 +440,8 @@ async fn rooms_names_presence_and_a_killed_server() {
         .click()
         .await
         .unwrap();
+    // The new page, not the old one still on screen, must be the one connected.
+    wait_for_css(&bob, ".layout[data-room='design']").await;
     wait_connected(&bob).await;
     let bob_name = bob
         .find(Locator::Css("#name"))

@@ -207,11 +207,20 @@ macro_rules! both_backends {
     };
 }
 
-/// The real `hubbub` binary as a child process.
+/// The real `hubbub` binary as a child process; killed on drop if still running.
 pub struct ChildServer {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
     pub url: String,
-    log: std::thread::JoinHandle<Vec<String>>,
+    log: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl ChildServer {
@@ -257,7 +266,11 @@ impl ChildServer {
             .await
             .expect("the binary logged its URL")
             .expect("the binary exited before listening");
-        Self { child, url, log }
+        Self {
+            child: Some(child),
+            url,
+            log: Some(log),
+        }
     }
 
     pub fn ws_url(&self) -> String {
@@ -266,8 +279,13 @@ impl ChildServer {
 
     /// Sends a signal (`-TERM`, `-KILL`) with kill(1).
     pub fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .map(std::process::Child::id)
+            .unwrap_or_default();
         let status = std::process::Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
+            .args([signal, &pid.to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -275,7 +293,9 @@ impl ChildServer {
 
     /// Waits for the process to exit; returns its status and everything it logged.
     pub async fn wait(mut self) -> (std::process::ExitStatus, Vec<String>) {
-        let status = tokio::task::spawn_blocking(move || (self.child.wait(), self.log.join()))
+        let mut child = self.child.take().unwrap();
+        let log = self.log.take().unwrap();
+        let status = tokio::task::spawn_blocking(move || (child.wait(), log.join()))
             .await
             .unwrap();
         (status.0.unwrap(), status.1.unwrap())

@@ -38,11 +38,21 @@ fn config(url: String, clients: usize, senders: usize) -> LoadConfig {
 async fn against_hubbub_every_message_reaches_every_client_once() {
     let app = spawn_app().await;
     let report = load::run(&config(app.url("/"), 20, 4)).await.unwrap();
-    assert_eq!(report.url, format!("ws://{}/rooms/general/ws", app.addr), "found the socket on the page");
-    assert_eq!((report.connected, report.connect_failures, report.dropped), (20, 0, 0));
+    assert_eq!(
+        report.url,
+        format!("ws://{}/rooms/general/ws", app.addr),
+        "found the socket on the page"
+    );
+    assert_eq!(
+        (report.connected, report.connect_failures, report.dropped),
+        (20, 0, 0)
+    );
     assert!(report.sent > 50, "{report:?}");
     assert_eq!(report.expected_deliveries, report.sent * 20);
-    assert_eq!((report.deliveries, report.lost, report.duplicates), (report.sent * 20, 0, 0));
+    assert_eq!(
+        (report.deliveries, report.lost, report.duplicates),
+        (report.sent * 20, 0, 0)
+    );
     assert!(report.latency_ms.p50 > 0.0 && report.latency_ms.max >= report.latency_ms.p99);
     assert!(report.passed(0.0));
 }
@@ -92,7 +102,9 @@ async fn faulty_server() -> String {
             });
             while let Some(Ok(Message::Text(text))) = stream.next().await {
                 let value: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
-                let _ = state.feed.send(format!("<p>{}</p>", value["text"].as_str().unwrap()));
+                let _ = state
+                    .feed
+                    .send(format!("<p>{}</p>", value["text"].as_str().unwrap()));
             }
             forward.abort();
         })
@@ -101,7 +113,10 @@ async fn faulty_server() -> String {
         feed: broadcast::channel(100_000).0,
         connections: Arc::new(AtomicUsize::new(0)),
     };
-    let app = Router::new().route("/", get(page)).route("/socket", get(socket)).with_state(state);
+    let app = Router::new()
+        .route("/", get(page))
+        .route("/socket", get(socket))
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -127,9 +142,16 @@ async fn a_server_that_drops_and_duplicates_is_reported_as_such() {
 #[tokio::test]
 async fn a_page_without_a_socket_is_a_clear_error() {
     let app = spawn_app().await;
-    let err = load::run(&config(app.url("/healthz"), 1, 1)).await.unwrap_err();
-    assert!(err.to_string().contains("no hx-ws:connect or ws-connect"), "{err}");
-    let err = load::run(&config("ftp://x/".into(), 1, 1)).await.unwrap_err();
+    let err = load::run(&config(app.url("/healthz"), 1, 1))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no hx-ws:connect or ws-connect"),
+        "{err}"
+    );
+    let err = load::run(&config("ftp://x/".into(), 1, 1))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("bad URL"), "{err}");
     let err = load::run(&config(app.url("/"), 1, 2)).await.unwrap_err();
     assert!(err.to_string().contains("cannot exceed"), "{err}");
