@@ -204,6 +204,8 @@ impl Hub {
         if state.rooms.contains_key(room) {
             return;
         }
+        // Visiting rooms (even made-up ones) cannot grow memory without bound.
+        state.forget_idle_rooms(self.inner.settings.idle_rooms.saturating_sub(1));
         let mut loaded = Room {
             name: room.clone(),
             history: VecDeque::with_capacity(limit),
@@ -546,6 +548,9 @@ impl State {
 
     /// Drops rooms nobody is in once there are more than `keep` of them.
     fn forget_idle_rooms(&mut self, keep: usize) {
+        if self.rooms.len() <= keep {
+            return;
+        }
         let idle: Vec<RoomName> = self
             .rooms
             .iter()
@@ -600,17 +605,22 @@ impl Room {
 
     /// The typing line as `viewer` should see it: everyone typing but themselves.
     fn typing_frame(&self, viewer: &UserId) -> Utf8Bytes {
-        let names: Vec<&DisplayName> = self
-            .typing
-            .iter()
-            .filter(|(user, _)| *user != viewer)
-            .map(|(_, typist)| &typist.name)
-            .collect();
-        render::typing(&names)
+        self.typing_line(Some(viewer))
     }
 
     fn typing_frame_for_all(&self) -> Utf8Bytes {
-        let names: Vec<&DisplayName> = self.typing.values().map(|typist| &typist.name).collect();
+        self.typing_line(None)
+    }
+
+    /// Everyone typing (but `viewer`), in name order so the line reads the same for all.
+    fn typing_line(&self, viewer: Option<&UserId>) -> Utf8Bytes {
+        let mut names: Vec<&DisplayName> = self
+            .typing
+            .iter()
+            .filter(|(user, _)| Some(*user) != viewer)
+            .map(|(_, typist)| &typist.name)
+            .collect();
+        names.sort_by_key(|name| name.as_str().to_lowercase());
         render::typing(&names)
     }
 
@@ -913,6 +923,22 @@ mod tests {
         );
         assert!(drain(&mut carol).contains(">alice is typing…<"));
         assert!(drain(&mut bob).contains(">alice is typing…<"));
+    }
+
+    #[test]
+    fn loading_many_rooms_nobody_joins_stays_bounded() {
+        let hub = Hub::new(HubSettings {
+            idle_rooms: 5,
+            ..HubSettings::default()
+        });
+        for i in 0..50 {
+            hub.load(
+                &RoomName::parse(&format!("visited-{i}")).unwrap(),
+                &[],
+                false,
+            );
+        }
+        assert!(hub.stats().rooms_loaded <= 5, "{:?}", hub.stats());
     }
 
     #[test]
