@@ -350,21 +350,8 @@ impl TestApp {
     /// Connects to a room's socket as the page would (same origin, with its cookie) and
     /// reads the first frame.
     pub async fn connect_to(&self, room: &str, cookie: Option<&str>) -> TestClient {
-        let mut request = format!("ws://{}/rooms/{room}/ws", self.addr)
-            .into_client_request()
-            .unwrap();
-        request
-            .headers_mut()
-            .insert("Origin", self.url("").parse().unwrap());
-        if let Some(cookie) = cookie {
-            request
-                .headers_mut()
-                .insert("Cookie", cookie.parse().unwrap());
-        }
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        let mut client = TestClient::new(ws);
-        client.read_frame().await;
-        client
+        self.connect_to_page(room, cookie, PageModel::default())
+            .await
     }
 
     /// Reconnects a page that already shows `page`, as htmx does after a drop.
