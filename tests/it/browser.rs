@@ -434,12 +434,20 @@ async fn rooms_names_presence_and_a_killed_server() {
         .expect("the rename was confirmed");
 
     // Bob follows the link to #design: both see each other there.
-    bob.find(Locator::Css("#rooms a[data-room='design']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    // The room list is swapped out of band when its counts change, so the link found may be
+    // replaced before the click lands: find it again and retry.
+    let mut clicked = false;
+    for _ in 0..10 {
+        let link = bob
+            .find(Locator::Css("#rooms a[data-room='design']"))
+            .await
+            .unwrap();
+        if link.click().await.is_ok() {
+            clicked = true;
+            break;
+        }
+    }
+    assert!(clicked, "the link to #design could be clicked");
     // The new page, not the old one still on screen, must be the one connected.
     wait_for_css(&bob, ".layout[data-room='design']").await;
     wait_connected(&bob).await;
