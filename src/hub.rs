@@ -26,12 +26,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{ChatMessage, DisplayName, RoomName, UserId};
+use crate::outlet::{Offered, Outlet};
 use crate::render::{self, Rendered};
+use crate::wire::Frame;
 
 /// Identifies one connection for as long as it is in the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,8 +123,9 @@ struct Present {
 
 struct Member {
     user: UserId,
-    /// Bounded: when it is full the member is evicted, never waited for.
-    outbox: mpsc::Sender<Utf8Bytes>,
+    /// The connection's write side. Bounded: when its queue is full the member is
+    /// evicted, never waited for.
+    outlet: Arc<Outlet>,
     evicted: CancellationToken,
 }
 
@@ -135,13 +137,12 @@ struct Typist {
     announced: Instant,
 }
 
-/// What a session gets when it joins: its id, its feed and the token that tells it it was
-/// evicted. The first frame in `outbox` is always the room's state (history, presence,
+/// What a session gets when it joins: its id and the token that tells it it was evicted.
+/// The first frame offered to its outlet is always the room's state (history, presence,
 /// typing, room list); its history replaces the page's message list.
 pub struct Membership {
     pub id: SessionId,
     pub room: RoomName,
-    pub outbox: mpsc::Receiver<Utf8Bytes>,
     pub evicted: CancellationToken,
 }
 
@@ -224,15 +225,15 @@ impl Hub {
         state.rooms.insert(room.clone(), loaded);
     }
 
-    /// Adds a session to a loaded room. Its outbox already holds the room's state.
+    /// Adds a session to a loaded room and offers it the room's state.
     pub fn join(
         &self,
         room: &RoomName,
         user: UserId,
         name: DisplayName,
+        outlet: Arc<Outlet>,
     ) -> Result<Membership, NotLoaded> {
         let id = SessionId(self.inner.next_session.fetch_add(1, Ordering::Relaxed));
-        let (outbox, feed) = mpsc::channel(self.inner.settings.send_queue.max(2));
         let evicted = CancellationToken::new();
         let notices = self.inner.settings.presence_notices;
 
@@ -252,21 +253,21 @@ impl Hub {
             id,
             Member {
                 user: user.clone(),
-                outbox: outbox.clone(),
+                outlet: Arc::clone(&outlet),
                 evicted: evicted.clone(),
             },
         );
         if arrived {
             entry.presence_changed();
         }
-        let first = render::join([
-            &entry.history_frame(),
-            &entry.presence_frame(),
-            &entry.typing_frame(&user),
-            &room_list,
+        let first = Frame::text_joined([
+            entry.history_frame().as_str(),
+            entry.presence_frame().as_str(),
+            entry.typing_frame(&user).as_str(),
+            room_list.as_str(),
         ]);
-        // A fresh channel has room for its first frame.
-        let _ = outbox.try_send(first);
+        // A fresh outlet always has room for its first frame.
+        let _ = outlet.offer(&first);
         let mut evicted_now = 0;
         if arrived && notices {
             let frame = render::event(&format!("{name} joined"));
@@ -280,7 +281,6 @@ impl Hub {
         Ok(Membership {
             id,
             room: room.clone(),
-            outbox: feed,
             evicted,
         })
     }
@@ -354,15 +354,16 @@ impl Hub {
             let Some(entry) = state.rooms.get_mut(room) else {
                 continue;
             };
-            evicted += entry.fan_out(&frame);
             // A message ends its author's "is typing" (matched by name: messages carry no
-            // user id).
+            // user id), in the same frame as the message so the line never lags behind it.
             let before = entry.typing.len();
             entry
                 .typing
                 .retain(|_, typist| !list.iter().any(|m| m.author == typist.name));
             if entry.typing.len() != before {
-                evicted += entry.fan_out_typing();
+                evicted += entry.fan_out_typing_after(frame.as_str());
+            } else {
+                evicted += entry.fan_out(&frame);
             }
             for message in rendered {
                 entry.remember(message, limit);
@@ -451,6 +452,7 @@ impl Hub {
             }
             if entry.presence_dirty {
                 entry.presence_dirty = false;
+                entry.presence_frame = None;
                 let frame = entry.presence_frame();
                 evicted += entry.fan_out(&frame);
             }
@@ -576,14 +578,16 @@ impl Room {
         gone
     }
 
+    /// Marks presence for the next tick. The cached frame stays as it is until then:
+    /// newcomers get it (at most one tick stale) instead of each join re-rendering a list
+    /// that grows with the room, which made connecting O(N) per join.
     fn presence_changed(&mut self) {
-        self.presence_frame = None;
         self.presence_dirty = true;
     }
 
     fn present(&self) -> Vec<DisplayName> {
         let mut names: Vec<DisplayName> = self.users.values().map(|p| p.name.clone()).collect();
-        names.sort_by_key(|name| name.as_str().to_lowercase());
+        names.sort_by_cached_key(|name| name.as_str().to_lowercase());
         names
     }
 
@@ -620,18 +624,27 @@ impl Room {
             .filter(|(user, _)| Some(*user) != viewer)
             .map(|(_, typist)| &typist.name)
             .collect();
-        names.sort_by_key(|name| name.as_str().to_lowercase());
+        names.sort_by_cached_key(|name| name.as_str().to_lowercase());
         render::typing(&names)
     }
 
     /// Sends the typing line: one render for the room, plus one for each typist (who does
     /// not see their own name).
     fn fan_out_typing(&mut self) -> u64 {
-        let everyone = self.typing_frame_for_all();
-        let own: HashMap<UserId, Utf8Bytes> = self
+        self.fan_out_typing_after("")
+    }
+
+    /// Sends `before` (already rendered fragments) followed by the typing line, as one
+    /// frame per distinct line.
+    fn fan_out_typing_after(&mut self, before: &str) -> u64 {
+        let everyone = Frame::text_joined([before, self.typing_frame_for_all().as_str()]);
+        let own: HashMap<UserId, Frame> = self
             .typing
             .keys()
-            .map(|user| (user.clone(), self.typing_frame(user)))
+            .map(|user| {
+                let line = self.typing_frame(user);
+                (user.clone(), Frame::text_joined([before, line.as_str()]))
+            })
             .collect();
         let mut evicted = 0;
         let mut gone = Vec::new();
@@ -664,8 +677,11 @@ impl Room {
         self.fan_out_except(frame, None)
     }
 
-    /// Offers `frame` to every member (but `except`); evicts those whose outbox is full.
-    fn fan_out_except(&mut self, frame: &Utf8Bytes, except: Option<SessionId>) -> u64 {
+    /// Frames `html` once and offers the same bytes to every member (but `except`); evicts
+    /// those whose queue is full.
+    fn fan_out_except(&mut self, html: &Utf8Bytes, except: Option<SessionId>) -> u64 {
+        let frame = Frame::text(html.as_str());
+        let frame = &frame;
         let mut evicted = 0;
         let mut gone = Vec::new();
         self.members.retain(|id, member| {
@@ -692,16 +708,16 @@ impl Room {
 }
 
 /// Offers a frame to a member; `false` (remove it) when it is gone or too far behind.
-fn offer(member: &Member, frame: &Utf8Bytes, evicted: &mut u64) -> bool {
-    match member.outbox.try_send(frame.clone()) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
+fn offer(member: &Member, frame: &Frame, evicted: &mut u64) -> bool {
+    match member.outlet.offer(frame) {
+        Offered::Written | Offered::Queued => true,
+        Offered::Full => {
             member.evicted.cancel();
             *evicted += 1;
             false
         }
-        // The session is already gone; it will call `leave` too.
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
+        // The session is already ending; it will call `leave` too.
+        Offered::Closed => false,
     }
 }
 
@@ -733,9 +749,55 @@ mod tests {
         (hub, room)
     }
 
-    fn drain(membership: &mut Membership) -> String {
+    /// A frame as the hub offered it, read back from a detached outlet.
+    struct Received(bytes::Bytes);
+
+    impl Received {
+        fn as_str(&self) -> &str {
+            std::str::from_utf8(crate::wire::unmasked_payload(&self.0)).unwrap()
+        }
+    }
+
+    /// What the tests get back from joining: the membership and its outlet's queue.
+    struct Joined {
+        id: SessionId,
+        evicted: CancellationToken,
+        outbox: Outbox,
+    }
+
+    struct Outbox {
+        outlet: Arc<Outlet>,
+        received: VecDeque<bytes::Bytes>,
+    }
+
+    impl Outbox {
+        fn try_recv(&mut self) -> Result<Received, ()> {
+            self.received.extend(self.outlet.take_queued());
+            self.received.pop_front().map(Received).ok_or(())
+        }
+    }
+
+    fn join(
+        hub: &Hub,
+        room: &RoomName,
+        user: UserId,
+        name: DisplayName,
+    ) -> Result<Joined, NotLoaded> {
+        let outlet = Arc::new(Outlet::detached(hub.settings().send_queue));
+        let membership = hub.join(room, user, name, Arc::clone(&outlet))?;
+        Ok(Joined {
+            id: membership.id,
+            evicted: membership.evicted,
+            outbox: Outbox {
+                outlet,
+                received: VecDeque::new(),
+            },
+        })
+    }
+
+    fn drain(joined: &mut Joined) -> String {
         let mut all = String::new();
-        while let Ok(frame) = membership.outbox.try_recv() {
+        while let Ok(frame) = joined.outbox.try_recv() {
             all.push_str(frame.as_str());
         }
         all
@@ -746,7 +808,7 @@ mod tests {
         let hub = Hub::new(HubSettings::default());
         let design = RoomName::parse("design").unwrap();
         assert_eq!(
-            hub.join(&design, UserId::generate(), name("a")).err(),
+            join(&hub, &design, UserId::generate(), name("a")).err(),
             Some(NotLoaded(design))
         );
     }
@@ -762,7 +824,7 @@ mod tests {
             stored(2, "general", "a", "two"),
             stored(3, "general", "a", "three"),
         ]);
-        let mut member = hub.join(&room, UserId::generate(), name("bob")).unwrap();
+        let mut member = join(&hub, &room, UserId::generate(), name("bob")).unwrap();
         let first = member.outbox.try_recv().unwrap();
         let first = first.as_str();
         assert!(first.contains(r#"hx-swap-oob="innerHTML""#) && !first.contains(">one<"));
@@ -783,8 +845,8 @@ mod tests {
     #[test]
     fn every_member_gets_the_same_bytes() {
         let (hub, room) = hub_with(HubSettings::default());
-        let mut a = hub.join(&room, UserId::generate(), name("a")).unwrap();
-        let mut b = hub.join(&room, UserId::generate(), name("b")).unwrap();
+        let mut a = join(&hub, &room, UserId::generate(), name("a")).unwrap();
+        let mut b = join(&hub, &room, UserId::generate(), name("b")).unwrap();
         drain(&mut a);
         drain(&mut b);
         hub.deliver(&[stored(1, "general", "a", "shared")]);
@@ -801,9 +863,9 @@ mod tests {
     fn presence_is_per_user_and_tabs_count_once() {
         let (hub, room) = hub_with(HubSettings::default());
         let alice = UserId::generate();
-        let one = hub.join(&room, alice.clone(), name("alice")).unwrap();
-        let two = hub.join(&room, alice.clone(), name("alice")).unwrap();
-        let _bob = hub.join(&room, UserId::generate(), name("bob")).unwrap();
+        let one = join(&hub, &room, alice.clone(), name("alice")).unwrap();
+        let two = join(&hub, &room, alice.clone(), name("alice")).unwrap();
+        let _bob = join(&hub, &room, UserId::generate(), name("bob")).unwrap();
         assert_eq!(hub.present(&room), [name("alice"), name("bob")]);
         assert_eq!(hub.room_counts()[0].online, 2);
         hub.leave(&room, one.id);
@@ -823,8 +885,8 @@ mod tests {
             ..HubSettings::default()
         };
         let (hub, room) = hub_with(settings);
-        let mut alice = hub.join(&room, UserId::generate(), name("alice")).unwrap();
-        let mut bob = hub.join(&room, UserId::generate(), name("bob")).unwrap();
+        let mut alice = join(&hub, &room, UserId::generate(), name("alice")).unwrap();
+        let mut bob = join(&hub, &room, UserId::generate(), name("bob")).unwrap();
         drain(&mut alice);
         drain(&mut bob);
 
@@ -863,8 +925,8 @@ mod tests {
             send_queue: 2,
             ..HubSettings::default()
         });
-        let slow = hub.join(&room, UserId::generate(), name("slow")).unwrap(); // holds its first frame
-        let mut fast = hub.join(&room, UserId::generate(), name("fast")).unwrap();
+        let slow = join(&hub, &room, UserId::generate(), name("slow")).unwrap(); // holds its first frame
+        let mut fast = join(&hub, &room, UserId::generate(), name("fast")).unwrap();
         for i in 0..5 {
             drain(&mut fast);
             hub.deliver(&[stored(i, "general", "a", &format!("m{i}"))]);
@@ -884,8 +946,8 @@ mod tests {
             send_queue: 2,
             ..HubSettings::default()
         });
-        let _slow = hub.join(&room, UserId::generate(), name("slow")).unwrap();
-        let mut fast = hub.join(&room, UserId::generate(), name("fast")).unwrap();
+        let _slow = join(&hub, &room, UserId::generate(), name("slow")).unwrap();
+        let mut fast = join(&hub, &room, UserId::generate(), name("fast")).unwrap();
         for i in 0..3 {
             drain(&mut fast);
             hub.deliver(&[stored(i, "general", "a", "m")]);
@@ -905,9 +967,9 @@ mod tests {
     async fn no_typist_ever_sees_their_own_name() {
         tokio::time::pause();
         let (hub, room) = hub_with(HubSettings::default());
-        let mut alice = hub.join(&room, UserId::generate(), name("alice")).unwrap();
-        let mut bob = hub.join(&room, UserId::generate(), name("bob")).unwrap();
-        let mut carol = hub.join(&room, UserId::generate(), name("carol")).unwrap();
+        let mut alice = join(&hub, &room, UserId::generate(), name("alice")).unwrap();
+        let mut bob = join(&hub, &room, UserId::generate(), name("bob")).unwrap();
+        let mut carol = join(&hub, &room, UserId::generate(), name("carol")).unwrap();
         let now = Instant::now();
         hub.typing(&room, alice.id, now);
         hub.typing(&room, bob.id, now);
@@ -950,7 +1012,7 @@ mod tests {
         for room in ["a", "b", "c"] {
             let room = RoomName::parse(room).unwrap();
             hub.load(&room, &[], false);
-            let member = hub.join(&room, UserId::generate(), name("x")).unwrap();
+            let member = join(&hub, &room, UserId::generate(), name("x")).unwrap();
             hub.leave(&room, member.id);
         }
         assert_eq!(hub.stats().rooms_loaded, 1);

@@ -22,9 +22,11 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod hub;
+pub mod outlet;
 pub mod render;
 pub mod session;
 pub mod store;
+pub mod wire;
 
 use std::io;
 use std::sync::Arc;
@@ -131,9 +133,7 @@ impl Server {
         };
         tokio::spawn(upkeep(self.hub.clone(), shutdown.clone()));
         let app = http::router(state);
-        let serving = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .into_future();
+        let serving = http::serve::serve(listener, app, shutdown.clone());
         tokio::pin!(serving);
         tokio::select! {
             served = &mut serving => return served,

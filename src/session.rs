@@ -1,24 +1,25 @@
-//! One WebSocket connection: one task, one `select!` over the socket, the hub's feed, the
-//! keep-alive timer, eviction and shutdown.
+//! One WebSocket connection: one task, one `select!` over the socket, the keep-alive timer,
+//! commits in flight, eviction and shutdown.
 //!
-//! The read side parses what htmx sends and submits it for commit (the committer
-//! broadcasts it once stored; a failure comes back here as "not sent" with the text put
-//! back in the input). The write side drains *everything* queued in the outbox into one
-//! frame and one flush (htmx swaps every top-level element of a frame), so a burst costs
-//! one `write`, not one per message.
+//! The read side decodes what htmx sends ([`crate::wire`]) and submits it for commit (the
+//! committer broadcasts it once stored; a failure comes back here as "not sent" with the
+//! text put back in the input). The write side is the connection's [`Outlet`], shared with
+//! the hub: broadcast frames are written by the hub straight to the socket, and this task
+//! only steps in when the socket could not take everything, draining the queue with
+//! vectored writes as it becomes writable. An idle connection is this task, its socket and
+//! its outlet: no read or write buffer is held while nothing is in flight.
 //! Every way a session can end is an [`End`], and each maps to one close code in one
 //! place ([`End::close_frame`]).
-//!
-//! The session is generic over any `Stream + Sink` of messages so that tests can drive it
-//! without a socket.
 
-use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use axum::extract::ws::Utf8Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
-use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, StreamExt};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +27,9 @@ use crate::commit::{CommitError, Committer};
 use crate::config::Config;
 use crate::domain::{DisplayName, Inbound, MessageText, NewMessage, RoomName, UserId};
 use crate::hub::{Hub, Membership, NotLoaded};
+use crate::outlet::{Offered, Outlet};
 use crate::render;
+use crate::wire::{Decoder, Frame, Incoming, ProtocolError, Role};
 
 /// Close codes from RFC 6455 §7.4.1 that hubbub sends.
 pub mod close_code {
@@ -42,15 +45,19 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// The server cannot serve the room right now; htmx reconnects on it.
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// The client broke the WebSocket protocol (unmasked frame, bad opcode, …).
+    pub const PROTOCOL: u16 = 1002;
+    /// The client sent text that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
 }
 
 /// Messages one session may have waiting for their commit. When that many are in flight
 /// the session stops reading until one is answered.
 const MAX_IN_FLIGHT: usize = 16;
 
-/// The most frames drained into one write. Bounded so one write stays a reasonable size
-/// even with a large `--send-queue`.
-const MAX_BATCH: usize = 256;
+/// Room reserved in the read buffer before each read. Chat frames are small; a larger
+/// frame takes several reads.
+const READ_CHUNK: usize = 2048;
 
 /// How long to wait for the peer's answer to our close frame before dropping the TCP
 /// connection. Waiting avoids resetting a connection with data still unread on our side,
@@ -61,6 +68,8 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub max_message_chars: u32,
+    pub max_frame_bytes: usize,
+    pub send_queue: usize,
     pub ping_interval: Duration,
     pub pong_timeout: Duration,
     pub write_timeout: Duration,
@@ -70,6 +79,8 @@ impl Settings {
     pub fn from_config(config: &Config) -> Self {
         Self {
             max_message_chars: config.max_message_chars,
+            max_frame_bytes: config.max_frame_bytes as usize,
+            send_queue: config.send_queue as usize,
             ping_interval: config.ping_interval,
             pong_timeout: config.pong_timeout,
             write_timeout: config.write_timeout,
@@ -84,15 +95,17 @@ pub enum End {
     Shutdown,
     /// The hub evicted the session because its outbox was full.
     Evicted,
-    /// The peer sent a close frame or the connection ended.
-    PeerClosed,
+    /// The peer sent a close frame (with this code, if any).
+    PeerClosed(Option<u16>),
+    /// The connection ended without a close frame.
+    Disconnected,
     /// The peer sent a binary frame.
     Binary,
-    /// The peer sent a frame over the size limit.
-    TooBig,
+    /// The peer broke the protocol, or sent a message over the size limit.
+    Protocol(ProtocolError),
     /// No pong (or any frame) within the pong timeout.
     Unresponsive,
-    /// A write did not finish within the write timeout.
+    /// The socket took nothing for the whole write timeout.
     WriteTimeout,
     /// Reading or writing failed at the transport level.
     Transport(String),
@@ -102,7 +115,7 @@ pub enum End {
 
 impl End {
     /// The close frame to send, if the connection can still carry one.
-    fn close_frame(&self) -> Option<CloseFrame> {
+    fn close_frame(&self) -> Option<Frame> {
         let (code, reason) = match self {
             End::Shutdown => (
                 close_code::SERVICE_RESTART,
@@ -113,18 +126,29 @@ impl End {
                 close_code::UNSUPPORTED_DATA,
                 "binary frames are not supported",
             ),
-            End::TooBig => (close_code::TOO_BIG, "frame larger than the server's limit"),
+            End::Protocol(ProtocolError::TooBig(_)) => {
+                (close_code::TOO_BIG, "frame larger than the server's limit")
+            }
+            End::Protocol(err) => (err.close_code(), "protocol error"),
             End::Unresponsive => (close_code::GOING_AWAY, "no pong received"),
             End::Unavailable => (
                 close_code::TRY_AGAIN_LATER,
                 "the message store is unavailable",
             ),
-            End::PeerClosed | End::WriteTimeout | End::Transport(_) => return None,
+            // Answer the peer's close with its own code (RFC 6455 §5.5.1).
+            End::PeerClosed(Some(code)) => (*code, ""),
+            End::PeerClosed(None) => return Some(Frame::close_empty()),
+            End::Disconnected | End::WriteTimeout | End::Transport(_) => return None,
         };
-        Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        })
+        Some(Frame::close(code, reason))
+    }
+
+    /// Whether we started the closing handshake (and so wait for the peer's answer).
+    fn we_close(&self) -> bool {
+        !matches!(
+            self,
+            End::PeerClosed(_) | End::Disconnected | End::WriteTimeout | End::Transport(_)
+        )
     }
 }
 
@@ -147,117 +171,255 @@ enum Request {
     Typing,
 }
 
-/// Runs one connection until it ends, then closes it. Returns why it ended.
-pub async fn run<S, E>(
-    mut socket: S,
+/// The connection itself: the socket, its shared write side and what has been read.
+struct Connection {
+    socket: Arc<TcpStream>,
+    outlet: Arc<Outlet>,
+    decoder: Decoder,
+    /// Bytes read but not yet decoded; empty (and unallocated) between messages.
+    pending: BytesMut,
+}
+
+impl Connection {
+    /// Reads what the socket has. `Ok(false)` at the end of the stream.
+    fn read_available(&mut self) -> std::io::Result<bool> {
+        self.pending.reserve(READ_CHUNK);
+        match self.socket.try_read_buf(&mut self.pending) {
+            Ok(0) => Ok(false),
+            Ok(_) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn next_message(&mut self) -> Result<Option<Incoming>, ProtocolError> {
+        let next = self.decoder.decode(&mut self.pending);
+        if self.pending.is_empty() {
+            // Give the buffer back: an idle connection holds none.
+            self.pending = BytesMut::new();
+        }
+        next
+    }
+
+    /// Queues or writes a frame for this connection alone.
+    fn send(&self, frame: &Frame) -> Result<(), End> {
+        match self.outlet.offer(frame) {
+            Offered::Written | Offered::Queued => Ok(()),
+            Offered::Full => Err(End::Evicted),
+            Offered::Closed => Err(End::Disconnected),
+        }
+    }
+}
+
+/// Runs one upgraded connection until it ends, then closes it. `leftover` is what the
+/// HTTP layer read past the upgrade request. Returns why it ended.
+pub async fn run(
+    socket: TcpStream,
+    leftover: Bytes,
     place: Room,
     user: UserId,
     name: DisplayName,
     settings: Settings,
     shutdown: CancellationToken,
-) -> End
-where
-    S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin,
-    E: StdError + Send + Sync + 'static,
-{
+) -> End {
+    let socket = Arc::new(socket);
+    let outlet = Arc::new(Outlet::new(Arc::clone(&socket), settings.send_queue));
+    let mut conn = Connection {
+        socket,
+        outlet: Arc::clone(&outlet),
+        decoder: Decoder::new(Role::Server, settings.max_frame_bytes),
+        pending: BytesMut::from(&leftover[..]),
+    };
+    // `leftover` may be a view into hyper's whole read buffer: let it go now, not when
+    // the session ends.
+    drop(leftover);
     let Room {
         hub,
         committer,
         room,
     } = place;
-    let mut membership = match join(&hub, &committer, &room, &user, &name).await {
+    let membership = match join(&hub, &committer, &room, &user, &name, &outlet).await {
         Ok(membership) => membership,
         Err(end) => {
-            close(&mut socket, &end, settings.write_timeout).await;
+            close(&mut conn, &end, &settings).await;
             return end;
         }
     };
+    let end = serve(
+        &mut conn,
+        &membership,
+        &hub,
+        &committer,
+        &room,
+        &name,
+        &settings,
+        &shutdown,
+    )
+    .await;
+    hub.leave(&room, membership.id);
+    tracing::debug!(id = ?membership.id, %room, %name, ?end, "session ended");
+    close(&mut conn, &end, &settings).await;
+    end
+}
+
+/// The session's loop, from joining the room until the first reason to end.
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    conn: &mut Connection,
+    membership: &Membership,
+    hub: &Hub,
+    committer: &Committer,
+    room: &RoomName,
+    name: &DisplayName,
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> End {
     let id = membership.id;
     tracing::debug!(?id, %room, %name, "session started");
-
+    let outlet = Arc::clone(&conn.outlet);
+    let socket = Arc::clone(&conn.socket);
     let mut ping = tokio::time::interval_at(
         Instant::now() + settings.ping_interval,
         settings.ping_interval,
     );
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
-    let mut batch: Vec<Utf8Bytes> = Vec::new();
     let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
+    // Set while frames wait in the outlet: when the socket last took something.
+    let mut flushing: Option<Instant> = None;
+    // What the hyper layer read past the upgrade request is decoded first.
+    let mut decode_now = !conn.pending.is_empty();
 
-    let end = loop {
+    loop {
+        if decode_now {
+            decode_now = false;
+            if let Err(end) = handle_input(
+                conn,
+                hub,
+                committer,
+                room,
+                name,
+                settings,
+                id,
+                &mut in_flight,
+            ) {
+                return end;
+            }
+        }
         tokio::select! {
-            () = shutdown.cancelled() => break End::Shutdown,
-            () = membership.evicted.cancelled() => break End::Evicted,
-            received = membership.outbox.recv_many(&mut batch, MAX_BATCH) => {
-                if received == 0 {
-                    // The hub dropped our sender: we were evicted (the token says so too).
-                    break End::Evicted;
+            () = shutdown.cancelled() => return End::Shutdown,
+            () = membership.evicted.cancelled() => return End::Evicted,
+            () = outlet.queued(), if flushing.is_none() => {
+                flushing = Some(Instant::now());
+                match outlet.flush() {
+                    Ok(true) => flushing = None,
+                    Ok(false) => {}
+                    Err(err) => return End::Transport(err.to_string()),
                 }
-                let frame = join_frames(&mut batch);
-                if let Err(end) = write(&mut socket, Message::Text(frame), &settings, &membership.evicted, &shutdown).await {
-                    break end;
+            }
+            ready = socket.writable(), if flushing.is_some() => {
+                if let Err(err) = ready {
+                    return End::Transport(err.to_string());
                 }
+                match outlet.flush() {
+                    Ok(true) => flushing = None,
+                    Ok(false) => flushing = Some(Instant::now()),
+                    Err(err) => return End::Transport(err.to_string()),
+                }
+            }
+            () = tokio::time::sleep_until(flushing.unwrap_or_else(Instant::now) + settings.write_timeout), if flushing.is_some() => {
+                return End::WriteTimeout;
             }
             Some((text, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
                 let Err(err) = outcome else { continue };
-                let notice = render::not_sent(err.user_message(), text.as_str(), &room, settings.max_message_chars);
-                if let Err(end) = write(&mut socket, Message::Text(notice), &settings, &membership.evicted, &shutdown).await {
-                    break end;
+                let notice = render::not_sent(err.user_message(), text.as_str(), room, settings.max_message_chars);
+                if let Err(end) = conn.send(&Frame::text(notice.as_str())) {
+                    return end;
                 }
             }
-            frame = socket.next(), if in_flight.len() < MAX_IN_FLIGHT => {
-                last_heard = Instant::now();
-                let text = match frame {
-                    None => break End::PeerClosed,
-                    Some(Err(err)) => break classify_read_error(&err),
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Binary(_))) => break End::Binary,
-                    Some(Ok(Message::Close(_))) => break End::PeerClosed,
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                };
-                let notice = match parse(text.as_str(), &settings) {
-                    Ok(Request::Nothing) => continue,
-                    Ok(Request::Typing) => {
-                        hub.typing(&room, id, Instant::now());
-                        continue;
-                    }
-                    Ok(Request::Post(text)) => {
-                        // The name may have changed since the connection opened.
-                        let author = hub.name_of(&room, id).unwrap_or_else(|| name.clone());
-                        let message = NewMessage::now(room.clone(), author, text.clone());
-                        // Queued at once: from here on the message is stored (or its sender
-                        // told why not) even if this session ends before the answer comes.
-                        match committer.submit(message) {
-                            Ok(answer) => {
-                                in_flight.push_back(
-                                    async move { (text, answer.await.unwrap_or(Err(CommitError::Stopped))) }.boxed(),
-                                );
-                                continue;
-                            }
-                            Err(err) => render::not_sent(err.user_message(), text.as_str(), &room, settings.max_message_chars),
-                        }
-                    }
-                    Err(notice) => notice,
-                };
-                if let Err(end) = write(&mut socket, Message::Text(notice), &settings, &membership.evicted, &shutdown).await {
-                    break end;
+            ready = socket.readable(), if in_flight.len() < MAX_IN_FLIGHT => {
+                if let Err(err) = ready {
+                    return End::Transport(err.to_string());
                 }
+                match conn.read_available() {
+                    Ok(true) => {}
+                    Ok(false) => return End::Disconnected,
+                    Err(err) => return End::Transport(err.to_string()),
+                }
+                last_heard = Instant::now();
+                decode_now = true;
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() >= settings.pong_timeout {
-                    break End::Unresponsive;
+                    return End::Unresponsive;
                 }
-                if let Err(end) = write(&mut socket, Message::Ping(Default::default()), &settings, &membership.evicted, &shutdown).await {
-                    break end;
+                if let Err(end) = conn.send(&Frame::ping()) {
+                    return end;
                 }
             }
         }
-    };
+    }
+}
 
-    hub.leave(&room, id);
-    tracing::debug!(?id, %room, %name, ?end, "session ended");
-    close(&mut socket, &end, settings.write_timeout).await;
-    end
+/// Decodes and handles every whole message read so far.
+#[allow(clippy::too_many_arguments)]
+fn handle_input(
+    conn: &mut Connection,
+    hub: &Hub,
+    committer: &Committer,
+    room: &RoomName,
+    name: &DisplayName,
+    settings: &Settings,
+    id: crate::hub::SessionId,
+    in_flight: &mut FuturesOrdered<InFlight>,
+) -> Result<(), End> {
+    loop {
+        let text = match conn.next_message() {
+            Ok(None) => return Ok(()),
+            Err(err) => return Err(End::Protocol(err)),
+            Ok(Some(Incoming::Text(text))) => text,
+            Ok(Some(Incoming::Binary)) => return Err(End::Binary),
+            Ok(Some(Incoming::Close(code))) => return Err(End::PeerClosed(code)),
+            Ok(Some(Incoming::Ping(payload))) => {
+                conn.send(&Frame::pong(&payload))?;
+                continue;
+            }
+            Ok(Some(Incoming::Pong)) => continue,
+        };
+        let notice = match parse(&text, settings) {
+            Ok(Request::Nothing) => continue,
+            Ok(Request::Typing) => {
+                hub.typing(room, id, Instant::now());
+                continue;
+            }
+            Ok(Request::Post(text)) => {
+                // The name may have changed since the connection opened.
+                let author = hub.name_of(room, id).unwrap_or_else(|| name.clone());
+                let message = NewMessage::now(room.clone(), author, text.clone());
+                // Queued at once: from here on the message is stored (or its sender told
+                // why not) even if this session ends before the answer comes.
+                match committer.submit(message) {
+                    Ok(answer) => {
+                        in_flight.push_back(
+                            async move {
+                                (text, answer.await.unwrap_or(Err(CommitError::Stopped)))
+                            }
+                            .boxed(),
+                        );
+                        continue;
+                    }
+                    Err(err) => render::not_sent(
+                        err.user_message(),
+                        text.as_str(),
+                        room,
+                        settings.max_message_chars,
+                    ),
+                }
+            }
+            Err(notice) => notice,
+        };
+        conn.send(&Frame::text(notice.as_str()))?;
+    }
 }
 
 /// Joins the room, loading it again should it have left memory since the upgrade.
@@ -267,9 +429,10 @@ async fn join(
     room: &RoomName,
     user: &UserId,
     name: &DisplayName,
+    outlet: &Arc<Outlet>,
 ) -> Result<Membership, End> {
     for _ in 0..3 {
-        match hub.join(room, user.clone(), name.clone()) {
+        match hub.join(room, user.clone(), name.clone(), Arc::clone(outlet)) {
             Ok(membership) => return Ok(membership),
             Err(NotLoaded(_)) => committer
                 .load_room(room)
@@ -296,145 +459,110 @@ fn parse(frame: &str, settings: &Settings) -> Result<Request, Utf8Bytes> {
     })
 }
 
-/// Joins queued fragments into one frame. One fragment is sent as it is (shared bytes,
-/// no copy); several are concatenated once for this session's write.
-fn join_frames(batch: &mut Vec<Utf8Bytes>) -> Utf8Bytes {
-    let frame = render::join(batch.iter());
-    batch.clear();
-    frame
-}
-
-/// Writes and flushes one message, giving up on timeout, eviction or shutdown.
-async fn write<S, E>(
-    socket: &mut S,
-    message: Message,
-    settings: &Settings,
-    evicted: &CancellationToken,
-    shutdown: &CancellationToken,
-) -> Result<(), End>
-where
-    S: Sink<Message, Error = E> + Unpin,
-    E: StdError,
-{
-    tokio::select! {
-        written = tokio::time::timeout(settings.write_timeout, socket.send(message)) => match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(End::Transport(err.to_string())),
-            Err(_elapsed) => Err(End::WriteTimeout),
-        },
-        () = evicted.cancelled() => Err(End::Evicted),
-        () = shutdown.cancelled() => Err(End::Shutdown),
-    }
-}
-
-/// Ends the closing handshake. When we close, we send our close frame and wait briefly
-/// for the peer's answer; when the peer closed, tungstenite has queued our answer and
-/// only needs a flush, without which the peer sees an unclean close (1006).
-async fn close<S, E>(socket: &mut S, end: &End, write_timeout: Duration)
-where
-    S: Stream<Item = Result<Message, E>> + Sink<Message, Error = E> + Unpin,
-    E: StdError,
-{
+/// Ends the connection. When we close, we send our close frame, let the socket take it
+/// and wait briefly for the peer's answer; when the peer closed, we answer with a close
+/// frame and drop the connection (the server closes TCP first, RFC 6455 §7.1.1).
+async fn close(conn: &mut Connection, end: &End, settings: &Settings) {
     let Some(frame) = end.close_frame() else {
-        if *end == End::PeerClosed {
-            let _ = tokio::time::timeout(write_timeout.min(CLOSE_HANDSHAKE), socket.close()).await;
-        }
+        conn.outlet.close();
         return;
     };
-    let sent = tokio::time::timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await;
-    if !matches!(sent, Ok(Ok(()))) {
+    // An evicted reader is too far behind for what is queued to matter; on shutdown
+    // everything queued still goes out before the close frame.
+    let keep_queued = !matches!(end, End::Evicted);
+    conn.outlet.offer_last(&frame, keep_queued);
+    let flushed = tokio::time::timeout(settings.write_timeout, async {
+        loop {
+            match conn.outlet.flush() {
+                Ok(true) => return true,
+                Ok(false) => {
+                    if conn.socket.writable().await.is_err() {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    })
+    .await;
+    if !matches!(flushed, Ok(true)) || !end.we_close() {
         return;
     }
-    // Read (and discard) until the peer's close frame ends the stream.
+    // Read (and discard) until the peer's close frame or the end of the stream.
     let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
-        while let Some(Ok(_)) = socket.next().await {}
+        loop {
+            if conn.socket.readable().await.is_err() {
+                return;
+            }
+            match conn.read_available() {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return,
+            }
+            loop {
+                match conn.next_message() {
+                    Ok(Some(Incoming::Close(_))) | Err(_) => return,
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                }
+            }
+        }
     })
     .await;
 }
 
-/// A read error is either the peer breaking the size limit or the transport failing.
-fn classify_read_error<E>(err: &E) -> End
-where
-    E: StdError + 'static,
-{
-    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(current) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = current.downcast_ref::<tungstenite::Error>()
-        {
-            return End::TooBig;
-        }
-        source = current.source();
-    }
-    End::Transport(err.to_string())
-}
-
 #[cfg(test)]
 mod tests {
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use futures::channel::mpsc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
 
     use super::*;
 
-    /// A socket made of two channels, so a session can run under paused time.
-    struct FakeSocket {
-        incoming: mpsc::Receiver<Message>,
-        outgoing: mpsc::Sender<Message>,
+    /// The client's end of a real loopback connection, speaking frames.
+    struct Peer {
+        stream: TcpStream,
+        decoder: Decoder,
+        buf: BytesMut,
     }
 
-    impl Stream for FakeSocket {
-        type Item = Result<Message, mpsc::SendError>;
-        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            self.incoming.poll_next_unpin(cx).map(|next| next.map(Ok))
+    impl Peer {
+        async fn next(&mut self) -> Option<Incoming> {
+            loop {
+                if let Some(message) = self.decoder.decode(&mut self.buf).unwrap() {
+                    return Some(message);
+                }
+                if self.stream.read_buf(&mut self.buf).await.ok()? == 0 {
+                    return None;
+                }
+            }
+        }
+
+        async fn send(&mut self, bytes: &[u8]) {
+            self.stream.write_all(bytes).await.unwrap();
         }
     }
 
-    impl Sink<Message> for FakeSocket {
-        type Error = mpsc::SendError;
-        fn poll_ready(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Result<(), Self::Error>> {
-            self.outgoing.poll_ready(cx)
-        }
-        fn start_send(mut self: Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
-            self.outgoing.start_send(item)
-        }
-        fn poll_flush(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Result<(), Self::Error>> {
-            Pin::new(&mut self.outgoing).poll_flush(cx)
-        }
-        fn poll_close(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Result<(), Self::Error>> {
-            Pin::new(&mut self.outgoing).poll_close(cx)
-        }
+    /// A server end for the session and a client end for the test.
+    async fn connected() -> (TcpStream, Peer) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let peer = Peer {
+            stream: client,
+            decoder: Decoder::new(Role::Client, 1 << 20),
+            buf: BytesMut::new(),
+        };
+        (server, peer)
     }
 
-    /// The client's ends of a fake socket.
-    struct FakePeer {
-        to_server: mpsc::Sender<Message>,
-        from_server: mpsc::Receiver<Message>,
-    }
-
-    fn fake_socket() -> (FakeSocket, FakePeer) {
-        let (to_server, incoming) = mpsc::channel(16);
-        let (outgoing, from_server) = mpsc::channel(16);
-        (
-            FakeSocket { incoming, outgoing },
-            FakePeer {
-                to_server,
-                from_server,
-            },
-        )
-    }
-
+    /// Short keep-alive periods, so the tests run in real time.
     fn settings() -> Settings {
-        Settings::from_config(&Config::defaults())
+        Settings {
+            ping_interval: Duration::from_millis(100),
+            pong_timeout: Duration::from_millis(300),
+            ..Settings::from_config(&Config::defaults())
+        }
     }
 
     fn guest() -> DisplayName {
@@ -468,109 +596,145 @@ mod tests {
         )
     }
 
-    // The store is opened before time is paused: these tests send no messages, so the
-    // paused clock never meets real I/O.
-    #[tokio::test]
-    async fn a_peer_that_never_answers_pings_is_dropped_after_the_pong_timeout() {
-        let (place, _dir) = room().await;
-        tokio::time::pause();
-        let (socket, mut peer) = fake_socket();
-        let started = Instant::now();
+    /// A session on a real loopback connection, in a room of its own.
+    async fn start(
+        leftover: Bytes,
+        shutdown: CancellationToken,
+    ) -> (tokio::task::JoinHandle<End>, Peer, tempfile::TempDir) {
+        let (place, dir) = room().await;
+        let (socket, peer) = connected().await;
         let session = tokio::spawn(run(
             socket,
+            leftover,
             place,
             UserId::generate(),
             guest(),
             settings(),
-            CancellationToken::new(),
+            shutdown,
         ));
+        (session, peer, dir)
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_answers_pings_is_dropped_after_the_pong_timeout() {
+        let started = Instant::now();
+        let (session, mut peer, _dir) = start(Bytes::new(), CancellationToken::new()).await;
 
         let mut pings = 0;
         let close = loop {
-            match peer.from_server.next().await {
-                Some(Message::Ping(_)) => pings += 1,
-                Some(Message::Close(frame)) => break frame,
+            match peer.next().await {
+                Some(Incoming::Ping(_)) => pings += 1,
+                Some(Incoming::Close(code)) => break code,
                 Some(_) => {}
                 None => panic!("no close frame"),
             }
         };
-        assert_eq!(close.map(|f| f.code), Some(close_code::GOING_AWAY));
+        assert_eq!(close, Some(close_code::GOING_AWAY));
         let waited = started.elapsed();
         assert!(
-            waited >= Duration::from_secs(60) && waited < Duration::from_secs(91),
-            "{waited:?}"
+            waited >= Duration::from_millis(300),
+            "closed after {waited:?}, before the pong timeout"
         );
-        assert_eq!(
-            pings, 1,
-            "one ping at 30 s went unanswered; at 60 s the session gave up"
-        );
-        drop(peer.to_server);
+        assert!(pings >= 2, "pings every 100 ms went unanswered ({pings})");
+        drop(peer);
         assert_eq!(session.await.unwrap(), End::Unresponsive);
     }
 
     #[tokio::test]
     async fn a_peer_that_answers_pings_stays_until_shutdown_and_gets_1012() {
-        let (place, _dir) = room().await;
-        tokio::time::pause();
-        let (socket, mut peer) = fake_socket();
         let shutdown = CancellationToken::new();
-        let session = tokio::spawn(run(
-            socket,
-            place,
-            UserId::generate(),
-            guest(),
-            settings(),
-            shutdown.clone(),
-        ));
+        let (session, mut peer, _dir) = start(Bytes::new(), shutdown.clone()).await;
 
-        let ten_minutes = Instant::now() + Duration::from_secs(615);
+        // Three pong timeouts' worth of answered pings.
+        let until = Instant::now() + Duration::from_millis(900);
         let mut pings = 0;
-        while let Ok(next) = tokio::time::timeout_at(ten_minutes, peer.from_server.next()).await {
+        while let Ok(next) = tokio::time::timeout_at(until, peer.next()).await {
             match next {
-                Some(Message::Ping(payload)) => {
+                Some(Incoming::Ping(payload)) => {
                     pings += 1;
-                    peer.to_server.send(Message::Pong(payload)).await.unwrap();
+                    peer.send(&crate::wire::client_pong(&payload, [1, 2, 3, 4]))
+                        .await;
                 }
-                Some(Message::Text(_)) => {}
+                Some(Incoming::Text(_)) => {}
                 other => panic!("unexpected {other:?}"),
             }
         }
-        assert_eq!(pings, 20, "a ping every 30 s for ten minutes");
+        assert!(pings >= 6, "a ping every 100 ms ({pings})");
 
         shutdown.cancel();
         let close = loop {
-            if let Some(Message::Close(frame)) = peer.from_server.next().await {
-                break frame;
+            match peer.next().await {
+                Some(Incoming::Close(code)) => break code,
+                Some(_) => {}
+                None => panic!("no close frame"),
             }
         };
-        assert_eq!(close.map(|f| f.code), Some(close_code::SERVICE_RESTART));
-        drop(peer.to_server);
+        assert_eq!(close, Some(close_code::SERVICE_RESTART));
+        peer.send(&crate::wire::client_close(1000, [9, 9, 9, 9]))
+            .await;
         assert_eq!(session.await.unwrap(), End::Shutdown);
     }
 
-    #[test]
-    fn one_frame_is_sent_as_is_and_many_are_joined_in_order() {
-        let shared = Utf8Bytes::from("<a/>".to_owned());
-        let mut one = vec![shared.clone()];
-        let joined = join_frames(&mut one);
-        assert_eq!(joined.as_str().as_ptr(), shared.as_str().as_ptr());
+    #[tokio::test]
+    async fn bytes_read_past_the_upgrade_are_handled_first() {
+        // A message that arrived with the upgrade request, before the session began.
+        let leftover = crate::wire::client_frame(true, br#"{"text":"early bird"}"#, [7, 7, 7, 7]);
+        let (session, mut peer, _dir) =
+            start(Bytes::from(leftover), CancellationToken::new()).await;
+        let posted = loop {
+            match peer.next().await {
+                Some(Incoming::Text(text)) if text.contains("early bird") => break text,
+                Some(_) => {}
+                None => panic!("the early message never came back"),
+            }
+        };
+        assert!(posted.contains("guest-0001"), "{posted}");
+        peer.send(&crate::wire::client_close(1000, [1, 1, 1, 1]))
+            .await;
+        assert_eq!(session.await.unwrap(), End::PeerClosed(Some(1000)));
+    }
 
-        let mut many = vec![
-            Utf8Bytes::from("<a/>"),
-            Utf8Bytes::from("<b/>"),
-            Utf8Bytes::from("<c/>"),
-        ];
-        assert_eq!(join_frames(&mut many).as_str(), "<a/><b/><c/>");
-        assert!(many.is_empty());
+    #[tokio::test]
+    async fn a_client_close_is_answered_with_the_same_code() {
+        let (session, mut peer, _dir) = start(Bytes::new(), CancellationToken::new()).await;
+        assert!(matches!(peer.next().await, Some(Incoming::Text(_))));
+        peer.send(&crate::wire::client_close(4000, [3, 1, 4, 1]))
+            .await;
+        let answer = loop {
+            match peer.next().await {
+                Some(Incoming::Close(code)) => break code,
+                Some(_) => {}
+                None => panic!("no close frame"),
+            }
+        };
+        assert_eq!(answer, Some(4000));
+        assert_eq!(session.await.unwrap(), End::PeerClosed(Some(4000)));
+        assert_eq!(
+            peer.next().await,
+            None,
+            "the server closed the TCP connection"
+        );
     }
 
     #[test]
     fn every_end_that_can_carry_a_close_frame_has_the_documented_code() {
-        let code = |end: End| end.close_frame().map(|frame| frame.code);
+        let code = |end: End| {
+            end.close_frame()
+                .map(|frame| u16::from_be_bytes([frame.payload()[0], frame.payload()[1]]))
+        };
         assert_eq!(code(End::Shutdown), Some(1012));
         assert_eq!(code(End::Evicted), Some(1008));
         assert_eq!(code(End::Binary), Some(1003));
-        assert_eq!(code(End::TooBig), Some(1009));
-        assert_eq!(code(End::PeerClosed), None);
+        assert_eq!(
+            code(End::Protocol(ProtocolError::TooBig(1 << 20))),
+            Some(1009)
+        );
+        assert_eq!(code(End::Protocol(ProtocolError::InvalidUtf8)), Some(1007));
+        assert_eq!(code(End::Protocol(ProtocolError::Unmasked)), Some(1002));
+        assert_eq!(code(End::Unresponsive), Some(1001));
+        assert_eq!(code(End::Unavailable), Some(1013));
+        assert_eq!(code(End::PeerClosed(Some(1000))), Some(1000));
+        assert_eq!(End::PeerClosed(None).close_frame().unwrap().payload(), b"");
+        assert_eq!(End::Disconnected.close_frame(), None);
     }
 }

@@ -67,6 +67,10 @@ impl IntoResponse for HttpError {
                 response
                     .headers_mut()
                     .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                response.headers_mut().insert(
+                    header::SEC_WEBSOCKET_VERSION,
+                    HeaderValue::from_static("13"),
+                );
             }
             _ => {}
         }

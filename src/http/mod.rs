@@ -10,6 +10,7 @@ mod history;
 pub mod identity;
 pub mod origin;
 mod page;
+pub mod serve;
 mod ws;
 
 use std::sync::Arc;

@@ -1,25 +1,24 @@
-//! The WebSocket endpoints (`/rooms/{room}/ws`, and `/ws` for `general`): check the origin,
-//! load the room, size the buffers, hand over to a session.
+//! The WebSocket endpoints (`/rooms/{room}/ws`, and `/ws` for `general`): check the origin
+//! and the handshake, load the room, answer 101 and hand the plain TCP stream to a session.
+//!
+//! The upgrade is done here rather than through a WebSocket library so the session gets
+//! the `TcpStream` itself (hyper hands it back after the 101), with no per-connection
+//! framing buffers: see [`crate::wire`] and [`crate::outlet`].
 
 use axum::Router;
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum_extra::extract::SignedCookieJar;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use super::identity::Identity;
 use super::{AppState, HttpError, origin};
 use crate::domain::RoomName;
 use crate::session::{self, Settings};
-
-/// tungstenite reads into a buffer of this size. Its default (128 KiB) would make ten
-/// thousand idle connections cost over a gigabyte; chat frames are small.
-const READ_BUFFER: usize = 4 * 1024;
-
-/// tungstenite writes once this much is buffered; we flush every frame anyway.
-const WRITE_BUFFER: usize = 0;
+use crate::wire;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -29,37 +28,34 @@ pub(super) fn router() -> Router<AppState> {
 
 async fn general(
     state: State<AppState>,
-    headers: HeaderMap,
     jar: SignedCookieJar,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Result<Response, HttpError> {
-    connect(state, headers, jar, upgrade, RoomName::general()).await
+    connect(state, jar, request, RoomName::general()).await
 }
 
 async fn room_socket(
     state: State<AppState>,
     Path(room): Path<String>,
-    headers: HeaderMap,
     jar: SignedCookieJar,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Result<Response, HttpError> {
     let room = super::page::parse_room(&room)?;
-    connect(state, headers, jar, upgrade, room).await
+    connect(state, jar, request, room).await
 }
 
 async fn connect(
     State(state): State<AppState>,
-    headers: HeaderMap,
     jar: SignedCookieJar,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    mut request: Request,
     room: RoomName,
 ) -> Result<Response, HttpError> {
     if state.shutdown.is_cancelled() {
         return Err(HttpError::ShuttingDown);
     }
-    origin::check(&headers, &state.config.allowed_origins)
+    origin::check(request.headers(), &state.config.allowed_origins)
         .map_err(|origin| HttpError::ForeignOrigin { origin })?;
-    let upgrade = upgrade.map_err(|_| HttpError::NotWebSocket)?;
+    let accept = handshake(request.method(), request.headers())?;
     // Load the room before upgrading, so a store failure is a plain 503.
     state
         .committer
@@ -70,32 +66,79 @@ async fn connect(
     // No cookie (a script, a load tool): a guest for this connection only.
     let identity = Identity::from_jar(&jar).unwrap_or_else(Identity::new_guest);
     let settings = Settings::from_config(&state.config);
-    let max_frame = state.config.max_frame_bytes as usize;
     // Held by the session so that shutdown waits for it.
     let tracked = state.sessions.token();
-    let room_state = session::Room {
+    let place = session::Room {
         hub: state.hub.clone(),
         committer: state.committer.clone(),
         room,
     };
     let shutdown = state.shutdown.clone();
+    let upgrade = hyper::upgrade::on(&mut request);
 
-    Ok(upgrade
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_frame_size(max_frame)
-        .max_message_size(max_frame)
-        .on_failed_upgrade(|err| tracing::debug!(error = %err, "WebSocket upgrade failed"))
-        .on_upgrade(move |socket| async move {
-            let _tracked = tracked;
-            session::run(
-                socket,
-                room_state,
-                identity.user,
-                identity.name,
-                settings,
-                shutdown,
-            )
-            .await;
-        }))
+    tokio::spawn(async move {
+        let _tracked = tracked;
+        let upgraded = match upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(error = %err, "WebSocket upgrade failed");
+                return;
+            }
+        };
+        // hubbub's own accept loop serves plain TCP connections (`super::serve`).
+        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+            tracing::error!("upgraded connection is not a TCP stream; dropping it");
+            return;
+        };
+        let socket = parts.io.into_inner();
+        session::run(
+            socket,
+            parts.read_buf,
+            place,
+            identity.user,
+            identity.name,
+            settings,
+            shutdown,
+        )
+        .await;
+    });
+
+    let headers = [
+        (header::UPGRADE, HeaderValue::from_static("websocket")),
+        (header::CONNECTION, HeaderValue::from_static("upgrade")),
+        (header::SEC_WEBSOCKET_ACCEPT, accept),
+    ];
+    Ok((StatusCode::SWITCHING_PROTOCOLS, headers).into_response())
+}
+
+/// Checks an opening handshake (RFC 6455 §4.2.1) and returns the `Sec-WebSocket-Accept`
+/// value to answer it with.
+fn handshake(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, HttpError> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|value| {
+                value
+                    .split(',')
+                    .any(|part| part.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    let version_13 = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes() == b"13");
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|key| key.len() == 24);
+    match key {
+        Some(key)
+            if method == Method::GET
+                && has_token(header::UPGRADE, "websocket")
+                && has_token(header::CONNECTION, "upgrade")
+                && version_13 =>
+        {
+            HeaderValue::from_str(&wire::accept_key(key.as_bytes()))
+                .map_err(|_| HttpError::NotWebSocket)
+        }
+        _ => Err(HttpError::NotWebSocket),
+    }
 }

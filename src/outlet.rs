@@ -1,0 +1,360 @@
+//! A connection's write side, shared by the hub (fan-out) and the connection's session.
+//!
+//! Why: profiles of the first design (a queue per session, drained by the session's task)
+//! showed that a delivery cost a channel push, a task wake-up, a poll of the session's
+//! whole `select!` and then the `write` itself. Here the hub writes a broadcast frame
+//! straight to the socket with a non-blocking `write` while it fans out, so a delivery is
+//! one system call and no wake-up. Only when the socket cannot take everything (its kernel
+//! buffer is full: a slow reader) does the rest go into a bounded queue, which the session
+//! task drains with vectored writes as the socket becomes writable. Once something is
+//! queued, later frames queue behind it, so every reader sees frames in the order they
+//! were offered. A full queue means the reader is too far behind: the offer says so and
+//! the hub evicts the session.
+//!
+//! The lock is a std `Mutex` held only around non-blocking work (a `try_write`, a queue
+//! push), never across `.await`. An idle outlet owns no buffer: the queue allocates only
+//! while something is waiting.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Buf, Bytes};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::wire::Frame;
+
+/// Frames written with one vectored `write` when draining the queue.
+const MAX_IOVECS: usize = 64;
+
+/// What became of an offered frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// Written to the socket in full.
+    Written,
+    /// Queued (in whole or in part) for the session to write when the socket is ready.
+    Queued,
+    /// The queue is full: the reader is too far behind.
+    Full,
+    /// The connection is closing; nothing more is accepted.
+    Closed,
+}
+
+/// The shared write side of one connection.
+#[derive(Debug)]
+pub struct Outlet {
+    /// `None` only in tests, where every frame is queued for the test to inspect.
+    socket: Option<Arc<TcpStream>>,
+    queue: Mutex<Queue>,
+    /// Wakes the session when its queue goes from empty to not empty.
+    queued: Notify,
+    /// The most frames waiting before [`Offered::Full`].
+    limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    frames: VecDeque<Bytes>,
+    /// The front frame was partly written: it must be finished before anything else,
+    /// even a close frame, or the byte stream would be corrupt.
+    front_started: bool,
+    closed: bool,
+}
+
+impl Outlet {
+    pub fn new(socket: Arc<TcpStream>, limit: usize) -> Self {
+        Self::with_socket(Some(socket), limit)
+    }
+
+    /// An outlet with no socket: everything offered is queued (for tests of the hub).
+    pub fn detached(limit: usize) -> Self {
+        Self::with_socket(None, limit)
+    }
+
+    fn with_socket(socket: Option<Arc<TcpStream>>, limit: usize) -> Self {
+        Self {
+            socket,
+            queue: Mutex::new(Queue::default()),
+            queued: Notify::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Writes `frame` now if the socket takes it and nothing is waiting; queues what is
+    /// left otherwise. Never waits.
+    pub fn offer(&self, frame: &Frame) -> Offered {
+        let mut queue = self.lock();
+        if queue.closed {
+            return Offered::Closed;
+        }
+        self.offer_locked(&mut queue, frame.bytes())
+    }
+
+    /// Offers the last frame this connection will carry (a close frame). Frames still
+    /// queued are dropped unless `keep_queued` (a partly written frame is always finished
+    /// first); nothing offered after it is accepted.
+    pub fn offer_last(&self, frame: &Frame, keep_queued: bool) -> Offered {
+        let mut queue = self.lock();
+        if queue.closed {
+            return Offered::Closed;
+        }
+        if !keep_queued {
+            let keep = usize::from(queue.front_started);
+            queue.frames.truncate(keep);
+        }
+        queue.closed = true;
+        // Always room for the close frame.
+        queue.frames.reserve(1);
+        let bytes = frame.bytes();
+        if queue.frames.is_empty() {
+            self.offer_locked(&mut queue, bytes)
+        } else {
+            queue.frames.push_back(bytes.clone());
+            Offered::Queued
+        }
+    }
+
+    fn offer_locked(&self, queue: &mut Queue, bytes: &Bytes) -> Offered {
+        if !queue.frames.is_empty() {
+            if queue.frames.len() >= self.limit && !queue.closed {
+                return Offered::Full;
+            }
+            queue.frames.push_back(bytes.clone());
+            return Offered::Queued;
+        }
+        let written = match &self.socket {
+            Some(socket) => match socket.try_write(bytes) {
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => 0,
+                // The socket is broken; the session finds out when it reads. Queue the
+                // frame so the session's own write reports the error.
+                Err(_) => 0,
+            },
+            None => 0,
+        };
+        if written == bytes.len() {
+            return Offered::Written;
+        }
+        queue.front_started = written > 0;
+        queue.frames.push_back(bytes.slice(written..));
+        self.queued.notify_one();
+        Offered::Queued
+    }
+
+    /// Writes as much of the queue as the socket takes, with one vectored `write` per
+    /// round. `Ok(true)` when the queue is empty, `Ok(false)` when the socket would block
+    /// (wait for it to be writable and call again).
+    pub fn flush(&self) -> io::Result<bool> {
+        let Some(socket) = &self.socket else {
+            return Ok(self.lock().frames.is_empty());
+        };
+        let mut queue = self.lock();
+        while !queue.frames.is_empty() {
+            let written = {
+                let slices: Vec<IoSlice<'_>> = queue
+                    .frames
+                    .iter()
+                    .take(MAX_IOVECS)
+                    .map(|frame| IoSlice::new(frame))
+                    .collect();
+                match socket.try_write_vectored(&slices) {
+                    Ok(n) => n,
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(err) => return Err(err),
+                }
+            };
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            queue.consume(written);
+        }
+        Ok(true)
+    }
+
+    /// Waits until something is queued. Returns at once if something was queued since the
+    /// last call.
+    pub async fn queued(&self) {
+        self.queued.notified().await;
+    }
+
+    /// Whether frames are waiting to be written.
+    pub fn has_queued(&self) -> bool {
+        !self.lock().frames.is_empty()
+    }
+
+    /// Stops accepting frames (the connection is ending without a close frame).
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    /// Takes every queued frame (for tests of the hub, with a detached outlet).
+    #[cfg(test)]
+    pub fn take_queued(&self) -> Vec<Bytes> {
+        let mut queue = self.lock();
+        queue.front_started = false;
+        queue.frames.drain(..).collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding this lock leaves the queue consistent (every step is a
+        // single push or pop), so a poisoned lock is still usable.
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Queue {
+    /// Drops `written` bytes from the front of the queue.
+    fn consume(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some(front) = self.frames.front_mut() else {
+                return;
+            };
+            if written >= front.len() {
+                written -= front.len();
+                self.frames.pop_front();
+                self.front_started = false;
+            } else {
+                front.advance(written);
+                self.front_started = true;
+                written = 0;
+            }
+        }
+        if self.frames.is_empty() && self.frames.capacity() > 16 {
+            // A burst is over: give the memory back (idle connections hold nothing).
+            self.frames = VecDeque::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::wire::{Decoder, Incoming, Role};
+
+    async fn pair() -> (Arc<TcpStream>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Arc::new(server), client)
+    }
+
+    /// Offers numbered 64 KiB frames to a reader that does not read, until the socket
+    /// stops taking them; returns how many were offered.
+    async fn fill(outlet: &Outlet, socket: &TcpStream) -> usize {
+        let mut n = 0;
+        // Let tokio learn the socket is writable, so direct writes are tried.
+        socket.writable().await.unwrap();
+        loop {
+            let frame = Frame::text(&format!("{n:08}{}", "x".repeat(64 * 1024)));
+            n += 1;
+            if outlet.offer(&frame) == Offered::Queued {
+                return n;
+            }
+            assert!(n < 10_000, "the socket never filled up");
+        }
+    }
+
+    async fn read_all(client: &mut TcpStream, frames: usize) -> Vec<String> {
+        let mut decoder = Decoder::new(Role::Client, 1 << 20);
+        let mut buf = BytesMut::new();
+        let mut texts = Vec::new();
+        while texts.len() < frames {
+            match decoder.decode(&mut buf).unwrap() {
+                Some(Incoming::Text(text)) => texts.push(text[..8].to_owned()),
+                Some(other) => texts.push(format!("{other:?}")),
+                None => {
+                    assert_ne!(client.read_buf(&mut buf).await.unwrap(), 0, "ended early");
+                }
+            }
+        }
+        texts
+    }
+
+    #[tokio::test]
+    async fn frames_go_straight_to_the_socket_then_queue_in_order_when_it_is_full() {
+        let (socket, mut client) = pair().await;
+        let outlet = Outlet::new(Arc::clone(&socket), 1000);
+        let offered = fill(&outlet, &socket).await;
+        assert!(outlet.has_queued());
+        // Later frames queue behind, whatever the socket could take now.
+        for n in offered..offered + 3 {
+            let frame = Frame::text(&format!("{n:08}{}", "x".repeat(64 * 1024)));
+            assert_eq!(outlet.offer(&frame), Offered::Queued);
+        }
+        let total = offered + 3;
+
+        // The session's part: write the queue as the socket drains.
+        let flusher = tokio::spawn(async move {
+            loop {
+                if outlet.flush().unwrap() {
+                    return outlet;
+                }
+                socket.writable().await.unwrap();
+            }
+        });
+        let texts = read_all(&mut client, total).await;
+        let expected: Vec<String> = (0..total).map(|n| format!("{n:08}")).collect();
+        assert_eq!(texts, expected, "every frame once, in order, none torn");
+        let outlet = flusher.await.unwrap();
+        assert!(!outlet.has_queued());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_reported_and_nothing_is_queued_past_it() {
+        let (socket, _client) = pair().await;
+        let outlet = Outlet::new(Arc::clone(&socket), 3);
+        fill(&outlet, &socket).await; // one frame queued
+        let frame = Frame::text("more");
+        assert_eq!(outlet.offer(&frame), Offered::Queued);
+        assert_eq!(outlet.offer(&frame), Offered::Queued);
+        assert_eq!(outlet.offer(&frame), Offered::Full);
+        assert_eq!(outlet.lock().frames.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn the_last_frame_follows_a_partly_written_one_and_ends_the_outlet() {
+        let (socket, mut client) = pair().await;
+        let outlet = Outlet::new(Arc::clone(&socket), 1000);
+        let offered = fill(&outlet, &socket).await;
+        for _ in 0..5 {
+            outlet.offer(&Frame::text("dropped"));
+        }
+        // Eviction: the queue is dropped but a frame already started is finished first.
+        let started = outlet.lock().front_started;
+        assert_eq!(
+            outlet.offer_last(&Frame::close(1008, "too slow"), false),
+            Offered::Queued
+        );
+        assert_eq!(outlet.offer(&Frame::text("late")), Offered::Closed);
+        let flusher = tokio::spawn(async move {
+            while !outlet.flush().unwrap() {
+                socket.writable().await.unwrap();
+            }
+        });
+        let expected = offered - usize::from(!started) + 1;
+        let texts = read_all(&mut client, expected).await;
+        assert_eq!(texts.last().map(String::as_str), Some("Close(Some(1008))"));
+        assert!(!texts.iter().any(|t| t.starts_with("dropped")));
+        flusher.await.unwrap();
+    }
+
+    #[test]
+    fn a_detached_outlet_queues_everything_for_the_test_to_take() {
+        let outlet = Outlet::detached(2);
+        assert_eq!(outlet.offer(&Frame::text("a")), Offered::Queued);
+        assert_eq!(outlet.offer(&Frame::text("b")), Offered::Queued);
+        assert_eq!(outlet.offer(&Frame::text("c")), Offered::Full);
+        assert_eq!(outlet.take_queued().len(), 2);
+        outlet.close();
+        assert_eq!(outlet.offer(&Frame::text("d")), Offered::Closed);
+    }
+}

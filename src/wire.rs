@@ -1,0 +1,598 @@
+//! WebSocket framing (RFC 6455), only as much as a chat needs, shaped for fan-out.
+//!
+//! Why not tungstenite on the server: it formats every outgoing message into a
+//! per-connection buffer that keeps the capacity of the largest frame ever sent, and it
+//! zero-fills its read buffer before each read. A broadcast to 10,000 sockets would then be
+//! framed 10,000 times and every idle connection would hold two buffers. Here a message
+//! is framed **once** into a [`Frame`] (shared bytes: header and payload together) and the
+//! same bytes are written to every socket; reading needs no buffer while a connection is
+//! idle (see `crate::session`).
+//!
+//! The [`Decoder`] checks everything the RFC asks of a server: frames from clients must be
+//! masked, reserved bits clear, control frames short and unfragmented, text valid UTF-8,
+//! and no message larger than the configured limit (checked against the header, before
+//! any payload is buffered). The load tool uses the same module as a client
+//! ([`Role::Client`]): it sends masked frames and expects unmasked ones.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Frame opcodes (RFC 6455 §5.2).
+mod opcode {
+    pub(super) const CONTINUATION: u8 = 0x0;
+    pub(super) const TEXT: u8 = 0x1;
+    pub(super) const BINARY: u8 = 0x2;
+    pub(super) const CLOSE: u8 = 0x8;
+    pub(super) const PING: u8 = 0x9;
+    pub(super) const PONG: u8 = 0xA;
+}
+
+/// Control frames carry at most this many payload bytes (§5.5).
+const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// The `Sec-WebSocket-Accept` value for a client's `Sec-WebSocket-Key` (§4.2.2).
+pub fn accept_key(client_key: &[u8]) -> String {
+    tungstenite::handshake::derive_accept_key(client_key)
+}
+
+/// One complete frame as it goes on the wire: header and payload in one shared buffer.
+/// Cloning it is a reference-count increment, so a broadcast frame is built once and
+/// written to every socket as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    /// An unfragmented, unmasked text frame (server to client).
+    pub fn text(payload: &str) -> Self {
+        Self::unmasked(opcode::TEXT, payload.as_bytes())
+    }
+
+    /// One text frame holding several fragments back to back (htmx swaps each top-level
+    /// element of a message), built with a single allocation.
+    pub fn text_joined<'a>(parts: impl IntoIterator<Item = &'a str> + Clone) -> Self {
+        let len: usize = parts.clone().into_iter().map(str::len).sum();
+        let mut buf = BytesMut::with_capacity(header_len(len, false) + len);
+        put_header(&mut buf, opcode::TEXT, len, None);
+        for part in parts {
+            buf.put_slice(part.as_bytes());
+        }
+        Self(buf.freeze())
+    }
+
+    /// A close frame with a status code and a reason (truncated to fit a control frame).
+    pub fn close(code: u16, reason: &str) -> Self {
+        let mut payload = Vec::with_capacity(MAX_CONTROL_PAYLOAD);
+        payload.extend_from_slice(&code.to_be_bytes());
+        payload.extend_from_slice(truncate_utf8(reason, MAX_CONTROL_PAYLOAD - 2).as_bytes());
+        Self::unmasked(opcode::CLOSE, &payload)
+    }
+
+    /// A close frame without a status code (the answer to a close that had none).
+    pub fn close_empty() -> Self {
+        Self::unmasked(opcode::CLOSE, &[])
+    }
+
+    pub fn ping() -> Self {
+        Self::unmasked(opcode::PING, &[])
+    }
+
+    /// The answer to a ping: the same payload back.
+    pub fn pong(payload: &[u8]) -> Self {
+        Self::unmasked(
+            opcode::PONG,
+            &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)],
+        )
+    }
+
+    /// The bytes to write.
+    pub fn bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// The payload of an unmasked frame built here (for tests and logs).
+    pub fn payload(&self) -> &[u8] {
+        unmasked_payload(&self.0)
+    }
+
+    fn unmasked(op: u8, payload: &[u8]) -> Self {
+        let mut buf = BytesMut::with_capacity(header_len(payload.len(), false) + payload.len());
+        put_header(&mut buf, op, payload.len(), None);
+        buf.put_slice(payload);
+        Self(buf.freeze())
+    }
+}
+
+/// A masked frame, as a client sends it.
+pub fn client_frame(text: bool, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let op = if text { opcode::TEXT } else { opcode::BINARY };
+    client_frame_with(op, payload, mask)
+}
+
+/// A masked close frame, as a client sends it.
+pub fn client_close(code: u16, mask: [u8; 4]) -> Vec<u8> {
+    client_frame_with(opcode::CLOSE, &code.to_be_bytes(), mask)
+}
+
+/// A masked pong, as a client answers a ping.
+pub fn client_pong(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    client_frame_with(opcode::PONG, payload, mask)
+}
+
+fn client_frame_with(op: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut buf = BytesMut::with_capacity(header_len(payload.len(), true) + payload.len());
+    put_header(&mut buf, op, payload.len(), Some(mask));
+    let start = buf.len();
+    buf.put_slice(payload);
+    apply_mask(&mut buf[start..], mask);
+    buf.to_vec()
+}
+
+fn header_len(payload: usize, masked: bool) -> usize {
+    let extended = match payload {
+        0..=125 => 0,
+        126..=0xFFFF => 2,
+        _ => 8,
+    };
+    2 + extended + if masked { 4 } else { 0 }
+}
+
+fn put_header(buf: &mut BytesMut, op: u8, len: usize, mask: Option<[u8; 4]>) {
+    buf.put_u8(0x80 | op); // FIN, no reserved bits
+    let mask_bit = if mask.is_some() { 0x80 } else { 0 };
+    match len {
+        0..=125 => buf.put_u8(mask_bit | len as u8),
+        126..=0xFFFF => {
+            buf.put_u8(mask_bit | 126);
+            buf.put_u16(len as u16);
+        }
+        _ => {
+            buf.put_u8(mask_bit | 127);
+            buf.put_u64(len as u64);
+        }
+    }
+    if let Some(mask) = mask {
+        buf.put_slice(&mask);
+    }
+}
+
+/// The payload of one whole unmasked frame (as built by [`Frame`]).
+pub fn unmasked_payload(frame: &[u8]) -> &[u8] {
+    let header = frame.len() - payload_len_of(frame);
+    &frame[header..]
+}
+
+/// The payload length written in an unmasked frame's header.
+fn payload_len_of(frame: &[u8]) -> usize {
+    match frame[1] & 0x7F {
+        126 => u16::from_be_bytes([frame[2], frame[3]]) as usize,
+        127 => {
+            let mut len = [0; 8];
+            len.copy_from_slice(&frame[2..10]);
+            u64::from_be_bytes(len) as usize
+        }
+        short => short as usize,
+    }
+}
+
+fn apply_mask(payload: &mut [u8], mask: [u8; 4]) {
+    for (i, byte) in payload.iter_mut().enumerate() {
+        *byte ^= mask[i % 4];
+    }
+}
+
+fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Which end of the connection decodes: a server requires masked frames, a client
+/// refuses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Client,
+}
+
+/// One whole message from the peer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    Text(String),
+    Binary,
+    Ping(Vec<u8>),
+    Pong,
+    /// The peer's close frame: its status code, if it sent one.
+    Close(Option<u16>),
+}
+
+/// Why the peer's bytes are not an acceptable WebSocket stream. Each maps to the close
+/// code the connection ends with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("message of {0} bytes is over the limit")]
+    TooBig(u64),
+    #[error("client frames must be masked")]
+    Unmasked,
+    #[error("server frames must not be masked")]
+    Masked,
+    #[error("reserved bits set (no extension was negotiated)")]
+    ReservedBits,
+    #[error("unknown opcode {0:#x}")]
+    UnknownOpcode(u8),
+    #[error("control frame too long or fragmented")]
+    BadControl,
+    #[error("continuation frame without a message to continue")]
+    UnexpectedContinuation,
+    #[error("new message while a fragmented one is unfinished")]
+    Interleaved,
+    #[error("text is not valid UTF-8")]
+    InvalidUtf8,
+    #[error("malformed close frame")]
+    BadClose,
+}
+
+impl ProtocolError {
+    /// The close code that answers this error (RFC 6455 §7.4.1).
+    pub fn close_code(&self) -> u16 {
+        match self {
+            ProtocolError::TooBig(_) => 1009,
+            ProtocolError::InvalidUtf8 => 1007,
+            _ => 1002,
+        }
+    }
+}
+
+/// Reassembles messages from the peer's bytes.
+#[derive(Debug)]
+pub struct Decoder {
+    role: Role,
+    max_message: usize,
+    /// A fragmented message in progress: its opcode and what has arrived.
+    partial: Option<(u8, Vec<u8>)>,
+}
+
+impl Decoder {
+    pub fn new(role: Role, max_message: usize) -> Self {
+        Self {
+            role,
+            max_message,
+            partial: None,
+        }
+    }
+
+    /// Takes the next whole message from the front of `buf`, if one is there. Control
+    /// frames come out as soon as they arrive, even in the middle of a fragmented message.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, ProtocolError> {
+        loop {
+            let Some((header, payload)) = self.next_frame(buf)? else {
+                return Ok(None);
+            };
+            if let Some(message) = self.assemble(header, payload)? {
+                return Ok(Some(message));
+            }
+        }
+    }
+
+    /// One frame's header and unmasked payload, once the whole frame is in `buf`.
+    fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<(Header, BytesMut)>, ProtocolError> {
+        if buf.len() < 2 {
+            return Ok(None);
+        }
+        let (first, second) = (buf[0], buf[1]);
+        let header = Header {
+            fin: first & 0x80 != 0,
+            op: first & 0x0F,
+        };
+        if first & 0x70 != 0 {
+            return Err(ProtocolError::ReservedBits);
+        }
+        let masked = second & 0x80 != 0;
+        match (self.role, masked) {
+            (Role::Server, false) => return Err(ProtocolError::Unmasked),
+            (Role::Client, true) => return Err(ProtocolError::Masked),
+            _ => {}
+        }
+        let (len, mut at) = match second & 0x7F {
+            126 if buf.len() >= 4 => (u64::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
+            127 if buf.len() >= 10 => {
+                let mut len = [0; 8];
+                len.copy_from_slice(&buf[2..10]);
+                (u64::from_be_bytes(len), 10)
+            }
+            126 | 127 => return Ok(None),
+            short => (u64::from(short), 2),
+        };
+        let control = header.op & 0x8 != 0;
+        if control && (len > MAX_CONTROL_PAYLOAD as u64 || !header.fin) {
+            return Err(ProtocolError::BadControl);
+        }
+        // Checked against the header, before anything is buffered.
+        let so_far = self
+            .partial
+            .as_ref()
+            .map_or(0, |(_, data)| data.len() as u64);
+        if !control && so_far.saturating_add(len) > self.max_message as u64 {
+            return Err(ProtocolError::TooBig(so_far.saturating_add(len)));
+        }
+        let mask = if masked {
+            if buf.len() < at + 4 {
+                return Ok(None);
+            }
+            let mask = [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]];
+            at += 4;
+            Some(mask)
+        } else {
+            None
+        };
+        let len = len as usize; // bounded by max_message or by 125 above
+        if buf.len() < at + len {
+            buf.reserve(at + len - buf.len());
+            return Ok(None);
+        }
+        buf.advance(at);
+        let mut payload = buf.split_to(len);
+        if let Some(mask) = mask {
+            apply_mask(&mut payload, mask);
+        }
+        Ok(Some((header, payload)))
+    }
+
+    fn assemble(
+        &mut self,
+        header: Header,
+        payload: BytesMut,
+    ) -> Result<Option<Incoming>, ProtocolError> {
+        match header.op {
+            opcode::PING => Ok(Some(Incoming::Ping(payload.to_vec()))),
+            opcode::PONG => Ok(Some(Incoming::Pong)),
+            opcode::CLOSE => parse_close(&payload).map(|code| Some(Incoming::Close(code))),
+            opcode::TEXT | opcode::BINARY => {
+                if self.partial.is_some() {
+                    return Err(ProtocolError::Interleaved);
+                }
+                if header.fin {
+                    return finish(header.op, payload.to_vec()).map(Some);
+                }
+                self.partial = Some((header.op, payload.to_vec()));
+                Ok(None)
+            }
+            opcode::CONTINUATION => {
+                let Some((op, data)) = self.partial.as_mut() else {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                data.extend_from_slice(&payload);
+                let op = *op;
+                if !header.fin {
+                    return Ok(None);
+                }
+                let (_, data) = self.partial.take().unwrap_or((op, Vec::new()));
+                finish(op, data).map(Some)
+            }
+            other => Err(ProtocolError::UnknownOpcode(other)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    fin: bool,
+    op: u8,
+}
+
+fn finish(op: u8, data: Vec<u8>) -> Result<Incoming, ProtocolError> {
+    if op == opcode::BINARY {
+        return Ok(Incoming::Binary);
+    }
+    String::from_utf8(data)
+        .map(Incoming::Text)
+        .map_err(|_| ProtocolError::InvalidUtf8)
+}
+
+fn parse_close(payload: &[u8]) -> Result<Option<u16>, ProtocolError> {
+    match payload.len() {
+        0 => Ok(None),
+        1 => Err(ProtocolError::BadClose),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            let valid_code = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+            if !valid_code || std::str::from_utf8(&payload[2..]).is_err() {
+                return Err(ProtocolError::BadClose);
+            }
+            Ok(Some(code))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    fn server() -> Decoder {
+        Decoder::new(Role::Server, 1024)
+    }
+
+    fn decode_all(decoder: &mut Decoder, bytes: &[u8]) -> Result<Vec<Incoming>, ProtocolError> {
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        while let Some(message) = decoder.decode(&mut buf)? {
+            out.push(message);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn the_accept_key_matches_the_rfc_example() {
+        // RFC 6455 §1.3.
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+
+    #[test]
+    fn frames_use_the_shortest_length_encoding() {
+        for (len, header) in [(0, 2), (125, 2), (126, 4), (65_535, 4), (65_536, 10)] {
+            let text = "x".repeat(len);
+            let frame = Frame::text(&text);
+            assert_eq!(frame.bytes().len(), header + len, "payload {len}");
+            assert_eq!(frame.bytes()[0], 0x81, "FIN + text");
+            assert_eq!(frame.payload(), text.as_bytes());
+            // A client decodes exactly what was framed.
+            let mut client = Decoder::new(Role::Client, 1 << 20);
+            let decoded = decode_all(&mut client, frame.bytes()).unwrap();
+            assert_eq!(decoded, [Incoming::Text(text)]);
+        }
+    }
+
+    #[test]
+    fn joined_fragments_make_one_frame_in_order() {
+        let frame = Frame::text_joined(["<a/>", "", "<b/>"]);
+        assert_eq!(frame.payload(), b"<a/><b/>");
+        assert_eq!(frame.bytes().len(), 2 + 8);
+    }
+
+    #[test]
+    fn a_masked_client_frame_is_unmasked() {
+        let bytes = client_frame(true, "héllo".as_bytes(), MASK);
+        assert_ne!(&bytes[6..], "héllo".as_bytes(), "masked on the wire");
+        let decoded = decode_all(&mut server(), &bytes).unwrap();
+        assert_eq!(decoded, [Incoming::Text("héllo".into())]);
+    }
+
+    #[test]
+    fn a_frame_split_across_reads_waits_for_the_rest() {
+        let bytes = client_frame(true, b"split me", MASK);
+        let mut decoder = server();
+        for cut in 0..bytes.len() {
+            let mut buf = BytesMut::from(&bytes[..cut]);
+            assert_eq!(decoder.decode(&mut buf), Ok(None), "cut at {cut}");
+            buf.extend_from_slice(&bytes[cut..]);
+            assert_eq!(
+                decoder.decode(&mut buf),
+                Ok(Some(Incoming::Text("split me".into())))
+            );
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn fragments_are_reassembled_with_a_ping_in_between() {
+        let mut bytes = Vec::new();
+        let mut first = client_frame(true, b"hel", MASK);
+        first[0] &= 0x7F; // not FIN
+        bytes.extend(first);
+        bytes.extend(client_frame_with(opcode::PING, b"p", MASK));
+        bytes.extend(client_frame_with(opcode::CONTINUATION, b"lo", MASK));
+        let decoded = decode_all(&mut server(), &bytes).unwrap();
+        assert_eq!(
+            decoded,
+            [
+                Incoming::Ping(b"p".to_vec()),
+                Incoming::Text("hello".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn hostile_frames_are_refused_with_the_right_close_code() {
+        let unmasked = Frame::text("hi").bytes().to_vec();
+        let mut reserved = client_frame(true, b"x", MASK);
+        reserved[0] |= 0x40;
+        let mut long_control = client_frame_with(opcode::PING, &[0; 126], MASK);
+        long_control[0] |= 0x80;
+        let mut fragmented_ping = client_frame_with(opcode::PING, b"x", MASK);
+        fragmented_ping[0] &= 0x7F;
+        let lone_continuation = client_frame_with(opcode::CONTINUATION, b"x", MASK);
+        let unknown = client_frame_with(0x3, b"x", MASK);
+        let bad_utf8 = client_frame(true, &[0xff, 0xfe], MASK);
+        let one_byte_close = client_frame_with(opcode::CLOSE, &[3], MASK);
+        let bad_close_code = client_close(999, MASK);
+        let mut interleaved = client_frame(true, b"a", MASK);
+        interleaved[0] &= 0x7F;
+        interleaved.extend(client_frame(true, b"b", MASK));
+
+        let cases: [(&[u8], ProtocolError, u16); 10] = [
+            (&unmasked, ProtocolError::Unmasked, 1002),
+            (&reserved, ProtocolError::ReservedBits, 1002),
+            (&long_control, ProtocolError::BadControl, 1002),
+            (&fragmented_ping, ProtocolError::BadControl, 1002),
+            (
+                &lone_continuation,
+                ProtocolError::UnexpectedContinuation,
+                1002,
+            ),
+            (&unknown, ProtocolError::UnknownOpcode(3), 1002),
+            (&bad_utf8, ProtocolError::InvalidUtf8, 1007),
+            (&one_byte_close, ProtocolError::BadClose, 1002),
+            (&bad_close_code, ProtocolError::BadClose, 1002),
+            (&interleaved, ProtocolError::Interleaved, 1002),
+        ];
+        for (bytes, expected, code) in cases {
+            let err = decode_all(&mut server(), bytes).unwrap_err();
+            assert_eq!(err, expected);
+            assert_eq!(err.close_code(), code, "{expected}");
+        }
+        let err = decode_all(
+            &mut Decoder::new(Role::Client, 1024),
+            &client_frame(true, b"x", MASK),
+        )
+        .unwrap_err();
+        assert_eq!(err, ProtocolError::Masked);
+    }
+
+    #[test]
+    fn an_oversized_message_is_refused_from_its_header_alone() {
+        // Only the header of a 1 GiB frame: refused before any payload arrives.
+        let mut header = BytesMut::new();
+        put_header(&mut header, opcode::TEXT, 1 << 30, Some(MASK));
+        let mut decoder = server();
+        assert_eq!(
+            decoder.decode(&mut header),
+            Err(ProtocolError::TooBig(1 << 30))
+        );
+        assert_eq!(ProtocolError::TooBig(1).close_code(), 1009);
+
+        // Fragments that only add up to too much are refused too.
+        let mut bytes = client_frame(true, &[b'a'; 600], MASK);
+        bytes[0] &= 0x7F;
+        bytes.extend(client_frame_with(opcode::CONTINUATION, &[b'b'; 600], MASK));
+        assert_eq!(
+            decode_all(&mut server(), &bytes),
+            Err(ProtocolError::TooBig(1200))
+        );
+        // Exactly the limit is fine.
+        let at_limit = client_frame(true, &[b'c'; 1024], MASK);
+        assert_eq!(decode_all(&mut server(), &at_limit).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn close_frames_carry_their_code_and_a_truncated_reason() {
+        let close = Frame::close(1012, &"é".repeat(200));
+        let payload = close.payload();
+        assert!(payload.len() <= MAX_CONTROL_PAYLOAD);
+        assert_eq!(&payload[..2], &1012u16.to_be_bytes());
+        assert!(
+            std::str::from_utf8(&payload[2..]).is_ok(),
+            "cut on a char boundary"
+        );
+        let mut client = Decoder::new(Role::Client, 1024);
+        assert_eq!(
+            decode_all(&mut client, close.bytes()).unwrap(),
+            [Incoming::Close(Some(1012))]
+        );
+        assert_eq!(
+            decode_all(&mut server(), &client_close(1000, MASK)).unwrap(),
+            [Incoming::Close(Some(1000))]
+        );
+        assert_eq!(
+            decode_all(&mut client, Frame::close_empty().bytes()).unwrap(),
+            [Incoming::Close(None)]
+        );
+    }
+}
