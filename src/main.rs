@@ -4,7 +4,6 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -20,8 +19,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     config.validate()?;
 
-    let listener = TcpListener::bind(config.addr)
-        .await
+    let listener = hubbub::http::serve::bind(config.addr)
         .with_context(|| format!("cannot listen on {}", config.addr))?;
     let addr = listener.local_addr()?;
     tracing::info!("hubbub listening on http://{addr}");

@@ -188,8 +188,8 @@ impl Outlet {
         self.lock().closed = true;
     }
 
-    /// Takes every queued frame (for tests of the hub, with a detached outlet).
-    #[cfg(test)]
+    /// Takes every queued frame (for tests and benchmarks of the hub, with a detached
+    /// outlet).
     pub fn take_queued(&self) -> Vec<Bytes> {
         let mut queue = self.lock();
         queue.front_started = false;

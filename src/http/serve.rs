@@ -8,18 +8,37 @@
 //! HTTP/1.1 to a plain-HTTP origin, so nothing is lost by not offering HTTP/2.
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Connections the kernel may hold for us before we accept them (capped by
+/// `net.core.somaxconn`). The usual 128 overflows when thousands of clients reconnect at
+/// once after a restart, and each overflow costs a client a one-second SYN retry.
+const BACKLOG: u32 = 4096;
+
 /// A client gets this long to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Listens on `addr` with a backlog sized for reconnect storms.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and waits
 /// for the HTTP requests in flight (upgraded connections are no longer HTTP's concern).

@@ -9,6 +9,7 @@
 //! internals, so the same run measures any server of the same protocol (such as the seed
 //! design in `shared/bench/seed-go`).
 
+mod client;
 mod token;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -16,20 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use crate::wire::Incoming;
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use tokio::net::TcpSocket;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::sync::CancellationToken;
 
 pub use self::token::Token;
-
-/// Each client's read buffer. Chat frames are small; the history frame takes a few reads.
-const CLIENT_READ_BUFFER: usize = 16 * 1024;
 
 /// Everything a run can be told.
 #[derive(Debug, Clone, clap::Parser)]
@@ -263,7 +258,7 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
         let source = spread.then(|| source_ip(i));
         pending.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
-            connect(&url, &origin, target, source).await
+            client::connect(&url, &origin, target, source).await
         }));
     }
     let mut sockets = Vec::with_capacity(config.clients);
@@ -299,10 +294,10 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
     } else {
         0.0
     };
-    for (i, socket) in sockets.into_iter().enumerate() {
-        let (sink, stream) = socket.split();
+    for (i, (stream, sink)) in sockets.into_iter().enumerate() {
         readers.push(tokio::spawn(read_loop(
             stream,
+            Arc::clone(&sink),
             Arc::clone(&shared),
             senders,
         )));
@@ -397,51 +392,14 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-async fn connect(
-    url: &str,
-    origin: &str,
-    target: SocketAddr,
-    source: Option<IpAddr>,
-) -> Result<Socket, String> {
-    let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    if let Some(source) = source {
-        socket
-            .bind(SocketAddr::new(source, 0))
-            .map_err(|e| format!("bind {source}: {e}"))?;
-    }
-    let stream = socket
-        .connect(target)
-        .await
-        .map_err(|e| format!("connect {target}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-    request.headers_mut().insert(
-        "Origin",
-        origin.parse().map_err(|_| "bad origin".to_owned())?,
-    );
-    // tungstenite zero-fills the free part of its read buffer before every read; its
-    // 128 KiB default made that memset a quarter of this tool's CPU (perf, 1,000 clients).
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(CLIENT_READ_BUFFER);
-    let (socket, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(socket)
-}
-
-async fn send_loop(
-    mut sink: futures_util::stream::SplitSink<Socket, Message>,
-    shared: Arc<Shared>,
-    sender: usize,
-    rate: f64,
-) {
+async fn send_loop(sink: client::SharedWriter, shared: Arc<Shared>, sender: usize, rate: f64) {
     if rate <= 0.0 {
         return;
     }
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Open loop: a tick missed while this tool was busy is sent late, not skipped, so the
+    // offered rate stays the one asked for (the latency then shows the lateness).
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut warm_seq = 0_u64;
     while !shared.stopped.load(Ordering::Relaxed) {
         tick.tick().await;
@@ -462,7 +420,7 @@ async fn send_loop(
             r#"{{"text":"load {}","HEADERS":{{"HX-Request":"true"}}}}"#,
             token.encode()
         );
-        if sink.send(Message::text(frame)).await.is_err() {
+        if sink.lock().await.send_text(&frame).await.is_err() {
             return;
         }
         if measuring {
@@ -474,7 +432,8 @@ async fn send_loop(
 }
 
 async fn read_loop(
-    mut stream: futures_util::stream::SplitStream<Socket>,
+    mut stream: client::Reader,
+    writer: client::SharedWriter,
     shared: Arc<Shared>,
     senders: usize,
 ) -> Outcome {
@@ -484,6 +443,7 @@ async fn read_loop(
         latency: new_histogram(),
         dropped: false,
     };
+    let prefix = Token::prefix(shared.run);
     // One bit per (sender, sequence number) seen.
     let mut seen: Vec<Vec<u64>> = vec![Vec::new(); senders];
     loop {
@@ -492,16 +452,21 @@ async fn read_loop(
             () = shared.finish.cancelled() => return outcome,
         };
         let text = match message {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => {
+            Some(Incoming::Text(text)) => text,
+            Some(Incoming::Ping(payload)) => {
+                // Keep-alive: a server drops clients that stop answering.
+                let _ = writer.lock().await.pong(&payload).await;
+                continue;
+            }
+            Some(Incoming::Pong | Incoming::Binary) => continue,
+            Some(Incoming::Close(_)) | None => {
                 outcome.dropped = true;
                 return outcome;
             }
         };
         let now = shared.start.elapsed().as_micros() as u64;
         let before = outcome.deliveries;
-        for token in Token::find_all(text.as_str(), shared.run) {
+        for token in Token::find_all_after(&text, shared.run, prefix.as_str()) {
             if token.warmup || token.sender as usize >= senders {
                 continue;
             }

@@ -27,11 +27,25 @@ impl Token {
 
     /// Every well-formed token of `run` in `text`, in order.
     pub fn find_all(text: &str, run: u32) -> impl Iterator<Item = Token> + '_ {
-        let prefix = format!("#lt{run:08x}:");
+        Self::find_all_after(text, run, Self::prefix(run))
+    }
+
+    /// What every token of `run` starts with; a reader computes it once.
+    pub fn prefix(run: u32) -> String {
+        format!("#lt{run:08x}:")
+    }
+
+    /// [`Token::find_all`] with the run's prefix computed once by the caller.
+    pub fn find_all_after<'a>(
+        text: &'a str,
+        run: u32,
+        prefix: impl AsRef<str> + 'a,
+    ) -> impl Iterator<Item = Token> + 'a {
         let mut rest = text;
         std::iter::from_fn(move || {
             loop {
-                let at = rest.find(&prefix)?;
+                let prefix = prefix.as_ref();
+                let at = rest.find(prefix)?;
                 let after = &rest[at + prefix.len()..];
                 let end = after.find('#').unwrap_or(after.len());
                 let body = &after[..end];
