@@ -4,14 +4,14 @@
 # --write, appends it to BENCHMARKS.md under a dated heading.
 #
 #   scripts/bench.sh [--write] [--clients N] [--senders N] [--rates "100 500 1000"] \
-#                    [--runs 2] [--duration 10s]
+#                    [--runs 2] [--duration 10s] [--warmup 2s]
 #
 # Needs: cargo, python3, and for the seed design Go with Debian's gorilla/uuid packages:
 #   apt-get install -y golang-go golang-github-gorilla-websocket-dev golang-github-google-uuid-dev
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-write=no clients=1000 senders=10 rates="100 500 1000" runs=2 duration=10s
+write=no clients=1000 senders=10 rates="100 500 1000" runs=2 duration=10s warmup=2s
 while [ $# -gt 0 ]; do
   case "$1" in
     --write) write=yes ;;
@@ -20,6 +20,7 @@ while [ $# -gt 0 ]; do
     --rates) rates=$2; shift ;;
     --runs) runs=$2; shift ;;
     --duration) duration=$2; shift ;;
+    --warmup) warmup=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -53,7 +54,7 @@ run_one() { # server rate run -> one JSON line on stdout
   wait_port "$port"
   taskset -c 1 ./target/release/hubbub-load --url "http://127.0.0.1:$port/" \
     --clients "$clients" --senders "$senders" --rate "$rate" --duration "$duration" \
-    --warmup 2s --server-pid "$pid" 2>/dev/null | tail -n 1 || true
+    --warmup "$warmup" --server-pid "$pid" 2>/dev/null | tail -n 1 || true
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
 }
 
@@ -88,7 +89,7 @@ if [ "$write" = yes ]; then
     echo
     echo "### scripts/bench.sh, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD)"
     echo
-    echo "\`scripts/bench.sh --clients $clients --senders $senders --rates \"$rates\" --runs $runs --duration $duration\`"
+    echo "\`scripts/bench.sh --clients $clients --senders $senders --rates \"$rates\" --runs $runs --duration $duration --warmup $warmup\`"
     echo
     echo "$table"
   } >>BENCHMARKS.md

@@ -36,7 +36,7 @@ pub struct Config {
 
     /// How long a message waits for others to share its transaction (`0s`: commit what is
     /// queued at once).
-    #[arg(long, env = "HUBBUB_COMMIT_WINDOW", default_value = "1ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HUBBUB_COMMIT_WINDOW", default_value = "5ms", value_parser = humantime::parse_duration)]
     pub commit_window: Duration,
 
     /// An extra origin allowed to open WebSockets, e.g. `http://localhost:5173`.
@@ -202,7 +202,7 @@ mod tests {
         let config = Config::defaults();
         assert_eq!(config.addr, "127.0.0.1:3000".parse().unwrap());
         assert_eq!(config.database.expose(), "sqlite://hubbub.db");
-        assert_eq!(config.commit_window, Duration::from_millis(1));
+        assert_eq!(config.commit_window, Duration::from_millis(5));
         assert_eq!(config.max_message_chars, 2000);
         assert_eq!(config.max_frame_bytes, 16 * 1024);
         assert_eq!(config.history_limit, 50);
