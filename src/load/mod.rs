@@ -105,6 +105,11 @@ pub struct Report {
     pub rss_after_connect_kib: Option<u64>,
     pub rss_end_kib: Option<u64>,
     pub rss_per_connection_kib: Option<f64>,
+    /// CPU time (user + system) the server used during the measured phase.
+    pub server_cpu_seconds: Option<f64>,
+    /// `server_cpu_seconds` per delivery, in microseconds: what one delivery costs the
+    /// server, all included (parsing, storing, rendering, the kernel's TCP work).
+    pub server_cpu_us_per_delivery: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -186,6 +191,12 @@ impl Report {
         }
         if let Some(per) = self.rss_per_connection_kib {
             row("RSS per connection", format!("{per:.2} KiB"));
+        }
+        if let (Some(cpu), Some(per)) = (self.server_cpu_seconds, self.server_cpu_us_per_delivery) {
+            row(
+                "server CPU",
+                format!("{cpu:.2} s while measuring ({per:.3} µs per delivery)"),
+            );
         }
         out
     }
@@ -322,10 +333,13 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
         progress_phase(&shared, config.warmup, "warmup").await;
     }
     shared.measuring.store(true, Ordering::SeqCst);
+    let cpu_before = config.server_pid.and_then(cpu_seconds);
     let measuring = Instant::now();
     progress_phase(&shared, config.duration, "measure").await;
     shared.measuring.store(false, Ordering::SeqCst);
     report.measured_seconds = measuring.elapsed().as_secs_f64();
+    let cpu_after = config.server_pid.and_then(cpu_seconds);
+    report.server_cpu_seconds = cpu_before.zip(cpu_after).map(|(a, b)| b - a);
     shared.stopped.store(true, Ordering::SeqCst);
     if !config.idle {
         // Deliveries still in flight.
@@ -361,6 +375,10 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
     report.messages_per_second = sent as f64 / report.measured_seconds.max(1e-9);
     report.expected_deliveries = sent * report.connected as u64;
     report.deliveries_per_second = report.deliveries as f64 / report.measured_seconds.max(1e-9);
+    report.server_cpu_us_per_delivery = report
+        .server_cpu_seconds
+        .filter(|_| report.deliveries > 0)
+        .map(|cpu| cpu * 1e6 / report.deliveries as f64);
     report.lost = report.expected_deliveries.saturating_sub(report.deliveries);
     report.loss_ratio = if report.expected_deliveries == 0 {
         0.0
@@ -615,6 +633,19 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// User plus system CPU time of a process, in seconds (`/proc/PID/stat`, whose times are
+/// in USER_HZ = 100 ticks per second on Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may contain spaces: count fields after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace();
+    // Fields 14 and 15 of the whole line (utime, stime) are the 12th and 13th after it.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 fn random_u32() -> u32 {

@@ -107,6 +107,41 @@ async fn a_plain_get_on_the_socket_explains_itself() {
 }
 
 #[tokio::test]
+async fn a_broken_handshake_is_refused_with_426_and_the_version_we_speak() {
+    let app = spawn_app().await;
+    let good = [
+        ("Upgrade", "websocket"),
+        ("Connection", "keep-alive, Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let broken = |name: &str, value: &str| {
+        good.iter()
+            .map(|&(n, v)| {
+                if n == name {
+                    (n, value.to_owned())
+                } else {
+                    (n, v.to_owned())
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    for (name, value) in [
+        ("Sec-WebSocket-Version", "8"),
+        ("Sec-WebSocket-Key", "short"),
+        ("Sec-WebSocket-Key", ""),
+        ("Upgrade", "h2c"),
+        ("Connection", "keep-alive"),
+    ] {
+        let headers = broken(name, value);
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let response = app.request_with("GET", "/ws", &headers).await;
+        assert_eq!(response.status, 426, "{name}: {value}");
+        assert_eq!(response.headers["sec-websocket-version"], "13", "{name}");
+    }
+}
+
+#[tokio::test]
 async fn a_cross_origin_upgrade_is_refused_with_403() {
     let app = spawn_app().await;
     for origin in [
