@@ -167,6 +167,9 @@ async fn write_loop(
     tracing::debug!("commit writer stopped");
 }
 
+/// A commit that takes this long is logged as a warning.
+const SLOW_COMMIT: Duration = Duration::from_millis(100);
+
 /// The longest one batch may take to store. PostgreSQL also has server-side timeouts
 /// (see `store::postgres`); this bounds everything else, so the writer never hangs.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -221,7 +224,14 @@ async fn commit(store: &dyn Store, hub: &Hub, batch: Vec<Pending>) {
     let started = Instant::now();
     match append(store, &messages).await {
         Ok(ids) => {
-            tracing::trace!(messages = ids.len(), elapsed = ?started.elapsed(), "committed");
+            let elapsed = started.elapsed();
+            if elapsed >= SLOW_COMMIT {
+                // Every message of the room waits behind this one: worth an operator's look
+                // (a checkpoint, a slow disk, a busy database).
+                tracing::warn!(messages = ids.len(), ?elapsed, "slow commit");
+            } else {
+                tracing::trace!(messages = ids.len(), ?elapsed, "committed");
+            }
             deliver(hub, messages, ids, replies);
         }
         Err(err) if err.is_rejected() && messages.len() > 1 => {

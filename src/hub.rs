@@ -106,8 +106,12 @@ struct Room {
     members: HashMap<SessionId, Member>,
     /// Who is here: one entry per user however many tabs, with their current name.
     users: HashMap<UserId, Present>,
-    /// The presence list as last rendered; `None` after a change.
+    /// The presence list as last sent (what newcomers get); `None` until the first join.
     presence_frame: Option<Utf8Bytes>,
+    /// The names that frame lists. When a change leaves them as they are (in a big room,
+    /// most joins are of people not among the first names shown), `tick` sends only the
+    /// new count: a few dozen bytes per member instead of the whole list.
+    presence_listed: Vec<DisplayName>,
     /// Presence changed since it was last sent; `tick` sends it, so a burst of joins costs
     /// one render and one fan-out, not one per join.
     presence_dirty: bool,
@@ -215,6 +219,7 @@ impl Hub {
             members: HashMap::new(),
             users: HashMap::new(),
             presence_frame: None,
+            presence_listed: Vec::new(),
             presence_dirty: false,
             counts_changed: false,
             typing: BTreeMap::new(),
@@ -452,8 +457,16 @@ impl Hub {
             }
             if entry.presence_dirty {
                 entry.presence_dirty = false;
-                entry.presence_frame = None;
-                let frame = entry.presence_frame();
+                let (listed, total) = entry.listed();
+                let unchanged = listed == entry.presence_listed && entry.presence_frame.is_some();
+                let full = render::presence(&listed, total, true);
+                let frame = if unchanged {
+                    render::presence_count(total, listed.len())
+                } else {
+                    full.clone()
+                };
+                entry.presence_frame = Some(full);
+                entry.presence_listed = listed;
                 evicted += entry.fan_out(&frame);
             }
         }
@@ -591,12 +604,39 @@ impl Room {
         names
     }
 
+    /// The first [`render::PRESENCE_SHOWN`] names in list order, and how many are here.
+    /// Selecting them is linear in the room's size; only those few are sorted.
+    fn listed(&self) -> (Vec<DisplayName>, usize) {
+        let mut keyed: Vec<(String, &DisplayName)> = self
+            .users
+            .values()
+            .map(|p| (p.name.as_str().to_lowercase(), &p.name))
+            .collect();
+        let total = keyed.len();
+        let order = |a: &(String, &DisplayName), b: &(String, &DisplayName)| {
+            (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str()))
+        };
+        if keyed.len() > render::PRESENCE_SHOWN {
+            keyed.select_nth_unstable_by(render::PRESENCE_SHOWN - 1, order);
+            keyed.truncate(render::PRESENCE_SHOWN);
+        }
+        keyed.sort_by(order);
+        (
+            keyed.into_iter().map(|(_, name)| name.clone()).collect(),
+            total,
+        )
+    }
+
+    /// The presence frame newcomers get: the last one sent (at most one tick old), or, for
+    /// a room's first member, a fresh one.
     fn presence_frame(&mut self) -> Utf8Bytes {
         if let Some(frame) = &self.presence_frame {
             return frame.clone();
         }
-        let frame = render::presence(&self.present(), true);
+        let (listed, total) = self.listed();
+        let frame = render::presence(&listed, total, true);
         self.presence_frame = Some(frame.clone());
+        self.presence_listed = listed;
         frame
     }
 
@@ -1016,5 +1056,39 @@ mod tests {
             hub.leave(&room, member.id);
         }
         assert_eq!(hub.stats().rooms_loaded, 1);
+    }
+
+    #[test]
+    fn a_join_that_leaves_the_listed_names_as_they_are_sends_only_the_count() {
+        let (hub, room) = hub_with(HubSettings::default());
+        let mut first = join(&hub, &room, UserId::generate(), name("a000")).unwrap();
+        let _others: Vec<Joined> = (1..render::PRESENCE_SHOWN)
+            .map(|i| join(&hub, &room, UserId::generate(), name(&format!("a{i:03}"))).unwrap())
+            .collect();
+        hub.tick(Instant::now());
+        assert!(drain(&mut first).contains(r#"<section id="presence""#));
+
+        // Sorts after the hundred names shown: only the count changes.
+        let _late = join(&hub, &room, UserId::generate(), name("zed")).unwrap();
+        hub.tick(Instant::now());
+        let update = drain(&mut first);
+        assert!(!update.contains("<section"), "{update}");
+        assert!(
+            update.contains(
+                r#"<span id="presence-count" class="count" hx-swap-oob="true">101</span>"#
+            ) && update.contains(">and 1 more<"),
+            "{update}"
+        );
+
+        // Sorts among them: the whole list again.
+        let _early = join(&hub, &room, UserId::generate(), name("a")).unwrap();
+        hub.tick(Instant::now());
+        let update = drain(&mut first);
+        assert!(update.contains(r#"<section id="presence""#), "{update}");
+        assert!(
+            update.contains(">a</span>") && !update.contains(">a099<"),
+            "{update}"
+        );
+        assert!(update.contains(">and 2 more<"), "{update}");
     }
 }

@@ -306,20 +306,38 @@ struct PresenceTemplate<'a> {
 }
 
 /// The most names the presence list shows; a big room says "and N more".
-const PRESENCE_SHOWN: usize = 100;
+pub const PRESENCE_SHOWN: usize = 100;
 
-/// Who is in the room.
-pub fn presence(names: &[DisplayName], oob: bool) -> Utf8Bytes {
-    let listed = names
+/// Who is in the room: the first names in list order (at most [`PRESENCE_SHOWN`] are
+/// shown) and how many are here in all.
+pub fn presence(names: &[DisplayName], total: usize, oob: bool) -> Utf8Bytes {
+    let listed: Vec<(&str, u8)> = names
         .iter()
         .take(PRESENCE_SHOWN)
         .map(|n| (n.as_str(), colour(n.as_str())))
         .collect();
+    let more = total.saturating_sub(listed.len());
     Utf8Bytes::from(fragment(&PresenceTemplate {
         names: listed,
-        total: names.len(),
-        more: names.len().saturating_sub(PRESENCE_SHOWN),
+        total,
+        more,
         oob,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "presence_count.html")]
+struct PresenceCountTemplate {
+    total: usize,
+    more: usize,
+}
+
+/// Only the count (and "and N more") of the presence list, for when the names it shows
+/// are unchanged.
+pub fn presence_count(total: usize, listed: usize) -> Utf8Bytes {
+    Utf8Bytes::from(fragment(&PresenceCountTemplate {
+        total,
+        more: total.saturating_sub(listed),
     }))
 }
 
@@ -379,7 +397,7 @@ pub struct Page<'a> {
 /// The chat page.
 pub fn page(page: &Page<'_>) -> Result<String, RenderError> {
     let rooms = room_list(page.rooms, false);
-    let present = presence(page.present, false);
+    let present = presence(page.present, page.present.len(), false);
     Ok(PageTemplate {
         assets: AssetUrls::get(),
         room: page.room.as_str(),
@@ -523,12 +541,25 @@ mod tests {
         let names: Vec<DisplayName> = (0..150)
             .map(|i| DisplayName::parse(&format!("user {i:03}")).unwrap())
             .collect();
-        let html = presence(&names, true);
+        let html = presence(&names, names.len(), true);
         let html = html.as_str();
         assert_eq!(html.matches("<li>").count(), 100);
         assert!(
-            html.contains(r#"<span class="count">150</span>"#) && html.contains("and 50 more"),
+            html.contains(r#"<span id="presence-count" class="count">150</span>"#)
+                && html.contains(">and 50 more<"),
             "{html}"
+        );
+        let count = presence_count(151, 100);
+        assert_eq!(
+            count.as_str(),
+            r#"<span id="presence-count" class="count" hx-swap-oob="true">151</span><p id="presence-more" class="more" hx-swap-oob="true">and 51 more</p>"#
+        );
+        let small = presence_count(3, 3);
+        assert!(
+            small
+                .as_str()
+                .contains(r#"class="more" hx-swap-oob="true" hidden>"#),
+            "{small}"
         );
     }
 

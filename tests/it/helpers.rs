@@ -610,6 +610,8 @@ pub struct PageModel {
     pub older: Older,
     /// The value the server last put back into the input, if any.
     pub restored_input: Option<String>,
+    /// How many the presence list says are here (listed or not).
+    pub present_total: usize,
     /// Who the presence list shows.
     pub present: Vec<String>,
     /// The typing line ("" when nobody types).
@@ -673,13 +675,31 @@ impl PageModel {
                     .skip(1)
                     .map(|li| unescape(between(li, "\">", "</span>")))
                     .collect();
-                let count: usize = between(inner, "<span class=\"count\">", "</span>")
-                    .parse()
-                    .unwrap();
-                if !inner.contains("class=\"more\"") {
+                let count: usize = between(
+                    inner,
+                    "<span id=\"presence-count\" class=\"count\">",
+                    "</span>",
+                )
+                .parse()
+                .unwrap();
+                if inner.contains("class=\"more\" hidden>") {
                     assert_eq!(count, self.present.len(), "the count matches the list");
                 }
+                self.present_total = count;
                 self.count("presence");
+                rest = after;
+            } else if rest.starts_with(r#"<span id="presence-count""#) {
+                // The names shown are unchanged; only the count moved.
+                assert!(
+                    rest[..rest.find('>').unwrap()].contains("hx-swap-oob"),
+                    "{rest}"
+                );
+                let (inner, after) = element(rest, "</span>");
+                self.present_total = inner.parse().unwrap();
+                self.count("presence-count");
+                rest = after;
+            } else if rest.starts_with(r#"<p id="presence-more""#) {
+                let (_, after) = element(rest, "</p>");
                 rest = after;
             } else if rest.starts_with(r#"<nav id="rooms""#) {
                 assert!(
