@@ -34,6 +34,12 @@ use crate::outlet::{Offered, Outlet};
 use crate::render::{self, Rendered};
 use crate::wire::Frame;
 
+/// Status updates (presence, room list) reach a room at most once per this much time per
+/// member (and never more often than the server's upkeep tick): 100 µs × 19,000 members is
+/// one update every 1.9 s. At roughly 10 µs of kernel time per write on loopback, that
+/// caps status traffic at about a tenth of a core whatever the room's size.
+const STATUS_PACE_PER_MEMBER: Duration = Duration::from_micros(100);
+
 /// Identifies one connection for as long as it is in the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionId(u64);
@@ -117,6 +123,11 @@ struct Room {
     presence_dirty: bool,
     /// A fan-out removed someone's last session: the room list's count changed.
     counts_changed: bool,
+    /// The room list changed since this room's members last got it.
+    room_list_stale: bool,
+    /// When this room may next get a status update (presence, room list); see
+    /// [`STATUS_PACE_PER_MEMBER`].
+    status_due: Instant,
     typing: BTreeMap<UserId, Typist>,
 }
 
@@ -222,6 +233,8 @@ impl Hub {
             presence_listed: Vec::new(),
             presence_dirty: false,
             counts_changed: false,
+            room_list_stale: false,
+            status_due: Instant::now(),
             typing: BTreeMap::new(),
         };
         for message in rendered {
@@ -444,39 +457,49 @@ impl Hub {
 
     /// Periodic upkeep: expires typing indicators, and sends presence and the room list
     /// where they changed. The server calls it twice a second.
+    ///
+    /// Status updates (presence and the room list, one frame) are paced per room: a room
+    /// gets one at most every [`STATUS_PACE_PER_MEMBER`] × its members, so a reconnect
+    /// storm into a 19,000-member room costs a bounded number of writes per second
+    /// instead of one per member per tick.
     pub fn tick(&self, now: Instant) {
         let mut evicted = 0;
         let mut state = self.lock();
         let mut counts_changed = false;
         for entry in state.rooms.values_mut() {
             counts_changed |= std::mem::take(&mut entry.counts_changed);
+        }
+        if state.room_list_dirty || counts_changed {
+            state.room_list_dirty = false;
+            state.room_list_frame = None;
+            for entry in state.rooms.values_mut() {
+                entry.room_list_stale = true;
+            }
+        }
+        let room_list = state.room_list_frame();
+        for entry in state.rooms.values_mut() {
             let before = entry.typing.len();
             entry.typing.retain(|_, typist| typist.until > now);
             if entry.typing.len() != before {
                 evicted += entry.fan_out_typing();
             }
-            if entry.presence_dirty {
-                entry.presence_dirty = false;
-                let (listed, total) = entry.listed();
-                let unchanged = listed == entry.presence_listed && entry.presence_frame.is_some();
-                let full = render::presence(&listed, total, true);
-                let frame = if unchanged {
-                    render::presence_count(total, listed.len())
-                } else {
-                    full.clone()
-                };
-                entry.presence_frame = Some(full);
-                entry.presence_listed = listed;
-                evicted += entry.fan_out(&frame);
+            if now < entry.status_due || !(entry.presence_dirty || entry.room_list_stale) {
+                continue;
             }
-        }
-        if state.room_list_dirty || counts_changed {
-            state.room_list_dirty = false;
-            state.room_list_frame = None;
-            let frame = state.room_list_frame();
-            for entry in state.rooms.values_mut() {
-                evicted += entry.fan_out(&frame);
-            }
+            let presence = if entry.presence_dirty {
+                entry.presence_update()
+            } else {
+                Utf8Bytes::from_static("")
+            };
+            let list = if std::mem::take(&mut entry.room_list_stale) {
+                room_list.clone()
+            } else {
+                Utf8Bytes::from_static("")
+            };
+            let frame = Frame::text_joined([presence.as_str(), list.as_str()]);
+            let members = u32::try_from(entry.members.len()).unwrap_or(u32::MAX);
+            entry.status_due = now + STATUS_PACE_PER_MEMBER.saturating_mul(members);
+            evicted += entry.offer_all(&frame, None);
         }
         drop(state);
         self.count_evictions(evicted);
@@ -604,6 +627,23 @@ impl Room {
         names
     }
 
+    /// What members need to bring presence up to date: only the count when the names shown
+    /// are the same, the whole list otherwise. Newcomers get the whole list from then on.
+    fn presence_update(&mut self) -> Utf8Bytes {
+        self.presence_dirty = false;
+        let (listed, total) = self.listed();
+        let unchanged = listed == self.presence_listed && self.presence_frame.is_some();
+        let full = render::presence(&listed, total, true);
+        let update = if unchanged {
+            render::presence_count(total, listed.len())
+        } else {
+            full.clone()
+        };
+        self.presence_frame = Some(full);
+        self.presence_listed = listed;
+        update
+    }
+
     /// The first [`render::PRESENCE_SHOWN`] names in list order, and how many are here.
     /// Selecting them is linear in the room's size; only those few are sorted.
     fn listed(&self) -> (Vec<DisplayName>, usize) {
@@ -720,8 +760,11 @@ impl Room {
     /// Frames `html` once and offers the same bytes to every member (but `except`); evicts
     /// those whose queue is full.
     fn fan_out_except(&mut self, html: &Utf8Bytes, except: Option<SessionId>) -> u64 {
-        let frame = Frame::text(html.as_str());
-        let frame = &frame;
+        self.offer_all(&Frame::text(html.as_str()), except)
+    }
+
+    /// Offers one frame to every member (but `except`); evicts those whose queue is full.
+    fn offer_all(&mut self, frame: &Frame, except: Option<SessionId>) -> u64 {
         let mut evicted = 0;
         let mut gone = Vec::new();
         self.members.retain(|id, member| {
@@ -1061,16 +1104,22 @@ mod tests {
     #[test]
     fn a_join_that_leaves_the_listed_names_as_they_are_sends_only_the_count() {
         let (hub, room) = hub_with(HubSettings::default());
+        // Far enough apart for the status pace of a 100-member room (10 ms).
+        let mut clock = Instant::now();
+        let mut later = || {
+            clock += Duration::from_secs(1);
+            clock
+        };
         let mut first = join(&hub, &room, UserId::generate(), name("a000")).unwrap();
         let _others: Vec<Joined> = (1..render::PRESENCE_SHOWN)
             .map(|i| join(&hub, &room, UserId::generate(), name(&format!("a{i:03}"))).unwrap())
             .collect();
-        hub.tick(Instant::now());
+        hub.tick(later());
         assert!(drain(&mut first).contains(r#"<section id="presence""#));
 
         // Sorts after the hundred names shown: only the count changes.
         let _late = join(&hub, &room, UserId::generate(), name("zed")).unwrap();
-        hub.tick(Instant::now());
+        hub.tick(later());
         let update = drain(&mut first);
         assert!(!update.contains("<section"), "{update}");
         assert!(
@@ -1082,7 +1131,7 @@ mod tests {
 
         // Sorts among them: the whole list again.
         let _early = join(&hub, &room, UserId::generate(), name("a")).unwrap();
-        hub.tick(Instant::now());
+        hub.tick(later());
         let update = drain(&mut first);
         assert!(update.contains(r#"<section id="presence""#), "{update}");
         assert!(
@@ -1090,5 +1139,27 @@ mod tests {
             "{update}"
         );
         assert!(update.contains(">and 2 more<"), "{update}");
+    }
+
+    #[test]
+    fn status_updates_are_paced_by_room_size() {
+        let (hub, room) = hub_with(HubSettings::default());
+        let mut watcher = join(&hub, &room, UserId::generate(), name("watcher")).unwrap();
+        let _crowd: Vec<Joined> = (0..999)
+            .map(|i| join(&hub, &room, UserId::generate(), name(&format!("u{i:03}"))).unwrap())
+            .collect();
+        let start = Instant::now();
+        hub.tick(start);
+        drain(&mut watcher);
+
+        // 1,000 members: at most one status update per 100 ms.
+        let _late = join(&hub, &room, UserId::generate(), name("late")).unwrap();
+        hub.tick(start + Duration::from_millis(50));
+        assert_eq!(drain(&mut watcher), "", "too soon after the last update");
+        hub.tick(start + Duration::from_millis(101));
+        let update = drain(&mut watcher);
+        assert!(update.contains(">1001<"), "{update}");
+        // The room list's count rode along in the same update.
+        assert!(update.contains(r#"<nav id="rooms""#), "{update}");
     }
 }
