@@ -72,18 +72,20 @@ done
 table=$(python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("| server | run | target msg/s | sent msg/s | deliveries/s | loss | connections dropped | p50 / p99 / max ms | RSS per connection | connections/s | server CPU µs per delivery |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+print("| server | run | target msg/s | sent msg/s | deliveries/s | loss | connections dropped | p50 / p99 / max ms | RSS per connection | connections/s | server CPU µs per delivery | load tool CPU |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     p = r["report"]; l = p["latency_ms"]
     rss = p.get("rss_per_connection_kib")
     per = p.get("server_cpu_us_per_delivery")
     cpu = "" if per is None else f"{per:.3f}"
+    own = p.get("load_cpu_percent")
+    tool = "" if own is None else f"{own:.0f}%"
     print(f"| {'hubbub (SQLite)' if r['server']=='hubbub' else 'seed design'} | {r['run']} | {r['rate']} "
           f"| {p['messages_per_second']:.0f} | {p['deliveries_per_second']:,.0f} | {p['loss_ratio']*100:.3f}% "
           f"| {p['dropped']:,} of {p['connected']:,} "
           f"| {l['p50']:.1f} / {l['p99']:.1f} / {l['max']:.1f} | {'' if rss is None else f'{rss:.1f} KiB'} "
-          f"| {p['connections_per_second']:,.0f} | {cpu} |")
+          f"| {p['connections_per_second']:,.0f} | {cpu} | {tool} |")
 PY
 )
 echo "$table"

@@ -41,7 +41,7 @@ use crate::wire::Frame;
 const STATUS_PACE_PER_MEMBER: Duration = Duration::from_micros(100);
 
 /// Identifies one connection for as long as it is in the hub.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SessionId(u64);
 
 /// How the hub behaves; from the configuration.
@@ -109,7 +109,7 @@ struct Room {
     /// The connect frame for the current history, built on the first connect after a change
     /// so a burst of reconnects costs one render, not one each.
     history_frame: Option<Utf8Bytes>,
-    members: HashMap<SessionId, Member>,
+    members: BTreeMap<SessionId, Member>,
     /// Who is here: one entry per user however many tabs, with their current name.
     users: HashMap<UserId, Present>,
     /// The presence list as last sent (what newcomers get); `None` until the first join.
@@ -227,7 +227,7 @@ impl Hub {
             history: VecDeque::with_capacity(limit),
             has_older,
             history_frame: None,
-            members: HashMap::new(),
+            members: BTreeMap::new(),
             users: HashMap::new(),
             presence_frame: None,
             presence_listed: Vec::new(),

@@ -110,6 +110,9 @@ pub struct Report {
     /// `server_cpu_seconds` per delivery, in microseconds: what one delivery costs the
     /// server, all included (parsing, storing, rendering, the kernel's TCP work).
     pub server_cpu_us_per_delivery: Option<f64>,
+    /// This tool's own CPU use while measuring, in percent of one core. Near 100 (with the
+    /// tool pinned to one core) the tool itself limits what the run can show.
+    pub load_cpu_percent: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -197,6 +200,9 @@ impl Report {
                 "server CPU",
                 format!("{cpu:.2} s while measuring ({per:.3} µs per delivery)"),
             );
+        }
+        if let Some(own) = self.load_cpu_percent {
+            row("load tool CPU", format!("{own:.0}% of a core while measuring"));
         }
         out
     }
@@ -334,11 +340,16 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
     }
     shared.measuring.store(true, Ordering::SeqCst);
     let cpu_before = config.server_pid.and_then(cpu_seconds);
+    let own_before = cpu_seconds(std::process::id());
     let measuring = Instant::now();
     progress_phase(&shared, config.duration, "measure").await;
     shared.measuring.store(false, Ordering::SeqCst);
     report.measured_seconds = measuring.elapsed().as_secs_f64();
     let cpu_after = config.server_pid.and_then(cpu_seconds);
+    let own_after = cpu_seconds(std::process::id());
+    report.load_cpu_percent = own_before
+        .zip(own_after)
+        .map(|(a, b)| (b - a) * 100.0 / report.measured_seconds.max(1e-9));
     report.server_cpu_seconds = cpu_before.zip(cpu_after).map(|(a, b)| b - a);
     shared.stopped.store(true, Ordering::SeqCst);
     if !config.idle {
