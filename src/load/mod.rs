@@ -202,7 +202,10 @@ impl Report {
             );
         }
         if let Some(own) = self.load_cpu_percent {
-            row("load tool CPU", format!("{own:.0}% of a core while measuring"));
+            row(
+                "load tool CPU",
+                format!("{own:.0}% of a core while measuring"),
+            );
         }
         out
     }
