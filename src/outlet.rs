@@ -152,13 +152,13 @@ impl Outlet {
         let mut queue = self.lock();
         while !queue.frames.is_empty() {
             let written = {
-                let slices: Vec<IoSlice<'_>> = queue
-                    .frames
-                    .iter()
-                    .take(MAX_IOVECS)
-                    .map(|frame| IoSlice::new(frame))
-                    .collect();
-                match socket.try_write_vectored(&slices) {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut count = 0;
+                for (slot, frame) in slices.iter_mut().zip(&queue.frames) {
+                    *slot = IoSlice::new(frame);
+                    count += 1;
+                }
+                match socket.try_write_vectored(&slices[..count]) {
                     Ok(n) => n,
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(err) => return Err(err),
@@ -222,7 +222,7 @@ impl Queue {
                 written = 0;
             }
         }
-        if self.frames.is_empty() && self.frames.capacity() > 16 {
+        if self.frames.is_empty() && self.frames.capacity() > 0 {
             // A burst is over: give the memory back (idle connections hold nothing).
             self.frames = VecDeque::new();
         }

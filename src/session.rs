@@ -73,6 +73,8 @@ pub struct Settings {
     pub ping_interval: Duration,
     pub pong_timeout: Duration,
     pub write_timeout: Duration,
+    /// How long shutdown waits for connections: a closing session stays within it.
+    pub shutdown_grace: Duration,
 }
 
 impl Settings {
@@ -84,6 +86,7 @@ impl Settings {
             ping_interval: config.ping_interval,
             pong_timeout: config.pong_timeout,
             write_timeout: config.write_timeout,
+            shutdown_grace: config.shutdown_grace,
         }
     }
 }
@@ -293,7 +296,7 @@ async fn serve(
     loop {
         if decode_now {
             decode_now = false;
-            if let Err(end) = handle_input(
+            match handle_input(
                 conn,
                 hub,
                 committer,
@@ -303,7 +306,9 @@ async fn serve(
                 id,
                 &mut in_flight,
             ) {
-                return end;
+                Ok(true) => last_heard = Instant::now(),
+                Ok(false) => {}
+                Err(end) => return end,
             }
         }
         tokio::select! {
@@ -331,6 +336,8 @@ async fn serve(
                 return End::WriteTimeout;
             }
             Some((text, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                // Messages left undecoded while too many were in flight go next.
+                decode_now = !conn.pending.is_empty();
                 let Err(err) = outcome else { continue };
                 let notice = render::not_sent(err.user_message(), text.as_str(), room, settings.max_message_chars);
                 if let Err(end) = conn.send(&Frame::text(notice.as_str())) {
@@ -346,7 +353,6 @@ async fn serve(
                     Ok(false) => return End::Disconnected,
                     Err(err) => return End::Transport(err.to_string()),
                 }
-                last_heard = Instant::now();
                 decode_now = true;
             }
             _ = ping.tick() => {
@@ -361,7 +367,10 @@ async fn serve(
     }
 }
 
-/// Decodes and handles every whole message read so far.
+/// Decodes and handles the whole messages read so far, stopping while `MAX_IN_FLIGHT`
+/// messages wait for their commit (the rest stay buffered). `Ok(true)` when at least one
+/// whole message (a pong included) arrived: only that counts as hearing from the peer, so
+/// trickling bytes of a frame that never ends does not keep a connection alive.
 #[allow(clippy::too_many_arguments)]
 fn handle_input(
     conn: &mut Connection,
@@ -372,10 +381,16 @@ fn handle_input(
     settings: &Settings,
     id: crate::hub::SessionId,
     in_flight: &mut FuturesOrdered<InFlight>,
-) -> Result<(), End> {
+) -> Result<bool, End> {
+    let mut heard = false;
     loop {
-        let text = match conn.next_message() {
-            Ok(None) => return Ok(()),
+        if in_flight.len() >= MAX_IN_FLIGHT {
+            return Ok(heard);
+        }
+        let next = conn.next_message();
+        heard |= matches!(next, Ok(Some(_)));
+        let text = match next {
+            Ok(None) => return Ok(heard),
             Err(err) => return Err(End::Protocol(err)),
             Ok(Some(Incoming::Text(text))) => text,
             Ok(Some(Incoming::Binary)) => return Err(End::Binary),
@@ -461,17 +476,23 @@ fn parse(frame: &str, settings: &Settings) -> Result<Request, Utf8Bytes> {
 
 /// Ends the connection. When we close, we send our close frame, let the socket take it
 /// and wait briefly for the peer's answer; when the peer closed, we answer with a close
-/// frame and drop the connection (the server closes TCP first, RFC 6455 §7.1.1).
+/// frame and drop the connection (the server closes TCP first, RFC 6455 §7.1.1). At
+/// shutdown all of it fits in the server's grace period.
 async fn close(conn: &mut Connection, end: &End, settings: &Settings) {
     let Some(frame) = end.close_frame() else {
         conn.outlet.close();
         return;
     };
-    // An evicted reader is too far behind for what is queued to matter; on shutdown
+    let budget = match end {
+        End::Shutdown => settings.write_timeout.min(settings.shutdown_grace / 2),
+        _ => settings.write_timeout,
+    };
+    let deadline = Instant::now() + budget;
+    // An evicted reader is too far behind for what is queued to matter; otherwise
     // everything queued still goes out before the close frame.
     let keep_queued = !matches!(end, End::Evicted);
     conn.outlet.offer_last(&frame, keep_queued);
-    let flushed = tokio::time::timeout(settings.write_timeout, async {
+    let flushed = tokio::time::timeout_at(deadline, async {
         loop {
             match conn.outlet.flush() {
                 Ok(true) => return true,
@@ -488,9 +509,16 @@ async fn close(conn: &mut Connection, end: &End, settings: &Settings) {
     if !matches!(flushed, Ok(true)) || !end.we_close() {
         return;
     }
-    // Read (and discard) until the peer's close frame or the end of the stream.
-    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+    // Read until the peer's close frame or the end of the stream, so the connection is not
+    // reset with data unread (which could destroy our close frame in flight). After a
+    // protocol error the bytes are discarded without decoding.
+    let mut decode = !matches!(end, End::Protocol(_));
+    let wait = deadline.min(Instant::now() + CLOSE_HANDSHAKE);
+    let _ = tokio::time::timeout_at(wait, async {
         loop {
+            if !decode {
+                conn.pending.clear();
+            }
             if conn.socket.readable().await.is_err() {
                 return;
             }
@@ -498,11 +526,12 @@ async fn close(conn: &mut Connection, end: &End, settings: &Settings) {
                 Ok(true) => {}
                 Ok(false) | Err(_) => return,
             }
-            loop {
+            while decode {
                 match conn.next_message() {
-                    Ok(Some(Incoming::Close(_))) | Err(_) => return,
+                    Ok(Some(Incoming::Close(_))) => return,
                     Ok(Some(_)) => {}
                     Ok(None) => break,
+                    Err(_) => decode = false,
                 }
             }
         }
@@ -714,6 +743,65 @@ mod tests {
             None,
             "the server closed the TCP connection"
         );
+    }
+
+    #[tokio::test]
+    async fn a_burst_larger_than_the_in_flight_limit_is_posted_in_full_and_in_order() {
+        let (session, mut peer, _dir) = start(Bytes::new(), CancellationToken::new()).await;
+        assert!(matches!(peer.next().await, Some(Incoming::Text(_))));
+        // Forty posts in one write: more than may wait for their commit at once.
+        let mut burst = Vec::new();
+        for i in 0..40 {
+            let json = format!(r#"{{"text":"burst {i:02}"}}"#);
+            burst.extend(crate::wire::client_frame(
+                true,
+                json.as_bytes(),
+                [5, 6, 7, 8],
+            ));
+        }
+        peer.send(&burst).await;
+        let mut seen = Vec::new();
+        while seen.len() < 40 {
+            match tokio::time::timeout(Duration::from_secs(10), peer.next()).await {
+                Ok(Some(Incoming::Text(text))) => {
+                    for part in text.split("burst ").skip(1) {
+                        seen.push(part[..2].parse::<u32>().unwrap());
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => panic!("only {} of 40 came back: {seen:?}", seen.len()),
+            }
+        }
+        assert_eq!(seen, (0..40).collect::<Vec<_>>());
+        peer.send(&crate::wire::client_close(1000, [1, 1, 1, 1]))
+            .await;
+        assert_eq!(session.await.unwrap(), End::PeerClosed(Some(1000)));
+    }
+
+    #[tokio::test]
+    async fn trickling_a_frame_that_never_ends_does_not_keep_a_connection_alive() {
+        let (session, mut peer, _dir) = start(Bytes::new(), CancellationToken::new()).await;
+        assert!(matches!(peer.next().await, Some(Incoming::Text(_))));
+        // The header of a 1,000-byte text frame, then one byte every 50 ms.
+        let frame = crate::wire::client_frame(true, &[b'x'; 1000], [1, 2, 3, 4]);
+        let trickle = async {
+            for byte in &frame {
+                if peer
+                    .stream
+                    .write_all(std::slice::from_ref(byte))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let end = tokio::select! {
+            end = session => end.unwrap(),
+            () = trickle => panic!("the whole frame went through"),
+        };
+        assert_eq!(end, End::Unresponsive);
     }
 
     #[test]

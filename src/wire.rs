@@ -26,6 +26,9 @@ mod opcode {
     pub(super) const PONG: u8 = 0xA;
 }
 
+/// The most buffer reserved at once for a frame still arriving.
+const RESERVE_STEP: usize = 16 * 1024;
+
 /// Control frames carry at most this many payload bytes (§5.5).
 const MAX_CONTROL_PAYLOAD: usize = 125;
 
@@ -330,7 +333,9 @@ impl Decoder {
         };
         let len = len as usize; // bounded by max_message or by 125 above
         if buf.len() < at + len {
-            buf.reserve(at + len - buf.len());
+            // Grow with what arrives, not with what the header promises: a peer that
+            // announces a large frame and sends it slowly (or never) costs little.
+            buf.reserve((at + len - buf.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         buf.advance(at);
@@ -569,6 +574,15 @@ mod tests {
         // Exactly the limit is fine.
         let at_limit = client_frame(true, &[b'c'; 1024], MASK);
         assert_eq!(decode_all(&mut server(), &at_limit).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_promised_large_frame_reserves_only_a_step_at_a_time() {
+        let mut decoder = Decoder::new(Role::Server, 1 << 20);
+        let mut buf = BytesMut::new();
+        put_header(&mut buf, opcode::TEXT, 1 << 20, Some(MASK));
+        assert_eq!(decoder.decode(&mut buf), Ok(None));
+        assert!(buf.capacity() <= 2 * RESERVE_STEP, "{}", buf.capacity());
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub(super) struct Reader {
 /// The writing half, shared by the sender and the reader (which answers pings).
 pub(super) struct Writer {
     half: OwnedWriteHalf,
-    mask: [u8; 4],
+    /// Drives a fresh mask for every frame (RFC 6455 §5.3); seeded from the OS.
+    mask_state: u64,
 }
 
 pub(super) type SharedWriter = Arc<Mutex<Writer>>;
@@ -61,13 +62,25 @@ impl Reader {
 
 impl Writer {
     pub(super) async fn send_text(&mut self, text: &str) -> std::io::Result<()> {
-        let frame = wire::client_frame(true, text.as_bytes(), self.mask);
+        let frame = wire::client_frame(true, text.as_bytes(), self.next_mask());
         self.half.write_all(&frame).await
     }
 
     pub(super) async fn pong(&mut self, payload: &[u8]) -> std::io::Result<()> {
-        let frame = wire::client_pong(payload, self.mask);
+        let frame = wire::client_pong(payload, self.next_mask());
         self.half.write_all(&frame).await
+    }
+
+    /// xorshift64*: unpredictable enough for masking, which only keeps proxies from
+    /// mistaking frames for other traffic; it is not a secret.
+    fn next_mask(&mut self) -> [u8; 4] {
+        let mut x = self.mask_state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.mask_state = x;
+        let bytes = x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+        [bytes[4], bytes[5], bytes[6], bytes[7]]
     }
 }
 
@@ -120,15 +133,20 @@ pub(super) async fn connect(
     let head = buf.split_to(head_len);
     check_answer(&String::from_utf8_lossy(&head), &key)?;
 
-    let mut mask = [0_u8; 4];
-    let _ = getrandom::fill(&mut mask);
+    let mut seed = [0_u8; 8];
+    let _ = getrandom::fill(&mut seed);
+    // xorshift must not start at zero.
+    let mask_state = u64::from_le_bytes(seed) | 1;
     let (read, write) = stream.into_split();
     let reader = Reader {
         half: read,
         buf,
         decoder: Decoder::new(Role::Client, MAX_MESSAGE),
     };
-    let writer = Arc::new(Mutex::new(Writer { half: write, mask }));
+    let writer = Arc::new(Mutex::new(Writer {
+        half: write,
+        mask_state,
+    }));
     Ok((reader, writer))
 }
 
