@@ -6,6 +6,7 @@
 
 pub mod assets;
 mod error;
+pub mod headers;
 mod history;
 pub mod identity;
 pub mod origin;
@@ -54,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(assets::router())
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(headers::secure))
         .with_state(state)
 }
 

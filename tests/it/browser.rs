@@ -153,6 +153,29 @@ async fn author_of(browser: &Client, text: &str) -> String {
 }
 
 /// The text of every element matching `css`, in document order.
+/// Starts recording Content-Security-Policy violations (scripts run by WebDriver are not
+/// subject to the page's policy). Everything the page does from here until it is next
+/// loaded is covered: sending, live swaps, loading older messages.
+async fn watch_csp(browser: &Client) {
+    browser
+        .execute(
+            "window.cspViolations = [];
+             document.addEventListener('securitypolicyviolation',
+                 e => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));",
+            vec![],
+        )
+        .await
+        .unwrap();
+}
+
+async fn assert_no_csp_violations(browser: &Client) {
+    let seen = browser
+        .execute("return window.cspViolations || ['not watching'];", vec![])
+        .await
+        .unwrap();
+    assert_eq!(seen, serde_json::json!([]), "the page broke its own policy");
+}
+
 async fn texts_of(browser: &Client, css: &str) -> Vec<String> {
     let value = browser
         .execute(
@@ -226,6 +249,7 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     for browser in [&alice, &bob] {
         browser.goto(&app.url("/")).await.unwrap();
         wait_connected(browser).await;
+        watch_csp(browser).await;
     }
     let alice_name = alice
         .find(Locator::Css("#name"))
@@ -287,8 +311,10 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     assert_eq!(clean, json!(true), "no payload became markup or ran");
 
     // A newcomer (Bob reloading) sees the recent history, once.
+    assert_no_csp_violations(&bob).await;
     bob.goto(&app.url("/")).await.unwrap();
     wait_connected(&bob).await;
+    watch_csp(&bob).await;
     wait_for_text(&bob, "sentinel").await;
     assert_eq!(shown_texts(&bob).await, all[all.len() - 50..]);
 
@@ -330,6 +356,34 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     all.push("hi alice, I see your tests are all text".into());
 
     save_screenshot(&alice, "screenshot-xss.png").await;
+    for browser in [&alice, &bob] {
+        assert_no_csp_violations(browser).await;
+    }
+    // The policy is enforced (and the watch above would see it): an inline script put into
+    // the page is refused.
+    alice
+        .execute(
+            "const s = document.createElement('script');
+             s.textContent = 'window.pwned = true';
+             document.body.appendChild(s);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let mut refused = json!([]);
+    for _ in 0..50 {
+        refused = alice
+            .execute("return window.cspViolations;", vec![])
+            .await
+            .unwrap();
+        if refused.as_array().is_some_and(|v| !v.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused.to_string().contains("script-src"), "{refused}");
+    let pwned = alice.execute("return window.pwned === true;", vec![]).await;
+    assert_eq!(pwned.unwrap(), json!(false), "the inline script ran");
 
     // The server restarts under both pages: they reconnect by themselves (close 1012), and
     // what is sent afterwards shows up once, with nothing duplicated.

@@ -180,3 +180,60 @@ async fn an_allowed_origin_may_connect() {
     let request = app.ws_request(Some("http://localhost:5174"));
     assert!(tokio_tungstenite::connect_async(request).await.is_err());
 }
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = spawn_app().await;
+    let page = app.get("/").await;
+    let asset = page
+        .body
+        .split("\"/assets/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    for (method, path, status) in [
+        ("GET", "/".to_owned(), 200),
+        ("GET", "/rooms/design".to_owned(), 200),
+        ("GET", format!("/assets/{asset}"), 200),
+        ("GET", "/healthz".to_owned(), 200),
+        ("GET", "/rooms/general/history?before=x".to_owned(), 400),
+        ("GET", "/no/such/page".to_owned(), 404),
+        ("GET", "/ws".to_owned(), 426),
+        ("DELETE", "/".to_owned(), 405),
+    ] {
+        let response = app.request(method, &path).await;
+        assert_eq!(response.status, status, "{method} {path}");
+        let header = |name: &str| {
+            response
+                .headers
+                .get(name)
+                .unwrap_or_else(|| panic!("{method} {path}: no {name}"))
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let csp = header("content-security-policy");
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe"), "no inline code, no eval: {csp}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("referrer-policy"), "same-origin", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+    }
+    // The page itself has nothing the policy would block.
+    assert!(!page.body.contains(" style=\"") && !page.body.contains("<style"));
+    assert!(!page.body.contains("<script>"), "no inline script");
+    // No inline event handler attributes (` onclick="…"` and the like).
+    let handler = page.body.match_indices(" on").any(|(at, _)| {
+        let rest = &page.body[at + 3..];
+        let name_len = rest.chars().take_while(char::is_ascii_lowercase).count();
+        name_len > 0 && rest[name_len..].starts_with('=')
+    });
+    assert!(!handler, "{}", page.body);
+}
