@@ -45,7 +45,8 @@ run_one() { # server rate run -> one JSON line on stdout
     port=3941
     rm -f "$work"/bench.db*
     taskset -c 0 ./target/release/hubbub --addr "127.0.0.1:$port" \
-      --database "sqlite://$work/bench.db" --log warn >"$work/server.log" 2>&1 &
+      --database "sqlite://$work/bench.db" --log warn \
+      --message-rate 1000000 --message-burst 1000000 >"$work/server.log" 2>&1 &
   else
     port=3942
     taskset -c 0 "$seed" -addr "127.0.0.1:$port" >"$work/server.log" 2>&1 &

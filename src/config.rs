@@ -71,6 +71,23 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub send_queue: u32,
 
+    /// Messages one connection may post per second, sustained. Over it the sender is told
+    /// to slow down (the message is not sent and goes back into the input).
+    #[arg(long, env = "HUBBUB_MESSAGE_RATE", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_rate: u32,
+
+    /// Messages one connection may post at once before `--message-rate` applies.
+    #[arg(long, env = "HUBBUB_MESSAGE_BURST", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_burst: u32,
+
+    /// Typing events one connection may send per second (burst: twice as many); more are
+    /// ignored. The page sends at most one every two seconds.
+    #[arg(long, env = "HUBBUB_TYPING_RATE", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub typing_rate: u32,
+
     /// How often the server pings each client.
     #[arg(long, env = "HUBBUB_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub ping_interval: Duration,

@@ -11,6 +11,7 @@
 //! Every way a session can end is an [`End`], and each maps to one close code in one
 //! place ([`End::close_frame`]).
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -51,6 +53,10 @@ pub mod close_code {
     pub const INVALID_DATA: u16 = 1007;
 }
 
+/// Refusals in a row (posts over the rate limit, ignored typing events) after which a
+/// client is not a person typing fast but a flood, and is disconnected (1008).
+const MAX_STRIKES: u32 = 20;
+
 /// Messages one session may have waiting for their commit. When that many are in flight
 /// the session stops reading until one is answered.
 const MAX_IN_FLIGHT: usize = 16;
@@ -75,6 +81,10 @@ pub struct Settings {
     pub write_timeout: Duration,
     /// How long shutdown waits for connections: a closing session stays within it.
     pub shutdown_grace: Duration,
+    /// Posts allowed per connection (`--message-rate`, `--message-burst`).
+    pub message_quota: Quota,
+    /// Typing events allowed per connection (`--typing-rate`, burst twice that).
+    pub typing_quota: Quota,
 }
 
 impl Settings {
@@ -87,7 +97,48 @@ impl Settings {
             pong_timeout: config.pong_timeout,
             write_timeout: config.write_timeout,
             shutdown_grace: config.shutdown_grace,
+            message_quota: quota(config.message_rate, config.message_burst),
+            typing_quota: quota(config.typing_rate, config.typing_rate.saturating_mul(2)),
         }
+    }
+}
+
+/// `rate` per second with bursts of `burst` (both at least 1).
+fn quota(rate: u32, burst: u32) -> Quota {
+    let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
+    Quota::per_second(rate).allow_burst(burst)
+}
+
+/// A connection's rate limits, and how many refusals it has had in a row.
+struct Limits {
+    messages: DefaultDirectRateLimiter,
+    typing: DefaultDirectRateLimiter,
+    strikes: u32,
+}
+
+impl Limits {
+    fn new(settings: &Settings) -> Self {
+        Self {
+            messages: DefaultDirectRateLimiter::direct(settings.message_quota),
+            typing: DefaultDirectRateLimiter::direct(settings.typing_quota),
+            strikes: 0,
+        }
+    }
+
+    /// Counts one use of `limiter`: `Ok(true)` when allowed, `Ok(false)` when refused, and
+    /// `Err` once refusals in a row show a flood.
+    fn allow(&mut self, typing: bool) -> Result<bool, End> {
+        let limiter = if typing { &self.typing } else { &self.messages };
+        if limiter.check().is_ok() {
+            self.strikes = 0;
+            return Ok(true);
+        }
+        self.strikes += 1;
+        if self.strikes >= MAX_STRIKES {
+            return Err(End::Flooding);
+        }
+        Ok(false)
     }
 }
 
@@ -104,6 +155,8 @@ pub enum End {
     Disconnected,
     /// The peer sent a binary frame.
     Binary,
+    /// The peer kept sending over its rate limit.
+    Flooding,
     /// The peer broke the protocol, or sent a message over the size limit.
     Protocol(ProtocolError),
     /// No pong (or any frame) within the pong timeout.
@@ -125,6 +178,7 @@ impl End {
                 "server restarting; reconnect shortly",
             ),
             End::Evicted => (close_code::POLICY, "too slow: fell too far behind the room"),
+            End::Flooding => (close_code::POLICY, "too many messages: slow down"),
             End::Binary => (
                 close_code::UNSUPPORTED_DATA,
                 "binary frames are not supported",
@@ -288,6 +342,7 @@ async fn serve(
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
+    let mut limits = Limits::new(settings);
     // Set while frames wait in the outlet: when the socket last took something.
     let mut flushing: Option<Instant> = None;
     // What the hyper layer read past the upgrade request is decoded first.
@@ -305,6 +360,7 @@ async fn serve(
                 settings,
                 id,
                 &mut in_flight,
+                &mut limits,
             ) {
                 Ok(true) => last_heard = Instant::now(),
                 Ok(false) => {}
@@ -381,6 +437,7 @@ fn handle_input(
     settings: &Settings,
     id: crate::hub::SessionId,
     in_flight: &mut FuturesOrdered<InFlight>,
+    limits: &mut Limits,
 ) -> Result<bool, End> {
     let mut heard = false;
     loop {
@@ -404,9 +461,18 @@ fn handle_input(
         let notice = match parse(&text, settings) {
             Ok(Request::Nothing) => continue,
             Ok(Request::Typing) => {
-                hub.typing(room, id, Instant::now());
+                // Over the limit, typing is simply not announced.
+                if limits.allow(true)? {
+                    hub.typing(room, id, Instant::now());
+                }
                 continue;
             }
+            Ok(Request::Post(text)) if !limits.allow(false)? => render::not_sent(
+                "you are sending too fast; wait a moment.",
+                text.as_str(),
+                room,
+                settings.max_message_chars,
+            ),
             Ok(Request::Post(text)) => {
                 // The name may have changed since the connection opened.
                 let author = hub.name_of(room, id).unwrap_or_else(|| name.clone());
@@ -590,6 +656,7 @@ mod tests {
         Settings {
             ping_interval: Duration::from_millis(100),
             pong_timeout: Duration::from_millis(300),
+            message_quota: quota(1000, 1000),
             ..Settings::from_config(&Config::defaults())
         }
     }
@@ -813,6 +880,7 @@ mod tests {
         assert_eq!(code(End::Shutdown), Some(1012));
         assert_eq!(code(End::Evicted), Some(1008));
         assert_eq!(code(End::Binary), Some(1003));
+        assert_eq!(code(End::Flooding), Some(1008));
         assert_eq!(
             code(End::Protocol(ProtocolError::TooBig(1 << 20))),
             Some(1009)

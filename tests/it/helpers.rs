@@ -50,6 +50,10 @@ pub async fn spawn_app_on(
 ) -> TestApp {
     let mut config = Config::defaults();
     config.database = db.url.clone();
+    // Tests send bursts (history seeding, ordering checks) far above what one person
+    // types; the rate-limit tests set their own limits.
+    config.message_rate = 100_000;
+    config.message_burst = 100_000;
     configure(&mut config);
     let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();

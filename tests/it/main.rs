@@ -9,6 +9,7 @@ mod helpers;
 mod history;
 mod http_edges;
 mod inputs;
+mod limits;
 mod load;
 mod rooms;
 mod shutdown;
