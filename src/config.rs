@@ -88,6 +88,23 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub typing_rate: u32,
 
+    /// WebSocket connections the server holds at most; more are refused (503) before any
+    /// memory is spent on them. Keep it below the process's open-file limit.
+    #[arg(long, env = "HUBBUB_MAX_CONNECTIONS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// WebSocket connections one client address may hold (loopback peers are exempt
+    /// unless `--trust-proxy` is set).
+    #[arg(long, env = "HUBBUB_MAX_CONNECTIONS_PER_IP", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: u32,
+
+    /// hubbub runs behind a reverse proxy: take the client's address from the last entry
+    /// of `X-Forwarded-For` (never set this when clients can reach hubbub directly).
+    #[arg(long, env = "HUBBUB_TRUST_PROXY")]
+    pub trust_proxy: bool,
+
     /// How often the server pings each client.
     #[arg(long, env = "HUBBUB_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub ping_interval: Duration,

@@ -130,23 +130,34 @@ impl Server {
             cookie_key: self.cookie_key,
             shutdown: shutdown.clone(),
             sessions: sessions.clone(),
+            connections: http::client::Connections::new(
+                self.config.max_connections as usize,
+                self.config.max_connections_per_ip as usize,
+            ),
         };
         tokio::spawn(upkeep(self.hub.clone(), shutdown.clone()));
         let app = http::router(state);
         let serving = http::serve::serve(listener, app, shutdown.clone());
         tokio::pin!(serving);
+        // The accept loop ends on shutdown too, often in the same instant as the token: only
+        // an end *without* shutdown is an early return; otherwise the sessions are still
+        // to be waited for below.
+        let mut served = None;
         tokio::select! {
-            served = &mut serving => return served,
+            result = &mut serving => served = Some(result),
             () = shutdown.cancelled() => {}
         }
+        if !shutdown.is_cancelled() {
+            return served.unwrap_or(Ok(()));
+        }
 
-        // One deadline for everything: HTTP requests in flight, WebSocket sessions (which
-        // axum does not wait for) and the commit writer. A client that stalls mid-request
-        // cannot hold the process past it.
+        // One deadline for everything: HTTP requests in flight, WebSocket sessions and the
+        // commit writer. A client that stalls mid-request cannot hold the process past it.
         let deadline = Instant::now() + self.config.shutdown_grace;
-        if tokio::time::timeout_at(deadline, &mut serving)
-            .await
-            .is_err()
+        if served.is_none()
+            && tokio::time::timeout_at(deadline, &mut serving)
+                .await
+                .is_err()
         {
             tracing::warn!(
                 "HTTP requests still open at the end of the grace period; dropping them"

@@ -18,6 +18,8 @@ pub enum HttpError {
     NotWebSocket,
     #[error("The server is restarting; try again in a moment.")]
     ShuttingDown,
+    #[error("Too many connections: {0}. Try again in a moment.")]
+    TooManyConnections(super::client::Refused),
     #[error("{0}")]
     BadRequest(String),
     /// The store failed; details are logged where it failed.
@@ -34,9 +36,9 @@ impl HttpError {
             HttpError::NotFound => StatusCode::NOT_FOUND,
             HttpError::ForeignOrigin { .. } => StatusCode::FORBIDDEN,
             HttpError::NotWebSocket => StatusCode::UPGRADE_REQUIRED,
-            HttpError::ShuttingDown | HttpError::StoreUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            HttpError::ShuttingDown
+            | HttpError::StoreUnavailable
+            | HttpError::TooManyConnections(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
             HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -58,7 +60,9 @@ impl IntoResponse for HttpError {
             .unwrap_or_else(|_| format!("{title}\n{self}\n"));
         let mut response = (status, Html(body)).into_response();
         match self {
-            HttpError::ShuttingDown | HttpError::StoreUnavailable => {
+            HttpError::ShuttingDown
+            | HttpError::StoreUnavailable
+            | HttpError::TooManyConnections(_) => {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

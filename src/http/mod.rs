@@ -5,6 +5,7 @@
 //! everything that can go wrong is an [`HttpError`].
 
 pub mod assets;
+pub mod client;
 mod error;
 pub mod headers;
 mod history;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks WebSocket sessions, which axum's graceful shutdown does not wait for.
     pub sessions: TaskTracker,
+    /// Open WebSocket connections, counted against `--max-connections(-per-ip)`.
+    pub connections: client::Connections,
 }
 
 /// The whole application.

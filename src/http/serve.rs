@@ -11,6 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -19,6 +20,9 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::Layer;
+
+use super::client::Peer;
 
 /// Connections the kernel may hold for us before we accept them (capped by
 /// `net.core.somaxconn`). The usual 128 overflows when thousands of clients reconnect at
@@ -58,8 +62,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors or a connection reset before accept: wait a
                 // moment rather than spin, and keep serving everyone else.
@@ -69,7 +73,8 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // Every request on this connection knows its TCP peer (for the limits).
+        let service = TowerToHyperService::new(Extension(Peer(peer)).layer(app.clone()));
         let connection = builder
             .serve_connection(TokioIo::new(stream), service)
             .with_upgrades();

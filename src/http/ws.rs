@@ -14,6 +14,7 @@ use axum_extra::extract::SignedCookieJar;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::client::{ClientAddr, Peer};
 use super::identity::Identity;
 use super::{AppState, HttpError, origin};
 use crate::domain::RoomName;
@@ -56,6 +57,20 @@ async fn connect(
     origin::check(request.headers(), &state.config.allowed_origins)
         .map_err(|origin| HttpError::ForeignOrigin { origin })?;
     let accept = handshake(request.method(), request.headers())?;
+    // Counted before anything else is spent on the connection; held for its life.
+    let peer = request.extensions().get::<Peer>().map(|peer| peer.0);
+    let client = match peer {
+        Some(peer) => ClientAddr::of(peer, request.headers(), state.config.trust_proxy),
+        // Served without the accept loop (in-process tests): nothing to count against.
+        None => ClientAddr {
+            ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            exempt: true,
+        },
+    };
+    let permit = state
+        .connections
+        .acquire(client)
+        .map_err(HttpError::TooManyConnections)?;
     // Load the room before upgrading, so a store failure is a plain 503.
     state
         .committer
@@ -78,6 +93,7 @@ async fn connect(
 
     tokio::spawn(async move {
         let _tracked = tracked;
+        let _permit = permit;
         let upgraded = match upgrade.await {
             Ok(upgraded) => upgraded,
             Err(err) => {
