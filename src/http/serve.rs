@@ -49,9 +49,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let connections = TaskTracker::new();
-    // Deliberately the settings `axum::serve` used before this loop replaced it (no
-    // header-read timer): a browser-test flake appeared with the loop, and the timer was
-    // the one setting that differed. A slow-header timeout is part of issue 6's limits.
+    // The settings `axum::serve` used before this loop replaced it. There is no
+    // header-read timeout yet: a slow-header limit is part of issue 6's work.
     let mut builder = http1::Builder::new();
     builder.keep_alive(true);
     loop {

@@ -19,8 +19,6 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ENTER: &str = "\u{E007}";
 /// A cold Chromium can take a while to start its first page.
 const BROWSER_PATIENCE: Duration = Duration::from_secs(30);
-/// How long a freshly loaded page gets before it is reloaded once.
-const FIRST_LOAD_PATIENCE: Duration = Duration::from_secs(15);
 
 /// chromedriver, killed on drop.
 struct Driver {
@@ -112,18 +110,13 @@ async fn open_browser(driver: &Driver, chromium: &Path, profile: &Path) -> Clien
         .unwrap()
 }
 
-/// After loading a page: waits for its socket, reloading the page once if it does not open.
-/// A first load that never connected was seen twice in about twenty runs (the page loaded,
-/// its scripts apparently never started, cause not found yet); the state of the page is
-/// printed (run with `--nocapture` to see it) so the next occurrence says more.
+/// After loading a page: waits for its socket, and if it never opens, says what the page
+/// looked like (which scripts loaded and when). This once caught a real race: with
+/// `defer`red scripts htmx could process the page before its WebSocket extension had
+/// loaded, and the page never connected (fixed in `templates/base.html`).
 async fn wait_loaded_and_connected(browser: &Client) {
-    let Err(first) = wait_open(browser, FIRST_LOAD_PATIENCE).await else {
-        return;
-    };
-    eprintln!("FLAKE: a freshly loaded page did not connect; reloading it. Page state: {first}");
-    browser.refresh().await.unwrap();
-    if let Err(second) = wait_open(browser, BROWSER_PATIENCE).await {
-        panic!("the page's WebSocket did not open, even after a reload: {first} / {second}");
+    if let Err(state) = wait_open(browser, BROWSER_PATIENCE).await {
+        panic!("the page's WebSocket did not open within {BROWSER_PATIENCE:?}: {state}");
     }
 }
 
