@@ -352,12 +352,13 @@ impl Hub {
             }
         }
 
-        // Rendering happens before the lock is taken: the lock only covers the fan-out.
-        let rendered: Vec<(&RoomName, Vec<&ChatMessage>, Vec<Rendered>, Utf8Bytes)> = by_room
+        // Rendering and framing happen before the lock is taken: the lock only covers the
+        // fan-out. A room's messages become one frame, built straight from the fragments.
+        let rendered: Vec<(&RoomName, Vec<&ChatMessage>, Vec<Rendered>, Frame)> = by_room
             .into_iter()
             .map(|(room, list)| {
                 let rendered: Vec<Rendered> = list.iter().map(|m| render::message(m)).collect();
-                let frame = render::join(rendered.iter().map(Rendered::fragment));
+                let frame = Frame::text_joined(rendered.iter().map(|r| r.fragment().as_str()));
                 (room, list, rendered, frame)
             })
             .collect();
@@ -379,9 +380,10 @@ impl Hub {
                 .typing
                 .retain(|_, typist| !list.iter().any(|m| m.author == typist.name));
             if entry.typing.len() != before {
-                evicted += entry.fan_out_typing_after(frame.as_str());
+                let messages = render::join(rendered.iter().map(Rendered::fragment));
+                evicted += entry.fan_out_typing_after(messages.as_str());
             } else {
-                evicted += entry.fan_out(&frame);
+                evicted += entry.offer_all(&frame, None);
             }
             for message in rendered {
                 entry.remember(message, limit);

@@ -120,6 +120,18 @@ async fn wait_loaded_and_connected(browser: &Client) {
     }
 }
 
+/// The name in the page's name field (the user's own display name).
+async fn own_name(browser: &Client) -> String {
+    browser
+        .find(Locator::Css("#name"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// Waits for `body[data-ws='open']`; on timeout, describes the page.
 async fn wait_open(browser: &Client, patience: Duration) -> Result<(), String> {
     let opened = browser
@@ -275,14 +287,7 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
         wait_loaded_and_connected(browser).await;
         watch_csp(browser).await;
     }
-    let alice_name = alice
-        .find(Locator::Css("#name"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap()
-        .unwrap();
+    let alice_name = own_name(&alice).await;
 
     // Alice types and presses Enter: Bob sees it, once, with her name; her input is cleared.
     say(&alice, "hello from alice").await;
@@ -529,14 +534,7 @@ async fn rooms_names_presence_and_a_killed_server() {
     // The new page, not the old one still on screen, must be the one connected.
     wait_for_css(&bob, ".layout[data-room='design']").await;
     wait_loaded_and_connected(&bob).await;
-    let bob_name = bob
-        .find(Locator::Css("#name"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap()
-        .unwrap();
+    let bob_name = own_name(&bob).await;
     alice
         .wait()
         .at_most(BROWSER_PATIENCE)
