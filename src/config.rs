@@ -88,6 +88,27 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub typing_rate: u32,
 
+    /// Messages all connections from one client address may post per second together,
+    /// sustained (loopback peers are exempt unless `--trust-proxy` is set). It stops one
+    /// client from multiplying `--message-rate` by opening more connections; keep it above
+    /// `--message-rate` so a person with a few tabs open, or a household behind one
+    /// address, is not slowed down.
+    #[arg(long, env = "HUBBUB_IP_MESSAGE_RATE", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ip_message_rate: u32,
+
+    /// Messages one client address may post at once before `--ip-message-rate` applies.
+    #[arg(long, env = "HUBBUB_IP_MESSAGE_BURST", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub ip_message_burst: u32,
+
+    /// Renames (`POST /name`) one client address may make per minute (also its burst);
+    /// more are answered 429 with `Retry-After`. Loopback peers are exempt unless
+    /// `--trust-proxy` is set.
+    #[arg(long, env = "HUBBUB_RENAMES_PER_MINUTE", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub renames_per_minute: u32,
+
     /// WebSocket connections the server holds at most; more are refused (503) before any
     /// memory is spent on them. Keep it below the process's open-file limit.
     #[arg(long, env = "HUBBUB_MAX_CONNECTIONS", default_value_t = 15_000,
@@ -104,6 +125,18 @@ pub struct Config {
     /// of `X-Forwarded-For` (never set this when clients can reach hubbub directly).
     #[arg(long, env = "HUBBUB_TRUST_PROXY")]
     pub trust_proxy: bool,
+
+    /// Mark the identity cookie `Secure` (sent over HTTPS only). Set it when users reach
+    /// hubbub through HTTPS; with `--trust-proxy`, a request the proxy marks
+    /// `X-Forwarded-Proto: https` gets a secure cookie without it.
+    #[arg(long, env = "HUBBUB_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+
+    /// A client must send a request's headers within this time, or the connection is
+    /// closed (slow-header attacks hold connections open by trickling them). It also
+    /// closes keep-alive connections that stay idle this long.
+    #[arg(long, env = "HUBBUB_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
 
     /// How often the server pings each client.
     #[arg(long, env = "HUBBUB_PING_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -193,6 +226,9 @@ impl Config {
         if self.typing_timeout.is_zero() {
             return Err(ConfigError::ZeroTypingTimeout);
         }
+        if self.header_timeout.is_zero() {
+            return Err(ConfigError::ZeroHeaderTimeout);
+        }
         if self.commit_window >= Duration::from_secs(1) {
             return Err(ConfigError::CommitWindowTooLong(self.commit_window));
         }
@@ -223,6 +259,8 @@ pub enum ConfigError {
     BadOrigin(String),
     #[error("--typing-timeout must be greater than zero")]
     ZeroTypingTimeout,
+    #[error("--header-timeout must be greater than zero")]
+    ZeroHeaderTimeout,
     #[error("--commit-window ({0:?}) is too long; keep it under a second")]
     CommitWindowTooLong(Duration),
 }
@@ -244,6 +282,15 @@ mod tests {
         assert_eq!(config.pong_timeout, Duration::from_secs(60));
         assert_eq!(config.shutdown_grace, Duration::from_secs(5));
         assert!(config.allowed_origins.is_empty());
+        assert_eq!((config.message_rate, config.message_burst), (5, 10));
+        assert_eq!((config.ip_message_rate, config.ip_message_burst), (10, 20));
+        assert_eq!(config.renames_per_minute, 10);
+        assert_eq!(
+            (config.max_connections, config.max_connections_per_ip),
+            (15_000, 50)
+        );
+        assert!(!config.secure_cookies && !config.trust_proxy);
+        assert_eq!(config.header_timeout, Duration::from_secs(10));
         config.validate().unwrap();
     }
 

@@ -22,6 +22,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod outlet;
 pub mod render;
 pub mod session;
@@ -134,10 +135,16 @@ impl Server {
                 self.config.max_connections as usize,
                 self.config.max_connections_per_ip as usize,
             ),
+            address_limits: Arc::new(limits::AddressLimits::from_config(&self.config)),
         };
-        tokio::spawn(upkeep(self.hub.clone(), shutdown.clone()));
+        tokio::spawn(upkeep(
+            self.hub.clone(),
+            Arc::clone(&state.address_limits),
+            shutdown.clone(),
+        ));
         let app = http::router(state);
-        let serving = http::serve::serve(listener, app, shutdown.clone());
+        let serving =
+            http::serve::serve(listener, app, shutdown.clone(), self.config.header_timeout);
         tokio::pin!(serving);
         // The accept loop ends on shutdown too, often in the same instant as the token: only
         // an end *without* shutdown is an early return; otherwise the sessions are still
@@ -190,17 +197,26 @@ impl Server {
     }
 }
 
-/// Typing expiry and room-list updates, twice a second, until shutdown.
-async fn upkeep(hub: Hub, shutdown: CancellationToken) {
+/// Typing expiry and room-list updates twice a second, and forgetting idle client
+/// addresses once a minute, until shutdown.
+async fn upkeep(hub: Hub, address_limits: Arc<limits::AddressLimits>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(UPKEEP_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u32;
     loop {
         tokio::select! {
             _ = tick.tick() => hub.tick(Instant::now()),
             () = shutdown.cancelled() => break,
         }
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(FORGET_ADDRESSES_EVERY) {
+            address_limits.forget_idle();
+        }
     }
 }
+
+/// Upkeep ticks between sweeps of idle client addresses (a minute).
+const FORGET_ADDRESSES_EVERY: u32 = 120;
 
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 

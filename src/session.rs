@@ -11,7 +11,6 @@
 //! Every way a session can end is an [`End`], and each maps to one close code in one
 //! place ([`End::close_frame`]).
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,7 @@ use crate::commit::{CommitError, Committer};
 use crate::config::Config;
 use crate::domain::{DisplayName, Inbound, MessageText, NewMessage, RoomName, UserId};
 use crate::hub::{Hub, Membership, NotLoaded};
+use crate::limits::{ClientLimits, per_second};
 use crate::outlet::{Offered, Outlet};
 use crate::render;
 use crate::wire::{Decoder, Frame, Incoming, ProtocolError, Role};
@@ -97,48 +97,71 @@ impl Settings {
             pong_timeout: config.pong_timeout,
             write_timeout: config.write_timeout,
             shutdown_grace: config.shutdown_grace,
-            message_quota: quota(config.message_rate, config.message_burst),
-            typing_quota: quota(config.typing_rate, config.typing_rate.saturating_mul(2)),
+            message_quota: per_second(config.message_rate, config.message_burst),
+            typing_quota: per_second(config.typing_rate, config.typing_rate.saturating_mul(2)),
         }
     }
 }
 
-/// `rate` per second with bursts of `burst` (both at least 1).
-fn quota(rate: u32, burst: u32) -> Quota {
-    let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
-    Quota::per_second(rate).allow_burst(burst)
-}
-
-/// A connection's rate limits, and how many refusals it has had in a row.
+/// A connection's rate limits, its address's shared ones, and how many refusals it has
+/// had in a row.
 struct Limits {
     messages: DefaultDirectRateLimiter,
     typing: DefaultDirectRateLimiter,
+    /// `None` for a client exempt from per-address limits.
+    address: Option<ClientLimits>,
     strikes: u32,
 }
 
+/// What the limits say about one post or typing event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Allowed,
+    /// Over this connection's own limit.
+    Connection,
+    /// Over the limit shared by every connection from the client's address.
+    Address,
+}
+
 impl Limits {
-    fn new(settings: &Settings) -> Self {
+    fn new(settings: &Settings, address: Option<ClientLimits>) -> Self {
         Self {
             messages: DefaultDirectRateLimiter::direct(settings.message_quota),
             typing: DefaultDirectRateLimiter::direct(settings.typing_quota),
+            address,
             strikes: 0,
         }
     }
 
-    /// Counts one use of `limiter`: `Ok(true)` when allowed, `Ok(false)` when refused, and
-    /// `Err` once refusals in a row show a flood.
-    fn allow(&mut self, typing: bool) -> Result<bool, End> {
-        let limiter = if typing { &self.typing } else { &self.messages };
-        if limiter.check().is_ok() {
+    /// Counts one post (or, with `typing`, one typing event). `Err` once refusals in a row
+    /// show a flood.
+    fn allow(&mut self, typing: bool) -> Result<Verdict, End> {
+        let verdict = if typing {
+            if self.typing.check().is_ok() {
+                Verdict::Allowed
+            } else {
+                Verdict::Connection
+            }
+        } else if self.messages.check().is_err() {
+            Verdict::Connection
+        } else if self
+            .address
+            .as_ref()
+            .is_some_and(|address| !address.allow_message())
+        {
+            Verdict::Address
+        } else {
+            Verdict::Allowed
+        };
+        if verdict == Verdict::Allowed {
             self.strikes = 0;
-            return Ok(true);
+            return Ok(verdict);
         }
         self.strikes += 1;
         if self.strikes >= MAX_STRIKES {
             return Err(End::Flooding);
         }
-        Ok(false)
+        Ok(verdict)
     }
 }
 
@@ -219,6 +242,8 @@ pub struct Room {
     pub hub: Hub,
     pub committer: Committer,
     pub room: RoomName,
+    /// The client's address and its shared allowance; `None` when exempt.
+    pub address: Option<ClientLimits>,
 }
 
 /// What one text frame asks for.
@@ -294,6 +319,7 @@ pub async fn run(
         hub,
         committer,
         room,
+        address,
     } = place;
     let membership = match join(&hub, &committer, &room, &user, &name, &outlet).await {
         Ok(membership) => membership,
@@ -302,8 +328,10 @@ pub async fn run(
             return end;
         }
     };
+    let limits = Limits::new(&settings, address);
     let end = serve(
         &mut conn,
+        limits,
         &membership,
         &hub,
         &committer,
@@ -323,6 +351,7 @@ pub async fn run(
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     conn: &mut Connection,
+    mut limits: Limits,
     membership: &Membership,
     hub: &Hub,
     committer: &Committer,
@@ -342,7 +371,6 @@ async fn serve(
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let mut in_flight: FuturesOrdered<InFlight> = FuturesOrdered::new();
-    let mut limits = Limits::new(settings);
     // Set while frames wait in the outlet: when the socket last took something.
     let mut flushing: Option<Instant> = None;
     // What the hyper layer read past the upgrade request is decoded first.
@@ -462,41 +490,49 @@ fn handle_input(
             Ok(Request::Nothing) => continue,
             Ok(Request::Typing) => {
                 // Over the limit, typing is simply not announced.
-                if limits.allow(true)? {
+                if limits.allow(true)? == Verdict::Allowed {
                     hub.typing(room, id, Instant::now());
                 }
                 continue;
             }
-            Ok(Request::Post(text)) if !limits.allow(false)? => render::not_sent(
-                "you are sending too fast; wait a moment.",
-                text.as_str(),
-                room,
-                settings.max_message_chars,
-            ),
-            Ok(Request::Post(text)) => {
-                // The name may have changed since the connection opened.
-                let author = hub.name_of(room, id).unwrap_or_else(|| name.clone());
-                let message = NewMessage::now(room.clone(), author, text.clone());
-                // Queued at once: from here on the message is stored (or its sender told
-                // why not) even if this session ends before the answer comes.
-                match committer.submit(message) {
-                    Ok(answer) => {
-                        in_flight.push_back(
+            Ok(Request::Post(text)) => match limits.allow(false)? {
+                Verdict::Allowed => {
+                    // The name may have changed since the connection opened.
+                    let author = hub.name_of(room, id).unwrap_or_else(|| name.clone());
+                    let message = NewMessage::now(room.clone(), author, text.clone());
+                    // Queued at once: from here on the message is stored (or its sender told
+                    // why not) even if this session ends before the answer comes.
+                    match committer.submit(message) {
+                        Ok(answer) => {
+                            in_flight.push_back(
                             async move {
                                 (text, answer.await.unwrap_or(Err(CommitError::Stopped)))
                             }
                             .boxed(),
                         );
-                        continue;
+                            continue;
+                        }
+                        Err(err) => render::not_sent(
+                            err.user_message(),
+                            text.as_str(),
+                            room,
+                            settings.max_message_chars,
+                        ),
                     }
-                    Err(err) => render::not_sent(
-                        err.user_message(),
-                        text.as_str(),
-                        room,
-                        settings.max_message_chars,
-                    ),
                 }
-            }
+                Verdict::Connection => render::not_sent(
+                    "you are sending too fast; wait a moment.",
+                    text.as_str(),
+                    room,
+                    settings.max_message_chars,
+                ),
+                Verdict::Address => render::not_sent(
+                    "too many messages from your address; wait a moment.",
+                    text.as_str(),
+                    room,
+                    settings.max_message_chars,
+                ),
+            },
             Err(notice) => notice,
         };
         conn.send(&Frame::text(notice.as_str()))?;
@@ -651,12 +687,50 @@ mod tests {
         (server, peer)
     }
 
+    #[test]
+    fn posts_count_against_the_connection_then_its_address_and_refusals_add_up_to_a_flood() {
+        let address = ClientLimits {
+            ip: "203.0.113.7".parse().unwrap(),
+            limits: Arc::new(crate::limits::AddressLimits::new(
+                per_second(1, 2),
+                per_second(1, 1),
+            )),
+        };
+        let settings = Settings {
+            message_quota: per_second(1, 3),
+            ..settings()
+        };
+        let mut first = Limits::new(&settings, Some(address.clone()));
+        let mut second = Limits::new(&settings, Some(address));
+        assert_eq!(first.allow(false), Ok(Verdict::Allowed));
+        assert_eq!(second.allow(false), Ok(Verdict::Allowed));
+        // The address's burst of two is spent, though each connection has room left.
+        assert_eq!(first.allow(false), Ok(Verdict::Address));
+        // Typing is not counted against the address.
+        assert_eq!(first.allow(true), Ok(Verdict::Allowed));
+        // A post refused for its address still spends the connection's own allowance
+        // (checked first, so that a connection over its own limit spends nothing of its
+        // address's, which its siblings share).
+        assert_eq!(second.allow(false), Ok(Verdict::Address));
+        assert_eq!(second.allow(false), Ok(Verdict::Address));
+        assert_eq!(second.allow(false), Ok(Verdict::Connection));
+        // An exempt client has only its own limit; refusals in a row end in a flood.
+        let mut exempt = Limits::new(&settings, None);
+        for _ in 0..3 {
+            assert_eq!(exempt.allow(false), Ok(Verdict::Allowed));
+        }
+        for _ in 1..MAX_STRIKES {
+            assert_eq!(exempt.allow(false), Ok(Verdict::Connection));
+        }
+        assert_eq!(exempt.allow(false), Err(End::Flooding));
+    }
+
     /// Short keep-alive periods, so the tests run in real time.
     fn settings() -> Settings {
         Settings {
             ping_interval: Duration::from_millis(100),
             pong_timeout: Duration::from_millis(300),
-            message_quota: quota(1000, 1000),
+            message_quota: per_second(1000, 1000),
             ..Settings::from_config(&Config::defaults())
         }
     }
@@ -687,6 +761,7 @@ mod tests {
                 hub,
                 committer,
                 room,
+                address: None,
             },
             dir,
         )

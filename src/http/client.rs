@@ -28,6 +28,18 @@ pub struct ClientAddr {
 }
 
 impl ClientAddr {
+    /// The client of a request whose peer the accept loop recorded; a request served
+    /// without it (in-process tests) has nothing to count against and is exempt.
+    pub fn of_request(peer: Option<SocketAddr>, headers: &HeaderMap, trust_proxy: bool) -> Self {
+        match peer {
+            Some(peer) => Self::of(peer, headers, trust_proxy),
+            None => Self {
+                ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
+                exempt: true,
+            },
+        }
+    }
+
     pub fn of(peer: SocketAddr, headers: &HeaderMap, trust_proxy: bool) -> Self {
         if !trust_proxy {
             return Self {

@@ -5,10 +5,11 @@
 //! (`--cookie-secret`, or a random key kept in the store), so nobody can post under
 //! someone else's id or name by editing it.
 
+use axum::Extension;
 use axum::Form;
 use axum::Router;
 use axum::extract::{FromRef, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum_extra::extract::SignedCookieJar;
@@ -16,7 +17,9 @@ use axum_extra::extract::cookie::{Cookie, Key, SameSite};
 use serde::Deserialize;
 use time::Duration;
 
+use super::client::{ClientAddr, Peer};
 use super::{AppState, HttpError, origin};
+use crate::config::Config;
 use crate::domain::{DisplayName, UserId};
 use crate::render;
 
@@ -56,8 +59,8 @@ impl Identity {
     }
 
     /// The cookie that keeps this identity for a year. The name is hex-encoded so that any
-    /// name fits in a cookie value.
-    pub fn cookie(&self) -> Cookie<'static> {
+    /// name fits in a cookie value. A `secure` cookie is only ever sent over HTTPS.
+    pub fn cookie(&self, secure: bool) -> Cookie<'static> {
         let value = format!(
             "{}.{}",
             self.user.as_str(),
@@ -68,8 +71,25 @@ impl Identity {
             .max_age(Duration::days(365))
             .http_only(true)
             .same_site(SameSite::Lax)
+            .secure(secure)
             .build()
     }
+}
+
+/// Whether cookies set in answer to this request are `Secure`: always with
+/// `--secure-cookies`, and when a trusted proxy says the client came over HTTPS
+/// (`X-Forwarded-Proto: https`; the last value, the one the proxy itself set). hubbub does
+/// not terminate TLS itself, so without a proxy there is no HTTPS to detect.
+pub fn secure_cookies(config: &Config, headers: &HeaderMap) -> bool {
+    config.secure_cookies
+        || (config.trust_proxy
+            && headers
+                .get_all("x-forwarded-proto")
+                .iter()
+                .next_back()
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.rsplit(',').next())
+                .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https")))
 }
 
 pub(super) fn router() -> Router<AppState> {
@@ -85,12 +105,32 @@ struct RenameForm {
 /// a notice, and (on success) the new cookie.
 async fn rename(
     State(state): State<AppState>,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     jar: SignedCookieJar,
     form: Result<Form<RenameForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, HttpError> {
     origin::check(&headers, &state.config.allowed_origins)
         .map_err(|origin| HttpError::ForeignOrigin { origin })?;
+    let client = ClientAddr::of_request(
+        peer.map(|Extension(Peer(peer))| peer),
+        &headers,
+        state.config.trust_proxy,
+    );
+    if !client.exempt
+        && let Err(wait) = state.address_limits.allow_rename(client.ip)
+    {
+        // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = notice(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Not renamed: too many renames from your address; try again in {seconds} s."),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return Ok(response);
+    }
     let Ok(Form(form)) = form else {
         return Ok(notice(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -109,7 +149,7 @@ async fn rename(
     let user = Identity::from_jar(&jar).map_or_else(UserId::generate, |identity| identity.user);
     let identity = Identity { user, name };
     state.hub.rename(&identity.user, &identity.name);
-    let jar = jar.add(identity.cookie());
+    let jar = jar.add(identity.cookie(secure_cookies(&state.config, &headers)));
     Ok((
         jar,
         notice(StatusCode::OK, &format!("You are now {}.", identity.name)),
@@ -151,11 +191,12 @@ mod tests {
             user: UserId::generate(),
             name: DisplayName::parse("Zoë; the \"admin\" <b>").unwrap(),
         };
-        let jar = SignedCookieJar::new(key.clone()).add(identity.cookie());
+        let jar = SignedCookieJar::new(key.clone()).add(identity.cookie(false));
         let response = (jar, ()).into_response();
         let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
         let pair = set_cookie.split(';').next().unwrap().to_owned();
         assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"));
+        assert!(!set_cookie.contains("Secure"), "{set_cookie}");
 
         let read = |pair: &str, key: Key| {
             let mut headers = HeaderMap::new();

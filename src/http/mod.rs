@@ -28,6 +28,7 @@ use crate::commit::Committer;
 use crate::config::Config;
 use crate::domain::RoomName;
 use crate::hub::Hub;
+use crate::limits::AddressLimits;
 use crate::store::Store;
 
 /// What every handler can reach. Cheap to clone: handles only.
@@ -46,6 +47,9 @@ pub struct AppState {
     pub sessions: TaskTracker,
     /// Open WebSocket connections, counted against `--max-connections(-per-ip)`.
     pub connections: client::Connections,
+    /// Posts and renames counted per client address (`--ip-message-rate`,
+    /// `--renames-per-minute`).
+    pub address_limits: Arc<AddressLimits>,
 }
 
 /// The whole application.

@@ -3,13 +3,13 @@
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum_extra::extract::SignedCookieJar;
 use serde::Deserialize;
 
-use super::identity::Identity;
+use super::identity::{Identity, secure_cookies};
 use super::{AppState, HttpError};
 use crate::domain::RoomName;
 use crate::render::{self, Page};
@@ -21,17 +21,22 @@ pub(super) fn router() -> Router<AppState> {
         .route("/rooms/{room}", get(room_page))
 }
 
-async fn general(state: State<AppState>, jar: SignedCookieJar) -> Result<Response, HttpError> {
-    show(state, jar, RoomName::general()).await
+async fn general(
+    state: State<AppState>,
+    headers: HeaderMap,
+    jar: SignedCookieJar,
+) -> Result<Response, HttpError> {
+    show(state, &headers, jar, RoomName::general()).await
 }
 
 async fn room_page(
     state: State<AppState>,
     Path(room): Path<String>,
+    headers: HeaderMap,
     jar: SignedCookieJar,
 ) -> Result<Response, HttpError> {
     let room = parse_room(&room)?;
-    show(state, jar, room).await
+    show(state, &headers, jar, room).await
 }
 
 #[derive(Deserialize)]
@@ -53,6 +58,7 @@ pub(super) fn parse_room(raw: &str) -> Result<RoomName, HttpError> {
 
 async fn show(
     State(state): State<AppState>,
+    headers: &HeaderMap,
     jar: SignedCookieJar,
     room: RoomName,
 ) -> Result<Response, HttpError> {
@@ -71,6 +77,9 @@ async fn show(
     let page = ([(header::CACHE_CONTROL, "no-store")], Html(html));
     Ok(match known {
         Some(_) => page.into_response(),
-        None => (jar.add(identity.cookie()), page).into_response(),
+        None => {
+            let cookie = identity.cookie(secure_cookies(&state.config, headers));
+            (jar.add(cookie), page).into_response()
+        }
     })
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Extension;
 use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 
 use tokio::net::{TcpListener, TcpSocket};
@@ -43,16 +43,21 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and waits
 /// for the HTTP requests in flight (upgraded connections are no longer HTTP's concern).
+/// A connection that has not sent a whole request head within `header_timeout` is closed,
+/// so clients trickling headers (or opening connections and sending nothing) cannot hold
+/// file descriptors and tasks for long.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
+    header_timeout: Duration,
 ) -> io::Result<()> {
     let connections = TaskTracker::new();
-    // The settings `axum::serve` used before this loop replaced it. There is no
-    // header-read timeout yet: a slow-header limit is part of issue 6's work.
     let mut builder = http1::Builder::new();
-    builder.keep_alive(true);
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,

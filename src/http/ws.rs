@@ -5,6 +5,8 @@
 //! the `TcpStream` itself (hyper hands it back after the 101), with no per-connection
 //! framing buffers: see [`crate::wire`] and [`crate::outlet`].
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -18,6 +20,7 @@ use super::client::{ClientAddr, Peer};
 use super::identity::Identity;
 use super::{AppState, HttpError, origin};
 use crate::domain::RoomName;
+use crate::limits::ClientLimits;
 use crate::session::{self, Settings};
 use crate::wire;
 
@@ -59,14 +62,7 @@ async fn connect(
     let accept = handshake(request.method(), request.headers())?;
     // Counted before anything else is spent on the connection; held for its life.
     let peer = request.extensions().get::<Peer>().map(|peer| peer.0);
-    let client = match peer {
-        Some(peer) => ClientAddr::of(peer, request.headers(), state.config.trust_proxy),
-        // Served without the accept loop (in-process tests): nothing to count against.
-        None => ClientAddr {
-            ip: std::net::Ipv4Addr::UNSPECIFIED.into(),
-            exempt: true,
-        },
-    };
+    let client = ClientAddr::of_request(peer, request.headers(), state.config.trust_proxy);
     let permit = state
         .connections
         .acquire(client)
@@ -87,6 +83,10 @@ async fn connect(
         hub: state.hub.clone(),
         committer: state.committer.clone(),
         room,
+        address: (!client.exempt).then(|| ClientLimits {
+            ip: client.ip,
+            limits: Arc::clone(&state.address_limits),
+        }),
     };
     let shutdown = state.shutdown.clone();
     let upgrade = hyper::upgrade::on(&mut request);

@@ -54,6 +54,8 @@ pub async fn spawn_app_on(
     // types; the rate-limit tests set their own limits.
     config.message_rate = 100_000;
     config.message_burst = 100_000;
+    config.ip_message_rate = 100_000;
+    config.ip_message_burst = 100_000;
     configure(&mut config);
     let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();

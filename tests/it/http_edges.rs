@@ -237,3 +237,146 @@ async fn every_response_carries_the_security_headers() {
     });
     assert!(!handler, "{}", page.body);
 }
+
+/// The attributes of the identity cookie a response sets.
+fn cookie_attributes(response: &crate::helpers::HttpResponse) -> String {
+    response.headers["set-cookie"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_identity_cookie_is_secure_when_configured_or_when_a_trusted_proxy_says_https() {
+    // Plain HTTP, no proxy: HttpOnly and SameSite, but not Secure (it would never come back).
+    let app = spawn_app().await;
+    let (_, page) = app.visit("/").await;
+    let cookie = cookie_attributes(&page);
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    // A client cannot ask for it by forging the proxy's header.
+    let page = app
+        .request_with("GET", "/", &[("X-Forwarded-Proto", "https")])
+        .await;
+    assert!(!cookie_attributes(&page).contains("Secure"));
+
+    // Behind a trusted proxy that terminated TLS.
+    let proxied = spawn_app_with(|config| config.trust_proxy = true).await;
+    let page = proxied
+        .request_with("GET", "/", &[("X-Forwarded-Proto", "https")])
+        .await;
+    assert!(
+        cookie_attributes(&page).contains("; Secure"),
+        "{}",
+        cookie_attributes(&page)
+    );
+    let page = proxied
+        .request_with("GET", "/", &[("X-Forwarded-Proto", "http")])
+        .await;
+    assert!(!cookie_attributes(&page).contains("Secure"));
+
+    // `--secure-cookies`: on the page and on a rename.
+    let secure = spawn_app_with(|config| config.secure_cookies = true).await;
+    let (pair, page) = secure.visit("/").await;
+    assert!(cookie_attributes(&page).contains("; Secure"));
+    let renamed = secure.rename(&pair, "over https").await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    let cookie = cookie_attributes(&renamed);
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+}
+
+/// Reads from `stream` until the server closes it; how long that took, or `None` if it
+/// stayed open for `patience`.
+async fn closed_within(
+    stream: &mut tokio::net::TcpStream,
+    patience: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(String::from_utf8_lossy(&received).into_owned()),
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(|config| config.header_timeout = Duration::from_millis(500)).await;
+
+    // Slow headers: a request line and one header, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: hubbub\r\n")
+        .await
+        .unwrap();
+    let answer = closed_within(&mut slow, Duration::from_secs(10)).await;
+    assert!(
+        answer.is_some(),
+        "a half-sent request head kept the connection open"
+    );
+    assert!(!answer.unwrap().contains("200 OK"));
+
+    // Trickled headers, one byte every 100 ms, never finishing in time.
+    let mut trickle = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = b"GET / HTTP/1.1\r\nHost: hubbub\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut cut_off = false;
+    for byte in head {
+        if trickle.write_all(&[*byte]).await.is_err() {
+            cut_off = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !cut_off {
+        // Every byte was accepted by the kernel; the server must still have closed it
+        // without answering.
+        let answer = closed_within(&mut trickle, Duration::from_secs(10)).await;
+        assert!(
+            answer.is_some_and(|a| !a.contains("200 OK")),
+            "a trickled request head was served"
+        );
+    }
+
+    // Nothing at all: a connection opened and left silent is closed too.
+    let mut silent = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(10))
+            .await
+            .is_some()
+    );
+
+    // A whole request head within the timeout is served, and the keep-alive connection
+    // is closed once it has been idle for the timeout.
+    let mut prompt = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    prompt
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: hubbub\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = closed_within(&mut prompt, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert_eq!(app.get("/healthz").await.status, 200);
+}
+
+#[tokio::test]
+async fn the_header_timeout_does_not_touch_open_websockets() {
+    use std::time::Duration;
+    let app = spawn_app_with(|config| config.header_timeout = Duration::from_millis(300)).await;
+    let mut alice = app.connect().await;
+    let mut bob = app.connect().await;
+    // Well past the header timeout, the upgraded connections are the session's, not
+    // hyper's: they stay open and keep chatting.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    alice.say("still connected").await;
+    assert_eq!(bob.wait_for_shown(1).await[0].text, "still connected");
+}

@@ -166,3 +166,159 @@ async fn without_a_trusted_proxy_the_header_is_ignored_and_loopback_is_exempt() 
             .map(Result::unwrap)
             .collect();
 }
+
+/// `sender` says `text`, and `watcher` sees it as the `shown`-th message.
+async fn say_and_see(sender: &mut TestClient, watcher: &mut TestClient, shown: usize, text: &str) {
+    sender.say(text).await;
+    let seen = watcher.wait_for_shown(shown).await;
+    assert_eq!(seen.last().map(|m| m.text.as_str()), Some(text));
+}
+
+#[tokio::test]
+async fn the_address_limit_is_shared_by_every_connection_from_one_address() {
+    let app = spawn_app_with(|config| {
+        config.trust_proxy = true;
+        config.message_rate = 100;
+        config.message_burst = 100;
+        config.ip_message_rate = 1;
+        config.ip_message_burst = 3;
+    })
+    .await;
+    let mut a1 = try_connect(&app, Some("203.0.113.7")).await.unwrap();
+    let mut a2 = try_connect(&app, Some("203.0.113.7")).await.unwrap();
+    let mut b = try_connect(&app, Some("203.0.113.8")).await.unwrap();
+    let mut watcher = try_connect(&app, Some("203.0.113.9")).await.unwrap();
+
+    // Under the limit: the address's burst of three, over two connections, goes out.
+    say_and_see(&mut a1, &mut watcher, 1, "a1 first").await;
+    say_and_see(&mut a1, &mut watcher, 2, "a1 second").await;
+    say_and_see(&mut a2, &mut watcher, 3, "a2 first").await;
+
+    // Over it: a fresh connection with its own allowance to spare is still refused,
+    // because its address has none left; the text is put back.
+    a2.say("a2 one too many").await;
+    let notice = a2.wait_for_notice().await;
+    assert!(
+        notice.contains("too many messages from your address"),
+        "{notice}"
+    );
+    assert_eq!(a2.restored_input.as_deref(), Some("a2 one too many"));
+
+    // Another address is not affected, and the refused message was never broadcast.
+    say_and_see(&mut b, &mut watcher, 4, "b first").await;
+
+    // The allowance refills at one a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    say_and_see(&mut a2, &mut watcher, 5, "a2 after a pause").await;
+    let texts: Vec<String> = watcher
+        .wait_for_shown(5)
+        .await
+        .iter()
+        .map(|m| m.text.clone())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "a1 first",
+            "a1 second",
+            "a2 first",
+            "b first",
+            "a2 after a pause"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn without_a_trusted_proxy_loopback_clients_are_not_held_to_the_address_limit() {
+    let app = spawn_app_with(|config| {
+        config.ip_message_rate = 1;
+        config.ip_message_burst = 2;
+    })
+    .await;
+    let mut watcher = app.connect().await;
+    let mut senders = [
+        app.connect().await,
+        app.connect().await,
+        app.connect().await,
+    ];
+    // Nine posts from 127.0.0.1 in a burst, well over the address limit of two: a local
+    // proxy or load test is exempt, so all of them go out.
+    let mut shown = 0;
+    for (i, sender) in senders.iter_mut().enumerate() {
+        for j in 0..3 {
+            shown += 1;
+            say_and_see(
+                sender,
+                &mut watcher,
+                shown,
+                &format!("sender {i} message {j}"),
+            )
+            .await;
+        }
+    }
+}
+
+/// Renames from `forwarded_for` with a fresh cookie: the status, `Retry-After` and body.
+async fn rename_from(
+    app: &TestApp,
+    forwarded_for: Option<&str>,
+    name: &str,
+) -> (u16, Option<u64>, String) {
+    let origin = app.url("");
+    let mut headers = vec![
+        ("Origin", origin.as_str()),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("HX-Request", "true"),
+    ];
+    if let Some(ip) = forwarded_for {
+        headers.push(("X-Forwarded-For", ip));
+    }
+    let body = format!("name={}", crate::helpers::form_encode(name));
+    let response = app.request_body("POST", "/name", &headers, &body).await;
+    let retry_after = response
+        .headers
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().parse().unwrap());
+    (response.status, retry_after, response.body)
+}
+
+#[tokio::test]
+async fn renames_are_limited_per_address_with_429_and_retry_after() {
+    let app = spawn_app_with(|config| {
+        config.trust_proxy = true;
+        config.renames_per_minute = 2;
+    })
+    .await;
+    // Under the limit: two renames from one address.
+    for name in ["first try", "second try"] {
+        let (status, _, body) = rename_from(&app, Some("203.0.113.7"), name).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(&format!("You are now {name}.")), "{body}");
+    }
+    // Over it: refused with a notice saying when to try again (two a minute: one every
+    // 30 s, so the wait is at most that).
+    let (status, retry_after, body) = rename_from(&app, Some("203.0.113.7"), "third try").await;
+    assert_eq!(status, 429, "{body}");
+    let retry_after = retry_after.expect("a Retry-After header");
+    assert!((1..=30).contains(&retry_after), "{retry_after}");
+    assert!(
+        body.contains("too many renames from your address"),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("try again in {retry_after} s")),
+        "{body}"
+    );
+    // Another address may still rename.
+    let (status, _, body) = rename_from(&app, Some("203.0.113.8"), "elsewhere").await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn without_a_trusted_proxy_loopback_renames_are_not_limited() {
+    let app = spawn_app_with(|config| config.renames_per_minute = 1).await;
+    for i in 0..4 {
+        let (status, _, body) = rename_from(&app, Some("203.0.113.7"), &format!("name {i}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
