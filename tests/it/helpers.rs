@@ -106,6 +106,17 @@ impl TestDb {
         }
     }
 
+    /// A database the test set up itself (a private server, a file on a mount of its own);
+    /// the test cleans it up.
+    pub fn at(url: DatabaseUrl, backend: Backend) -> Self {
+        Self {
+            url,
+            backend,
+            _dir: None,
+            schema: None,
+        }
+    }
+
     /// `None` (and a printed reason) when no PostgreSQL is configured; a panic in CI.
     pub async fn postgres(test: &str) -> Option<Self> {
         let Ok(server) = std::env::var(POSTGRES_ENV) else {
@@ -530,8 +541,13 @@ impl TestClient {
 
     /// Reads the next text frame (answering pings on the way) and applies it.
     pub async fn read_frame(&mut self) -> String {
+        self.read_frame_within(PATIENCE).await
+    }
+
+    /// `read_frame`, for when the server may rightly stay silent longer than `PATIENCE`.
+    pub async fn read_frame_within(&mut self, patience: Duration) -> String {
         loop {
-            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+            let next = tokio::time::timeout(patience, self.ws.next())
                 .await
                 .expect("no frame within the patience window");
             match next {
