@@ -274,7 +274,7 @@ impl PrivatePostgres {
                 .local_addr()
                 .unwrap()
                 .port();
-            if pg.pg_ctl("start").await {
+            if pg.pg_ctl("start", "fast").await {
                 return Some(pg);
             }
         }
@@ -296,15 +296,17 @@ impl PrivatePostgres {
         }
     }
 
-    /// `pg_ctl start|stop|restart`, waiting for it to finish; `true` on success.
-    async fn pg_ctl(&self, action: &str) -> bool {
+    /// `pg_ctl start|stop|restart` with a shutdown mode (`fast`: connections are ended
+    /// and transactions rolled back; `immediate`: every server process is killed, as in a
+    /// crash), waiting for it to finish; `true` on success.
+    async fn pg_ctl(&self, action: &str, mode: &str) -> bool {
         let mut command = self.command("pg_ctl");
         command
             .arg("-D")
             .arg(self.data())
             .arg("-l")
             .arg(self.dir.path().join("log"))
-            .args(["-w", "-t", "60", "-m", "fast", "-o"])
+            .args(["-w", "-t", "60", "-m", mode, "-o"])
             .arg(format!(
                 "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
                 self.port,
@@ -314,16 +316,16 @@ impl PrivatePostgres {
         run(command).await.status.success()
     }
 
-    async fn restart(&self) {
-        assert!(self.pg_ctl("restart").await, "{}", self.log());
+    async fn restart(&self, mode: &str) {
+        assert!(self.pg_ctl("restart", mode).await, "{}", self.log());
     }
 
     async fn stop(&self) {
-        assert!(self.pg_ctl("stop").await, "{}", self.log());
+        assert!(self.pg_ctl("stop", "fast").await, "{}", self.log());
     }
 
     async fn resume(&self) {
-        assert!(self.pg_ctl("start").await, "{}", self.log());
+        assert!(self.pg_ctl("start", "fast").await, "{}", self.log());
     }
 
     fn url(&self) -> DatabaseUrl {
@@ -351,8 +353,8 @@ impl Drop for PrivatePostgres {
     }
 }
 
-/// PostgreSQL restarts under traffic, then stays down a while, then comes back, all
-/// without restarting hubbub.
+/// PostgreSQL restarts under traffic (cleanly, then as after a crash), then stays down a
+/// while, then comes back, all without restarting hubbub.
 #[tokio::test]
 async fn postgres_restarted_and_stopped_under_traffic() {
     const TEST: &str = "faults::postgres_restarted_and_stopped_under_traffic";
@@ -393,13 +395,19 @@ async fn postgres_restarted_and_stopped_under_traffic() {
         }));
     }
 
-    // 1. A restart in the middle of the traffic.
-    observer.wait_for(20, "traffic before the restart").await;
-    pg.restart().await;
-    let restarted_at = observer.count();
-    observer
-        .wait_for(restarted_at + 20, "traffic after the restart")
-        .await;
+    // 1. Restarts in the middle of the traffic: a clean one (what `pg_ctlcluster restart`
+    // does), then a crash (every server process killed, recovery on start).
+    observer.wait_for(20, "traffic before the restarts").await;
+    for mode in ["fast", "immediate"] {
+        pg.restart(mode).await;
+        let restarted_at = observer.count();
+        observer
+            .wait_for(
+                restarted_at + 20,
+                &format!("traffic after the {mode} restart"),
+            )
+            .await;
+    }
 
     // 2. Down for a while: every sender is refused at least once.
     let before_outage = refused_so_far(&refusals);
@@ -482,7 +490,7 @@ async fn postgres_restarted_and_stopped_under_traffic() {
     assert!(!stored.contains_key("while down"));
     println!(
         "postgres restart and outage: {} sent, {} broadcast, {refused} refused \
-         ({} around the restart, {stored_but_refused} stored anyway)",
+         ({} around the restarts, {stored_but_refused} stored anyway)",
         outcomes.len(),
         seen.len(),
         before_outage.iter().sum::<usize>()
