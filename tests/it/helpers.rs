@@ -147,7 +147,10 @@ impl TestDb {
             .unwrap();
         admin.close().await;
         let separator = if server.contains('?') { '&' } else { '?' };
-        let url = DatabaseUrl::new(format!("{server}{separator}options[search_path]={schema}"));
+        // Named after the schema, so that the end of the test can find its sessions.
+        let url = DatabaseUrl::new(format!(
+            "{server}{separator}options[search_path]={schema}&application_name={schema}"
+        ));
         Some(Self {
             url,
             backend: Backend::Postgres,
@@ -189,6 +192,18 @@ impl Drop for TestDb {
                 .unwrap();
             runtime.block_on(async {
                 if let Ok(admin) = sqlx::PgPool::connect(&server).await {
+                    // The test's server may still run in the test's runtime, which this
+                    // drop blocks, in the middle of a commit: its transaction would hold
+                    // locks DROP SCHEMA waits for, and the insert lock every PostgreSQL
+                    // test shares, until the idle-in-transaction timeout (10 s), failing
+                    // other tests meanwhile (seen twice in full runs). End those sessions.
+                    let _ = sqlx::query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                    )
+                    .bind(&schema)
+                    .execute(&admin)
+                    .await;
                     let _ =
                         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
                             .execute(&admin)
