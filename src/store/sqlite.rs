@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use sqlx::Connection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 use super::{
@@ -61,6 +63,25 @@ impl SqliteStore {
     }
 
     async fn append_batch(&self, batch: &[NewMessage]) -> Result<Vec<u64>, StoreError> {
+        let mut conn = self.writer.acquire().await.map_err(StoreError::sqlite)?;
+        let stored = Self::insert(&mut conn, batch).await;
+        if stored.is_err() {
+            // After some failures (SQLITE_FULL, I/O errors) SQLite may or may not roll the
+            // transaction back by itself, and the connection can be left inside one that
+            // sqlx no longer tracks. Seen with a full disk (tests/it/faults.rs): every later
+            // batch on that connection reported success and was broadcast, yet no other
+            // connection ever saw it, so a restart would have lost it. A connection that
+            // failed a write is closed (dropping whatever it holds) and the next batch gets a
+            // fresh one.
+            conn.close_on_drop();
+        }
+        stored
+    }
+
+    async fn insert(
+        conn: &mut SqliteConnection,
+        batch: &[NewMessage],
+    ) -> Result<Vec<u64>, StoreError> {
         // One statement for the whole batch: the rows travel as one JSON array and SQLite
         // inserts them in array order, numbering them in that order.
         let rows: Vec<(&str, &str, &str, i64)> = batch
@@ -76,7 +97,7 @@ impl SqliteStore {
             .collect();
         let json = serde_json::to_string(&rows)
             .map_err(|err| StoreError::Unavailable(sqlx::Error::Encode(err.into())))?;
-        let mut tx = self.writer.begin().await.map_err(StoreError::sqlite)?;
+        let mut tx = conn.begin().await.map_err(StoreError::sqlite)?;
         let mut ids: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO messages (room, author, body, created_at) \
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?) ORDER BY key \

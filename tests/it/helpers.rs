@@ -108,6 +108,17 @@ impl TestDb {
         }
     }
 
+    /// A database the test set up itself (a private server, a file on a mount of its own);
+    /// the test cleans it up.
+    pub fn at(url: DatabaseUrl, backend: Backend) -> Self {
+        Self {
+            url,
+            backend,
+            _dir: None,
+            schema: None,
+        }
+    }
+
     /// `None` (and a printed reason) when no PostgreSQL is configured; a panic in CI.
     pub async fn postgres(test: &str) -> Option<Self> {
         let Ok(server) = std::env::var(POSTGRES_ENV) else {
@@ -138,7 +149,10 @@ impl TestDb {
             .unwrap();
         admin.close().await;
         let separator = if server.contains('?') { '&' } else { '?' };
-        let url = DatabaseUrl::new(format!("{server}{separator}options[search_path]={schema}"));
+        // Named after the schema, so that the end of the test can find its sessions.
+        let url = DatabaseUrl::new(format!(
+            "{server}{separator}options[search_path]={schema}&application_name={schema}"
+        ));
         Some(Self {
             url,
             backend: Backend::Postgres,
@@ -180,6 +194,18 @@ impl Drop for TestDb {
                 .unwrap();
             runtime.block_on(async {
                 if let Ok(admin) = sqlx::PgPool::connect(&server).await {
+                    // The test's server may still run in the test's runtime, which this
+                    // drop blocks, in the middle of a commit: its transaction would hold
+                    // locks DROP SCHEMA waits for, and the insert lock every PostgreSQL
+                    // test shares, until the idle-in-transaction timeout (10 s), failing
+                    // other tests meanwhile (seen twice in full runs). End those sessions.
+                    let _ = sqlx::query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                    )
+                    .bind(&schema)
+                    .execute(&admin)
+                    .await;
                     let _ =
                         sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
                             .execute(&admin)
@@ -532,8 +558,13 @@ impl TestClient {
 
     /// Reads the next text frame (answering pings on the way) and applies it.
     pub async fn read_frame(&mut self) -> String {
+        self.read_frame_within(PATIENCE).await
+    }
+
+    /// `read_frame`, for when the server may rightly stay silent longer than `PATIENCE`.
+    pub async fn read_frame_within(&mut self, patience: Duration) -> String {
         loop {
-            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+            let next = tokio::time::timeout(patience, self.ws.next())
                 .await
                 .expect("no frame within the patience window");
             match next {

@@ -5,6 +5,7 @@
 
 mod browser;
 mod chat;
+mod faults;
 mod helpers;
 mod history;
 mod http_edges;
