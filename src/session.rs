@@ -15,7 +15,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
@@ -27,8 +26,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commit::{CommitError, Committer};
 use crate::config::Config;
-use crate::domain::{DisplayName, Inbound, MessageText, NewMessage, RoomName, UserId};
+use crate::domain::{
+    DisplayName, Inbound, InboundError, MessageText, NewMessage, RoomName, UserId,
+};
 use crate::hub::{Hub, Membership, NotLoaded};
+use crate::metrics::Rejection;
 use crate::outlet::{Offered, Outlet};
 use crate::render;
 use crate::wire::{Decoder, Frame, Incoming, ProtocolError, Role};
@@ -458,21 +460,30 @@ fn handle_input(
             }
             Ok(Some(Incoming::Pong)) => continue,
         };
-        let notice = match parse(&text, settings) {
+        let request = parse(&text, settings);
+        if !matches!(request, Ok(Request::Typing)) {
+            hub.metrics().received();
+        }
+        let notice = match request {
             Ok(Request::Nothing) => continue,
             Ok(Request::Typing) => {
                 // Over the limit, typing is simply not announced.
                 if limits.allow(true)? {
                     hub.typing(room, id, Instant::now());
+                } else {
+                    hub.metrics().typing_dropped();
                 }
                 continue;
             }
-            Ok(Request::Post(text)) if !limits.allow(false)? => render::not_sent(
-                "you are sending too fast; wait a moment.",
-                text.as_str(),
-                room,
-                settings.max_message_chars,
-            ),
+            Ok(Request::Post(text)) if !limits.allow(false)? => {
+                hub.metrics().rejected(Rejection::RateLimited);
+                render::not_sent(
+                    "you are sending too fast; wait a moment.",
+                    text.as_str(),
+                    room,
+                    settings.max_message_chars,
+                )
+            }
             Ok(Request::Post(text)) => {
                 // The name may have changed since the connection opened.
                 let author = hub.name_of(room, id).unwrap_or_else(|| name.clone());
@@ -489,15 +500,22 @@ fn handle_input(
                         );
                         continue;
                     }
-                    Err(err) => render::not_sent(
-                        err.user_message(),
-                        text.as_str(),
-                        room,
-                        settings.max_message_chars,
-                    ),
+                    Err(err) => {
+                        hub.metrics().rejected(Rejection::commit(&err));
+                        render::not_sent(
+                            err.user_message(),
+                            text.as_str(),
+                            room,
+                            settings.max_message_chars,
+                        )
+                    }
                 }
             }
-            Err(notice) => notice,
+            Err(err) => {
+                hub.metrics().rejected(Rejection::inbound(&err));
+                tracing::debug!(error = %err, "refused an inbound frame");
+                render::notice(&format!("Not sent: {err}"))
+            }
         };
         conn.send(&Frame::text(notice.as_str()))?;
     }
@@ -524,20 +542,13 @@ async fn join(
     Err(End::Unavailable)
 }
 
-/// Parses one text frame into what it asks for, or a notice for the sender alone.
-fn parse(frame: &str, settings: &Settings) -> Result<Request, Utf8Bytes> {
-    let request = match Inbound::parse(frame) {
-        Ok(Inbound::Typing) => Ok(Request::Typing),
-        Ok(Inbound::Message { text }) => {
-            MessageText::parse(&text, settings.max_message_chars as usize)
-                .map(|text| text.map_or(Request::Nothing, Request::Post))
-        }
-        Err(err) => Err(err),
-    };
-    request.map_err(|err| {
-        tracing::debug!(error = %err, "refused an inbound frame");
-        render::notice(&format!("Not sent: {err}"))
-    })
+/// Parses one text frame into what it asks for, or why it cannot be sent.
+fn parse(frame: &str, settings: &Settings) -> Result<Request, InboundError> {
+    match Inbound::parse(frame)? {
+        Inbound::Typing => Ok(Request::Typing),
+        Inbound::Message { text } => MessageText::parse(&text, settings.max_message_chars as usize)
+            .map(|text| text.map_or(Request::Nothing, Request::Post)),
+    }
 }
 
 /// Ends the connection. When we close, we send our close frame, let the socket take it
