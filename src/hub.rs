@@ -169,7 +169,7 @@ pub struct Membership {
 #[error("room {0} is not loaded")]
 pub struct NotLoaded(pub RoomName);
 
-/// Counters for tests, logs and (later) metrics.
+/// Counters for tests and logs (operators read `/metrics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     pub connected: usize,
@@ -565,8 +565,8 @@ impl Hub {
 
     fn count_evictions(&self, evicted: u64) {
         if evicted > 0 {
-            self.inner.evictions.fetch_add(evicted, Ordering::Relaxed);
             self.inner.metrics.evicted(evicted);
+            self.inner.evictions.fetch_add(evicted, Ordering::Relaxed);
             tracing::warn!(evicted, "disconnected clients that fell behind");
         }
     }

@@ -59,7 +59,7 @@ fn check_openmetrics(text: &str) {
 }
 
 /// The value of one series (`name` or `name{labels}`), which must be there.
-fn value(text: &str, series: &str) -> f64 {
+pub fn value(text: &str, series: &str) -> f64 {
     let prefix = format!("{series} ");
     text.lines()
         .find_map(|line| line.strip_prefix(&prefix))
@@ -69,7 +69,7 @@ fn value(text: &str, series: &str) -> f64 {
 }
 
 /// Scrapes until `series` has `expected` (sessions end, and commits land, asynchronously).
-async fn wait_for(app: &TestApp, series: &str, expected: f64) -> String {
+pub async fn wait_for(app: &TestApp, series: &str, expected: f64) -> String {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let text = scrape(app).await;
