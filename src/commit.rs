@@ -294,3 +294,30 @@ fn refuse(hub: &Hub, err: StoreError, replies: Vec<Reply>) {
         let _ = reply.send(Err(err.clone()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn health_reports_a_stopped_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::store::DatabaseUrl::new(format!(
+            "sqlite://{}",
+            dir.path().join("t.db").display()
+        ));
+        let store = crate::store::open(&url).await.unwrap();
+        let hub = Hub::new(crate::hub::HubSettings::default());
+        let settings = CommitSettings {
+            max_batch: 16,
+            window: Duration::ZERO,
+        };
+        let stop = CancellationToken::new();
+        let (committer, writer) = Committer::start(store, hub, settings, stop.clone());
+        assert_eq!(committer.health(), Ok(()));
+
+        stop.cancel();
+        writer.await.unwrap();
+        assert_eq!(committer.health(), Err("the commit writer has stopped"));
+    }
+}
