@@ -295,25 +295,34 @@ fn refuse(hub: &Hub, err: StoreError, replies: Vec<Reply>) {
     }
 }
 
+/// A hub and a committer over a fresh SQLite file, committing at once: for unit tests.
+#[cfg(test)]
+pub(crate) async fn for_tests(
+    stop: CancellationToken,
+) -> (Committer, Hub, JoinHandle<()>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let url =
+        crate::store::DatabaseUrl::new(format!("sqlite://{}", dir.path().join("t.db").display()));
+    let store = crate::store::open(&url)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let hub = Hub::new(crate::hub::HubSettings::default());
+    let settings = CommitSettings {
+        max_batch: 16,
+        window: Duration::ZERO,
+    };
+    let (committer, writer) = Committer::start(store, hub.clone(), settings, stop);
+    (committer, hub, writer, dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn health_reports_a_stopped_writer() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = crate::store::DatabaseUrl::new(format!(
-            "sqlite://{}",
-            dir.path().join("t.db").display()
-        ));
-        let store = crate::store::open(&url).await.unwrap();
-        let hub = Hub::new(crate::hub::HubSettings::default());
-        let settings = CommitSettings {
-            max_batch: 16,
-            window: Duration::ZERO,
-        };
         let stop = CancellationToken::new();
-        let (committer, writer) = Committer::start(store, hub, settings, stop.clone());
+        let (committer, _hub, writer, _dir) = for_tests(stop.clone()).await;
         assert_eq!(committer.health(), Ok(()));
 
         stop.cancel();

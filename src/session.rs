@@ -678,19 +678,7 @@ mod tests {
 
     /// A hub and a committer over a store in a fresh SQLite file.
     async fn room() -> (Room, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = crate::store::DatabaseUrl::new(format!(
-            "sqlite://{}",
-            dir.path().join("t.db").display()
-        ));
-        let store = crate::store::open(&url).await.unwrap();
-        let hub = Hub::new(crate::hub::HubSettings::default());
-        let settings = crate::commit::CommitSettings {
-            max_batch: 16,
-            window: Duration::ZERO,
-        };
-        let (committer, _task) =
-            Committer::start(store, hub.clone(), settings, CancellationToken::new());
+        let (committer, hub, _task, dir) = crate::commit::for_tests(CancellationToken::new()).await;
         let room = RoomName::general();
         committer.load_room(&room).await.unwrap();
         (
