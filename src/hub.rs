@@ -391,9 +391,9 @@ impl Hub {
             let Some(entry) = state.rooms.get_mut(room) else {
                 continue;
             };
+            let started = std::time::Instant::now();
             // A message ends its author's "is typing" (matched by name: messages carry no
             // user id), in the same frame as the message so the line never lags behind it.
-            let started = std::time::Instant::now();
             let before = entry.typing.len();
             entry
                 .typing
