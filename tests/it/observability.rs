@@ -215,6 +215,25 @@ async fn refused_messages_are_counted_by_reason_and_a_flood_by_its_disconnect() 
     wait_for(&app, "hubbub_messages_broadcast_total", 6.0).await;
 }
 
+#[tokio::test]
+async fn refused_upgrades_are_counted_by_the_limit_that_refused_them() {
+    let app = spawn_app_with(|config| config.max_connections = 1).await;
+    let _held = app.connect().await;
+    let refused = tokio_tungstenite::connect_async(app.ws_request(Some(&app.url("")))).await;
+    assert!(refused.is_err(), "the second connection is over the limit");
+    let text = scrape(&app).await;
+    let refusals = |limit: &str| {
+        value(
+            &text,
+            &format!("hubbub_connections_refused_total{{reason=\"{limit}\"}}"),
+        )
+    };
+    assert_eq!(refusals("total"), 1.0);
+    assert_eq!(refusals("per_ip"), 0.0);
+    assert_eq!(value(&text, "hubbub_connections"), 1.0);
+    assert_eq!(value(&text, "hubbub_connects_total"), 1.0);
+}
+
 both_backends!(readiness_follows_the_store_and_liveness_does_not);
 async fn readiness_follows_the_store_and_liveness_does_not(db: Arc<TestDb>) {
     let app = spawn_app_on(Arc::clone(&db), "127.0.0.1:0", |_| {}).await;
