@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::domain::{ChatMessage, NewMessage, RoomName};
 use crate::hub::Hub;
+use crate::metrics::{Metrics, Rejection};
 use crate::store::{Store, StoreError};
 
 /// How many accepted messages may wait for the writer. When it is full, senders are told
@@ -113,6 +114,17 @@ impl Committer {
         Ok(answer)
     }
 
+    /// Whether the writer can take messages now, for `/readyz`: `Err` says why not.
+    pub fn health(&self) -> Result<(), &'static str> {
+        if self.queue.is_closed() {
+            Err("the commit writer has stopped")
+        } else if self.queue.capacity() == 0 {
+            Err("the commit queue is full")
+        } else {
+            Ok(())
+        }
+    }
+
     /// Makes sure a room is in the hub, loading its newest messages if needed. A room
     /// already in memory costs nothing (no trip through the writer).
     pub async fn load_room(&self, room: &RoomName) -> Result<(), CommitError> {
@@ -174,10 +186,18 @@ const SLOW_COMMIT: Duration = Duration::from_millis(100);
 /// (see `store::postgres`); this bounds everything else, so the writer never hangs.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn append(store: &dyn Store, messages: &[NewMessage]) -> Result<Vec<u64>, StoreError> {
-    tokio::time::timeout(APPEND_TIMEOUT, store.append(messages))
+/// Stores one batch, timed (failures too) for `hubbub_commit_duration_seconds`.
+async fn append(
+    store: &dyn Store,
+    metrics: &Metrics,
+    messages: &[NewMessage],
+) -> Result<Vec<u64>, StoreError> {
+    let started = Instant::now();
+    let stored = tokio::time::timeout(APPEND_TIMEOUT, store.append(messages))
         .await
-        .unwrap_or(Err(StoreError::TimedOut(APPEND_TIMEOUT)))
+        .unwrap_or(Err(StoreError::TimedOut(APPEND_TIMEOUT)));
+    metrics.commit(messages.len(), started.elapsed());
+    stored
 }
 
 /// Runs queued jobs: room loads first (messages not yet committed reach a loaded room
@@ -222,7 +242,7 @@ async fn commit(store: &dyn Store, hub: &Hub, batch: Vec<Pending>) {
     let (messages, replies): (Vec<NewMessage>, Vec<_>) =
         batch.into_iter().map(|p| (p.message, p.reply)).unzip();
     let started = Instant::now();
-    match append(store, &messages).await {
+    match append(store, hub.metrics(), &messages).await {
         Ok(ids) => {
             let elapsed = started.elapsed();
             if elapsed >= SLOW_COMMIT {
@@ -240,13 +260,13 @@ async fn commit(store: &dyn Store, hub: &Hub, batch: Vec<Pending>) {
             tracing::warn!(error = %err, messages = messages.len(), "a batch was refused; storing its messages one by one");
             for (message, reply) in messages.into_iter().zip(replies) {
                 let one = [message];
-                match append(store, &one).await {
+                match append(store, hub.metrics(), &one).await {
                     Ok(ids) => deliver(hub, one.into(), ids, vec![reply]),
-                    Err(err) => refuse(err, vec![reply]),
+                    Err(err) => refuse(hub, err, vec![reply]),
                 }
             }
         }
-        Err(err) => refuse(err, replies),
+        Err(err) => refuse(hub, err, replies),
     }
 }
 
@@ -265,10 +285,48 @@ fn deliver(hub: &Hub, messages: Vec<NewMessage>, ids: Vec<u64>, replies: Vec<Rep
     }
 }
 
-fn refuse(err: StoreError, replies: Vec<Reply>) {
+fn refuse(hub: &Hub, err: StoreError, replies: Vec<Reply>) {
     tracing::error!(error = %err, messages = replies.len(), "storing messages failed; nothing was broadcast");
+    hub.metrics()
+        .rejected_many(Rejection::store(&err), replies.len());
     let err = CommitError::Store(Arc::new(err));
     for reply in replies {
         let _ = reply.send(Err(err.clone()));
+    }
+}
+
+/// A hub and a committer over a fresh SQLite file, committing at once: for unit tests.
+#[cfg(test)]
+pub(crate) async fn for_tests(
+    stop: CancellationToken,
+) -> (Committer, Hub, JoinHandle<()>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let url =
+        crate::store::DatabaseUrl::new(format!("sqlite://{}", dir.path().join("t.db").display()));
+    let store = crate::store::open(&url)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let hub = Hub::new(crate::hub::HubSettings::default());
+    let settings = CommitSettings {
+        max_batch: 16,
+        window: Duration::ZERO,
+    };
+    let (committer, writer) = Committer::start(store, hub.clone(), settings, stop);
+    (committer, hub, writer, dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn health_reports_a_stopped_writer() {
+        let stop = CancellationToken::new();
+        let (committer, _hub, writer, _dir) = for_tests(stop.clone()).await;
+        assert_eq!(committer.health(), Ok(()));
+
+        stop.cancel();
+        writer.await.unwrap();
+        assert_eq!(committer.health(), Err("the commit writer has stopped"));
     }
 }

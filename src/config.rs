@@ -176,6 +176,17 @@ pub struct Config {
     /// Log filter, in `tracing` syntax (e.g. `info`, `hubbub=debug`). `RUST_LOG` wins if set.
     #[arg(long, env = "HUBBUB_LOG", default_value = "info")]
     pub log: String,
+
+    /// Log lines as `text` (for people) or `json` (one object per line, for collectors).
+    #[arg(long, env = "HUBBUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// A secret from the command line or the environment; `Debug` never shows it.
@@ -291,6 +302,7 @@ mod tests {
         );
         assert!(!config.secure_cookies && !config.trust_proxy);
         assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.log_format, LogFormat::Text);
         config.validate().unwrap();
     }
 
@@ -333,6 +345,13 @@ mod tests {
 
         let bad = Config::try_parse_from(["hubbub", "--max-message-chars", "0"]).unwrap_err();
         assert!(bad.to_string().contains("--max-message-chars"), "{bad}");
+
+        let bad = Config::try_parse_from(["hubbub", "--log-format", "xml"]).unwrap_err();
+        assert!(bad.to_string().contains("--log-format"), "{bad}");
+        assert!(
+            bad.to_string().contains("[possible values: text, json]"),
+            "{bad}"
+        );
 
         let config =
             Config::try_parse_from(["hubbub", "--ping-interval", "60s", "--pong-timeout", "30s"])

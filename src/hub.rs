@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{ChatMessage, DisplayName, RoomName, UserId};
+use crate::metrics::Metrics;
 use crate::outlet::{Offered, Outlet};
 use crate::render::{self, Rendered};
 use crate::wire::Frame;
@@ -86,6 +87,8 @@ struct Inner {
     next_session: AtomicU64,
     evictions: AtomicU64,
     messages_posted: AtomicU64,
+    /// The server's metrics; sessions and the commit writer record through the hub too.
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Default)]
@@ -166,7 +169,7 @@ pub struct Membership {
 #[error("room {0} is not loaded")]
 pub struct NotLoaded(pub RoomName);
 
-/// Counters for tests, logs and (later) metrics.
+/// Counters for tests and logs (operators read `/metrics`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     pub connected: usize,
@@ -183,7 +186,13 @@ pub struct RoomCount {
 }
 
 impl Hub {
+    /// A hub with metrics of its own, registered nowhere (tests, benchmarks).
     pub fn new(settings: HubSettings) -> Self {
+        Self::with_metrics(settings, Arc::new(Metrics::new()))
+    }
+
+    /// A hub that records into the server's `metrics`.
+    pub fn with_metrics(settings: HubSettings, metrics: Arc<Metrics>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
@@ -191,8 +200,13 @@ impl Hub {
                 next_session: AtomicU64::new(1),
                 evictions: AtomicU64::new(0),
                 messages_posted: AtomicU64::new(0),
+                metrics,
             }),
         }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     pub fn settings(&self) -> &HubSettings {
@@ -241,6 +255,7 @@ impl Hub {
             loaded.remember(message, limit);
         }
         state.rooms.insert(room.clone(), loaded);
+        self.inner.metrics.rooms(state.rooms.len());
     }
 
     /// Adds a session to a loaded room and offers it the room's state.
@@ -325,6 +340,7 @@ impl Hub {
             state.room_list_dirty = true;
         }
         state.forget_idle_rooms(idle_rooms);
+        self.inner.metrics.rooms(state.rooms.len());
         drop(state);
         self.count_evictions(evicted);
     }
@@ -364,6 +380,8 @@ impl Hub {
             .collect();
 
         let mut evicted = 0;
+        // One fan-out time per room, recorded once the lock is released.
+        let mut fanouts = Vec::with_capacity(rendered.len());
         let mut state = self.lock();
         for (room, list, rendered, frame) in rendered {
             if state.known.insert(room.clone()) {
@@ -373,6 +391,7 @@ impl Hub {
             let Some(entry) = state.rooms.get_mut(room) else {
                 continue;
             };
+            let started = std::time::Instant::now();
             // A message ends its author's "is typing" (matched by name: messages carry no
             // user id), in the same frame as the message so the line never lags behind it.
             let before = entry.typing.len();
@@ -385,6 +404,7 @@ impl Hub {
             } else {
                 evicted += entry.offer_all(&frame, None);
             }
+            fanouts.push(started.elapsed());
             for message in rendered {
                 entry.remember(message, limit);
             }
@@ -394,6 +414,11 @@ impl Hub {
         self.inner
             .messages_posted
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        let metrics = &self.inner.metrics;
+        metrics.broadcast(messages.len());
+        for took in fanouts {
+            metrics.fanout(took);
+        }
     }
 
     /// A session's user is typing. Announced to the others at most once per throttle
@@ -540,6 +565,7 @@ impl Hub {
 
     fn count_evictions(&self, evicted: u64) {
         if evicted > 0 {
+            self.inner.metrics.evicted(evicted);
             self.inner.evictions.fetch_add(evicted, Ordering::Relaxed);
             tracing::warn!(evicted, "disconnected clients that fell behind");
         }

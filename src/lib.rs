@@ -13,6 +13,7 @@
 //!   newest messages for newcomers.
 //! - [`render`]: templates to bytes, no I/O.
 //! - [`config`]: every setting, from flags or `HUBBUB_*` variables.
+//! - [`metrics`]: counters, gauges and histograms, one registry per server (`/metrics`).
 //!
 //! [`Server`] ties them together; `main.rs` only parses the config, binds and waits for a
 //! signal.
@@ -23,6 +24,7 @@ pub mod domain;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod metrics;
 pub mod outlet;
 pub mod render;
 pub mod session;
@@ -44,6 +46,7 @@ use axum_extra::extract::cookie::Key;
 
 use crate::http::AppState;
 use crate::hub::{Hub, HubSettings};
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
 /// Why the server could not start.
@@ -72,13 +75,15 @@ impl Server {
     pub async fn new(config: Config) -> Result<Self, StartError> {
         config.validate()?;
         let store = store::open(&config.database).await?;
-        let hub = Hub::new(HubSettings {
+        let settings = HubSettings {
             history_limit: config.history_limit as usize,
             send_queue: config.send_queue as usize,
             typing_expiry: config.typing_timeout,
             presence_notices: config.presence_notices,
             ..HubSettings::default()
-        });
+        };
+        // A registry of this server's own: two servers in one process count apart.
+        let hub = Hub::with_metrics(settings, Arc::new(Metrics::new()));
         let rooms = store.rooms().await?;
         tracing::info!(
             backend = store.backend(),

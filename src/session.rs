@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
@@ -26,9 +25,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::commit::{CommitError, Committer};
 use crate::config::Config;
-use crate::domain::{DisplayName, Inbound, MessageText, NewMessage, RoomName, UserId};
+use crate::domain::{
+    DisplayName, Inbound, InboundError, MessageText, NewMessage, RoomName, UserId,
+};
 use crate::hub::{Hub, Membership, NotLoaded};
 use crate::limits::{ClientLimits, per_second};
+use crate::metrics::Rejection;
 use crate::outlet::{Offered, Outlet};
 use crate::render;
 use crate::wire::{Decoder, Frame, Incoming, ProtocolError, Role};
@@ -486,12 +488,18 @@ fn handle_input(
             }
             Ok(Some(Incoming::Pong)) => continue,
         };
-        let notice = match parse(&text, settings) {
+        let request = parse(&text, settings);
+        if !matches!(request, Ok(Request::Typing)) {
+            hub.metrics().received();
+        }
+        let notice = match request {
             Ok(Request::Nothing) => continue,
             Ok(Request::Typing) => {
                 // Over the limit, typing is simply not announced.
                 if limits.allow(true)? == Verdict::Allowed {
                     hub.typing(room, id, Instant::now());
+                } else {
+                    hub.metrics().typing_dropped();
                 }
                 continue;
             }
@@ -505,35 +513,48 @@ fn handle_input(
                     match committer.submit(message) {
                         Ok(answer) => {
                             in_flight.push_back(
-                            async move {
-                                (text, answer.await.unwrap_or(Err(CommitError::Stopped)))
-                            }
-                            .boxed(),
-                        );
+                                async move {
+                                    (text, answer.await.unwrap_or(Err(CommitError::Stopped)))
+                                }
+                                .boxed(),
+                            );
                             continue;
                         }
-                        Err(err) => render::not_sent(
-                            err.user_message(),
-                            text.as_str(),
-                            room,
-                            settings.max_message_chars,
-                        ),
+                        Err(err) => {
+                            hub.metrics().rejected(Rejection::commit(&err));
+                            render::not_sent(
+                                err.user_message(),
+                                text.as_str(),
+                                room,
+                                settings.max_message_chars,
+                            )
+                        }
                     }
                 }
-                Verdict::Connection => render::not_sent(
-                    "you are sending too fast; wait a moment.",
-                    text.as_str(),
-                    room,
-                    settings.max_message_chars,
-                ),
-                Verdict::Address => render::not_sent(
-                    "too many messages from your address; wait a moment.",
-                    text.as_str(),
-                    room,
-                    settings.max_message_chars,
-                ),
+                Verdict::Connection => {
+                    hub.metrics().rejected(Rejection::RateLimited);
+                    render::not_sent(
+                        "you are sending too fast; wait a moment.",
+                        text.as_str(),
+                        room,
+                        settings.max_message_chars,
+                    )
+                }
+                Verdict::Address => {
+                    hub.metrics().rejected(Rejection::AddressRateLimited);
+                    render::not_sent(
+                        "too many messages from your address; wait a moment.",
+                        text.as_str(),
+                        room,
+                        settings.max_message_chars,
+                    )
+                }
             },
-            Err(notice) => notice,
+            Err(err) => {
+                hub.metrics().rejected(Rejection::inbound(&err));
+                tracing::debug!(error = %err, "refused an inbound frame");
+                render::notice(&format!("Not sent: {err}"))
+            }
         };
         conn.send(&Frame::text(notice.as_str()))?;
     }
@@ -560,20 +581,13 @@ async fn join(
     Err(End::Unavailable)
 }
 
-/// Parses one text frame into what it asks for, or a notice for the sender alone.
-fn parse(frame: &str, settings: &Settings) -> Result<Request, Utf8Bytes> {
-    let request = match Inbound::parse(frame) {
-        Ok(Inbound::Typing) => Ok(Request::Typing),
-        Ok(Inbound::Message { text }) => {
-            MessageText::parse(&text, settings.max_message_chars as usize)
-                .map(|text| text.map_or(Request::Nothing, Request::Post))
-        }
-        Err(err) => Err(err),
-    };
-    request.map_err(|err| {
-        tracing::debug!(error = %err, "refused an inbound frame");
-        render::notice(&format!("Not sent: {err}"))
-    })
+/// Parses one text frame into what it asks for, or why it cannot be sent.
+fn parse(frame: &str, settings: &Settings) -> Result<Request, InboundError> {
+    match Inbound::parse(frame)? {
+        Inbound::Typing => Ok(Request::Typing),
+        Inbound::Message { text } => MessageText::parse(&text, settings.max_message_chars as usize)
+            .map(|text| text.map_or(Request::Nothing, Request::Post)),
+    }
 }
 
 /// Ends the connection. When we close, we send our close frame, let the socket take it
@@ -741,19 +755,7 @@ mod tests {
 
     /// A hub and a committer over a store in a fresh SQLite file.
     async fn room() -> (Room, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = crate::store::DatabaseUrl::new(format!(
-            "sqlite://{}",
-            dir.path().join("t.db").display()
-        ));
-        let store = crate::store::open(&url).await.unwrap();
-        let hub = Hub::new(crate::hub::HubSettings::default());
-        let settings = crate::commit::CommitSettings {
-            max_batch: 16,
-            window: Duration::ZERO,
-        };
-        let (committer, _task) =
-            Committer::start(store, hub.clone(), settings, CancellationToken::new());
+        let (committer, hub, _task, dir) = crate::commit::for_tests(CancellationToken::new()).await;
         let room = RoomName::general();
         committer.load_room(&room).await.unwrap();
         (

@@ -1,4 +1,4 @@
-//! The HTTP surface: the page, the socket, the assets and the health check.
+//! The HTTP surface: the page, the socket, the assets, health, readiness and metrics.
 //!
 //! Each resource lives in its own file with its own `router()`; [`router`] merges them and
 //! adds the 404 page. Handlers turn raw requests into domain values and hand them on;
@@ -10,6 +10,7 @@ mod error;
 pub mod headers;
 mod history;
 pub mod identity;
+mod ops;
 pub mod origin;
 mod page;
 pub mod serve;
@@ -60,13 +61,15 @@ pub fn router(state: AppState) -> Router {
         .merge(history::router())
         .merge(identity::router())
         .merge(assets::router())
+        .merge(ops::router())
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .layer(axum::middleware::map_response(headers::secure))
         .with_state(state)
 }
 
-/// Liveness: the process is up and serving HTTP.
+/// Liveness: the process is up and serving HTTP. It never looks at the store: readiness
+/// (`/readyz`, in `ops.rs`) does.
 async fn healthz() -> &'static str {
     "ok\n"
 }

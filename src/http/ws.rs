@@ -63,10 +63,10 @@ async fn connect(
     // Counted before anything else is spent on the connection; held for its life.
     let peer = request.extensions().get::<Peer>().map(|peer| peer.0);
     let client = ClientAddr::of_request(peer, request.headers(), state.config.trust_proxy);
-    let permit = state
-        .connections
-        .acquire(client)
-        .map_err(HttpError::TooManyConnections)?;
+    let permit = state.connections.acquire(client).map_err(|refused| {
+        state.hub.metrics().refused(&refused);
+        HttpError::TooManyConnections(refused)
+    })?;
     // Load the room before upgrading, so a store failure is a plain 503.
     state
         .committer
@@ -89,6 +89,7 @@ async fn connect(
         }),
     };
     let shutdown = state.shutdown.clone();
+    let hub = state.hub.clone();
     let upgrade = hyper::upgrade::on(&mut request);
 
     tokio::spawn(async move {
@@ -107,7 +108,8 @@ async fn connect(
             return;
         };
         let socket = parts.io.into_inner();
-        session::run(
+        hub.metrics().session_started();
+        let end = session::run(
             socket,
             parts.read_buf,
             place,
@@ -117,6 +119,7 @@ async fn connect(
             shutdown,
         )
         .await;
+        hub.metrics().session_ended(&end);
     });
 
     let headers = [

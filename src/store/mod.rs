@@ -49,12 +49,16 @@ pub trait Store: Send + Sync + 'static {
     /// the same ever after, so signed cookies survive restarts.
     fn cookie_key(&self) -> BoxFuture<'_, Result<Vec<u8>, StoreError>>;
 
-    /// A cheap round trip, for readiness checks.
+    /// A cheap query that needs the schema, for readiness checks: it fails when the
+    /// database is unreachable and when the messages table cannot be read.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// Which backend this is, for logs.
     fn backend(&self) -> &'static str;
 }
+
+/// What [`Store::ping`] runs on both backends: the newest id, read from the primary key.
+const PING: &str = "SELECT MAX(id) FROM messages";
 
 /// Opens the store a URL names, creating and migrating it as needed.
 pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {

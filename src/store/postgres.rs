@@ -216,7 +216,7 @@ impl Store for PostgresStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         async move {
-            sqlx::query("SELECT 1")
+            sqlx::query(super::PING)
                 .execute(&self.readers)
                 .await
                 .map_err(StoreError::postgres)?;

@@ -226,7 +226,9 @@ impl Store for SqliteStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         async move {
-            sqlx::query("SELECT 1")
+            // Reads the messages table (its newest id, from the primary key), so a
+            // damaged or missing schema fails the check, not just a dead connection.
+            sqlx::query(super::PING)
                 .execute(&self.readers)
                 .await
                 .map_err(StoreError::sqlite)?;

@@ -203,6 +203,15 @@ async fn the_address_limit_is_shared_by_every_connection_from_one_address() {
         "{notice}"
     );
     assert_eq!(a2.restored_input.as_deref(), Some("a2 one too many"));
+    let metrics = app.get("/metrics").await.body;
+    let rejected = |reason: &str| {
+        crate::observability::value(
+            &metrics,
+            &format!("hubbub_messages_rejected_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(rejected("address_rate_limited"), 1.0);
+    assert_eq!(rejected("rate_limited"), 0.0);
 
     // Another address is not affected, and the refused message was never broadcast.
     say_and_see(&mut b, &mut watcher, 4, "b first").await;

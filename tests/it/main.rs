@@ -12,6 +12,7 @@ mod http_edges;
 mod inputs;
 mod limits;
 mod load;
+mod observability;
 mod rooms;
 mod shutdown;
 mod slow_client;

@@ -8,6 +8,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::helpers::{PATIENCE, PageModel, TestClient, spawn_app_with};
+use crate::observability::{value, wait_for};
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_dropped_and_the_others_keep_up() {
@@ -87,4 +88,13 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_keep_up() {
         slow.shown.len() < MESSAGES,
         "the slow client did not get everything"
     );
+
+    // The operator sees it too: one eviction, one session ended as a slow client.
+    let metrics = wait_for(
+        &app,
+        "hubbub_disconnects_total{reason=\"slow_client\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(value(&metrics, "hubbub_slow_client_evictions_total"), 1.0);
 }

@@ -1,0 +1,499 @@
+//! What an operator can count: one [`Metrics`] per [`crate::Server`], each with a registry
+//! of its own (no global registry, so two servers in one process never mix their counts),
+//! served as OpenMetrics text at `GET /metrics`.
+//!
+//! Every labelled series is created here, once, when the server starts: the recording
+//! points hold plain handles (`Counter`, `Gauge`, `Histogram`, each an `Arc` around atomics)
+//! and index them by a small enum, so no label lookup (which takes the family's lock) ever
+//! happens on a message's way through. The fan-out records once per broadcast and room,
+//! never per delivered socket. Every series exists from the start (at zero), so a scrape
+//! never misses one.
+
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::commit::CommitError;
+use crate::domain::InboundError;
+use crate::http::client::Refused;
+use crate::session::End;
+use crate::store::StoreError;
+
+/// The content type of [`Metrics::encode`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A label set of one `reason`.
+type Reason = [(&'static str, &'static str); 1];
+
+/// Why a WebSocket session ended, as the `reason` label of `hubbub_disconnects_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disconnect {
+    /// The client sent a close frame (a closed tab, a reload, a navigation).
+    ClientClosed,
+    /// The connection ended without a close frame, or failed at the transport level.
+    ConnectionLost,
+    /// No pong (or any frame) within `--pong-timeout`.
+    PongTimeout,
+    /// The socket took nothing for `--write-timeout`.
+    WriteTimeout,
+    /// Evicted by the hub: its send queue was full.
+    SlowClient,
+    /// Kept posting over its rate limit (closed with 1008).
+    Flooding,
+    /// Broke the WebSocket protocol, sent a binary or an oversized frame.
+    ProtocolError,
+    /// The room could not be loaded (1013).
+    StoreUnavailable,
+    /// The server is shutting down (1012).
+    Shutdown,
+}
+
+impl Disconnect {
+    pub const ALL: [Disconnect; 9] = [
+        Disconnect::ClientClosed,
+        Disconnect::ConnectionLost,
+        Disconnect::PongTimeout,
+        Disconnect::WriteTimeout,
+        Disconnect::SlowClient,
+        Disconnect::Flooding,
+        Disconnect::ProtocolError,
+        Disconnect::StoreUnavailable,
+        Disconnect::Shutdown,
+    ];
+
+    /// The label for every way a session can end (the `match` is exhaustive on purpose:
+    /// a new `End` does not compile until it has a label).
+    pub fn of(end: &End) -> Self {
+        match end {
+            End::PeerClosed(_) => Disconnect::ClientClosed,
+            End::Disconnected | End::Transport(_) => Disconnect::ConnectionLost,
+            End::Unresponsive => Disconnect::PongTimeout,
+            End::WriteTimeout => Disconnect::WriteTimeout,
+            End::Evicted => Disconnect::SlowClient,
+            End::Flooding => Disconnect::Flooding,
+            End::Binary | End::Protocol(_) => Disconnect::ProtocolError,
+            End::Unavailable => Disconnect::StoreUnavailable,
+            End::Shutdown => Disconnect::Shutdown,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Disconnect::ClientClosed => "client_closed",
+            Disconnect::ConnectionLost => "connection_lost",
+            Disconnect::PongTimeout => "pong_timeout",
+            Disconnect::WriteTimeout => "write_timeout",
+            Disconnect::SlowClient => "slow_client",
+            Disconnect::Flooding => "flooding",
+            Disconnect::ProtocolError => "protocol_error",
+            Disconnect::StoreUnavailable => "store_unavailable",
+            Disconnect::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Why a posted message was not sent, as the `reason` label of
+/// `hubbub_messages_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Over the connection's message rate.
+    RateLimited,
+    /// Over the message rate shared by the client's address.
+    AddressRateLimited,
+    /// Longer than `--max-message-chars`.
+    TooLong,
+    /// Not readable as a message (malformed JSON, control characters).
+    Invalid,
+    /// The commit queue was full.
+    Busy,
+    /// The server was shutting down.
+    ShuttingDown,
+    /// The store failed (unreachable, busy, timed out).
+    StoreUnavailable,
+    /// The store refused the data itself.
+    StoreRefused,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 8] = [
+        Rejection::RateLimited,
+        Rejection::AddressRateLimited,
+        Rejection::TooLong,
+        Rejection::Invalid,
+        Rejection::Busy,
+        Rejection::ShuttingDown,
+        Rejection::StoreUnavailable,
+        Rejection::StoreRefused,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejection::RateLimited => "rate_limited",
+            Rejection::AddressRateLimited => "address_rate_limited",
+            Rejection::TooLong => "too_long",
+            Rejection::Invalid => "invalid",
+            Rejection::Busy => "busy",
+            Rejection::ShuttingDown => "shutting_down",
+            Rejection::StoreUnavailable => "store_unavailable",
+            Rejection::StoreRefused => "store_refused",
+        }
+    }
+
+    pub fn inbound(err: &InboundError) -> Self {
+        match err {
+            InboundError::TooLong { .. } => Rejection::TooLong,
+            InboundError::Malformed(_) | InboundError::ControlCharacters => Rejection::Invalid,
+        }
+    }
+
+    pub fn commit(err: &CommitError) -> Self {
+        match err {
+            CommitError::Store(err) => Rejection::store(err),
+            CommitError::Stopped => Rejection::ShuttingDown,
+            CommitError::Busy => Rejection::Busy,
+        }
+    }
+
+    pub fn store(err: &StoreError) -> Self {
+        if err.is_rejected() {
+            Rejection::StoreRefused
+        } else {
+            Rejection::StoreUnavailable
+        }
+    }
+}
+
+/// The server's counters, gauges and histograms, and the registry that names them.
+pub struct Metrics {
+    registry: Registry,
+    connections: Gauge,
+    connects: Counter,
+    disconnects: [Counter; Disconnect::ALL.len()],
+    /// `[total, per_ip]`.
+    refused: [Counter; 2],
+    received: Counter,
+    broadcast: Counter,
+    rejected: [Counter; Rejection::ALL.len()],
+    evictions: Counter,
+    typing_dropped: Counter,
+    fanout: Histogram,
+    commit: Histogram,
+    commit_batch: Histogram,
+    rooms: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every series in it, at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hubbub");
+        let r = &mut registry;
+        let connections = gauge(r, "connections", "Open WebSocket sessions");
+        let connects = counter(r, "connects", "WebSocket sessions started");
+        let disconnects = by_reason(
+            r,
+            "disconnects",
+            "WebSocket sessions ended, by why they ended",
+            Disconnect::ALL.map(Disconnect::label),
+        );
+        let refused = by_reason(
+            r,
+            "connections_refused",
+            "WebSocket upgrades refused with 503 because a connection limit was reached, by limit",
+            ["total", "per_ip"],
+        );
+        let received = counter(
+            r,
+            "messages_received",
+            "Chat messages received from clients (every text frame but typing events)",
+        );
+        let broadcast = counter(
+            r,
+            "messages_broadcast",
+            "Chat messages committed and fanned out to their room",
+        );
+        let rejected = by_reason(
+            r,
+            "messages_rejected",
+            "Chat messages not sent, by why",
+            Rejection::ALL.map(Rejection::label),
+        );
+        let evictions = counter(
+            r,
+            "slow_client_evictions",
+            "Sessions disconnected because their send queue was full",
+        );
+        let typing_dropped = counter(
+            r,
+            "typing_dropped",
+            "Typing events ignored because they were over the connection's typing rate",
+        );
+        // 10 µs to about 0.7 s: a 10,000-member room takes milliseconds.
+        let fanout = seconds(
+            r,
+            "fanout_duration",
+            "Time to offer one broadcast to every member of its room",
+            exponential_buckets(0.000_01, 2.0, 17),
+        );
+        // 100 µs to about 13 s: a commit is bounded by a 10 s timeout.
+        let commit = seconds(
+            r,
+            "commit_duration",
+            "Time to store one batch of messages (one transaction), failures included",
+            exponential_buckets(0.000_1, 2.0, 18),
+        );
+        // 1 to 65,536, the largest --commit-batch.
+        let commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 17));
+        r.register(
+            "commit_batch_size",
+            "Messages in one stored batch",
+            commit_batch.clone(),
+        );
+        let rooms = gauge(r, "rooms", "Rooms held in memory");
+        Self {
+            registry,
+            connections,
+            connects,
+            disconnects,
+            refused,
+            received,
+            broadcast,
+            rejected,
+            evictions,
+            typing_dropped,
+            fanout,
+            commit,
+            commit_batch,
+            rooms,
+        }
+    }
+
+    /// Everything, as OpenMetrics text (ends with `# EOF`).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a `String` cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    pub fn session_started(&self) {
+        self.connects.inc();
+        self.connections.inc();
+    }
+
+    pub fn session_ended(&self, end: &End) {
+        self.connections.dec();
+        self.disconnects[Disconnect::of(end) as usize].inc();
+    }
+
+    pub fn refused(&self, refused: &Refused) {
+        let index = match refused {
+            Refused::Total(_) => 0,
+            Refused::PerAddress(_) => 1,
+        };
+        self.refused[index].inc();
+    }
+
+    pub fn received(&self) {
+        self.received.inc();
+    }
+
+    pub fn rejected(&self, why: Rejection) {
+        self.rejected[why as usize].inc();
+    }
+
+    pub fn rejected_many(&self, why: Rejection, messages: usize) {
+        self.rejected[why as usize].inc_by(messages as u64);
+    }
+
+    pub fn typing_dropped(&self) {
+        self.typing_dropped.inc();
+    }
+
+    /// `messages` were fanned out (one count per message, whatever the room's size).
+    pub fn broadcast(&self, messages: usize) {
+        self.broadcast.inc_by(messages as u64);
+    }
+
+    pub fn fanout(&self, took: Duration) {
+        self.fanout.observe(took.as_secs_f64());
+    }
+
+    pub fn evicted(&self, sessions: u64) {
+        self.evictions.inc_by(sessions);
+    }
+
+    /// One batch of `messages` went to the store and took `took`.
+    pub fn commit(&self, messages: usize, took: Duration) {
+        self.commit.observe(took.as_secs_f64());
+        self.commit_batch.observe(messages as f64);
+    }
+
+    pub fn rooms(&self, loaded: usize) {
+        self.rooms.set(i64::try_from(loaded).unwrap_or(i64::MAX));
+    }
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str) -> Counter {
+    let counter = Counter::default();
+    registry.register(name, help, counter.clone());
+    counter
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str) -> Gauge {
+    let gauge = Gauge::default();
+    registry.register(name, help, gauge.clone());
+    gauge
+}
+
+fn seconds(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    buckets: impl Iterator<Item = f64>,
+) -> Histogram {
+    let histogram = Histogram::new(buckets);
+    registry.register_with_unit(name, help, Unit::Seconds, histogram.clone());
+    histogram
+}
+
+/// A counter family with one `reason` label, and its series for each of `reasons`,
+/// created now so that recording never looks a label up.
+fn by_reason<const N: usize>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    reasons: [&'static str; N],
+) -> [Counter; N] {
+    let family = Family::<Reason, Counter>::default();
+    registry.register(name, help, family.clone());
+    reasons.map(|reason| family.get_or_create_owned(&[("reason", reason)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ProtocolError;
+
+    #[test]
+    fn every_session_end_has_a_disconnect_reason_from_the_fixed_set() {
+        let ends = [
+            End::Shutdown,
+            End::Evicted,
+            End::PeerClosed(Some(1000)),
+            End::PeerClosed(None),
+            End::Disconnected,
+            End::Binary,
+            End::Flooding,
+            End::Protocol(ProtocolError::TooBig(1 << 20)),
+            End::Protocol(ProtocolError::Unmasked),
+            End::Unresponsive,
+            End::WriteTimeout,
+            End::Transport("reset".to_owned()),
+            End::Unavailable,
+        ];
+        let mut seen = Vec::new();
+        for end in &ends {
+            let reason = Disconnect::of(end);
+            assert!(Disconnect::ALL.contains(&reason), "{end:?}");
+            assert_eq!(
+                Disconnect::ALL[reason as usize],
+                reason,
+                "index of {reason:?}"
+            );
+            seen.push(reason);
+        }
+        // Every label is reachable, and the labels are distinct.
+        for reason in Disconnect::ALL {
+            assert!(seen.contains(&reason), "{reason:?} is never used");
+        }
+        let mut labels: Vec<&str> = Disconnect::ALL.iter().map(|d| d.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), Disconnect::ALL.len());
+        assert_eq!(Disconnect::of(&End::Evicted).label(), "slow_client");
+        assert_eq!(
+            Disconnect::of(&End::PeerClosed(None)).label(),
+            "client_closed"
+        );
+    }
+
+    #[test]
+    fn rejection_labels_are_distinct_and_indexed_in_order() {
+        for (index, why) in Rejection::ALL.iter().enumerate() {
+            assert_eq!(*why as usize, index);
+        }
+        let mut labels: Vec<&str> = Rejection::ALL.iter().map(|r| r.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), Rejection::ALL.len());
+    }
+
+    #[test]
+    fn every_series_is_there_from_the_start_and_the_text_is_openmetrics() {
+        let metrics = Metrics::new();
+        metrics.session_started();
+        metrics.rejected(Rejection::RateLimited);
+        metrics.fanout(Duration::from_micros(50));
+        let text = metrics.encode();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(text.contains("hubbub_connections 1\n"), "{text}");
+        assert!(text.contains("hubbub_connects_total 1\n"), "{text}");
+        assert!(
+            text.contains("hubbub_messages_rejected_total{reason=\"rate_limited\"} 1\n"),
+            "{text}"
+        );
+        for why in Rejection::ALL {
+            assert!(
+                text.contains(&format!("reason=\"{}\"", why.label())),
+                "{text}"
+            );
+        }
+        for reason in Disconnect::ALL {
+            assert!(
+                text.contains(&format!(
+                    "hubbub_disconnects_total{{reason=\"{}\"}} 0\n",
+                    reason.label()
+                )),
+                "{text}"
+            );
+        }
+        assert!(
+            text.contains("# TYPE hubbub_fanout_duration_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# UNIT hubbub_fanout_duration_seconds seconds"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hubbub_fanout_duration_seconds_count 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn two_registries_count_apart() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.received();
+        a.received();
+        b.received();
+        assert!(a.encode().contains("hubbub_messages_received_total 2\n"));
+        assert!(b.encode().contains("hubbub_messages_received_total 1\n"));
+    }
+}
