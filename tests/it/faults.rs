@@ -1,11 +1,13 @@
 //! Faults under a running server: PostgreSQL restarted and stopped, the SQLite disk full,
-//! the server itself killed with SIGKILL. In each case a sender whose message could not be
-//! stored is told so and gets the text back, nothing is broadcast that is not stored,
-//! nothing broadcast is lost or stored twice, and the chat recovers by itself.
+//! the SQLite database made read-only, the server itself killed with SIGKILL. In each case
+//! a sender whose message could not be stored is told so and gets the text back, nothing
+//! is broadcast that is not stored, nothing broadcast is lost or stored twice, and the
+//! chat recovers by itself.
 //!
-//! Two of them need what a laptop may not have: PostgreSQL's server binaries (each test
+//! Three of them need what a laptop may not have: PostgreSQL's server binaries (each test
 //! runs a private instance, so restarting it disturbs no other test) and root (to mount a
-//! small tmpfs). Without them they skip and say why; in CI (`CI=true`) a skip fails.
+//! small tmpfs; to make files immutable with `chattr +i`, on a filesystem that supports
+//! it). Without them they skip and say why; in CI (`CI=true`) a skip fails.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -23,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::both_backends;
 use crate::helpers::{
-    Backend, ChildServer, PageModel, ShownMessage, TestClient, TestDb, spawn_app_on,
+    Backend, ChildServer, PageModel, ShownMessage, TestApp, TestClient, TestDb, spawn_app_on,
 };
 
 /// A fault can keep a sender waiting through several store timeouts (a pool that cannot
@@ -572,6 +574,102 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A server on a SQLite file in `dir` with a sender and an observer, for faults of the
+/// file's disk; five messages ("before 0" to "before 4") are broadcast to start with.
+struct SqliteRoom {
+    app: TestApp,
+    sender: TestClient,
+    observer: Observer,
+    /// Every text broadcast so far, in order.
+    broadcast: Vec<String>,
+}
+
+impl SqliteRoom {
+    async fn start(dir: &Path) -> Self {
+        let url = format!("sqlite://{}", dir.join("hubbub.db").display());
+        let db = Arc::new(TestDb::at(DatabaseUrl::new(url), Backend::Sqlite));
+        let app = spawn_app_on(db, "127.0.0.1:0", |_| {}).await;
+        let sender = app.connect().await;
+        let observer = Observer::start(app.connect().await);
+        let mut room = Self {
+            app,
+            sender,
+            observer,
+            broadcast: Vec::new(),
+        };
+        room.send_all("before", 5).await;
+        room
+    }
+
+    /// Sends `text` and waits for how it ended, noting it when broadcast.
+    async fn send(&mut self, text: String) -> Outcome {
+        let outcome = send_and_wait(&mut self.sender, &text).await;
+        if matches!(outcome, Outcome::Broadcast(_)) {
+            self.broadcast.push(text);
+        }
+        outcome
+    }
+
+    /// Sends "`prefix` 0" to "`prefix` n-1", each of which must be broadcast.
+    async fn send_all(&mut self, prefix: &str, n: usize) {
+        for i in 0..n {
+            let outcome = self.send(format!("{prefix} {i}")).await;
+            assert!(matches!(outcome, Outcome::Broadcast(_)), "{outcome:?}");
+        }
+    }
+
+    /// Reading needs no writes: a page opened now gets the history from memory, and paging
+    /// back reads the store, where every broadcast message must be. Returns that page.
+    async fn assert_reading_works(&self) -> TestClient {
+        let newest_50 = |texts: &[String]| texts[texts.len().saturating_sub(50)..].to_vec();
+        let reader = self.app.connect().await;
+        let texts: Vec<String> = reader.shown.iter().map(|m| m.text.clone()).collect();
+        assert_eq!(texts, newest_50(&self.broadcast));
+        let newest = reader.shown.last().unwrap().id;
+        let page = self
+            .app
+            .get(&format!("/rooms/general/history?before={newest}"))
+            .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let mut older = PageModel::default();
+        older.apply_older_page(&page.body);
+        let texts: Vec<String> = older.shown.iter().map(|m| m.text.clone()).collect();
+        assert_eq!(
+            texts,
+            newest_50(&self.broadcast[..self.broadcast.len() - 1]),
+            "the store holds what was broadcast"
+        );
+        assert!(
+            !self.app.server.is_finished(),
+            "the server is still serving"
+        );
+        reader
+    }
+
+    /// Once the fault is gone, without a restart: five more messages ("after 0" to
+    /// "after 4") are broadcast, also to `reader` (opened during the fault); the observer
+    /// saw exactly what was broadcast, and the store holds each of those once and nothing
+    /// else.
+    async fn assert_recovered(mut self, mut reader: TestClient) {
+        self.send_all("after", 5).await;
+        reader.wait_for_shown(reader.shown.len() + 5).await;
+        self.observer
+            .wait_for(self.broadcast.len(), "every broadcast message")
+            .await;
+        let seen = self.observer.finish().await;
+        let texts: Vec<&str> = seen.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, self.broadcast, "nothing refused was broadcast");
+
+        let db = self.app.stop().await;
+        let stored = assert_broadcasts_stored_once(&db, &seen).await;
+        assert_eq!(
+            stored.len(),
+            self.broadcast.len(),
+            "nothing refused was stored"
+        );
+    }
+}
+
 /// The disk under the SQLite file fills up: senders are refused with their text back, the
 /// room keeps reading, and once space is freed sending works again, without a restart.
 #[tokio::test]
@@ -580,18 +678,7 @@ async fn sqlite_disk_full_refuses_messages_and_recovers_when_space_is_freed() {
     let Some(disk) = SmallDisk::mount(TEST, "4m").await else {
         return;
     };
-    let url = format!("sqlite://{}", disk.path().join("hubbub.db").display());
-    let db = Arc::new(TestDb::at(DatabaseUrl::new(url), Backend::Sqlite));
-    let app = spawn_app_on(Arc::clone(&db), "127.0.0.1:0", |_| {}).await;
-    let mut sender = app.connect().await;
-    let mut observer = Observer::start(app.connect().await);
-    let mut broadcast = Vec::new();
-    for i in 0..5 {
-        let text = format!("before {i}");
-        let outcome = send_and_wait(&mut sender, &text).await;
-        assert!(matches!(outcome, Outcome::Broadcast(_)), "{outcome:?}");
-        broadcast.push(text);
-    }
+    let mut room = SqliteRoom::start(disk.path()).await;
 
     let filled = disk.fill();
     // A commit that fits in space the files already hold could still go through (none did
@@ -600,61 +687,146 @@ async fn sqlite_disk_full_refuses_messages_and_recovers_when_space_is_freed() {
     let mut refused = Vec::new();
     for i in 0..WHILE_FULL {
         let text = format!("while full {i}");
-        match send_and_wait(&mut sender, &text).await {
-            Outcome::Broadcast(_) => broadcast.push(text),
-            Outcome::Refused(notice) => {
-                assert_eq!(notice, UNAVAILABLE);
-                refused.push(text);
-            }
+        if let Outcome::Refused(notice) = room.send(text.clone()).await {
+            assert_eq!(notice, UNAVAILABLE);
+            refused.push(text);
         }
     }
-    // Reading needs no space: a page opened now gets the history from memory, and paging
-    // back reads the store, where every broadcast message must be.
-    let mut reader = app.connect().await;
-    let texts: Vec<&str> = reader.shown.iter().map(|m| m.text.as_str()).collect();
-    assert_eq!(texts, broadcast[broadcast.len().saturating_sub(50)..]);
-    let newest = reader.shown.last().unwrap().id;
-    let page = app
-        .get(&format!("/rooms/general/history?before={newest}"))
-        .await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    let mut older = PageModel::default();
-    older.apply_older_page(&page.body);
-    let texts: Vec<&str> = older.shown.iter().map(|m| m.text.as_str()).collect();
-    let before_newest = &broadcast[..broadcast.len() - 1];
-    assert_eq!(
-        texts,
-        before_newest[before_newest.len().saturating_sub(50)..],
-        "the store holds what was broadcast"
-    );
+    let reader = room.assert_reading_works().await;
     assert!(
         refused.len() * 2 > WHILE_FULL,
         "the full disk refused only {refused:?}"
     );
-    assert!(!app.server.is_finished(), "the server is still serving");
 
     disk.free();
-    for i in 0..5 {
-        let text = format!("after {i}");
-        let outcome = send_and_wait(&mut sender, &text).await;
-        assert!(matches!(outcome, Outcome::Broadcast(_)), "{outcome:?}");
-        broadcast.push(text);
-    }
-    reader.wait_for_shown(reader.shown.len() + 5).await;
-    observer
-        .wait_for(broadcast.len(), "every broadcast message")
-        .await;
-    let seen = observer.finish().await;
-    let texts: Vec<&str> = seen.iter().map(|m| m.text.as_str()).collect();
-    assert_eq!(texts, broadcast, "nothing refused was broadcast");
-
-    let db = app.stop().await;
-    let stored = assert_broadcasts_stored_once(&db, &seen).await;
-    assert_eq!(stored.len(), broadcast.len(), "nothing refused was stored");
+    room.assert_recovered(reader).await;
     println!(
         "disk full after {filled} filler bytes: {WHILE_FULL} sent while full, {} refused",
         refused.len()
     );
+}
+
+/// Files made immutable (`chattr +i`): even descriptors the server already holds open
+/// then fail every write with EPERM, and opening them for writing fails. Root is not
+/// exempt. The flag is cleared again on drop, before the directory holding the files is
+/// removed (an immutable file cannot be deleted), whether the test passed or not.
+struct ReadOnlyFiles {
+    files: Vec<PathBuf>,
+    dir: tempfile::TempDir,
+}
+
+impl ReadOnlyFiles {
+    /// A directory under `/var/tmp`, which is on disk where `/tmp` may be a tmpfs (one
+    /// that supports the flag only on recent kernels). `None` (with the reason printed)
+    /// when the flag cannot be set there; a panic in CI.
+    async fn dir(test: &str) -> Option<Self> {
+        if !runnable(
+            test,
+            (!is_root()).then(|| "making a file immutable (chattr +i) needs root".to_owned()),
+        ) {
+            return None;
+        }
+        let parent = Path::new("/var/tmp");
+        let dir = if parent.is_dir() {
+            tempfile::Builder::new()
+                .prefix("hubbub-ro-")
+                .tempdir_in(parent)
+        } else {
+            tempfile::Builder::new().prefix("hubbub-ro-").tempdir()
+        }
+        .unwrap();
+        let files = Self {
+            files: Vec::new(),
+            dir,
+        };
+        // Try the flag on a file of its own first, so an unsupported filesystem skips
+        // before any server starts.
+        let probe = files.path().join("probe");
+        std::fs::write(&probe, b"probe").unwrap();
+        let failed = files.chattr("+i", std::slice::from_ref(&probe)).await.err();
+        files
+            .chattr("-i", std::slice::from_ref(&probe))
+            .await
+            .unwrap();
+        std::fs::remove_file(probe).unwrap();
+        runnable(test, failed).then_some(files)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    async fn chattr(&self, flag: &str, files: &[PathBuf]) -> Result<(), String> {
+        let mut chattr = Command::new("chattr");
+        chattr.arg(flag).args(files);
+        let out = run(chattr).await;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "chattr {flag} failed in {}: {}",
+                self.path().display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Makes `files` (in this directory) immutable until [`Self::writable`] or drop.
+    async fn read_only(&mut self, files: &[&str]) {
+        let files: Vec<PathBuf> = files.iter().map(|f| self.path().join(f)).collect();
+        for file in &files {
+            assert!(file.exists(), "{} does not exist", file.display());
+        }
+        // Recorded first: a flag set on some files before a failure is still cleared.
+        self.files.clone_from(&files);
+        self.chattr("+i", &files).await.unwrap();
+    }
+
+    async fn writable(&mut self) {
+        let files = std::mem::take(&mut self.files);
+        self.chattr("-i", &files).await.unwrap();
+    }
+}
+
+impl Drop for ReadOnlyFiles {
+    fn drop(&mut self) {
+        if !self.files.is_empty() {
+            let _ = Command::new("chattr").arg("-i").args(&self.files).status();
+        }
+    }
+}
+
+/// The SQLite database and its write-ahead log are made read-only under the running
+/// server: senders are refused with their text back, the room keeps reading, and once the
+/// files are writable again sending works, without a restart.
+#[tokio::test]
+async fn sqlite_read_only_refuses_messages_and_recovers() {
+    const TEST: &str = "faults::sqlite_read_only_refuses_messages_and_recovers";
+    let Some(mut files) = ReadOnlyFiles::dir(TEST).await else {
+        return;
+    };
+    let mut room = SqliteRoom::start(files.path()).await;
+
+    // Commits write to the log (`-wal`), checkpoints copy it into the database file: both
+    // are made read-only. The first refused commit fails writing the log through the
+    // descriptor already open ("disk I/O error", SQLITE_IOERR_WRITE); the store then
+    // closes that connection, and the next one SQLite opens read-only ("attempt to write
+    // a readonly database"). The shared-memory index (`-shm`) holds no messages and stays
+    // writable: SQLite maps it into memory and writes to it there, and on an immutable
+    // file such a write kills the process with SIGBUS (seen in a trial run of this test,
+    // and with Python's sqlite3 alone), whatever the server does.
+    files.read_only(&["hubbub.db", "hubbub.db-wal"]).await;
+    const WHILE_READ_ONLY: usize = 10;
+    for i in 0..WHILE_READ_ONLY {
+        let text = format!("while read-only {i}");
+        let outcome = room.send(text.clone()).await;
+        assert_eq!(outcome, Outcome::Refused(UNAVAILABLE.to_owned()), "{text}");
+    }
+    let reader = room.assert_reading_works().await;
+
+    files.writable().await;
+    room.assert_recovered(reader).await;
+    println!("read-only: {WHILE_READ_ONLY} sent while read-only, all refused");
 }
 
 /// Senders here post far faster than people type.
