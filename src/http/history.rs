@@ -43,8 +43,10 @@ async fn older(
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
 
-/// `before=ID` with ID a positive integer; anything else says what is expected.
-fn parse_cursor(query: Option<&str>) -> Result<u64, String> {
+/// The paging cursor from a history request's query string: `before=ID` with ID a
+/// positive decimal integer, given once; other parameters are ignored. Anything else is an
+/// error that says what is expected.
+pub fn parse_cursor(query: Option<&str>) -> Result<u64, String> {
     const EXPECTED: &str =
         "expected ?before=ID, where ID is a message id (a positive whole number)";
     let mut before = None;
