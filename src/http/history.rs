@@ -51,9 +51,11 @@ pub fn parse_cursor(query: Option<&str>) -> Result<u64, String> {
         "expected ?before=ID, where ID is a message id (a positive whole number)";
     let mut before = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("before", value)) if before.is_none() => before = Some(value),
-            Some(("before", _)) => return Err(format!("'before' is given twice; {EXPECTED}")),
+        // A name without `=` still names the parameter (with an empty value), as in any
+        // form-encoded query: `before&before=2` gives `before` twice.
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("before", value) if before.is_none() => before = Some(value),
+            ("before", _) => return Err(format!("'before' is given twice; {EXPECTED}")),
             _ => {}
         }
     }
@@ -86,6 +88,11 @@ mod tests {
             Some("before=99999999999999999999999"),
             Some("before=1&before=2"),
             Some("before=%31"),
+            // Found by the paging_cursor fuzz target: a bare `before` was skipped, so
+            // these read as a single `before=…`.
+            Some("before"),
+            Some("before=1&before"),
+            Some("before&before=2"),
         ] {
             let err = parse_cursor(bad).unwrap_err();
             assert!(err.contains("expected ?before=ID"), "{bad:?}: {err}");
