@@ -34,6 +34,15 @@ struct RawInbound {
 impl Inbound {
     /// Parses one text frame.
     pub fn parse(frame: &str) -> Result<Self, InboundError> {
+        // serde would read the struct from a JSON array as well (`["typing"]`), field by
+        // field; htmx sends objects, and only objects are read. These four characters are
+        // all the whitespace JSON allows.
+        if !frame
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .starts_with('{')
+        {
+            return Err(InboundError::Malformed("expected a JSON object".into()));
+        }
         let raw: RawInbound =
             serde_json::from_str(frame).map_err(|err| InboundError::Malformed(err.to_string()))?;
         match (raw.kind.as_deref(), raw.text) {
@@ -345,6 +354,28 @@ mod tests {
         }
         let typing = r#"{"kind":"typing","headers":{"HX-Request":"true"}}"#;
         assert_eq!(Inbound::parse(typing).unwrap(), Inbound::Typing);
+    }
+
+    #[test]
+    fn only_json_objects_are_read() {
+        // serde reads a struct from a JSON array too, field by field: these were a typing
+        // notice and a message. htmx only ever sends objects.
+        for frame in [
+            r#"["typing"]"#,
+            r#"[null,"hi"]"#,
+            r#" ["message","hi"]"#,
+            "[]",
+        ] {
+            assert!(
+                matches!(Inbound::parse(frame), Err(InboundError::Malformed(_))),
+                "{frame:?} should be malformed"
+            );
+        }
+        let spaced = " \t\r\n{\"text\":\"hi\"}";
+        assert_eq!(
+            Inbound::parse(spaced).unwrap(),
+            Inbound::Message { text: "hi".into() }
+        );
     }
 
     #[test]

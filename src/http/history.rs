@@ -43,15 +43,19 @@ async fn older(
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
 
-/// `before=ID` with ID a positive integer; anything else says what is expected.
-fn parse_cursor(query: Option<&str>) -> Result<u64, String> {
+/// The paging cursor from a history request's query string: `before=ID` with ID a
+/// positive decimal integer, given once; other parameters are ignored. Anything else is an
+/// error that says what is expected.
+pub fn parse_cursor(query: Option<&str>) -> Result<u64, String> {
     const EXPECTED: &str =
         "expected ?before=ID, where ID is a message id (a positive whole number)";
     let mut before = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("before", value)) if before.is_none() => before = Some(value),
-            Some(("before", _)) => return Err(format!("'before' is given twice; {EXPECTED}")),
+        // A name without `=` still names the parameter (with an empty value), as in any
+        // form-encoded query: `before&before=2` gives `before` twice.
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("before", value) if before.is_none() => before = Some(value),
+            ("before", _) => return Err(format!("'before' is given twice; {EXPECTED}")),
             _ => {}
         }
     }
@@ -84,6 +88,11 @@ mod tests {
             Some("before=99999999999999999999999"),
             Some("before=1&before=2"),
             Some("before=%31"),
+            // Found by the paging_cursor fuzz target: a bare `before` was skipped, so
+            // these read as a single `before=…`.
+            Some("before"),
+            Some("before=1&before"),
+            Some("before&before=2"),
         ] {
             let err = parse_cursor(bad).unwrap_err();
             assert!(err.contains("expected ?before=ID"), "{bad:?}: {err}");

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use self::error::HttpError;
+pub use self::history::parse_cursor;
 use crate::commit::Committer;
 use crate::config::Config;
 use crate::domain::RoomName;
