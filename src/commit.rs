@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::{ChatMessage, NewMessage, RoomName};
 use crate::hub::Hub;
 use crate::metrics::{Metrics, Rejection};
-use crate::store::{Store, StoreError};
+use crate::store::{Appended, Store, StoreError};
 
 /// How many accepted messages may wait for the writer. When it is full, senders are told
 /// the server is busy (and get their text back) rather than left waiting.
@@ -191,7 +191,7 @@ async fn append(
     store: &dyn Store,
     metrics: &Metrics,
     messages: &[NewMessage],
-) -> Result<Vec<u64>, StoreError> {
+) -> Result<Appended, StoreError> {
     let started = Instant::now();
     let stored = tokio::time::timeout(APPEND_TIMEOUT, store.append(messages))
         .await
@@ -243,7 +243,7 @@ async fn commit(store: &dyn Store, hub: &Hub, batch: Vec<Pending>) {
         batch.into_iter().map(|p| (p.message, p.reply)).unzip();
     let started = Instant::now();
     match append(store, hub.metrics(), &messages).await {
-        Ok(ids) => {
+        Ok(Appended { ids, .. }) => {
             let elapsed = started.elapsed();
             if elapsed >= SLOW_COMMIT {
                 // Every message of the room waits behind this one: worth an operator's look
@@ -261,7 +261,7 @@ async fn commit(store: &dyn Store, hub: &Hub, batch: Vec<Pending>) {
             for (message, reply) in messages.into_iter().zip(replies) {
                 let one = [message];
                 match append(store, hub.metrics(), &one).await {
-                    Ok(ids) => deliver(hub, one.into(), ids, vec![reply]),
+                    Ok(Appended { ids, .. }) => deliver(hub, one.into(), ids, vec![reply]),
                     Err(err) => refuse(hub, err, vec![reply]),
                 }
             }
