@@ -1,14 +1,17 @@
-//! Global order across writers: what the store says about each batch (`prev`), and reading
-//! back by id.
+//! Global order across writers: what the store says about each batch (`prev`), reading back
+//! by id, and two nodes over one PostgreSQL catching up from it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::join_all;
 use hubbub::domain::{DisplayName, MessageText, NewMessage, RoomName};
 use hubbub::store::{self, Appended, Store};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestDb};
+use crate::helpers::{Backend, TestDb, spawn_app_on};
+use crate::observability::value;
 
 fn message(room: &str, text: &str) -> NewMessage {
     NewMessage::now(
@@ -107,3 +110,78 @@ async fn concurrent_writers_chain_their_batches(db: Arc<TestDb>) {
     assert_eq!(stores[0].newest_id().await.unwrap(), newest);
 }
 both_backends!(concurrent_writers_chain_their_batches);
+
+/// Two nodes over one PostgreSQL schema, each with only the local broker: neither hears of
+/// the other's messages live (carrying them is the Redis broker's job), but a node's next
+/// own commit says (by its `prev`) that it missed something, and the node reads it back
+/// from the store before its own message: its clients see everything, in order, once.
+#[tokio::test]
+async fn a_node_catches_up_from_postgres_what_another_node_committed() {
+    let Some(db) =
+        TestDb::postgres("sequencing::a_node_catches_up_from_postgres_what_another_node_committed")
+            .await
+    else {
+        return;
+    };
+    let db = Arc::new(db);
+    let a = spawn_app_on(Arc::clone(&db), "127.0.0.1:0", |_| {}).await;
+    let b = spawn_app_on(Arc::clone(&db), "127.0.0.1:0", |_| {}).await;
+    let mut alice = a.connect().await;
+    let mut bob = b.connect().await;
+
+    alice.say("one").await;
+    alice.say("two").await;
+    alice.wait_for_shown(2).await;
+    // Node B does not learn of them live.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        value(&b.hub.metrics().encode(), "hubbub_messages_broadcast_total"),
+        0.0
+    );
+
+    bob.say("three").await;
+    let seen = texts(bob.wait_for_shown(3).await);
+    assert_eq!(seen, ["one", "two", "three"]);
+    let b_metrics = b.hub.metrics().encode();
+    assert_eq!(value(&b_metrics, "hubbub_messages_caught_up_total"), 2.0);
+
+    // And the other way round: A misses "three" until its own next commit.
+    alice.say("four").await;
+    let seen = texts(alice.wait_for_shown(4).await);
+    assert_eq!(seen, ["one", "two", "three", "four"]);
+    bob.say("five").await;
+    let seen = texts(bob.wait_for_shown(5).await);
+    assert_eq!(seen, ["one", "two", "three", "four", "five"]);
+
+    // A commit in another room on A brings "five" to A's "general": the gap is the
+    // node's, not the room's.
+    let mut dave = a.connect_to("elsewhere", None).await;
+    dave.say("six").await;
+    assert_eq!(texts(dave.wait_for_shown(1).await), ["six"]);
+    let seen = texts(alice.wait_for_shown(5).await);
+    assert_eq!(seen, ["one", "two", "three", "four", "five"]);
+
+    // Newcomers on either node get the same history.
+    let mut carol = b.connect().await;
+    let mut erin = a.connect().await;
+    for client in [&mut carol, &mut erin] {
+        let history = texts(client.wait_for_shown(5).await);
+        assert_eq!(history, ["one", "two", "three", "four", "five"]);
+    }
+
+    // Nothing more arrives: no duplicates on any page, ids unique and increasing.
+    for client in [&mut alice, &mut bob, &mut carol, &mut erin] {
+        while tokio::time::timeout(Duration::from_millis(700), client.read_frame())
+            .await
+            .is_ok()
+        {}
+        let ids: Vec<u64> = client.shown.iter().map(|m| m.id).collect();
+        assert_eq!(ids.len(), 5, "{ids:?}");
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
+    }
+}
+
+fn texts(shown: &[crate::helpers::ShownMessage]) -> Vec<String> {
+    shown.iter().map(|m| m.text.clone()).collect()
+}
