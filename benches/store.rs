@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::future::join_all;
+use hubbub::broker::LocalBroker;
 use hubbub::commit::{CommitSettings, Committer};
 use hubbub::domain::{DisplayName, MessageText, NewMessage, RoomName};
 use hubbub::hub::{Hub, HubSettings};
+use hubbub::sequencer::Sequencer;
 use hubbub::store::{self, DatabaseUrl, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -78,7 +80,14 @@ fn bench_backend(
         // Loaded, so that delivering renders each message for the room's history.
         hub.load(&RoomName::general(), &[], false);
         let (committer, _writer) = runtime.block_on(async {
-            Committer::start(Arc::clone(&store), hub, settings, CancellationToken::new())
+            let sequencer = Sequencer::start(Arc::clone(&store), hub).await.unwrap();
+            Committer::start(
+                Arc::clone(&store),
+                sequencer,
+                Arc::new(LocalBroker),
+                settings,
+                CancellationToken::new(),
+            )
         });
         group.throughput(Throughput::Elements(messages as u64));
         group.bench_function(label, |b| {

@@ -2,13 +2,17 @@
 //!
 //! Sessions hand accepted messages to the [`Committer`]; one task stores them in batches
 //! (one transaction for everything that arrived within `--commit-window`, at most
-//! `--commit-batch` messages) and only after the commit hands them, numbered, to the hub
-//! for fan-out. So nothing is broadcast that is not stored, every sender learns whether
-//! their message made it, and many senders cost few commits.
+//! `--commit-batch` messages) and only after the commit hands them, numbered, to this
+//! node's sequencer (which puts them into the hub), publishes them through the broker for
+//! the other nodes, and answers each sender. So nothing is broadcast that is not stored,
+//! every sender learns whether their message made it, and many senders cost few commits.
 //!
-//! The same task loads rooms into the hub (their newest messages, from the store). Because
-//! it is the only task that delivers messages, a room loaded between two batches can
-//! neither miss a committed message nor see one twice.
+//! The same task loads rooms into the hub (their newest messages, from the store), and
+//! runs the sequencer for batches other nodes committed ([`Feed`]). Because it is the only
+//! task that delivers messages, a room loaded between two batches can neither miss a
+//! committed message nor see one twice: it is loaded with its messages up to the
+//! sequencer's `last` (the newest id delivered on this node), read while nothing is being
+//! delivered, and every later delivery is above `last`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +22,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{ChatMessage, NewMessage, RoomName};
+use crate::broker::Broker;
+use crate::domain::{ChatMessage, Committed, NewMessage, RoomName};
 use crate::hub::Hub;
 use crate::metrics::{Metrics, Rejection};
-use crate::store::{Store, StoreError};
+use crate::sequencer::Sequencer;
+use crate::store::{Appended, Store, StoreError};
 
 /// How many accepted messages may wait for the writer. When it is full, senders are told
 /// the server is busy (and get their text back) rather than left waiting.
@@ -69,6 +75,11 @@ enum Job {
     Store(Pending),
     /// Put a room into the hub (if it is not there), then answer.
     Load(RoomName, oneshot::Sender<Result<(), CommitError>>),
+    /// A batch another node committed, from the broker.
+    Remote(Committed),
+    /// Catch up everything committed above what this node delivered (the broker may have
+    /// missed batches).
+    Resync,
 }
 
 /// A handle for submitting messages. Cheap to clone; the writer stops when every handle
@@ -80,18 +91,32 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the writer task.
-    /// It stops when every handle is gone, or when `stop` is cancelled, after committing
-    /// what is queued at that moment.
+    /// Starts the writer task, which owns `sequencer` (and through it the hub) and
+    /// publishes through `broker`. It stops when every handle is gone, or when `stop` is
+    /// cancelled, after committing what is queued at that moment.
     pub fn start(
         store: Arc<dyn Store>,
-        hub: Hub,
+        sequencer: Sequencer,
+        broker: Arc<dyn Broker>,
         settings: CommitSettings,
         stop: CancellationToken,
     ) -> (Self, JoinHandle<()>) {
+        let hub = sequencer.hub().clone();
         let (queue, pending) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(write_loop(store, hub.clone(), pending, settings, stop));
+        let writer = Writer {
+            store,
+            sequencer,
+            broker,
+        };
+        let task = tokio::spawn(write_loop(writer, pending, settings, stop));
         (Self { queue, hub }, task)
+    }
+
+    /// The way in for what other nodes committed, for the broker.
+    pub fn feed(&self) -> Feed {
+        Feed {
+            queue: self.queue.clone(),
+        }
     }
 
     /// Queues a message for the next commit, at once: once this returns `Ok`, the message
@@ -140,9 +165,15 @@ impl Committer {
     }
 }
 
-async fn write_loop(
+/// What the writer task owns.
+struct Writer {
     store: Arc<dyn Store>,
-    hub: Hub,
+    sequencer: Sequencer,
+    broker: Arc<dyn Broker>,
+}
+
+async fn write_loop(
+    mut writer: Writer,
     mut queue: mpsc::Receiver<Job>,
     settings: CommitSettings,
     stop: CancellationToken,
@@ -150,13 +181,25 @@ async fn write_loop(
     let max_batch = settings.max_batch.max(1);
     let mut batch = Vec::with_capacity(max_batch);
     loop {
+        // A catch-up that failed is tried again at its time, between batches.
+        let retry_at = writer.sequencer.retry_at();
+        let retry = async {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let received = tokio::select! {
             received = queue.recv_many(&mut batch, max_batch) => received,
+            () = retry => {
+                writer.sequencer.retry().await;
+                continue;
+            }
             () = stop.cancelled() => {
                 // No new senders will come; commit what is already queued, then stop.
                 queue.close();
                 while queue.recv_many(&mut batch, max_batch).await > 0 {
-                    run_jobs(store.as_ref(), &hub, &mut batch).await;
+                    writer.run_jobs(&mut batch).await;
                 }
                 break;
             }
@@ -174,7 +217,13 @@ async fn write_loop(
                 }
             }
         }
-        run_jobs(store.as_ref(), &hub, &mut batch).await;
+        writer.run_jobs(&mut batch).await;
+    }
+    if writer.sequencer.is_behind() {
+        tracing::warn!(
+            delivered = writer.sequencer.last(),
+            "the commit writer stopped with committed messages not yet delivered here"
+        );
     }
     tracing::debug!("commit writer stopped");
 }
@@ -191,7 +240,7 @@ async fn append(
     store: &dyn Store,
     metrics: &Metrics,
     messages: &[NewMessage],
-) -> Result<Vec<u64>, StoreError> {
+) -> Result<Appended, StoreError> {
     let started = Instant::now();
     let stored = tokio::time::timeout(APPEND_TIMEOUT, store.append(messages))
         .await
@@ -200,88 +249,144 @@ async fn append(
     stored
 }
 
-/// Runs queued jobs: room loads first (messages not yet committed reach a loaded room
-/// live when they are), then every queued message as one batch.
-async fn run_jobs(store: &dyn Store, hub: &Hub, jobs: &mut Vec<Job>) {
-    let mut pending = Vec::new();
-    for job in jobs.drain(..) {
-        match job {
-            Job::Store(message) => pending.push(message),
-            Job::Load(room, reply) => {
-                let _ = reply.send(load(store, hub, &room).await);
+impl Writer {
+    fn hub(&self) -> &Hub {
+        self.sequencer.hub()
+    }
+
+    /// Runs queued jobs: room loads and other nodes' batches in the order they came
+    /// (messages not yet committed reach a loaded room live when they are), then every
+    /// queued message as one batch.
+    async fn run_jobs(&mut self, jobs: &mut Vec<Job>) {
+        let mut pending = Vec::new();
+        for job in jobs.drain(..) {
+            match job {
+                Job::Store(message) => pending.push(message),
+                Job::Load(room, reply) => {
+                    let _ = reply.send(self.load(&room).await);
+                }
+                Job::Remote(batch) => self.sequencer.accept(&batch).await,
+                Job::Resync => self.sequencer.resync().await,
             }
         }
-    }
-    if !pending.is_empty() {
-        commit(store, hub, pending).await;
-    }
-}
-
-async fn load(store: &dyn Store, hub: &Hub, room: &RoomName) -> Result<(), CommitError> {
-    if hub.is_loaded(room) {
-        return Ok(());
-    }
-    let limit = hub.settings().history_limit;
-    // One more than the cache holds tells whether "load older" has anything to load.
-    let mut newest = tokio::time::timeout(APPEND_TIMEOUT, store.recent(room, limit as u32 + 1))
-        .await
-        .unwrap_or(Err(StoreError::TimedOut(APPEND_TIMEOUT)))
-        .map_err(|err| {
-            tracing::error!(error = %err, %room, "loading a room failed");
-            CommitError::Store(Arc::new(err))
-        })?;
-    let has_older = newest.len() > limit;
-    if has_older {
-        newest.remove(0);
-    }
-    hub.load(room, &newest, has_older);
-    Ok(())
-}
-
-async fn commit(store: &dyn Store, hub: &Hub, batch: Vec<Pending>) {
-    let (messages, replies): (Vec<NewMessage>, Vec<_>) =
-        batch.into_iter().map(|p| (p.message, p.reply)).unzip();
-    let started = Instant::now();
-    match append(store, hub.metrics(), &messages).await {
-        Ok(ids) => {
-            let elapsed = started.elapsed();
-            if elapsed >= SLOW_COMMIT {
-                // Every message of the room waits behind this one: worth an operator's look
-                // (a checkpoint, a slow disk, a busy database).
-                tracing::warn!(messages = ids.len(), ?elapsed, "slow commit");
-            } else {
-                tracing::trace!(messages = ids.len(), ?elapsed, "committed");
-            }
-            deliver(hub, messages, ids, replies);
+        if !pending.is_empty() {
+            self.commit(pending).await;
         }
-        Err(err) if err.is_rejected() && messages.len() > 1 => {
-            // The database refused something in this batch. One sender's bad message must
-            // not sink everyone else's: store them one by one.
-            tracing::warn!(error = %err, messages = messages.len(), "a batch was refused; storing its messages one by one");
-            for (message, reply) in messages.into_iter().zip(replies) {
-                let one = [message];
-                match append(store, hub.metrics(), &one).await {
-                    Ok(ids) => deliver(hub, one.into(), ids, vec![reply]),
-                    Err(err) => refuse(hub, err, vec![reply]),
+    }
+
+    /// Loads a room with its newest messages up to the sequencer's `last`: a message
+    /// committed above it (on another node, not yet delivered here) reaches the room when
+    /// the sequencer delivers it, not twice.
+    async fn load(&self, room: &RoomName) -> Result<(), CommitError> {
+        let hub = self.hub();
+        if hub.is_loaded(room) {
+            return Ok(());
+        }
+        let limit = hub.settings().history_limit;
+        let upto = self.sequencer.last();
+        // One more than the cache holds tells whether "load older" has anything to load.
+        let read = self
+            .store
+            .before(room, upto.saturating_add(1), limit as u32 + 1);
+        let mut newest = tokio::time::timeout(APPEND_TIMEOUT, read)
+            .await
+            .unwrap_or(Err(StoreError::TimedOut(APPEND_TIMEOUT)))
+            .map_err(|err| {
+                tracing::error!(error = %err, %room, "loading a room failed");
+                CommitError::Store(Arc::new(err))
+            })?;
+        let has_older = newest.len() > limit;
+        if has_older {
+            newest.remove(0);
+        }
+        hub.load(room, &newest, has_older);
+        Ok(())
+    }
+
+    async fn commit(&mut self, batch: Vec<Pending>) {
+        let (messages, replies): (Vec<NewMessage>, Vec<_>) =
+            batch.into_iter().map(|p| (p.message, p.reply)).unzip();
+        let started = Instant::now();
+        match append(self.store.as_ref(), self.hub().metrics(), &messages).await {
+            Ok(appended) => {
+                let elapsed = started.elapsed();
+                if elapsed >= SLOW_COMMIT {
+                    // Every message of the room waits behind this one: worth an operator's
+                    // look (a checkpoint, a slow disk, a busy database).
+                    tracing::warn!(messages = appended.ids.len(), ?elapsed, "slow commit");
+                } else {
+                    tracing::trace!(messages = appended.ids.len(), ?elapsed, "committed");
+                }
+                self.deliver(messages, appended, replies).await;
+            }
+            Err(err) if err.is_rejected() && messages.len() > 1 => {
+                // The database refused something in this batch. One sender's bad message
+                // must not sink everyone else's: store them one by one.
+                tracing::warn!(error = %err, messages = messages.len(), "a batch was refused; storing its messages one by one");
+                for (message, reply) in messages.into_iter().zip(replies) {
+                    let one = [message];
+                    match append(self.store.as_ref(), self.hub().metrics(), &one).await {
+                        Ok(appended) => self.deliver(one.into(), appended, vec![reply]).await,
+                        Err(err) => refuse(self.hub(), err, vec![reply]),
+                    }
                 }
             }
+            Err(err) => refuse(self.hub(), err, replies),
         }
-        Err(err) => refuse(hub, err, replies),
+    }
+
+    /// A committed batch: to this node's sessions first (through the sequencer, so they
+    /// are served whatever the broker's state), then to the other nodes, then the answers.
+    async fn deliver(
+        &mut self,
+        messages: Vec<NewMessage>,
+        appended: Appended,
+        replies: Vec<Reply>,
+    ) {
+        let Appended { prev, ids } = appended;
+        let committed = Committed {
+            prev,
+            messages: messages
+                .into_iter()
+                .zip(&ids)
+                .map(|(m, id)| m.stored(*id))
+                .collect::<Vec<ChatMessage>>(),
+        };
+        self.sequencer.accept(&committed).await;
+        self.broker.publish(&committed);
+        for (reply, id) in replies.into_iter().zip(ids) {
+            // The sender may have gone; the message is stored and broadcast anyway.
+            let _ = reply.send(Ok(id));
+        }
     }
 }
 
 type Reply = oneshot::Sender<Result<u64, CommitError>>;
 
-fn deliver(hub: &Hub, messages: Vec<NewMessage>, ids: Vec<u64>, replies: Vec<Reply>) {
-    let stored: Vec<ChatMessage> = messages
-        .into_iter()
-        .zip(&ids)
-        .map(|(m, id)| m.stored(*id))
-        .collect();
-    hub.deliver(&stored);
-    for (reply, id) in replies.into_iter().zip(ids) {
-        // The sender may have gone; the message is stored and broadcast anyway.
-        let _ = reply.send(Ok(id));
+/// Where a broker hands what other nodes committed: into the commit writer's queue, so
+/// that those batches, this node's own and room loads are all handled by one task.
+#[derive(Clone)]
+pub struct Feed {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Feed {
+    /// A batch another node committed (or this node's own echo: dropped as a duplicate).
+    /// Waits while the writer's queue is full; `Err` once the writer has stopped.
+    pub async fn remote(&self, batch: Committed) -> Result<(), CommitError> {
+        self.queue
+            .send(Job::Remote(batch))
+            .await
+            .map_err(|_| CommitError::Stopped)
+    }
+
+    /// Catch up from the store everything committed above what this node has delivered:
+    /// for a broker that may have missed batches (after a reconnect).
+    pub async fn resync(&self) -> Result<(), CommitError> {
+        self.queue
+            .send(Job::Resync)
+            .await
+            .map_err(|_| CommitError::Stopped)
     }
 }
 
@@ -311,7 +416,11 @@ pub(crate) async fn for_tests(
         max_batch: 16,
         window: Duration::ZERO,
     };
-    let (committer, writer) = Committer::start(store, hub.clone(), settings, stop);
+    let sequencer = Sequencer::start(Arc::clone(&store), hub.clone())
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let broker = Arc::new(crate::broker::LocalBroker);
+    let (committer, writer) = Committer::start(store, sequencer, broker, settings, stop);
     (committer, hub, writer, dir)
 }
 
@@ -328,5 +437,67 @@ mod tests {
         stop.cancel();
         writer.await.unwrap();
         assert_eq!(committer.health(), Err("the commit writer has stopped"));
+    }
+
+    fn ids_shown(hub: &Hub) -> Vec<u64> {
+        let html = hub.history_html(&RoomName::general()).unwrap_or_default();
+        html.split("id=\"msg-")
+            .skip(1)
+            .filter_map(|rest| rest[..rest.find('"').unwrap_or(0)].parse().ok())
+            .collect()
+    }
+
+    /// Another node's batch arrives (through the feed a broker uses) while the store cannot
+    /// be read: the catch-up before it fails, and the writer tries again by itself, later,
+    /// delivering everything in order; its own commits go on meanwhile and follow.
+    #[tokio::test]
+    async fn the_writer_retries_a_failed_catch_up_by_itself() {
+        let stop = CancellationToken::new();
+        let (committer, hub, _writer, dir) = for_tests(stop.clone()).await;
+        committer.load_room(&RoomName::general()).await.unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        // "Another node": its own connections to the same database.
+        let other = crate::store::open(&crate::store::DatabaseUrl::new(url.clone()))
+            .await
+            .unwrap();
+        let say = |text: &str| {
+            NewMessage::now(
+                RoomName::general(),
+                crate::domain::DisplayName::parse("other").unwrap(),
+                crate::domain::MessageText::parse(text, 100)
+                    .unwrap()
+                    .unwrap(),
+            )
+        };
+        other.append(&[say("a"), say("b")]).await.unwrap(); // never published
+        let batch = [say("c")];
+        let appended = other.append(&batch).await.unwrap();
+        let published = Committed {
+            prev: appended.prev,
+            messages: vec![batch[0].clone().stored(appended.ids[0])],
+        };
+
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::raw_sql("ALTER TABLE messages RENAME TO messages_away")
+            .execute(&pool)
+            .await
+            .unwrap();
+        committer.feed().remote(published).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(ids_shown(&hub).is_empty());
+        sqlx::raw_sql("ALTER TABLE messages_away RENAME TO messages")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ids_shown(&hub) != [1, 2, 3] {
+            assert!(Instant::now() < deadline, "{:?}", ids_shown(&hub));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let answer = committer.submit(say("own")).unwrap();
+        assert_eq!(answer.await.unwrap().unwrap(), 4);
+        assert_eq!(ids_shown(&hub), [1, 2, 3, 4]);
     }
 }

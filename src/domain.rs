@@ -331,6 +331,24 @@ impl ChatMessage {
     }
 }
 
+/// One committed batch, as every node learns of it: the messages of one store transaction
+/// (in id order) and the newest id committed before them. Because ids commit in id order
+/// across all writers, `prev` says exactly what a node must have delivered before these
+/// messages: everything up to `prev`, nothing more. Built only from a successful append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub prev: u64,
+    /// In increasing id order, every id above `prev`.
+    pub messages: Vec<ChatMessage>,
+}
+
+impl Committed {
+    /// The newest id of the batch (`prev` for an empty one).
+    pub fn newest(&self) -> u64 {
+        self.messages.last().map_or(self.prev, |m| m.id)
+    }
+}
+
 /// Unix time in microseconds, as the store keeps it.
 pub(crate) fn unix_micros(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)

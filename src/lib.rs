@@ -8,6 +8,9 @@
 //! - [`session`]: one connection; parses what htmx sends, writes what the hub queues.
 //! - [`domain`]: the types raw input is parsed into at the edge.
 //! - [`commit`]: group commit: stores accepted messages in batches, then hands them on.
+//! - [`sequencer`]: delivers committed batches to the hub in global id order, each once,
+//!   reading back from the store whatever this node missed.
+//! - [`broker`]: tells the other nodes what this node committed (and hears what they did).
 //! - [`store`]: the `Store` trait, SQLite and PostgreSQL; the only place that knows SQL.
 //! - [`hub`]: the room; renders each stored message once, fans the bytes out, keeps the
 //!   newest messages for newcomers.
@@ -18,6 +21,7 @@
 //! [`Server`] ties them together; `main.rs` only parses the config, binds and waits for a
 //! signal.
 
+pub mod broker;
 pub mod commit;
 pub mod config;
 pub mod domain;
@@ -27,6 +31,7 @@ pub mod limits;
 pub mod metrics;
 pub mod outlet;
 pub mod render;
+pub mod sequencer;
 pub mod session;
 pub mod store;
 pub mod wire;
@@ -40,6 +45,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::broker::{Broker, LocalBroker};
 use crate::commit::{CommitSettings, Committer};
 pub use crate::config::{Config, ConfigError};
 use axum_extra::extract::cookie::Key;
@@ -47,6 +53,7 @@ use axum_extra::extract::cookie::Key;
 use crate::http::AppState;
 use crate::hub::{Hub, HubSettings};
 use crate::metrics::Metrics;
+use crate::sequencer::Sequencer;
 use crate::store::{Store, StoreError};
 
 /// Why the server could not start.
@@ -64,6 +71,7 @@ pub struct Server {
     hub: Hub,
     store: Arc<dyn Store>,
     committer: Committer,
+    broker: Arc<dyn Broker>,
     cookie_key: Key,
     writer: JoinHandle<()>,
     /// Tells the writer to finish once the sessions are gone.
@@ -101,18 +109,27 @@ impl Server {
             max_batch: config.commit_batch as usize,
             window: config.commit_window,
         };
+        // Everything committed so far counts as delivered: rooms load their history from
+        // the store up to this id, and live delivery continues above it.
+        let sequencer = Sequencer::start(Arc::clone(&store), hub.clone()).await?;
+        // One node: nobody else to tell. (A shared broker comes with issue 7's next step.)
+        let broker: Arc<dyn Broker> = Arc::new(LocalBroker);
         let writer_stop = CancellationToken::new();
         let (committer, writer) = Committer::start(
             Arc::clone(&store),
-            hub.clone(),
+            sequencer,
+            Arc::clone(&broker),
             settings,
             writer_stop.clone(),
         );
+        broker.start(committer.feed(), writer_stop.clone());
+        tracing::info!(broker = broker.name(), "broker started");
         Ok(Self {
             config: Arc::new(config),
             hub,
             store,
             committer,
+            broker,
             cookie_key,
             writer,
             writer_stop,
@@ -133,6 +150,7 @@ impl Server {
             hub: self.hub.clone(),
             store: self.store,
             committer: self.committer,
+            broker: self.broker,
             cookie_key: self.cookie_key,
             shutdown: shutdown.clone(),
             sessions: sessions.clone(),

@@ -184,6 +184,8 @@ pub struct Metrics {
     commit: Histogram,
     commit_batch: Histogram,
     rooms: Gauge,
+    caught_up: Counter,
+    duplicates: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -265,6 +267,16 @@ impl Metrics {
             commit_batch.clone(),
         );
         let rooms = gauge(r, "rooms", "Rooms held in memory");
+        let caught_up = counter(
+            r,
+            "messages_caught_up",
+            "Committed messages this node read back from the store to fill a gap in what it had delivered",
+        );
+        let duplicates = counter(
+            r,
+            "messages_duplicate",
+            "Committed messages handed to this node's sequencer again and dropped",
+        );
         Self {
             registry,
             connections,
@@ -280,6 +292,8 @@ impl Metrics {
             commit,
             commit_batch,
             rooms,
+            caught_up,
+            duplicates,
         }
     }
 
@@ -342,6 +356,16 @@ impl Metrics {
     pub fn commit(&self, messages: usize, took: Duration) {
         self.commit.observe(took.as_secs_f64());
         self.commit_batch.observe(messages as f64);
+    }
+
+    /// `messages` were read from the store to fill a gap (the sequencer).
+    pub fn caught_up(&self, messages: usize) {
+        self.caught_up.inc_by(messages as u64);
+    }
+
+    /// `messages` arrived at the sequencer a second time and were dropped.
+    pub fn duplicates(&self, messages: usize) {
+        self.duplicates.inc_by(messages as u64);
     }
 
     pub fn rooms(&self, loaded: usize) {

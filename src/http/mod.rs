@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 
 pub use self::error::HttpError;
 pub use self::history::parse_cursor;
+use crate::broker::Broker;
 use crate::commit::Committer;
 use crate::config::Config;
 use crate::domain::RoomName;
@@ -41,6 +42,8 @@ pub struct AppState {
     /// For reading history; writes go through the committer.
     pub store: Arc<dyn Store>,
     pub committer: Committer,
+    /// Carries committed batches between nodes; here for its health.
+    pub broker: Arc<dyn Broker>,
     /// Signs the identity cookie.
     pub cookie_key: Key,
     /// Cancelled when the server starts shutting down; sessions watch it.

@@ -3,8 +3,8 @@
 //! store, so an orchestrator does not restart a healthy process because its database is down.
 //!
 //! Readiness is a list of checks, each answering `Ok` or one line of why not; they run
-//! concurrently and the response lists every failure. A dependency added later (the
-//! broker of a multi-node setup) is one more entry in [`readyz`].
+//! concurrently and the response lists every failure: the store, the commit writer and the
+//! broker (always ready when local; a remote one is not ready while disconnected).
 //!
 //! Neither endpoint carries user data (no names, no room names, no addresses), but both
 //! belong to the operator: a reverse proxy in front of hubbub should not forward them.
@@ -43,7 +43,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "shutting down\n".to_owned(),
         );
     }
-    let checks: Vec<Check<'_>> = vec![store(&state).boxed(), writer(&state).boxed()];
+    let checks: Vec<Check<'_>> = vec![
+        store(&state).boxed(),
+        writer(&state).boxed(),
+        broker(&state).boxed(),
+    ];
     let failures: Vec<String> = join_all(checks)
         .await
         .into_iter()
@@ -81,6 +85,14 @@ async fn writer(state: &AppState) -> Result<(), String> {
         .committer
         .health()
         .map_err(|why| format!("commit writer unavailable: {why}"))
+}
+
+/// The broker that carries committed batches between nodes is connected.
+async fn broker(state: &AppState) -> Result<(), String> {
+    state
+        .broker
+        .health()
+        .map_err(|why| format!("broker unavailable: {why}"))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

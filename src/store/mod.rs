@@ -20,12 +20,50 @@ pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
 use crate::domain::{ChatMessage, NewMessage, RoomName};
 
+/// What [`Store::append`] returns: the batch's ids, and where the batch sits in the global
+/// order of commits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The largest id committed before this batch (0 when there was none), read inside the
+    /// batch's own transaction, under its write lock. Every id in `(prev, ids[0])` was
+    /// skipped (a rolled-back transaction consumed it) and will never be committed.
+    pub prev: u64,
+    /// The ids, in the batch's order (increasing).
+    pub ids: Vec<u64>,
+}
+
+impl Appended {
+    /// From the rows' ids (sorted) and the `prev` query.
+    fn from_rows(prev: i64, ids: Vec<i64>) -> Self {
+        Self {
+            prev: prev as u64,
+            ids: ids.into_iter().map(|id| id as u64).collect(),
+        }
+    }
+}
+
 /// A place to keep messages. Implementations are cheap to share (`Arc<dyn Store>`).
+///
+/// Ids are committed in id order, across every writer of the store: once a reader has seen
+/// id N, no id below N can appear later. (SQLite has one writer; PostgreSQL inserts take an
+/// advisory lock held until commit.) The sequencer (`crate::sequencer`) relies on it.
 pub trait Store: Send + Sync + 'static {
-    /// Stores a batch in one transaction, returning the ids in the batch's order. Either
-    /// every message is committed or none is.
+    /// Stores a batch in one transaction, returning the ids in the batch's order and the
+    /// newest id committed before it. Either every message is committed or none is.
     fn append<'a>(&'a self, batch: &'a [NewMessage])
-    -> BoxFuture<'a, Result<Vec<u64>, StoreError>>;
+    -> BoxFuture<'a, Result<Appended, StoreError>>;
+
+    /// At most `limit` messages of every room with `after < id <= upto`, oldest first: what
+    /// a node missed, read back in commit order.
+    fn between(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<ChatMessage>, StoreError>>;
+
+    /// The newest committed id (0 for an empty store).
+    fn newest_id(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
 
     /// The newest `limit` messages of a room, oldest first.
     fn recent<'a>(
@@ -57,8 +95,29 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 }
 
-/// What [`Store::ping`] runs on both backends: the newest id, read from the primary key.
-const PING: &str = "SELECT MAX(id) FROM messages";
+/// What [`Store::ping`] and [`Store::newest_id`] run on both backends: the newest id, read
+/// from the primary key.
+const NEWEST: &str = "SELECT COALESCE(MAX(id), 0) FROM messages";
+
+/// The newest id below a batch's first, inside the batch's transaction: [`Appended::prev`].
+/// Read after the insert, so SQLite already holds the write lock (a read first would take a
+/// read snapshot that the insert could then fail to upgrade) and PostgreSQL the insert lock.
+const PREV_SQLITE: &str = "SELECT COALESCE(MAX(id), 0) FROM messages WHERE id < ?";
+const PREV_POSTGRES: &str = "SELECT COALESCE(MAX(id), 0) FROM messages WHERE id < $1";
+
+/// An id for a query parameter (ids beyond `i64::MAX` do not exist).
+fn sql_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+/// Rows selected oldest first.
+fn in_order(rows: Vec<Row>) -> Vec<ChatMessage> {
+    rows.into_iter()
+        .map(|(id, room, author, body, at)| {
+            ChatMessage::from_row(id as u64, &room, author, body, at)
+        })
+        .collect()
+}
 
 /// Opens the store a URL names, creating and migrating it as needed.
 pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
@@ -115,11 +174,7 @@ type Row = (i64, String, String, String, i64);
 /// Rows selected newest first (to apply the limit), turned around.
 fn oldest_first(mut rows: Vec<Row>) -> Vec<ChatMessage> {
     rows.reverse();
-    rows.into_iter()
-        .map(|(id, room, author, body, at)| {
-            ChatMessage::from_row(id as u64, &room, author, body, at)
-        })
-        .collect()
+    in_order(rows)
 }
 
 /// A database URL. It may hold a password, so `Debug` and `Display` hide it.

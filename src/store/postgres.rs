@@ -12,8 +12,8 @@ use futures_util::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use super::{
-    DatabaseUrl, Row, Store, StoreError, decode_cookie_key, new_cookie_key, oldest_first,
-    room_names,
+    Appended, DatabaseUrl, Row, Store, StoreError, decode_cookie_key, in_order, new_cookie_key,
+    oldest_first, room_names, sql_id,
 };
 use crate::domain::{ChatMessage, NewMessage, RoomName, unix_micros};
 
@@ -68,7 +68,7 @@ impl PostgresStore {
         Ok(Self { writer, readers })
     }
 
-    async fn append_batch(&self, batch: &[NewMessage]) -> Result<Vec<u64>, StoreError> {
+    async fn append_batch(&self, batch: &[NewMessage]) -> Result<Appended, StoreError> {
         let rooms: Vec<&str> = batch.iter().map(|m| m.room.as_str()).collect();
         let authors: Vec<&str> = batch.iter().map(|m| m.author.as_str()).collect();
         let bodies: Vec<&str> = batch.iter().map(|m| m.text.as_str()).collect();
@@ -113,11 +113,45 @@ impl PostgresStore {
                 got: ids.len(),
             });
         }
-        tx.commit().await.map_err(StoreError::postgres)?;
         // The identity is drawn row by row in UNNEST's order; RETURNING's order is not
         // promised, so sort.
         ids.sort_unstable();
-        Ok(ids.into_iter().map(|id| id as u64).collect())
+        // Under the insert lock, a fresh statement (READ COMMITTED) sees every batch that
+        // committed before this one: they released the lock only once committed.
+        let prev: i64 = sqlx::query_scalar(super::PREV_POSTGRES)
+            .bind(ids.first().copied().unwrap_or(i64::MAX))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::postgres)?;
+        tx.commit().await.map_err(StoreError::postgres)?;
+        Ok(Appended::from_rows(prev, ids))
+    }
+
+    async fn between_rows(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, room, author, body, created_at FROM messages \
+             WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+        )
+        .bind(sql_id(after))
+        .bind(sql_id(upto))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(StoreError::postgres)?;
+        Ok(in_order(rows))
+    }
+
+    async fn newest(&self) -> Result<u64, StoreError> {
+        let newest: i64 = sqlx::query_scalar(super::NEWEST)
+            .fetch_one(&self.readers)
+            .await
+            .map_err(StoreError::postgres)?;
+        Ok(newest as u64)
     }
 
     async fn recent_rows(
@@ -193,8 +227,21 @@ impl Store for PostgresStore {
     fn append<'a>(
         &'a self,
         batch: &'a [NewMessage],
-    ) -> BoxFuture<'a, Result<Vec<u64>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Appended, StoreError>> {
         self.append_batch(batch).boxed()
+    }
+
+    fn between(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<ChatMessage>, StoreError>> {
+        self.between_rows(after, upto, limit).boxed()
+    }
+
+    fn newest_id(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.newest().boxed()
     }
 
     fn recent<'a>(
@@ -215,14 +262,7 @@ impl Store for PostgresStore {
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        async move {
-            sqlx::query(super::PING)
-                .execute(&self.readers)
-                .await
-                .map_err(StoreError::postgres)?;
-            Ok(())
-        }
-        .boxed()
+        async move { self.newest().await.map(drop) }.boxed()
     }
 
     fn backend(&self) -> &'static str {

@@ -16,8 +16,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    DatabaseUrl, Row, Store, StoreError, decode_cookie_key, new_cookie_key, oldest_first,
-    room_names,
+    Appended, DatabaseUrl, Row, Store, StoreError, decode_cookie_key, in_order, new_cookie_key,
+    oldest_first, room_names, sql_id,
 };
 use crate::domain::{ChatMessage, NewMessage, RoomName, unix_micros};
 
@@ -62,7 +62,7 @@ impl SqliteStore {
         Ok(Self { writer, readers })
     }
 
-    async fn append_batch(&self, batch: &[NewMessage]) -> Result<Vec<u64>, StoreError> {
+    async fn append_batch(&self, batch: &[NewMessage]) -> Result<Appended, StoreError> {
         let mut conn = self.writer.acquire().await.map_err(StoreError::sqlite)?;
         let stored = Self::insert(&mut conn, batch).await;
         if stored.is_err() {
@@ -81,7 +81,7 @@ impl SqliteStore {
     async fn insert(
         conn: &mut SqliteConnection,
         batch: &[NewMessage],
-    ) -> Result<Vec<u64>, StoreError> {
+    ) -> Result<Appended, StoreError> {
         // One statement for the whole batch: the rows travel as one JSON array and SQLite
         // inserts them in array order, numbering them in that order.
         let rows: Vec<(&str, &str, &str, i64)> = batch
@@ -124,10 +124,42 @@ impl SqliteStore {
                 got: ids.len(),
             });
         }
-        tx.commit().await.map_err(StoreError::sqlite)?;
         // RETURNING does not promise an order; the ids were assigned in array order.
         ids.sort_unstable();
-        Ok(ids.into_iter().map(|id| id as u64).collect())
+        let prev: i64 = sqlx::query_scalar(super::PREV_SQLITE)
+            .bind(ids.first().copied().unwrap_or(i64::MAX))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::sqlite)?;
+        tx.commit().await.map_err(StoreError::sqlite)?;
+        Ok(Appended::from_rows(prev, ids))
+    }
+
+    async fn between_rows(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, room, author, body, created_at FROM messages \
+             WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+        )
+        .bind(sql_id(after))
+        .bind(sql_id(upto))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(StoreError::sqlite)?;
+        Ok(in_order(rows))
+    }
+
+    async fn newest(&self) -> Result<u64, StoreError> {
+        let newest: i64 = sqlx::query_scalar(super::NEWEST)
+            .fetch_one(&self.readers)
+            .await
+            .map_err(StoreError::sqlite)?;
+        Ok(newest as u64)
     }
 
     async fn recent_rows(
@@ -203,8 +235,21 @@ impl Store for SqliteStore {
     fn append<'a>(
         &'a self,
         batch: &'a [NewMessage],
-    ) -> BoxFuture<'a, Result<Vec<u64>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Appended, StoreError>> {
         self.append_batch(batch).boxed()
+    }
+
+    fn between(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<ChatMessage>, StoreError>> {
+        self.between_rows(after, upto, limit).boxed()
+    }
+
+    fn newest_id(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        self.newest().boxed()
     }
 
     fn recent<'a>(
@@ -228,11 +273,7 @@ impl Store for SqliteStore {
         async move {
             // Reads the messages table (its newest id, from the primary key), so a
             // damaged or missing schema fails the check, not just a dead connection.
-            sqlx::query(super::PING)
-                .execute(&self.readers)
-                .await
-                .map_err(StoreError::sqlite)?;
-            Ok(())
+            self.newest().await.map(drop)
         }
         .boxed()
     }

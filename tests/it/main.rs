@@ -14,5 +14,6 @@ mod limits;
 mod load;
 mod observability;
 mod rooms;
+mod sequencing;
 mod shutdown;
 mod slow_client;

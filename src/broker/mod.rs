@@ -1,0 +1,42 @@
+//! The seam between nodes: "tell every node about a batch I committed" and "give me what
+//! the others committed".
+//!
+//! A [`Broker`] only carries [`Committed`] batches between nodes; it decides nothing about
+//! order or duplicates. Every batch, from whichever side, goes to the node's sequencer
+//! (`crate::sequencer`), which delivers in global id order, drops what it has already
+//! delivered and reads whatever it missed back from the store. So a broker may drop, repeat
+//! or delay batches without harm to what clients see, only to how soon they see it.
+//!
+//! - [`LocalBroker`] (`local.rs`): in-process, a single node. There is no other node to tell,
+//!   so publishing does nothing and nothing arrives.
+//! - The Redis broker (next step of issue 7, `redis.rs`, the only module that will know
+//!   Redis) publishes each batch once; its subscriber hands every batch it receives
+//!   (this node's echo included, dropped as a duplicate) to [`Feed::remote`], and calls
+//!   [`Feed::resync`] after every reconnect, since pub/sub drops what it could not deliver.
+
+mod local;
+
+pub use self::local::LocalBroker;
+pub use crate::commit::Feed;
+use crate::domain::Committed;
+use tokio_util::sync::CancellationToken;
+
+/// How a node tells the others what it committed, and hears what they did.
+pub trait Broker: Send + Sync + 'static {
+    /// Tells the other nodes about a batch this node committed (and has already delivered
+    /// to its own sessions). Called by the commit writer on its hot path, so it must not
+    /// wait: a remote broker queues the batch for its own task, and a batch it cannot send
+    /// is caught up by the other nodes from the store (on their next batch, or on resync).
+    fn publish(&self, batch: &Committed);
+
+    /// Starts hearing from the other nodes: every batch goes to `feed`, until `stop`.
+    /// Called once, when the server starts.
+    fn start(&self, feed: Feed, stop: CancellationToken);
+
+    /// Whether the broker is connected, for `/readyz`: `Err` is one line of why not (no
+    /// hosts, no passwords: it is shown to whoever can reach the endpoint).
+    fn health(&self) -> Result<(), String>;
+
+    /// Which broker this is, for logs.
+    fn name(&self) -> &'static str;
+}
