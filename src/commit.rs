@@ -15,6 +15,7 @@
 //! delivered, and every later delivery is above `last`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -88,6 +89,18 @@ enum Job {
 pub struct Committer {
     queue: mpsc::Sender<Job>,
     hub: Hub,
+    status: Arc<WriterStatus>,
+}
+
+/// What the writer last found, for `/readyz`: written by the writer task, read by probes.
+#[derive(Debug, Default)]
+struct WriterStatus {
+    /// The last commit failed for want of the store (not a refusal of the data itself):
+    /// every message sent now would be refused too. Cleared by the next good commit.
+    failing: AtomicBool,
+    /// A catch-up from the store failed and waits for its retry: committed messages are
+    /// not being shown on this node.
+    stalled: AtomicBool,
 }
 
 impl Committer {
@@ -103,13 +116,15 @@ impl Committer {
     ) -> (Self, JoinHandle<()>) {
         let hub = sequencer.hub().clone();
         let (queue, pending) = mpsc::channel(QUEUE);
+        let status = Arc::new(WriterStatus::default());
         let writer = Writer {
             store,
             sequencer,
             broker,
+            status: Arc::clone(&status),
         };
         let task = tokio::spawn(write_loop(writer, pending, settings, stop));
-        (Self { queue, hub }, task)
+        (Self { queue, hub, status }, task)
     }
 
     /// The way in for what other nodes committed, for the broker.
@@ -139,12 +154,18 @@ impl Committer {
         Ok(answer)
     }
 
-    /// Whether the writer can take messages now, for `/readyz`: `Err` says why not.
+    /// Whether the writer can take messages now, for `/readyz`: `Err` says why not. The
+    /// store's own probe only reads, so a store that can be read but not written (a full
+    /// disk, a read-only file) shows here, as a failing last commit.
     pub fn health(&self) -> Result<(), &'static str> {
         if self.queue.is_closed() {
             Err("the commit writer has stopped")
         } else if self.queue.capacity() == 0 {
             Err("the commit queue is full")
+        } else if self.status.failing.load(Ordering::Relaxed) {
+            Err("the last commit failed")
+        } else if self.status.stalled.load(Ordering::Relaxed) {
+            Err("catching up from the store failed; retrying")
         } else {
             Ok(())
         }
@@ -170,6 +191,7 @@ struct Writer {
     store: Arc<dyn Store>,
     sequencer: Sequencer,
     broker: Arc<dyn Broker>,
+    status: Arc<WriterStatus>,
 }
 
 async fn write_loop(
@@ -193,6 +215,7 @@ async fn write_loop(
             received = queue.recv_many(&mut batch, max_batch) => received,
             () = retry => {
                 writer.sequencer.retry().await;
+                writer.note_catch_up();
                 continue;
             }
             () = stop.cancelled() => {
@@ -218,6 +241,7 @@ async fn write_loop(
             }
         }
         writer.run_jobs(&mut batch).await;
+        writer.note_catch_up();
     }
     if writer.sequencer.is_behind() {
         tracing::warn!(
@@ -252,6 +276,21 @@ async fn append(
 impl Writer {
     fn hub(&self) -> &Hub {
         self.sequencer.hub()
+    }
+
+    /// Records whether a failed catch-up is waiting for its retry.
+    fn note_catch_up(&self) {
+        let stalled = self.sequencer.retry_at().is_some();
+        self.status.stalled.store(stalled, Ordering::Relaxed);
+    }
+
+    /// Stores one batch and records whether the store took it.
+    async fn append(&self, messages: &[NewMessage]) -> Result<Appended, StoreError> {
+        let stored = append(self.store.as_ref(), self.hub().metrics(), messages).await;
+        // A refusal of the data itself says nothing about the store's health.
+        let failing = matches!(&stored, Err(err) if !err.is_rejected());
+        self.status.failing.store(failing, Ordering::Relaxed);
+        stored
     }
 
     /// Runs queued jobs: room loads and other nodes' batches in the order they came
@@ -307,7 +346,7 @@ impl Writer {
         let (messages, replies): (Vec<NewMessage>, Vec<_>) =
             batch.into_iter().map(|p| (p.message, p.reply)).unzip();
         let started = Instant::now();
-        match append(self.store.as_ref(), self.hub().metrics(), &messages).await {
+        match self.append(&messages).await {
             Ok(appended) => {
                 let elapsed = started.elapsed();
                 if elapsed >= SLOW_COMMIT {
@@ -325,7 +364,7 @@ impl Writer {
                 tracing::warn!(error = %err, messages = messages.len(), "a batch was refused; storing its messages one by one");
                 for (message, reply) in messages.into_iter().zip(replies) {
                     let one = [message];
-                    match append(self.store.as_ref(), self.hub().metrics(), &one).await {
+                    match self.append(&one).await {
                         Ok(appended) => self.deliver(one.into(), appended, vec![reply]).await,
                         Err(err) => refuse(self.hub(), err, vec![reply]),
                     }

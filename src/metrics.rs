@@ -200,6 +200,25 @@ impl Default for Metrics {
     }
 }
 
+/// One open session in `hubbub_connections`; see [`Metrics::session_started`].
+#[must_use = "the session counts as open until this is dropped"]
+pub struct OpenSession<'a> {
+    metrics: &'a Metrics,
+}
+
+impl OpenSession<'_> {
+    /// The session ended for `end`: counted by its reason (the gauge goes down on drop).
+    pub fn ended(self, end: &End) {
+        self.metrics.disconnects[Disconnect::of(end) as usize].inc();
+    }
+}
+
+impl Drop for OpenSession<'_> {
+    fn drop(&mut self) {
+        self.metrics.connections.dec();
+    }
+}
+
 impl Metrics {
     /// A fresh registry with every series in it, at zero.
     pub fn new() -> Self {
@@ -263,7 +282,7 @@ impl Metrics {
         let commit_batch = Histogram::new(exponential_buckets(1.0, 2.0, 17));
         r.register(
             "commit_batch_size",
-            "Messages in one stored batch",
+            "Messages in one batch handed to the store (failed batches included)",
             commit_batch.clone(),
         );
         let rooms = gauge(r, "rooms", "Rooms held in memory");
@@ -305,14 +324,12 @@ impl Metrics {
         text
     }
 
-    pub fn session_started(&self) {
+    /// Counts a session in; the gauge goes down again when the returned guard is dropped,
+    /// on every path (a panic in the session included), so it cannot drift.
+    pub fn session_started(&self) -> OpenSession<'_> {
         self.connects.inc();
         self.connections.inc();
-    }
-
-    pub fn session_ended(&self, end: &End) {
-        self.connections.dec();
-        self.disconnects[Disconnect::of(end) as usize].inc();
+        OpenSession { metrics: self }
     }
 
     pub fn refused(&self, refused: &Refused) {
@@ -471,16 +488,25 @@ mod tests {
     #[test]
     fn every_series_is_there_from_the_start_and_the_text_is_openmetrics() {
         let metrics = Metrics::new();
-        metrics.session_started();
+        let open = metrics.session_started();
+        let gone = metrics.session_started();
+        drop(gone);
         metrics.rejected(Rejection::RateLimited);
         metrics.fanout(Duration::from_micros(50));
         let text = metrics.encode();
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(text.contains("hubbub_connections 1\n"), "{text}");
-        assert!(text.contains("hubbub_connects_total 1\n"), "{text}");
+        assert!(text.contains("hubbub_connects_total 2\n"), "{text}");
         assert!(
             text.contains("hubbub_messages_rejected_total{reason=\"rate_limited\"} 1\n"),
             "{text}"
+        );
+        open.ended(&End::Shutdown);
+        let after = metrics.encode();
+        assert!(after.contains("hubbub_connections 0\n"), "{after}");
+        assert!(
+            after.contains("hubbub_disconnects_total{reason=\"shutdown\"} 1\n"),
+            "{after}"
         );
         for why in Rejection::ALL {
             assert!(

@@ -22,6 +22,9 @@ pub struct Peer(pub SocketAddr);
 /// Where a request comes from, for the limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr {
+    /// What the per-address limits count: the IPv4 address, or the IPv6 /64 network (as
+    /// its first address). One subscriber usually holds a whole /64, and could otherwise
+    /// take a fresh address for every connection.
     pub ip: IpAddr,
     /// Not subject to per-address limits (a loopback peer and no trusted proxy).
     pub exempt: bool,
@@ -43,7 +46,7 @@ impl ClientAddr {
     pub fn of(peer: SocketAddr, headers: &HeaderMap, trust_proxy: bool) -> Self {
         if !trust_proxy {
             return Self {
-                ip: peer.ip(),
+                ip: counted(peer.ip()),
                 exempt: peer.ip().is_loopback(),
             };
         }
@@ -56,9 +59,21 @@ impl ClientAddr {
             .and_then(|value| value.rsplit(',').next())
             .and_then(|entry| entry.trim().parse::<IpAddr>().ok());
         Self {
-            ip: forwarded.unwrap_or(peer.ip()),
+            ip: counted(forwarded.unwrap_or(peer.ip())),
             exempt: false,
         }
+    }
+}
+
+/// The key an address is counted under: IPv4 as it is (an IPv4-mapped IPv6 address as its
+/// IPv4 address), IPv6 by its /64.
+fn counted(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 
@@ -198,6 +213,40 @@ mod tests {
         assert_eq!(
             ClientAddr::of(remote, &headers, false),
             client("198.51.100.1", false)
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let headers = HeaderMap::new();
+        let of = |peer: &str| ClientAddr::of(peer.parse().unwrap(), &headers, false).ip;
+        assert_eq!(
+            of("[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:4000"),
+            of("[2001:db8:1:2::7]:4001")
+        );
+        assert_eq!(
+            of("[2001:db8:1:2::7]:4000"),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
+        assert_ne!(of("[2001:db8:1:2::7]:4000"), of("[2001:db8:1:3::7]:4000"));
+        assert_eq!(
+            of("[::ffff:203.0.113.7]:4000"),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            of("203.0.113.7:4000"),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        // Behind a trusted proxy, the forwarded address is counted the same way.
+        let mut forwarded = HeaderMap::new();
+        forwarded.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("2001:db8:9:9::1"),
+        );
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert_eq!(
+            ClientAddr::of(peer, &forwarded, true).ip,
+            "2001:db8:9:9::".parse::<IpAddr>().unwrap()
         );
     }
 

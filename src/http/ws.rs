@@ -108,7 +108,7 @@ async fn connect(
             return;
         };
         let socket = parts.io.into_inner();
-        hub.metrics().session_started();
+        let open = hub.metrics().session_started();
         let end = session::run(
             socket,
             parts.read_buf,
@@ -119,7 +119,7 @@ async fn connect(
             shutdown,
         )
         .await;
-        hub.metrics().session_ended(&end);
+        open.ended(&end);
     });
 
     let headers = [

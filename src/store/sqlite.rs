@@ -34,6 +34,11 @@ pub struct SqliteStore {
     readers: SqlitePool,
 }
 
+/// The longest one batch's transaction may take; below the commit writer's own bound
+/// (10 s, `crate::commit`), so the store is the one that gives up and closes the
+/// connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(8);
+
 impl SqliteStore {
     pub async fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
         let open_error = |source| StoreError::Open {
@@ -64,7 +69,11 @@ impl SqliteStore {
 
     async fn append_batch(&self, batch: &[NewMessage]) -> Result<Appended, StoreError> {
         let mut conn = self.writer.acquire().await.map_err(StoreError::sqlite)?;
-        let stored = Self::insert(&mut conn, batch).await;
+        // Timed out here, not only by the commit writer's longer bound, so that a write
+        // stuck mid-transaction also ends with the connection closed below.
+        let stored = tokio::time::timeout(WRITE_TIMEOUT, Self::insert(&mut conn, batch))
+            .await
+            .unwrap_or(Err(StoreError::TimedOut(WRITE_TIMEOUT)));
         if stored.is_err() {
             // After some failures (SQLITE_FULL, I/O errors) SQLite may or may not roll the
             // transaction back by itself, and the connection can be left inside one that
