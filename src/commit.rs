@@ -15,7 +15,7 @@
 //! delivered, and every later delivery is above `last`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -93,14 +93,52 @@ pub struct Committer {
 }
 
 /// What the writer last found, for `/readyz`: written by the writer task, read by probes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct WriterStatus {
-    /// The last commit failed for want of the store (not a refusal of the data itself):
-    /// every message sent now would be refused too. Cleared by the next good commit.
-    failing: AtomicBool,
+    /// When the writer started; `failed_at` counts from here.
+    started: Instant,
+    /// When the last commit failed for want of the store (not a refusal of the data
+    /// itself), in milliseconds since `started` plus one; 0 when the last commit went
+    /// through. A message sent now would likely be refused too.
+    failed_at: AtomicU64,
     /// A catch-up from the store failed and waits for its retry: committed messages are
     /// not being shown on this node.
     stalled: AtomicBool,
+}
+
+/// How long a failed commit keeps the writer "not ready". A node that is not ready gets no
+/// traffic, so no commit would come to clear it: after this long it reports ready again
+/// and the next commit tells (a store that is still failing fails it again at once).
+const FAILED_COMMIT_UNREADY: Duration = Duration::from_secs(10);
+
+impl WriterStatus {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            failed_at: AtomicU64::new(0),
+            stalled: AtomicBool::new(false),
+        }
+    }
+
+    fn commit_failed(&self, failed: bool) {
+        let at = if failed {
+            self.started.elapsed().as_millis() as u64 + 1
+        } else {
+            0
+        };
+        self.failed_at.store(at, Ordering::Relaxed);
+    }
+
+    /// A commit failed within the last [`FAILED_COMMIT_UNREADY`] and none succeeded since.
+    fn recently_failed(&self) -> bool {
+        match self.failed_at.load(Ordering::Relaxed) {
+            0 => false,
+            at => {
+                let now = self.started.elapsed().as_millis() as u64 + 1;
+                now.saturating_sub(at) < FAILED_COMMIT_UNREADY.as_millis() as u64
+            }
+        }
+    }
 }
 
 impl Committer {
@@ -116,7 +154,7 @@ impl Committer {
     ) -> (Self, JoinHandle<()>) {
         let hub = sequencer.hub().clone();
         let (queue, pending) = mpsc::channel(QUEUE);
-        let status = Arc::new(WriterStatus::default());
+        let status = Arc::new(WriterStatus::new());
         let writer = Writer {
             store,
             sequencer,
@@ -156,13 +194,14 @@ impl Committer {
 
     /// Whether the writer can take messages now, for `/readyz`: `Err` says why not. The
     /// store's own probe only reads, so a store that can be read but not written (a full
-    /// disk, a read-only file) shows here, as a failing last commit.
+    /// disk, a read-only file) shows here, as a failing last commit (for at most
+    /// [`FAILED_COMMIT_UNREADY`] after it, or until a commit succeeds).
     pub fn health(&self) -> Result<(), &'static str> {
         if self.queue.is_closed() {
             Err("the commit writer has stopped")
         } else if self.queue.capacity() == 0 {
             Err("the commit queue is full")
-        } else if self.status.failing.load(Ordering::Relaxed) {
+        } else if self.status.recently_failed() {
             Err("the last commit failed")
         } else if self.status.stalled.load(Ordering::Relaxed) {
             Err("catching up from the store failed; retrying")
@@ -288,8 +327,8 @@ impl Writer {
     async fn append(&self, messages: &[NewMessage]) -> Result<Appended, StoreError> {
         let stored = append(self.store.as_ref(), self.hub().metrics(), messages).await;
         // A refusal of the data itself says nothing about the store's health.
-        let failing = matches!(&stored, Err(err) if !err.is_rejected());
-        self.status.failing.store(failing, Ordering::Relaxed);
+        self.status
+            .commit_failed(matches!(&stored, Err(err) if !err.is_rejected()));
         stored
     }
 

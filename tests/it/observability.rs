@@ -278,10 +278,23 @@ async fn readiness_follows_the_store_and_liveness_does_not(db: Arc<TestDb>) {
         1.0
     );
 
-    // The store comes back; so does readiness, by itself.
+    // The failed commit itself makes the node unready for a while (or until a commit
+    // succeeds): the store's own probe fails too here, both lines are given.
+    let not_ready = app.get("/readyz").await;
+    assert_eq!(not_ready.status, 503, "{}", not_ready.body);
+    assert!(
+        not_ready.body.contains("the last commit failed"),
+        "{}",
+        not_ready.body
+    );
+
+    // The store comes back: the store's probe passes at once, and the next message goes
+    // through and clears the failed commit.
     db.execute("ALTER TABLE messages_away RENAME TO messages")
         .await
         .unwrap();
+    sender.say("back").await;
+    assert_eq!(sender.wait_for_shown(1).await[0].text, "back");
     let ready = app.get("/readyz").await;
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
 }
