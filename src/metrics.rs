@@ -186,8 +186,8 @@ pub struct Metrics {
     rooms: Gauge,
     caught_up: Counter,
     duplicates: Counter,
-    /// `[published, dropped, received, malformed]`, for a remote broker.
-    broker: [Counter; 4],
+    /// `[published, dropped, received, malformed, subscribed]`, for a remote broker.
+    broker: [Counter; 5],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -300,6 +300,11 @@ impl Metrics {
                 "broker_payloads_malformed",
                 "Payloads on the broker's channel that were not a committed batch, ignored",
             ),
+            counter(
+                r,
+                "broker_subscribes",
+                "Times this node subscribed to the broker's channel (each reconnect counts)",
+            ),
         ];
         Self {
             registry,
@@ -411,6 +416,11 @@ impl Metrics {
     /// A payload on the broker's channel that was not a batch.
     pub fn broker_malformed(&self) {
         self.broker[3].inc();
+    }
+
+    /// The broker (re)subscribed.
+    pub fn broker_subscribed(&self) {
+        self.broker[4].inc();
     }
 
     pub fn rooms(&self, loaded: usize) {

@@ -293,6 +293,7 @@ async fn connection(
         return err.into();
     }
     shared.subscribed.store(true, Ordering::Relaxed);
+    shared.metrics.broker_subscribed();
     *backoff = FIRST_BACKOFF;
     tracing::info!(channel = %shared.channel, "subscribed to Redis; catching up from the store");
     if feed.resync().await.is_err() {
