@@ -269,7 +269,10 @@ async fn write_loop(
         if received == 0 {
             break; // every handle is gone and nothing is left
         }
-        if !settings.window.is_zero() {
+        // Only messages to store wait for company: another node's batch or a room load is
+        // handled at once (the window would add its length to every cross-node delivery).
+        let storing = batch.iter().any(|job| matches!(job, Job::Store(_)));
+        if storing && !settings.window.is_zero() {
             let deadline = Instant::now() + settings.window;
             while batch.len() < max_batch {
                 let room = max_batch - batch.len();

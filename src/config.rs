@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::broker::RedisUrl;
 use crate::store::DatabaseUrl;
 
 /// hubbub: a real-time chat server that speaks hypermedia (htmx over WebSockets).
@@ -28,6 +29,24 @@ pub struct Config {
         value_name = "URL"
     )]
     pub database: DatabaseUrl,
+
+    /// Several nodes: the Redis server that carries each committed batch to every node,
+    /// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`. Needs a PostgreSQL `--database` shared
+    /// by the nodes (SQLite is one node's file: refused). Without it the node is alone.
+    #[arg(
+        long,
+        env = "HUBBUB_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub redis: Option<RedisUrl>,
+
+    /// The Redis pub/sub channel the nodes of one chat share (and the name their Redis
+    /// connections carry): give each cluster sharing a Redis server a channel of its own.
+    /// 1 to 100 characters of `A-Z a-z 0-9 . _ : -`.
+    #[arg(long, env = "HUBBUB_REDIS_CHANNEL", default_value = "hubbub", value_name = "NAME",
+          value_parser = parse_channel)]
+    pub redis_channel: String,
 
     /// The most messages stored in one transaction.
     #[arg(long, env = "HUBBUB_COMMIT_BATCH", default_value_t = 512,
@@ -215,6 +234,19 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A channel name that is also safe in a Redis client name (no spaces).
+fn parse_channel(raw: &str) -> Result<String, String> {
+    let valid = (1..=100).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if valid {
+        Ok(raw.to_owned())
+    } else {
+        Err("a channel is 1 to 100 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'".to_owned())
+    }
+}
+
 impl Config {
     /// The defaults, as if `hubbub` had been started with no flags and no environment.
     /// Tests start from this and change what they need.
@@ -247,6 +279,11 @@ impl Config {
             crate::http::origin::normalize(origin)
                 .ok_or_else(|| ConfigError::BadOrigin(origin.clone()))?;
         }
+        // Nodes share their history through PostgreSQL; over SQLite files each node would
+        // number its own messages, and the ids Redis carries would mean nothing elsewhere.
+        if self.redis.is_some() && !self.database.is_postgres() {
+            return Err(ConfigError::RedisNeedsPostgres);
+        }
         Ok(())
     }
 }
@@ -274,6 +311,10 @@ pub enum ConfigError {
     ZeroHeaderTimeout,
     #[error("--commit-window ({0:?}) is too long; keep it under a second")]
     CommitWindowTooLong(Duration),
+    #[error(
+        "--redis needs a PostgreSQL --database shared by the nodes; an SQLite file belongs to one node"
+    )]
+    RedisNeedsPostgres,
 }
 
 #[cfg(test)]
@@ -303,6 +344,8 @@ mod tests {
         assert!(!config.secure_cookies && !config.trust_proxy);
         assert_eq!(config.header_timeout, Duration::from_secs(10));
         assert_eq!(config.log_format, LogFormat::Text);
+        assert!(config.redis.is_none());
+        assert_eq!(config.redis_channel, "hubbub");
         config.validate().unwrap();
     }
 
@@ -367,5 +410,31 @@ mod tests {
             config.validate(),
             Err(ConfigError::BadOrigin("not an origin".to_owned()))
         );
+    }
+
+    #[test]
+    fn redis_urls_are_checked_hidden_and_need_postgres() {
+        let config = Config::try_parse_from([
+            "hubbub",
+            "--database",
+            "postgres://u:dbpw@db/chat",
+            "--redis",
+            "redis://:s3cret@cache:6380/2",
+            "--redis-channel",
+            "team-a:chat",
+        ])
+        .unwrap();
+        config.validate().unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("redis://:***@cache:6380/2"), "{shown}");
+
+        let bad = Config::try_parse_from(["hubbub", "--redis", "http://cache"]).unwrap_err();
+        assert!(bad.to_string().contains("--redis"), "{bad}");
+        let bad = Config::try_parse_from(["hubbub", "--redis-channel", "a b"]).unwrap_err();
+        assert!(bad.to_string().contains("--redis-channel"), "{bad}");
+
+        let sqlite = Config::try_parse_from(["hubbub", "--redis", "redis://cache"]).unwrap();
+        assert_eq!(sqlite.validate(), Err(ConfigError::RedisNeedsPostgres));
     }
 }

@@ -45,7 +45,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::{Broker, LocalBroker};
+use crate::broker::{Broker, LocalBroker, RedisBroker};
 use crate::commit::{CommitSettings, Committer};
 pub use crate::config::{Config, ConfigError};
 use axum_extra::extract::cookie::Key;
@@ -63,6 +63,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Broker(String),
 }
 
 /// A configured server with its store open, ready to serve on a listener.
@@ -91,7 +93,8 @@ impl Server {
             ..HubSettings::default()
         };
         // A registry of this server's own: two servers in one process count apart.
-        let hub = Hub::with_metrics(settings, Arc::new(Metrics::new()));
+        let metrics = Arc::new(Metrics::new());
+        let hub = Hub::with_metrics(settings, Arc::clone(&metrics));
         let rooms = store.rooms().await?;
         tracing::info!(
             backend = store.backend(),
@@ -112,8 +115,18 @@ impl Server {
         // Everything committed so far counts as delivered: rooms load their history from
         // the store up to this id, and live delivery continues above it.
         let sequencer = Sequencer::start(Arc::clone(&store), hub.clone()).await?;
-        // One node: nobody else to tell. (A shared broker comes with issue 7's next step.)
-        let broker: Arc<dyn Broker> = Arc::new(LocalBroker);
+        // Alone, nobody else to tell; with Redis, every node (this one too) hears every
+        // batch. Either way the writer delivers to this node's sessions first.
+        let broker: Arc<dyn Broker> = match &config.redis {
+            Some(url) => {
+                tracing::info!(redis = %url, channel = %config.redis_channel, "using Redis to reach the other nodes");
+                Arc::new(
+                    RedisBroker::new(url, &config.redis_channel, metrics)
+                        .map_err(StartError::Broker)?,
+                )
+            }
+            None => Arc::new(LocalBroker),
+        };
         let writer_stop = CancellationToken::new();
         let (committer, writer) = Committer::start(
             Arc::clone(&store),

@@ -186,6 +186,8 @@ pub struct Metrics {
     rooms: Gauge,
     caught_up: Counter,
     duplicates: Counter,
+    /// `[published, dropped, received, malformed, subscribed]`, for a remote broker.
+    broker: [Counter; 5],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -296,6 +298,33 @@ impl Metrics {
             "messages_duplicate",
             "Committed messages handed to this node's sequencer again and dropped",
         );
+        let broker = [
+            counter(
+                r,
+                "broker_batches_published",
+                "Committed batches this node published to the other nodes",
+            ),
+            counter(
+                r,
+                "broker_batches_dropped",
+                "Committed batches this node could not publish (queue full); the other nodes read them from the store",
+            ),
+            counter(
+                r,
+                "broker_batches_received",
+                "Committed batches received from the broker (this node's own echo included)",
+            ),
+            counter(
+                r,
+                "broker_payloads_malformed",
+                "Payloads on the broker's channel that were not a committed batch, ignored",
+            ),
+            counter(
+                r,
+                "broker_subscribes",
+                "Times this node subscribed to the broker's channel (each reconnect counts)",
+            ),
+        ];
         Self {
             registry,
             connections,
@@ -313,6 +342,7 @@ impl Metrics {
             rooms,
             caught_up,
             duplicates,
+            broker,
         }
     }
 
@@ -383,6 +413,31 @@ impl Metrics {
     /// `messages` arrived at the sequencer a second time and were dropped.
     pub fn duplicates(&self, messages: usize) {
         self.duplicates.inc_by(messages as u64);
+    }
+
+    /// A batch published to the other nodes.
+    pub fn broker_published(&self) {
+        self.broker[0].inc();
+    }
+
+    /// A batch that could not be published (the other nodes catch up from the store).
+    pub fn broker_dropped(&self) {
+        self.broker[1].inc();
+    }
+
+    /// A batch received from the broker.
+    pub fn broker_received(&self) {
+        self.broker[2].inc();
+    }
+
+    /// A payload on the broker's channel that was not a batch.
+    pub fn broker_malformed(&self) {
+        self.broker[3].inc();
+    }
+
+    /// The broker (re)subscribed.
+    pub fn broker_subscribed(&self) {
+        self.broker[4].inc();
     }
 
     pub fn rooms(&self, loaded: usize) {

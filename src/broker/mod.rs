@@ -9,14 +9,16 @@
 //!
 //! - [`LocalBroker`] (`local.rs`): in-process, a single node. There is no other node to tell,
 //!   so publishing does nothing and nothing arrives.
-//! - The Redis broker (next step of issue 7, `redis.rs`, the only module that will know
-//!   Redis) publishes each batch once; its subscriber hands every batch it receives
-//!   (this node's echo included, dropped as a duplicate) to [`Feed::remote`], and calls
-//!   [`Feed::resync`] after every reconnect, since pub/sub drops what it could not deliver.
+//! - [`RedisBroker`] (`redis.rs`, the only module that knows Redis) publishes each batch
+//!   once; it hands every batch it receives (this node's echo included, dropped as a
+//!   duplicate) to [`Feed::remote`], and calls [`Feed::resync`] after every (re)subscribe,
+//!   since pub/sub drops what it could not deliver.
 
 mod local;
+mod redis;
 
 pub use self::local::LocalBroker;
+pub use self::redis::{RedisBroker, RedisUrl};
 pub use crate::commit::Feed;
 use crate::domain::Committed;
 use tokio_util::sync::CancellationToken;

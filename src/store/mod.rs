@@ -124,7 +124,7 @@ pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
     let raw = url.expose();
     if raw.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
-    } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+    } else if url.is_postgres() {
         Ok(Arc::new(PostgresStore::open(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
@@ -189,6 +189,11 @@ impl DatabaseUrl {
     /// The URL with its password, for connecting only.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether this is a PostgreSQL URL (a database several nodes can share).
+    pub fn is_postgres(&self) -> bool {
+        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
     }
 }
 

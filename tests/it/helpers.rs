@@ -74,6 +74,35 @@ pub async fn spawn_app_on(
     }
 }
 
+/// The URL in `env`, or `None` and a printed reason why `test` is skipped; in CI (where a
+/// skip is a failure) a panic.
+pub fn configured(env: &str, test: &str, example: &str) -> Option<String> {
+    if let Ok(url) = std::env::var(env) {
+        return Some(url);
+    }
+    let reason = format!("{test} SKIPPED: set {env} (e.g. {example}) to run it");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{reason}; in CI a skip is a failure"
+    );
+    eprintln!("{reason}");
+    None
+}
+
+/// A name part no other test (in this process or another) has: process, counter, clock.
+pub fn unique_suffix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
 /// A database for one test: a SQLite file in a temporary directory, or a schema of its own
 /// in the PostgreSQL server named by `HUBBUB_TEST_POSTGRES_URL`.
 pub struct TestDb {
@@ -121,27 +150,12 @@ impl TestDb {
 
     /// `None` (and a printed reason) when no PostgreSQL is configured; a panic in CI.
     pub async fn postgres(test: &str) -> Option<Self> {
-        let Ok(server) = std::env::var(POSTGRES_ENV) else {
-            let reason = format!(
-                "{test} SKIPPED: set {POSTGRES_ENV} (e.g. postgres://postgres@127.0.0.1:5432/test) to run it"
-            );
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{reason}; in CI a skip is a failure"
-            );
-            eprintln!("{reason}");
-            return None;
-        };
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let schema = format!(
-            "hubbub_test_{}_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        );
+        let server = configured(
+            POSTGRES_ENV,
+            test,
+            "postgres://postgres@127.0.0.1:5432/test",
+        )?;
+        let schema = format!("hubbub_test_{}", unique_suffix());
         let admin = sqlx::PgPool::connect(&server).await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .execute(&admin)

@@ -5,6 +5,7 @@
 
 mod browser;
 mod chat;
+mod cluster;
 mod faults;
 mod helpers;
 mod history;

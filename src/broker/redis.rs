@@ -1,0 +1,540 @@
+//! The Redis broker: the only module that knows Redis.
+//!
+//! Each node keeps one Redis connection (RESP3, so one connection both publishes and
+//! receives its channel's messages as pushes), named `hubbub:CHANNEL` (`CLIENT LIST` shows
+//! which connections are whose), owned by one task, the link:
+//!
+//! - [`RedisBroker::publish`] puts the batch into a bounded outbox and returns. When the
+//!   outbox is full (Redis down for a while, or slow), the batch goes into a one-batch
+//!   overflow slot instead, replacing an older one there (counted as dropped): the newest
+//!   batch is the one that matters, since its `prev` tells every other node what it missed,
+//!   and they read that back from the store. So a node that could not publish for a while
+//!   still tells the others, once it can, without waiting for its next message.
+//! - The link connects, names the connection, SUBSCRIBEs, and once Redis has confirmed the
+//!   subscription calls [`Feed::resync`]: whatever was committed while this node was not
+//!   listening is read from the store, and whatever is committed from then on arrives on
+//!   the channel. Then it publishes the outbox and hands every batch it receives (its own
+//!   echo included: the sequencer drops it as a duplicate) to [`Feed::remote`]. A payload
+//!   that is not a batch is logged, counted and ignored.
+//! - Any error (the connection closed, a publish or the periodic PING failing or timing
+//!   out) ends the connection: the link waits (100 ms, doubling to 5 s) and starts again.
+//!   A batch whose publish failed is published first on the next connection. While not
+//!   subscribed, [`RedisBroker::health`] says so (`/readyz` answers 503) and the node goes
+//!   on serving its own clients.
+//!
+//! Why not the crate's `ConnectionManager`: it reconnects and resubscribes on its own,
+//! without a moment in which to resync after the subscription is back, and it cannot name
+//! its connections on Redis before 7.2; both matter here, so the link reconnects itself.
+//!
+//! Redis is trusted like the database: a well-formed batch on the channel is delivered.
+//! Payloads are checked as rigorously as what a browser sends (names, text, ids in order),
+//! so a stray or broken one cannot put invalid values on a page.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{
+    AsyncConnectionConfig, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Broker, Feed};
+use crate::domain::{ChatMessage, Committed, DisplayName, MessageText, RoomName, unix_micros};
+use crate::metrics::Metrics;
+
+/// Batches waiting to be published. Past it, only the newest waits (the overflow slot).
+const OUTBOX: usize = 256;
+/// Pushes (received messages) waiting for the link. Past it they are dropped and the link
+/// resyncs from the store instead.
+const PUSHES: usize = 4096;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const LAST_BACKOFF: Duration = Duration::from_secs(5);
+/// How long Redis has to accept a connection, or to answer a command.
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// How often an idle link checks that its connection is alive.
+const PING_EVERY: Duration = Duration::from_secs(2);
+/// The longest text accepted from the channel: the most `--max-message-chars` allows.
+const MAX_TEXT_CHARS: usize = 100_000;
+
+/// A Redis URL; `Debug` and `Display` hide its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// The URL with its password, for connecting only.
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for RedisUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let usage = "expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]";
+        if !s.starts_with("redis://") {
+            return Err(usage.to_owned());
+        }
+        // The crate's error can repeat the URL: say what is wrong without it.
+        s.into_connection_info()
+            .map_err(|_| format!("not a valid Redis URL; {usage}"))?;
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `redis://user:secret@host` → `redis://user:***@host`.
+        let rest = self.0.strip_prefix("redis://").unwrap_or(&self.0);
+        match rest.rsplit_once('@') {
+            Some((user_info, host)) => {
+                let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
+                let hidden = if user_info.contains(':') { ":***" } else { "" };
+                write!(f, "redis://{user}{hidden}@{host}")
+            }
+            None => write!(f, "redis://{rest}"),
+        }
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
+}
+
+/// What the link task and the broker's handle share.
+struct Shared {
+    client: Client,
+    channel: String,
+    client_name: String,
+    subscribed: AtomicBool,
+    /// The newest batch that found the outbox full.
+    overflow: Mutex<Option<Committed>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Carries committed batches between nodes over one Redis pub/sub channel.
+pub struct RedisBroker {
+    shared: Arc<Shared>,
+    outbox: mpsc::Sender<Committed>,
+    /// Taken by [`Broker::start`].
+    pending: Mutex<Option<mpsc::Receiver<Committed>>>,
+}
+
+impl RedisBroker {
+    /// A broker for `url`'s server and `channel`. Connects only once started, and never
+    /// fails for want of Redis: the node serves its own clients meanwhile.
+    pub fn new(url: &RedisUrl, channel: &str, metrics: Arc<Metrics>) -> Result<Self, String> {
+        let info = url
+            .expose()
+            .into_connection_info()
+            .map_err(|_| "--redis is not a valid Redis URL".to_owned())?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = Client::open(info.set_redis_settings(settings))
+            .map_err(|err| format!("--redis: {:?}", err.kind()))?;
+        let (outbox, pending) = mpsc::channel(OUTBOX);
+        Ok(Self {
+            shared: Arc::new(Shared {
+                client,
+                channel: channel.to_owned(),
+                client_name: format!("hubbub:{channel}"),
+                subscribed: AtomicBool::new(false),
+                overflow: Mutex::new(None),
+                metrics,
+            }),
+            outbox,
+            pending: Mutex::new(Some(pending)),
+        })
+    }
+}
+
+impl Broker for RedisBroker {
+    fn publish(&self, batch: &Committed) {
+        match self.outbox.try_send(batch.clone()) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(batch)) => {
+                let replaced = match self.shared.overflow.lock() {
+                    Ok(mut slot) => slot.replace(batch).is_some(),
+                    Err(_) => true,
+                };
+                if replaced {
+                    self.shared.metrics.broker_dropped();
+                }
+            }
+            // The link has stopped (shutting down): nothing to tell anyone any more.
+            Err(mpsc::error::TrySendError::Closed(_)) => self.shared.metrics.broker_dropped(),
+        }
+    }
+
+    fn start(&self, feed: Feed, stop: CancellationToken) {
+        let pending = self.pending.lock().ok().and_then(|mut p| p.take());
+        match pending {
+            Some(outbox) => {
+                tokio::spawn(link(Arc::clone(&self.shared), outbox, feed, stop));
+            }
+            None => tracing::error!("the Redis broker was started twice; ignored"),
+        }
+    }
+
+    fn health(&self) -> Result<(), String> {
+        if self.shared.subscribed.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("redis unavailable (reconnecting)".to_owned())
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+}
+
+/// Why a connection ended.
+enum End {
+    /// The node is stopping: the link ends.
+    Stopped,
+    /// Something failed: reconnect after a while.
+    Failed(String),
+}
+
+impl From<redis::RedisError> for End {
+    fn from(err: redis::RedisError) -> Self {
+        // The kind and category only: the message can carry addresses.
+        End::Failed(format!("{:?}", err.kind()))
+    }
+}
+
+/// Connects, serves the connection until it fails, waits, connects again; until `stop`.
+async fn link(
+    shared: Arc<Shared>,
+    mut outbox: mpsc::Receiver<Committed>,
+    feed: Feed,
+    stop: CancellationToken,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut unsent: Option<Committed> = None;
+    loop {
+        let end = tokio::select! {
+            end = connection(&shared, &mut outbox, &feed, &mut unsent, &mut backoff) => end,
+            () = stop.cancelled() => End::Stopped,
+        };
+        let was_subscribed = shared.subscribed.swap(false, Ordering::Relaxed);
+        match end {
+            End::Stopped => break,
+            End::Failed(why) if was_subscribed => {
+                tracing::warn!(%why, retry_in = ?backoff, "lost the Redis connection; this node serves its own clients meanwhile");
+            }
+            End::Failed(why) => {
+                tracing::warn!(%why, retry_in = ?backoff, "cannot reach Redis");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stop.cancelled() => break,
+        }
+        backoff = (backoff * 2).min(LAST_BACKOFF);
+    }
+    tracing::debug!("Redis broker stopped");
+}
+
+/// One connection, from connecting to its end.
+async fn connection(
+    shared: &Shared,
+    outbox: &mut mpsc::Receiver<Committed>,
+    feed: &Feed,
+    unsent: &mut Option<Committed>,
+    backoff: &mut Duration,
+) -> End {
+    let (pushes_in, mut pushes) = mpsc::channel::<PushInfo>(PUSHES);
+    let missed = Arc::new(AtomicBool::new(false));
+    let overflowed = Arc::clone(&missed);
+    // Called by the connection's driver for every push: must not wait.
+    let on_push = move |push: PushInfo| -> Result<(), ()> {
+        match pushes_in.try_send(push) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                overflowed.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+        }
+    };
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT))
+        .set_push_sender(on_push);
+    let mut conn = match shared
+        .client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+    {
+        Ok(conn) => conn,
+        Err(err) => return err.into(),
+    };
+    if let Err(err) = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(&shared.client_name)
+        .query_async::<()>(&mut conn)
+        .await
+    {
+        return err.into();
+    }
+    // Returns once Redis has confirmed the subscription: from here on, every batch
+    // published reaches this connection, so the resync below misses nothing.
+    if let Err(err) = conn.subscribe(&shared.channel).await {
+        return err.into();
+    }
+    shared.subscribed.store(true, Ordering::Relaxed);
+    shared.metrics.broker_subscribed();
+    *backoff = FIRST_BACKOFF;
+    tracing::info!(channel = %shared.channel, "subscribed to Redis; catching up from the store");
+    if feed.resync().await.is_err() {
+        return End::Stopped;
+    }
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.reset();
+    loop {
+        if missed.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                "received batches came faster than this node took them; catching up from the store"
+            );
+            if feed.resync().await.is_err() {
+                return End::Stopped;
+            }
+        }
+        if unsent.is_none() {
+            *unsent = next_outgoing(shared, outbox);
+        }
+        if let Some(batch) = unsent.take() {
+            if let Err(err) = publish(shared, &mut conn, &batch).await {
+                *unsent = Some(batch);
+                return err.into();
+            }
+            continue;
+        }
+        tokio::select! {
+            push = pushes.recv() => {
+                let Some(push) = push else {
+                    return End::Failed("the connection closed".to_owned());
+                };
+                if let Err(end) = received(shared, feed, push).await {
+                    return end;
+                }
+            }
+            batch = outbox.recv() => match batch {
+                Some(batch) => *unsent = Some(batch),
+                // Every handle is gone: the node is stopping.
+                None => return End::Stopped,
+            },
+            _ = ping.tick() => {
+                if let Err(err) = redis::cmd("PING").query_async::<()>(&mut conn).await {
+                    return err.into();
+                }
+            }
+        }
+    }
+}
+
+/// The next batch to publish without waiting: the outbox first, then the overflow slot
+/// (the newest of all).
+fn next_outgoing(shared: &Shared, outbox: &mut mpsc::Receiver<Committed>) -> Option<Committed> {
+    outbox
+        .try_recv()
+        .ok()
+        .or_else(|| shared.overflow.lock().ok().and_then(|mut slot| slot.take()))
+}
+
+async fn publish(
+    shared: &Shared,
+    conn: &mut MultiplexedConnection,
+    batch: &Committed,
+) -> Result<(), redis::RedisError> {
+    let payload = encode(batch);
+    redis::cmd("PUBLISH")
+        .arg(&shared.channel)
+        .arg(payload)
+        .query_async::<()>(conn)
+        .await?;
+    shared.metrics.broker_published();
+    Ok(())
+}
+
+/// Handles one push: a message on the channel goes to the feed. `Err` ends the connection.
+async fn received(shared: &Shared, feed: &Feed, push: PushInfo) -> Result<(), End> {
+    match push.kind {
+        PushKind::Message => {
+            let payload = match push.data.get(1) {
+                Some(Value::BulkString(bytes)) => bytes.as_slice(),
+                _ => &[],
+            };
+            match decode(payload) {
+                Ok(batch) => {
+                    shared.metrics.broker_received();
+                    feed.remote(batch).await.map_err(|_| End::Stopped)
+                }
+                Err(why) => {
+                    shared.metrics.broker_malformed();
+                    tracing::warn!(%why, bytes = payload.len(), "ignored a payload on the Redis channel that is not a committed batch");
+                    Ok(())
+                }
+            }
+        }
+        PushKind::Disconnection => Err(End::Failed("the connection closed".to_owned())),
+        PushKind::Unsubscribe => Err(End::Failed("unsubscribed by the server".to_owned())),
+        _ => Ok(()),
+    }
+}
+
+/// A batch on the channel: version 1.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireBatch {
+    v: u8,
+    prev: u64,
+    messages: Vec<WireMessage>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireMessage {
+    id: u64,
+    room: String,
+    author: String,
+    /// Unix time in microseconds.
+    at: i64,
+    text: String,
+}
+
+fn encode(batch: &Committed) -> Vec<u8> {
+    let wire = WireBatch {
+        v: 1,
+        prev: batch.prev,
+        messages: batch
+            .messages
+            .iter()
+            .map(|m| WireMessage {
+                id: m.id,
+                room: m.room.as_str().to_owned(),
+                author: m.author.as_str().to_owned(),
+                at: unix_micros(m.sent_at),
+                text: m.text.as_str().to_owned(),
+            })
+            .collect(),
+    };
+    // Plain strings and numbers: serializing cannot fail.
+    serde_json::to_vec(&wire).unwrap_or_default()
+}
+
+/// Reads a batch, checking it as strictly as a message from a browser.
+fn decode(payload: &[u8]) -> Result<Committed, String> {
+    let wire: WireBatch = serde_json::from_slice(payload).map_err(|err| err.to_string())?;
+    if wire.v != 1 {
+        return Err(format!("unknown version {}", wire.v));
+    }
+    let mut newest = wire.prev;
+    let mut messages = Vec::with_capacity(wire.messages.len());
+    for m in wire.messages {
+        if m.id <= newest {
+            return Err("ids are not increasing above prev".to_owned());
+        }
+        newest = m.id;
+        let room = RoomName::parse(&m.room).map_err(|err| err.to_string())?;
+        let author = DisplayName::parse(&m.author).map_err(|err| err.to_string())?;
+        let text = MessageText::parse(&m.text, MAX_TEXT_CHARS)
+            .map_err(|err| err.to_string())?
+            .ok_or("an empty message")?;
+        if text.as_str() != m.text {
+            return Err("untrimmed text".to_owned());
+        }
+        let sent_at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m.at) * 1000)
+            .map_err(|_| "a time out of range".to_owned())?;
+        messages.push(ChatMessage {
+            id: m.id,
+            room,
+            author,
+            sent_at,
+            text,
+        });
+    }
+    if messages.is_empty() {
+        return Err("an empty batch".to_owned());
+    }
+    Ok(Committed {
+        prev: wire.prev,
+        messages,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> Committed {
+        let at = time::macros::datetime!(2026-11-28 08:16:22.123456 UTC);
+        let message = |id, text: &str| ChatMessage {
+            id,
+            room: RoomName::general(),
+            author: DisplayName::parse("alice").unwrap(),
+            sent_at: at,
+            text: MessageText::parse(text, 100).unwrap().unwrap(),
+        };
+        Committed {
+            prev: 4,
+            messages: vec![message(7, "hi <b>"), message(9, "two\nlines")],
+        }
+    }
+
+    #[test]
+    fn batches_round_trip() {
+        let batch = batch();
+        assert_eq!(decode(&encode(&batch)).unwrap(), batch);
+    }
+
+    #[test]
+    fn broken_or_hostile_payloads_are_refused_not_panics() {
+        let good = String::from_utf8(encode(&batch())).unwrap();
+        let cases = [
+            String::new(),
+            "null".to_owned(),
+            "{".to_owned(),
+            "[]".to_owned(),
+            good.replace(r#""v":1"#, r#""v":2"#),
+            good.replace(r#""prev":4"#, r#""prev":7"#),
+            good.replace(r#""id":9"#, r#""id":7"#),
+            good.replace(r#""room":"general""#, r#""room":"../x""#),
+            good.replace(r#""author":"alice""#, r#""author":"""#),
+            good.replace(r#""text":"hi <b>""#, r#""text":"  ""#),
+            good.replace(r#""text":"hi <b>""#, r#""text":"bell\u0007""#),
+            good.replace(r#""text":"hi <b>""#, r#""text":" hi""#),
+            good.replace(r#""at":"#, r#""at":9223372036854775807,"x":"#),
+            good.replace(r#""prev":4"#, r#""prev":4,"extra":1"#),
+            r#"{"v":1,"prev":0,"messages":[]}"#.to_owned(),
+            good.replace(r#""id":7"#, r#""id":-7"#),
+        ];
+        for payload in cases {
+            assert!(decode(payload.as_bytes()).is_err(), "{payload}");
+        }
+        assert!(decode(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn urls_are_checked_and_passwords_hidden() {
+        let url: RedisUrl = "redis://user:pw@host:6380/1".parse().unwrap();
+        assert_eq!(url.to_string(), "redis://user:***@host:6380/1");
+        assert!(!format!("{url:?}").contains("pw"));
+        let url: RedisUrl = "redis://127.0.0.1".parse().unwrap();
+        assert_eq!(url.to_string(), "redis://127.0.0.1");
+        for bad in ["", "127.0.0.1:6379", "http://host", "redis://host:port"] {
+            assert!(bad.parse::<RedisUrl>().is_err(), "{bad:?}");
+        }
+    }
+}

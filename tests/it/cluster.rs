@@ -1,0 +1,419 @@
+//! Several nodes as one chat: in-process servers over one PostgreSQL schema and the
+//! machine's Redis (`HUBBUB_TEST_REDIS_URL`), each test on a channel of its own, so tests
+//! (and anyone else) can share the server. Nothing here restarts or flushes Redis: a cut is
+//! made by killing this test's connections only, found by their name (`hubbub:CHANNEL`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use hubbub::store;
+
+use crate::helpers::{
+    PATIENCE, TestApp, TestClient, TestDb, configured, spawn_app_on, unique_suffix,
+};
+use crate::observability::value;
+
+pub const REDIS_ENV: &str = "HUBBUB_TEST_REDIS_URL";
+
+/// A PostgreSQL schema and a Redis channel for one test, or `None` (and a printed reason)
+/// when either is not configured; in CI, a panic.
+struct Cluster {
+    db: Arc<TestDb>,
+    redis: String,
+    channel: String,
+}
+
+impl Cluster {
+    async fn new(test: &str) -> Option<Self> {
+        let redis = configured(REDIS_ENV, test, "redis://127.0.0.1:6379")?;
+        let db = TestDb::postgres(test).await?;
+        let channel = format!("hubbub-test-{}", unique_suffix());
+        Some(Self {
+            db: Arc::new(db),
+            redis,
+            channel,
+        })
+    }
+
+    /// `n` nodes on this cluster's schema and channel, each ready (subscribed) before the
+    /// next starts: their Redis connections are in the order of the nodes.
+    async fn nodes<const N: usize>(&self) -> [TestApp; N] {
+        let mut nodes = Vec::with_capacity(N);
+        for _ in 0..N {
+            let node = self.node_with(&self.redis).await;
+            wait_ready(&node, 200).await;
+            nodes.push(node);
+        }
+        nodes.try_into().unwrap_or_else(|_| unreachable!())
+    }
+
+    /// Once the clients have read everything, each has seen every stored message once, in
+    /// the store's order.
+    async fn assert_everyone_saw_history(&self, clients: &mut [&mut TestClient]) -> usize {
+        settle(clients).await;
+        let history = self.history().await;
+        for client in clients.iter() {
+            assert_once_in_order(client, &history);
+        }
+        history.len()
+    }
+
+    async fn node_with(&self, redis: &str) -> TestApp {
+        let url = redis.parse().unwrap();
+        let channel = self.channel.clone();
+        spawn_app_on(Arc::clone(&self.db), "127.0.0.1:0", move |config| {
+            config.redis = Some(url);
+            config.redis_channel = channel;
+        })
+        .await
+    }
+
+    async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until each of `nodes` nodes has its Redis connection, then kills them all.
+    async fn cut(&self, nodes: usize) {
+        self.cut_some(nodes, usize::MAX).await;
+    }
+
+    /// Waits until each of `nodes` nodes has its Redis connection, then kills the `kill`
+    /// oldest (the first node's, if it was ready before the second started).
+    async fn cut_some(&self, nodes: usize, kill: usize) {
+        let mut redis = self.redis().await;
+        let name = format!("name=hubbub:{}", self.channel);
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let ids = loop {
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            let mut ids: Vec<u64> = list
+                .lines()
+                .filter(|line| line.split(' ').any(|field| field == name))
+                .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
+                .map(|id| id.parse().unwrap())
+                .collect();
+            if ids.len() == nodes {
+                ids.sort_unstable();
+                ids.truncate(kill);
+                break ids;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} connections named {name}, expected {nodes}",
+                ids.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        for id in &ids {
+            let _: redis::Value = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn publish(&self, payload: &[u8]) {
+        let mut redis = self.redis().await;
+        let _: redis::Value = redis::cmd("PUBLISH")
+            .arg(&self.channel)
+            .arg(payload)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+
+    /// Every id in the store, in order.
+    async fn history(&self) -> Vec<u64> {
+        let store = store::open(&self.db.url).await.unwrap();
+        let all = store.between(0, u64::MAX, 100_000).await.unwrap();
+        all.iter().map(|m| m.id).collect()
+    }
+}
+
+/// Waits until `/readyz` answers `status`; returns its body.
+async fn wait_ready(app: &TestApp, status: u16) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let response = app.get("/readyz").await;
+        if response.status == status {
+            return response.body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz stayed {} {:?}",
+            response.status,
+            response.body
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn metric(app: &TestApp, series: &str) -> f64 {
+    value(&app.hub.metrics().encode(), series)
+}
+
+async fn wait_for_metric(app: &TestApp, series: &str, expected: f64) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while metric(app, series) != expected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{series} stayed {} (expected {expected})",
+            metric(app, series)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn texts(client: &TestClient) -> Vec<String> {
+    client.shown.iter().map(|m| m.text.clone()).collect()
+}
+
+fn ids(client: &TestClient) -> Vec<u64> {
+    client.shown.iter().map(|m| m.id).collect()
+}
+
+/// Reads whatever else arrives for a moment: nothing more may be shown.
+async fn settle(clients: &mut [&mut TestClient]) {
+    for client in clients.iter_mut() {
+        while tokio::time::timeout(Duration::from_millis(500), client.read_frame())
+            .await
+            .is_ok()
+        {}
+    }
+}
+
+fn assert_once_in_order(client: &TestClient, expected: &[u64]) {
+    let seen = ids(client);
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        seen.len(),
+        "duplicates: {seen:?}"
+    );
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn each_node_sees_the_others_messages_live_through_redis() {
+    let Some(cluster) =
+        Cluster::new("cluster::each_node_sees_the_others_messages_live_through_redis").await
+    else {
+        return;
+    };
+    let [a, b] = cluster.nodes().await;
+    let mut alice = a.connect().await;
+    let mut bob = b.connect().await;
+
+    alice.say("from a").await;
+    bob.wait_for_shown(1).await;
+    bob.say("from b").await;
+    alice.wait_for_shown(2).await;
+    bob.wait_for_shown(2).await;
+    assert_eq!(texts(&alice), ["from a", "from b"]);
+    assert_eq!(texts(&bob), ["from a", "from b"]);
+    // Neither node read the other's message from the store: Redis carried it.
+    // Each node published once and heard both batches, its own echo dropped.
+    for node in [&a, &b] {
+        wait_for_metric(node, "hubbub_broker_batches_published_total", 1.0).await;
+        wait_for_metric(node, "hubbub_broker_batches_received_total", 2.0).await;
+        wait_for_metric(node, "hubbub_messages_duplicate_total", 1.0).await;
+        assert_eq!(metric(node, "hubbub_messages_caught_up_total"), 0.0);
+    }
+    cluster
+        .assert_everyone_saw_history(&mut [&mut alice, &mut bob])
+        .await;
+}
+
+/// Several senders on three nodes at once: every client on every node sees the same
+/// sequence, each message once, and it is the store's.
+#[tokio::test]
+async fn every_client_on_every_node_sees_one_order() {
+    let Some(cluster) = Cluster::new("cluster::every_client_on_every_node_sees_one_order").await
+    else {
+        return;
+    };
+    let nodes: [TestApp; 3] = cluster.nodes().await;
+    let mut watchers = Vec::new();
+    let mut senders = Vec::new();
+    for node in &nodes {
+        watchers.push(node.connect().await);
+        senders.push(node.connect().await);
+        senders.push(node.connect().await);
+    }
+    const EACH: usize = 15;
+    let total = senders.len() * EACH;
+    join_all(
+        senders
+            .iter_mut()
+            .enumerate()
+            .map(|(s, sender)| async move {
+                for i in 0..EACH {
+                    sender.say(&format!("{s}-{i}")).await;
+                    if i % 4 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }),
+    )
+    .await;
+    for client in watchers.iter_mut().chain(senders.iter_mut()) {
+        client.wait_for_shown(total).await;
+    }
+    let mut everyone: Vec<&mut TestClient> =
+        watchers.iter_mut().chain(senders.iter_mut()).collect();
+    let stored = cluster.assert_everyone_saw_history(&mut everyone).await;
+    assert_eq!(stored, total);
+}
+
+/// The Redis connections of both nodes are killed twice while both send: each node's
+/// clients keep getting their own node's messages, and once the nodes are back every client
+/// has every message once, in the store's order, with nothing else committed afterwards
+/// (what a node committed while cut is published when it is back; what it missed is read
+/// from the store when it resubscribes).
+#[tokio::test]
+async fn a_cut_redis_connection_loses_and_repeats_nothing() {
+    let Some(cluster) =
+        Cluster::new("cluster::a_cut_redis_connection_loses_and_repeats_nothing").await
+    else {
+        return;
+    };
+    let [a, b] = cluster.nodes().await;
+    let mut watch_a = a.connect().await;
+    let mut watch_b = b.connect().await;
+    let mut send_a = a.connect().await;
+    let mut send_b = b.connect().await;
+
+    let mut sent = 0;
+    for round in 0..3 {
+        for i in 0..10 {
+            send_a.say(&format!("a{round}-{i}")).await;
+            send_b.say(&format!("b{round}-{i}")).await;
+            sent += 2;
+            if i == 5 && round < 2 {
+                cluster.cut(2).await;
+                // Cut: node A still serves its own clients.
+                let text = format!("a{round}-cut");
+                send_a.say(&text).await;
+                sent += 1;
+                while !watch_a.shown.iter().any(|m| m.text == text) {
+                    watch_a.read_frame().await;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The last messages go out while the link is cut, and nothing follows them.
+    cluster.cut(2).await;
+    send_a.say("last from a").await;
+    send_b.say("last from b").await;
+    sent += 2;
+
+    for client in [&mut watch_a, &mut watch_b, &mut send_a, &mut send_b] {
+        client.wait_for_shown(sent).await;
+    }
+    wait_ready(&a, 200).await;
+    wait_ready(&b, 200).await;
+    for node in [&a, &b] {
+        assert!(metric(node, "hubbub_broker_subscribes_total") >= 4.0);
+    }
+    let stored = cluster
+        .assert_everyone_saw_history(&mut [&mut watch_a, &mut watch_b, &mut send_a, &mut send_b])
+        .await;
+    assert_eq!(stored, sent);
+}
+
+/// Only node A's connection is cut, and A commits while it is: B (never cut, and
+/// committing nothing) gets those messages once A is back, because A publishes what it
+/// could not, not only when it next has something new to say.
+#[tokio::test]
+async fn a_node_cut_alone_publishes_what_it_committed_meanwhile() {
+    let Some(cluster) =
+        Cluster::new("cluster::a_node_cut_alone_publishes_what_it_committed_meanwhile").await
+    else {
+        return;
+    };
+    let [a, b] = cluster.nodes().await;
+    let mut alice = a.connect().await;
+    let mut bob = b.connect().await;
+    alice.say("before").await;
+    bob.wait_for_shown(1).await;
+
+    cluster.cut_some(2, 1).await;
+    alice.say("during one").await;
+    alice.say("during two").await;
+    alice.wait_for_shown(3).await;
+
+    bob.wait_for_shown(3).await;
+    assert_eq!(texts(&bob), ["before", "during one", "during two"]);
+    wait_for_metric(&a, "hubbub_broker_subscribes_total", 2.0).await;
+    assert_eq!(
+        metric(&b, "hubbub_broker_subscribes_total"),
+        1.0,
+        "B was not cut"
+    );
+    assert_eq!(metric(&b, "hubbub_messages_caught_up_total"), 0.0);
+    cluster
+        .assert_everyone_saw_history(&mut [&mut alice, &mut bob])
+        .await;
+}
+
+/// What is on the channel but is not a batch is counted and ignored; delivery goes on.
+#[tokio::test]
+async fn broken_payloads_on_the_channel_are_ignored() {
+    let Some(cluster) = Cluster::new("cluster::broken_payloads_on_the_channel_are_ignored").await
+    else {
+        return;
+    };
+    let [a, b] = cluster.nodes().await;
+    let mut alice = a.connect().await;
+    let mut bob = b.connect().await;
+
+    for payload in [
+        b"not json".as_slice(),
+        br#"{"v":1,"prev":0,"messages":[{"id":1,"room":"general","author":"x","at":0,"text":"\u0007"}]}"#,
+        br#"{"v":1,"prev":5,"messages":[{"id":3,"room":"general","author":"x","at":0,"text":"y"}]}"#,
+        &[0xff; 64],
+    ] {
+        cluster.publish(payload).await;
+    }
+    wait_for_metric(&a, "hubbub_broker_payloads_malformed_total", 4.0).await;
+    wait_for_metric(&b, "hubbub_broker_payloads_malformed_total", 4.0).await;
+
+    alice.say("still here").await;
+    bob.wait_for_shown(1).await;
+    assert_eq!(texts(&bob), ["still here"]);
+    wait_ready(&a, 200).await;
+}
+
+/// A node whose Redis cannot be reached says so on `/readyz` and serves its own clients.
+#[tokio::test]
+async fn without_redis_a_node_is_not_ready_but_serves_its_clients() {
+    let Some(cluster) =
+        Cluster::new("cluster::without_redis_a_node_is_not_ready_but_serves_its_clients").await
+    else {
+        return;
+    };
+    // Nothing listens on port 1.
+    let a = cluster.node_with("redis://127.0.0.1:1").await;
+    let body = wait_ready(&a, 503).await;
+    assert_eq!(
+        body,
+        "broker unavailable: redis unavailable (reconnecting)\n"
+    );
+    assert!(!body.contains("127.0.0.1"));
+    let mut alice = a.connect().await;
+    alice.say("alone").await;
+    alice.wait_for_shown(1).await;
+    assert_eq!(texts(&alice), ["alone"]);
+}
