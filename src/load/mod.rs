@@ -37,6 +37,11 @@ pub struct LoadConfig {
     /// The chat page (`http://host:port/`, `/rooms/NAME`) or its WebSocket URL (`ws://…`).
     #[arg(long, default_value = "http://127.0.0.1:3000/")]
     pub url: String,
+    /// Another node of the same chat (repeatable). Clients are spread over `--url` and
+    /// these in turn (client i on node i mod n, senders included), so most deliveries
+    /// cross from one node to another.
+    #[arg(long = "also-url", value_name = "URL")]
+    pub also_urls: Vec<String>,
     /// Connections to open.
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
@@ -246,9 +251,20 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
             clients: config.clients,
         });
     }
-    let (ws_url, origin) = resolve(config).await?;
-    let target: SocketAddr = socket_addr(&ws_url).await?;
-    let spread = !config.no_spread && target.ip().is_loopback() && target.is_ipv4();
+    // Every node: its socket URL, origin and address, and whether to spread source
+    // addresses (loopback targets only).
+    let mut targets = Vec::with_capacity(1 + config.also_urls.len());
+    for url in std::iter::once(&config.url).chain(&config.also_urls) {
+        let (ws_url, origin) = resolve(url, config.room.as_deref()).await?;
+        let target: SocketAddr = socket_addr(&ws_url).await?;
+        let spread = !config.no_spread && target.ip().is_loopback() && target.is_ipv4();
+        targets.push((ws_url, origin, target, spread));
+    }
+    let ws_url = targets
+        .iter()
+        .map(|(url, ..)| url.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
     let senders = if config.idle { 0 } else { config.senders };
     let shared = Arc::new(Shared {
         run: random_u32(),
@@ -274,7 +290,8 @@ pub async fn run(config: &LoadConfig) -> Result<Report, LoadError> {
     let mut pending = Vec::with_capacity(config.clients);
     for i in 0..config.clients {
         let gate = Arc::clone(&gate);
-        let (url, origin) = (ws_url.clone(), origin.clone());
+        let (url, origin, target, spread) = &targets[i % targets.len()];
+        let (url, origin, target) = (url.clone(), origin.clone(), *target);
         let source = spread.then(|| source_ip(i));
         pending.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
@@ -543,8 +560,8 @@ async fn progress_phase(shared: &Shared, length: Duration, name: &str) {
 }
 
 /// The WebSocket URL and the Origin to send, from a page or WebSocket URL.
-async fn resolve(config: &LoadConfig) -> Result<(String, String), LoadError> {
-    let url = config.url.trim_end_matches('/').to_owned();
+async fn resolve(url: &str, room: Option<&str>) -> Result<(String, String), LoadError> {
+    let url = url.trim_end_matches('/').to_owned();
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| LoadError::BadUrl(url.clone()))?;
@@ -559,7 +576,7 @@ async fn resolve(config: &LoadConfig) -> Result<(String, String), LoadError> {
     if matches!(scheme, "ws" | "wss") {
         return Ok((url.clone(), origin));
     }
-    let page_path = match &config.room {
+    let page_path = match room {
         Some(room) => format!("/rooms/{room}"),
         None if path.is_empty() => "/".to_owned(),
         None => path.to_owned(),

@@ -417,3 +417,38 @@ async fn without_redis_a_node_is_not_ready_but_serves_its_clients() {
     alice.wait_for_shown(1).await;
     assert_eq!(texts(&alice), ["alone"]);
 }
+
+/// The load tool with its clients spread over two nodes (`--also-url`): half the clients
+/// and senders on each, so most deliveries cross through Redis; every message reaches
+/// every client once.
+#[tokio::test]
+async fn the_load_tool_spread_over_two_nodes_loses_and_repeats_nothing() {
+    let Some(cluster) = Cluster::new("cluster::the_load_tool_spread_over_two_nodes").await else {
+        return;
+    };
+    let [a, b] = cluster.nodes::<2>().await;
+    let mut config = crate::load::config(a.url("/"), 20, 4);
+    config.also_urls = vec![b.url("/")];
+    let report = hubbub::load::run(&config).await.unwrap();
+    assert_eq!(
+        report.url,
+        format!(
+            "ws://{}/rooms/general/ws ws://{}/rooms/general/ws",
+            a.addr, b.addr
+        )
+    );
+    assert_eq!(
+        (report.connected, report.connect_failures, report.dropped),
+        (20, 0, 0)
+    );
+    assert!(report.sent > 50, "{report:?}");
+    assert_eq!(
+        (report.deliveries, report.lost, report.duplicates),
+        (report.sent * 20, 0, 0),
+        "{report:?}"
+    );
+    // Both nodes took part: senders on each, so each committed and published batches.
+    for node in [&a, &b] {
+        assert!(metric(node, "hubbub_broker_batches_published_total") > 0.0);
+    }
+}

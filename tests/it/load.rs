@@ -16,9 +16,10 @@ use tokio::sync::broadcast;
 
 use crate::helpers::spawn_app;
 
-fn config(url: String, clients: usize, senders: usize) -> LoadConfig {
+pub fn config(url: String, clients: usize, senders: usize) -> LoadConfig {
     LoadConfig {
         url,
+        also_urls: Vec::new(),
         clients,
         senders,
         rate: 100.0,
