@@ -17,6 +17,7 @@
 //! - [`render`]: templates to bytes, no I/O.
 //! - [`config`]: every setting, from flags or `HUBBUB_*` variables.
 //! - [`metrics`]: counters, gauges and histograms, one registry per server (`/metrics`).
+//! - [`limits`]: rate limits shared by everything from one client address.
 //!
 //! [`Server`] ties them together; `main.rs` only parses the config, binds and waits for a
 //! signal.
