@@ -241,6 +241,14 @@ async fn write_loop(
 ) {
     let max_batch = settings.max_batch.max(1);
     let mut batch = Vec::with_capacity(max_batch);
+    let idle_resync = writer.broker.idle_resync();
+    // When the writer last had something to do; after `idle_resync` of nothing, it looks
+    // in the store for batches no node announced.
+    let mut busy_at = Instant::now();
+    // The store's newest id when the last quiet look found it ahead of this node. Caught
+    // up only if the next look finds it still undelivered: a batch the broker is carrying
+    // right now gets a whole period to arrive first.
+    let mut unannounced: Option<u64> = None;
     loop {
         // A catch-up that failed is tried again at its time, between batches.
         let retry_at = writer.sequencer.retry_at();
@@ -250,11 +258,22 @@ async fn write_loop(
                 None => std::future::pending().await,
             }
         };
+        let quiet = async {
+            match idle_resync {
+                Some(every) => tokio::time::sleep_until(busy_at + every).await,
+                None => std::future::pending().await,
+            }
+        };
         let received = tokio::select! {
             received = queue.recv_many(&mut batch, max_batch) => received,
             () = retry => {
                 writer.sequencer.retry().await;
                 writer.note_catch_up();
+                continue;
+            }
+            () = quiet => {
+                unannounced = writer.look_for_unannounced(unannounced).await;
+                busy_at = Instant::now();
                 continue;
             }
             () = stop.cancelled() => {
@@ -284,6 +303,7 @@ async fn write_loop(
         }
         writer.run_jobs(&mut batch).await;
         writer.note_catch_up();
+        busy_at = Instant::now();
     }
     if writer.sequencer.is_behind() {
         tracing::warn!(
@@ -318,6 +338,26 @@ async fn append(
 impl Writer {
     fn hub(&self) -> &Hub {
         self.sequencer.hub()
+    }
+
+    /// One quiet look at the store (see `write_loop`): catches up if `suspected` (the
+    /// newest id a previous look saw) is still not delivered, otherwise returns the newest
+    /// id if it is ahead of this node.
+    async fn look_for_unannounced(&mut self, suspected: Option<u64>) -> Option<u64> {
+        if suspected.is_some_and(|newest| self.sequencer.last() < newest) {
+            tracing::info!(
+                delivered = self.sequencer.last(),
+                "messages committed on another node were never announced; reading them from the store"
+            );
+            self.sequencer.resync().await;
+            self.note_catch_up();
+            return None;
+        }
+        let newest = tokio::time::timeout(APPEND_TIMEOUT, self.store.newest_id()).await;
+        match newest {
+            Ok(Ok(newest)) if newest > self.sequencer.last() => Some(newest),
+            _ => None,
+        }
     }
 
     /// Records whether a failed catch-up is waiting for its retry.

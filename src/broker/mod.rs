@@ -21,6 +21,8 @@ pub use self::local::LocalBroker;
 pub use self::redis::{RedisBroker, RedisUrl};
 pub use crate::commit::Feed;
 use crate::domain::Committed;
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
 
 /// How a node tells the others what it committed, and hears what they did.
@@ -41,4 +43,12 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Which broker this is, for logs.
     fn name(&self) -> &'static str;
+
+    /// How long a node may go without a batch before it looks in the store for batches it
+    /// missed: a node that died after committing and before publishing leaves messages
+    /// nobody announces, which the others would otherwise show only with their next batch.
+    /// `None` for a single node, where every batch is this node's own.
+    fn idle_resync(&self) -> Option<Duration> {
+        None
+    }
 }

@@ -156,6 +156,10 @@ impl RedisBroker {
     }
 }
 
+/// How long a quiet node waits before checking the store for batches nobody published
+/// (see [`Broker::idle_resync`]): one indexed query a second per idle node.
+const IDLE_RESYNC: Duration = Duration::from_secs(1);
+
 impl Broker for RedisBroker {
     fn publish(&self, batch: &Committed) {
         match self.outbox.try_send(batch.clone()) {
@@ -194,6 +198,10 @@ impl Broker for RedisBroker {
 
     fn name(&self) -> &'static str {
         "redis"
+    }
+
+    fn idle_resync(&self) -> Option<Duration> {
+        Some(IDLE_RESYNC)
     }
 }
 
