@@ -491,3 +491,74 @@ async fn a_message_no_node_announced_still_reaches_every_node() {
         .assert_everyone_saw_history(&mut [&mut alice, &mut bob])
         .await;
 }
+
+/// A node is lost mid-traffic (the real binary, killed with SIGKILL): its client reconnects
+/// to another node, as the page does through the balancer, and ends up showing every
+/// stored message once, in order, those the lost node committed included (even ones it
+/// died before announcing: the other node finds those in the store while idle).
+#[tokio::test]
+async fn a_killed_nodes_client_reconnects_to_another_node_with_no_gap() {
+    let Some(cluster) =
+        Cluster::new("cluster::a_killed_nodes_client_reconnects_to_another_node_with_no_gap").await
+    else {
+        return;
+    };
+    let [b] = cluster.nodes::<1>().await;
+    let lost = crate::helpers::ChildServer::start(
+        &cluster.db,
+        &[
+            "--redis",
+            &cluster.redis,
+            "--redis-channel",
+            &cluster.channel,
+            "--message-rate",
+            "100000",
+            "--message-burst",
+            "100000",
+        ],
+    )
+    .await;
+    let (ws, _) = tokio_tungstenite::connect_async(lost.ws_url())
+        .await
+        .unwrap();
+    let mut alice = TestClient::new(ws);
+    alice.read_frame().await;
+    let mut bob = b.connect().await;
+
+    // Alice's node dies in the middle of a burst: some of it is committed (and maybe not
+    // yet announced), the rest is lost with the process, never acknowledged.
+    for i in 0..40 {
+        alice.say(&format!("burst {i}")).await;
+    }
+    while alice.shown.len() < 10 {
+        alice.read_frame().await;
+    }
+    lost.signal("-KILL");
+    let page = std::mem::take(&mut alice.page);
+    drop(alice);
+
+    // The page reconnects, through the balancer, to the node still there.
+    let mut alice = b.connect_to_page("general", None, page).await;
+    let history = cluster.history().await;
+    assert!(history.len() >= 10, "{history:?}");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while ids(&alice) != history || ids(&bob) != history {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice {:?}, bob {:?}, stored {history:?}",
+            ids(&alice),
+            ids(&bob)
+        );
+        for client in [&mut alice, &mut bob] {
+            let _ = tokio::time::timeout(Duration::from_millis(100), client.read_frame()).await;
+        }
+    }
+    let stored = cluster
+        .assert_everyone_saw_history(&mut [&mut alice, &mut bob])
+        .await;
+    println!(
+        "node lost: 40 sent, {stored} stored and shown on the other node, {} of them read \
+         back from the store there",
+        metric(&b, "hubbub_messages_caught_up_total")
+    );
+}
