@@ -404,6 +404,11 @@ mod tests {
             Err(ConfigError::PongTimeoutTooShort { .. })
         ));
 
+        let config = Config::try_parse_from(["hubbub", "--header-timeout", "0s"]).unwrap();
+        assert_eq!(config.validate(), Err(ConfigError::ZeroHeaderTimeout));
+        let bad = Config::try_parse_from(["hubbub", "--ip-message-rate", "0"]).unwrap_err();
+        assert!(bad.to_string().contains("--ip-message-rate"), "{bad}");
+
         let config =
             Config::try_parse_from(["hubbub", "--allowed-origin", "not an origin"]).unwrap();
         assert_eq!(
