@@ -425,6 +425,14 @@ impl TestApp {
         client
     }
 
+    /// A new visitor who took `name`: their identity cookie (`name=value`).
+    pub async fn named(&self, name: &str) -> String {
+        let (cookie, _) = self.visit("/").await;
+        let renamed = self.rename(&cookie, name).await;
+        assert_eq!(renamed.status, 200, "{}", renamed.body);
+        set_cookie(&renamed)
+    }
+
     /// Renames the user behind `cookie`; returns the response (with the new cookie).
     pub async fn rename(&self, cookie: &str, name: &str) -> HttpResponse {
         let body = format!("name={}", form_encode(name));
@@ -521,6 +529,18 @@ impl TestApp {
 }
 
 /// One message as a page shows it.
+/// Reads frames until `done` holds for the client's page.
+pub async fn until(client: &mut TestClient, what: &str, done: impl Fn(&TestClient) -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done(client) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited too long for {what}"
+        );
+        client.read_frame().await;
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShownMessage {
     pub id: u64,

@@ -4,38 +4,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::helpers::{
-    Older, PATIENCE, TestApp, TestClient, TestDb, set_cookie, spawn_app, spawn_app_on,
-    spawn_app_with,
+    Older, TestClient, TestDb, set_cookie, spawn_app, spawn_app_on, spawn_app_with, until,
 };
-
-/// Reads frames until `done` holds for the client's page.
-async fn until(client: &mut TestClient, what: &str, done: impl Fn(&TestClient) -> bool) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !done(client) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited too long for {what}"
-        );
-        client.read_frame().await;
-    }
-}
 
 fn texts(client: &TestClient) -> Vec<String> {
     client.shown.iter().map(|m| m.text.clone()).collect()
 }
 
-async fn named(app: &TestApp, name: &str) -> String {
-    let (cookie, _) = app.visit("/").await;
-    let renamed = app.rename(&cookie, name).await;
-    assert_eq!(renamed.status, 200, "{}", renamed.body);
-    set_cookie(&renamed)
-}
-
 #[tokio::test]
 async fn rooms_are_isolated_in_messages_history_and_presence() {
     let app = spawn_app().await;
-    let alice = named(&app, "alice").await;
-    let bob = named(&app, "bob").await;
+    let alice = app.named("alice").await;
+    let bob = app.named("bob").await;
     let mut alice_design = app.connect_to("design", Some(&alice)).await;
     let mut bob_general = app.connect_to("general", Some(&bob)).await;
 
@@ -173,7 +153,7 @@ async fn a_name_is_set_checked_and_kept_across_restarts() {
 async fn a_configured_cookie_secret_signs_cookies_on_every_node() {
     let secret = "a-cookie-secret-that-is-long-enough-for-hubbub";
     let first = spawn_app_with(|config| config.cookie_secret = Some(secret.parse().unwrap())).await;
-    let cookie = named(&first, "shared").await;
+    let cookie = first.named("shared").await;
     // Another node, another database, the same secret: the same person.
     let second =
         spawn_app_with(|config| config.cookie_secret = Some(secret.parse().unwrap())).await;
@@ -190,8 +170,8 @@ async fn a_configured_cookie_secret_signs_cookies_on_every_node() {
 #[tokio::test]
 async fn presence_counts_users_not_tabs_and_follows_joins_leaves_and_renames() {
     let app = spawn_app().await;
-    let alice = named(&app, "alice").await;
-    let bob = named(&app, "bob").await;
+    let alice = app.named("alice").await;
+    let bob = app.named("bob").await;
     let mut bob_tab = app.connect_to("design", Some(&bob)).await;
     assert_eq!(bob_tab.present, ["bob"]);
 
@@ -235,7 +215,7 @@ async fn presence_counts_users_not_tabs_and_follows_joins_leaves_and_renames() {
 #[tokio::test]
 async fn a_renamed_user_posts_under_the_new_name_at_once() {
     let app = spawn_app().await;
-    let cookie = named(&app, "before").await;
+    let cookie = app.named("before").await;
     let mut client = app.connect_to("general", Some(&cookie)).await;
     client.say("one").await;
     client.wait_for_shown(1).await;
@@ -265,7 +245,7 @@ async fn join_and_leave_notices_are_off_by_default_and_on_when_asked() {
 
     let chatty = spawn_app_with(|config| config.presence_notices = true).await;
     let mut watcher = chatty.connect_to("general", None).await;
-    let cookie = named(&chatty, "carol").await;
+    let cookie = chatty.named("carol").await;
     drop(chatty.connect_to("general", Some(&cookie)).await);
     until(&mut watcher, "both notices", |c| c.events.len() == 2).await;
     assert_eq!(watcher.events, ["carol joined", "carol left"]);
@@ -274,7 +254,7 @@ async fn join_and_leave_notices_are_off_by_default_and_on_when_asked() {
 #[tokio::test]
 async fn typing_is_shown_to_others_throttled_and_expires() {
     let app = spawn_app_with(|config| config.typing_timeout = Duration::from_millis(400)).await;
-    let alice = named(&app, "alice").await;
+    let alice = app.named("alice").await;
     let mut alice = app.connect_to("general", Some(&alice)).await;
     let mut bob = app.connect_to("general", None).await;
     let typing = r#"{"kind":"typing","headers":{"HX-Request":"true"}}"#;
@@ -302,7 +282,7 @@ async fn typing_is_shown_to_others_throttled_and_expires() {
 #[tokio::test]
 async fn a_message_ends_its_authors_typing_line() {
     let app = spawn_app().await; // 5 s expiry: only the message can clear it this quickly
-    let alice = named(&app, "alice").await;
+    let alice = app.named("alice").await;
     let mut alice = app.connect_to("general", Some(&alice)).await;
     let mut bob = app.connect_to("general", None).await;
     alice.send_raw(r#"{"kind":"typing"}"#.into()).await;
