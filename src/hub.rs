@@ -26,12 +26,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{ChatMessage, DisplayName, RoomName, UserId};
 use crate::metrics::Metrics;
 use crate::outlet::{Offered, Outlet};
+use crate::presence::{Elsewhere, Gap, Heard, Remote, Seat};
 use crate::render::{self, Rendered};
 use crate::wire::Frame;
 
@@ -40,6 +42,11 @@ use crate::wire::Frame;
 /// one update every 1.9 s. At roughly 10 µs of kernel time per write on loopback, that
 /// caps status traffic at about a tenth of a core whatever the room's size.
 const STATUS_PACE_PER_MEMBER: Duration = Duration::from_micros(100);
+
+/// Typing announcements and renames waiting for the broker to tell the other nodes. Past
+/// it the oldest are dropped: a typing line that lapses early, or a tab on another node
+/// that posts under the old name until it reconnects, is all that is lost.
+const SIGNALS_WAITING: usize = 256;
 
 /// Identifies one connection for as long as it is in the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -60,6 +67,9 @@ pub struct HubSettings {
     pub typing_expiry: Duration,
     /// Whether "alice joined" / "alice left" appear in the message log.
     pub presence_notices: bool,
+    /// Whether other nodes share presence (a remote broker): the hub then keeps what it
+    /// has to tell them ([`Hub::take_presence`]) and merges what they report ([`Hub::hear`]).
+    pub share_presence: bool,
 }
 
 impl Default for HubSettings {
@@ -71,6 +81,7 @@ impl Default for HubSettings {
             typing_throttle: Duration::from_secs(2),
             typing_expiry: Duration::from_secs(5),
             presence_notices: false,
+            share_presence: false,
         }
     }
 }
@@ -89,6 +100,9 @@ struct Inner {
     messages_posted: AtomicU64,
     /// The server's metrics; sessions and the commit writer record through the hub too.
     metrics: Arc<Metrics>,
+    /// Wakes the broker when there is something to tell the other nodes (only with
+    /// `share_presence`). A permit is kept when nobody waits, so no news is missed.
+    news: Notify,
 }
 
 #[derive(Default)]
@@ -100,6 +114,12 @@ struct State {
     room_list_dirty: bool,
     /// The room list as last rendered, for newcomers' first frame (at most one tick old).
     room_list_frame: Option<Utf8Bytes>,
+    /// Who is where on the other nodes, as they reported it.
+    remote: Remote,
+    /// Typing announcements to tell the other nodes; at most [`SIGNALS_WAITING`].
+    typing_out: VecDeque<Seat>,
+    /// Renames to tell the other nodes; at most [`SIGNALS_WAITING`].
+    renamed_out: VecDeque<(UserId, DisplayName)>,
 }
 
 struct Room {
@@ -131,7 +151,13 @@ struct Room {
     /// When this room may next get a status update (presence, room list); see
     /// [`STATUS_PACE_PER_MEMBER`].
     status_due: Instant,
+    /// Typists here and, with shared presence, on other nodes.
     typing: BTreeMap<UserId, Typist>,
+    /// Whether this room's presence is shared with other nodes.
+    share: bool,
+    /// Its presence changed since the other nodes were last told; such a room stays in
+    /// memory until they are, even if empty, so a departure is never left untold.
+    untold: bool,
 }
 
 struct Present {
@@ -201,6 +227,7 @@ impl Hub {
                 evictions: AtomicU64::new(0),
                 messages_posted: AtomicU64::new(0),
                 metrics,
+                news: Notify::new(),
             }),
         }
     }
@@ -250,6 +277,8 @@ impl Hub {
             room_list_stale: false,
             status_due: Instant::now(),
             typing: BTreeMap::new(),
+            share: self.inner.settings.share_presence,
+            untold: false,
         };
         for message in rendered {
             loaded.remember(message, limit);
@@ -272,10 +301,8 @@ impl Hub {
 
         let mut state = self.lock();
         let room_list = state.room_list_frame();
-        let entry = state
-            .rooms
-            .get_mut(room)
-            .ok_or_else(|| NotLoaded(room.clone()))?;
+        let State { rooms, remote, .. } = &mut *state;
+        let entry = rooms.get_mut(room).ok_or_else(|| NotLoaded(room.clone()))?;
         let present = entry.users.entry(user.clone()).or_insert(Present {
             name: name.clone(),
             sessions: 0,
@@ -295,7 +322,7 @@ impl Hub {
         }
         let first = Frame::text_joined([
             entry.history_frame().as_str(),
-            entry.presence_frame().as_str(),
+            entry.presence_frame(remote.room(room)).as_str(),
             entry.typing_frame(&user).as_str(),
             room_list.as_str(),
         ]);
@@ -310,6 +337,9 @@ impl Hub {
             state.room_list_dirty = true;
         }
         drop(state);
+        if arrived {
+            self.tell_others();
+        }
         self.count_evictions(evicted_now);
         Ok(Membership {
             id,
@@ -320,6 +350,13 @@ impl Hub {
 
     /// Removes a session. Calling it for a session that was evicted is harmless.
     pub fn leave(&self, room: &RoomName, id: SessionId) {
+        self.remove(room, id);
+        // Whether or not that found the session (a fan-out that found it gone removed it
+        // already, and changed presence then), there may be a departure to tell.
+        self.tell_others();
+    }
+
+    fn remove(&self, room: &RoomName, id: SessionId) {
         let notices = self.inner.settings.presence_notices;
         let idle_rooms = self.inner.settings.idle_rooms;
         let mut state = self.lock();
@@ -449,22 +486,47 @@ impl Hub {
             typist.announced = now;
         } else {
             entry.typing.insert(
-                user,
+                user.clone(),
                 Typist {
-                    name,
+                    name: name.clone(),
                     until,
                     announced: now,
                 },
             );
         }
         let evicted = entry.fan_out_typing();
+        let share = entry.share;
+        if share {
+            // Announced here, so announced to the other nodes too (as throttled).
+            push_bounded(
+                &mut state.typing_out,
+                Seat {
+                    room: room.clone(),
+                    user,
+                    name,
+                },
+            );
+        }
         drop(state);
+        if share {
+            self.tell_others();
+        }
         self.count_evictions(evicted);
     }
 
     /// A user took a new name: their sessions post under it from now on, and presence and
-    /// typing show it at once.
+    /// typing show it at once. With shared presence their sessions on the other nodes are
+    /// told too.
     pub fn rename(&self, user: &UserId, name: &DisplayName) {
+        self.rename_here(user, name);
+        if self.inner.settings.share_presence {
+            push_bounded(&mut self.lock().renamed_out, (user.clone(), name.clone()));
+            self.tell_others();
+        }
+    }
+
+    /// [`Hub::rename`] for this node's sessions only.
+    fn rename_here(&self, user: &UserId, name: &DisplayName) {
         let mut evicted = 0;
         let mut state = self.lock();
         for entry in state.rooms.values_mut() {
@@ -479,6 +541,7 @@ impl Hub {
             }
         }
         drop(state);
+        self.tell_others();
         self.count_evictions(evicted);
     }
 
@@ -492,6 +555,19 @@ impl Hub {
     pub fn tick(&self, now: Instant) {
         let mut evicted = 0;
         let mut state = self.lock();
+        if self.inner.settings.share_presence {
+            // Nodes that fell silent (a crash, a cut from Redis) leave presence.
+            let mut touched = BTreeSet::new();
+            let expired = state.remote.expire(now, &mut touched);
+            if expired > 0 {
+                tracing::warn!(
+                    nodes = expired,
+                    "other nodes silent for too long; their users are no longer shown"
+                );
+                evicted += state.presence_touched(touched);
+                self.inner.metrics.cluster_nodes(state.remote.nodes());
+            }
+        }
         let mut counts_changed = false;
         for entry in state.rooms.values_mut() {
             counts_changed |= std::mem::take(&mut entry.counts_changed);
@@ -504,7 +580,8 @@ impl Hub {
             }
         }
         let room_list = state.room_list_frame();
-        for entry in state.rooms.values_mut() {
+        let State { rooms, remote, .. } = &mut *state;
+        for (name, entry) in rooms.iter_mut() {
             let before = entry.typing.len();
             entry.typing.retain(|_, typist| typist.until > now);
             if entry.typing.len() != before {
@@ -514,7 +591,7 @@ impl Hub {
                 continue;
             }
             let presence = if entry.presence_dirty {
-                entry.presence_update()
+                entry.presence_update(remote.room(name))
             } else {
                 Utf8Bytes::from_static("")
             };
@@ -539,13 +616,18 @@ impl Hub {
         Some(render::history_inner(room, &entry.history, entry.has_older))
     }
 
-    /// Who is in a room, one entry per user, sorted.
+    /// Who is in a room (on every node), one entry per user, sorted.
     pub fn present(&self, room: &RoomName) -> Vec<DisplayName> {
-        self.lock()
-            .rooms
-            .get(room)
-            .map(Room::present)
-            .unwrap_or_default()
+        let state = self.lock();
+        let elsewhere = state.remote.room(room);
+        let mut names: Vec<DisplayName> = match state.rooms.get(room) {
+            Some(entry) => entry.present(elsewhere),
+            None => elsewhere
+                .map(|users| users.values().map(|e| e.name.clone()).collect())
+                .unwrap_or_default(),
+        };
+        names.sort_by_cached_key(|name| name.as_str().to_lowercase());
+        names
     }
 
     /// Every known or occupied room with how many users are in it.
@@ -563,11 +645,110 @@ impl Hub {
         }
     }
 
+    /// Takes what other nodes have to hear about this node's presence: every room whose
+    /// users changed since the last call, with everyone in it here now (user and name).
+    /// The broker sends the difference from what it told them before.
+    pub fn take_presence(&self) -> Vec<(RoomName, Vec<(UserId, DisplayName)>)> {
+        let mut state = self.lock();
+        state
+            .rooms
+            .iter_mut()
+            .filter_map(|(name, entry)| {
+                std::mem::take(&mut entry.untold).then(|| (name.clone(), entry.local_users()))
+            })
+            .collect()
+    }
+
+    /// Every user here in every room, for telling the other nodes everything afresh
+    /// (after the broker reconnected); counts as told.
+    pub fn all_seats(&self) -> Vec<Seat> {
+        let mut state = self.lock();
+        let mut seats = Vec::new();
+        for (room, entry) in &mut state.rooms {
+            entry.untold = false;
+            seats.extend(entry.users.iter().map(|(user, present)| Seat {
+                room: room.clone(),
+                user: user.clone(),
+                name: present.name.clone(),
+            }));
+        }
+        seats
+    }
+
+    /// Takes the typing announcements and renames waiting to be told to the other nodes.
+    pub fn take_signals(&self) -> (Vec<Seat>, Vec<(UserId, DisplayName)>) {
+        let mut state = self.lock();
+        (
+            state.typing_out.drain(..).collect(),
+            state.renamed_out.drain(..).collect(),
+        )
+    }
+
+    /// Waits until there may be something to tell the other nodes (see
+    /// [`Hub::take_presence`], [`Hub::take_signals`]); only ever wakes with shared presence.
+    pub async fn news(&self) {
+        self.inner.news.notified().await;
+    }
+
+    /// What the broker heard from the other nodes. `Err(Gap)`: a report was missed, so the
+    /// broker must read that node's whole presence and hand it over as [`Heard::Whole`].
+    /// Presence and the room list change at the next tick, typing at once.
+    pub fn hear(&self, heard: Heard) -> Result<(), Gap> {
+        let now = Instant::now();
+        let mut touched = BTreeSet::new();
+        let mut evicted = 0;
+        let mut state = self.lock();
+        let result = match heard {
+            Heard::Whole(whole) => {
+                state.remote.replace(whole, now, &mut touched);
+                Ok(())
+            }
+            Heard::Everyone(all) => {
+                state.remote.replace_all(all, now, &mut touched);
+                Ok(())
+            }
+            Heard::Changes { node, seq, changes } => {
+                state.remote.apply(&node, seq, changes, now, &mut touched)
+            }
+            Heard::Alive { node, seq, expiry } => state.remote.alive(&node, seq, expiry, now),
+            Heard::Left { node } => {
+                state.remote.forget(&node, &mut touched);
+                Ok(())
+            }
+            Heard::Typing(seats) => {
+                let expiry = self.inner.settings.typing_expiry;
+                evicted += state.typing_elsewhere(seats, now + expiry, now);
+                Ok(())
+            }
+            Heard::Renamed(users) => {
+                drop(state);
+                for (user, name) in users {
+                    self.rename_here(&user, &name);
+                }
+                return Ok(());
+            }
+        };
+        evicted += state.presence_touched(touched);
+        self.inner.metrics.cluster_nodes(state.remote.nodes());
+        drop(state);
+        self.count_evictions(evicted);
+        result
+    }
+
+    /// Wakes the broker, if it shares presence.
+    fn tell_others(&self) {
+        if self.inner.settings.share_presence {
+            self.inner.news.notify_one();
+        }
+    }
+
     fn count_evictions(&self, evicted: u64) {
         if evicted > 0 {
             self.inner.metrics.evicted(evicted);
             self.inner.evictions.fetch_add(evicted, Ordering::Relaxed);
             tracing::warn!(evicted, "disconnected clients that fell behind");
+            // Evicted members left presence.
+            self.tell_others();
         }
     }
 
@@ -590,12 +771,22 @@ impl State {
                 .filter(|(_, r)| !r.members.is_empty())
                 .map(|(name, _)| name),
         );
+        names.extend(self.remote.rooms());
         let general = RoomName::general();
         let mut counts: Vec<RoomCount> = names
             .into_iter()
-            .map(|room| RoomCount {
-                room: room.clone(),
-                online: self.rooms.get(room).map_or(0, |r| r.users.len()),
+            .map(|room| {
+                let here = self.rooms.get(room).map(|r| &r.users);
+                let elsewhere = self.remote.room(room).map_or(0, |users| {
+                    users
+                        .keys()
+                        .filter(|user| !here.is_some_and(|here| here.contains_key(*user)))
+                        .count()
+                });
+                RoomCount {
+                    room: room.clone(),
+                    online: here.map_or(0, HashMap::len) + elsewhere,
+                }
             })
             .collect();
         // `general` first, the rest by name.
@@ -612,7 +803,59 @@ impl State {
         frame
     }
 
-    /// Drops rooms nobody is in once there are more than `keep` of them.
+    /// What other nodes reported changed in `touched` rooms: presence and the room list
+    /// are sent at the next tick; a typist now in none of the room's nodes stops typing.
+    fn presence_touched(&mut self, touched: BTreeSet<RoomName>) -> u64 {
+        if touched.is_empty() {
+            return 0;
+        }
+        self.room_list_dirty = true;
+        let mut evicted = 0;
+        for name in touched {
+            let Some(entry) = self.rooms.get_mut(&name) else {
+                continue;
+            };
+            entry.presence_dirty = true;
+            let elsewhere = self.remote.room(&name);
+            let before = entry.typing.len();
+            entry.typing.retain(|user, _| {
+                entry.users.contains_key(user) || elsewhere.is_some_and(|e| e.contains_key(user))
+            });
+            if entry.typing.len() != before {
+                evicted += entry.fan_out_typing();
+            }
+        }
+        evicted
+    }
+
+    /// Users typing on other nodes, shown until `until` unless renewed.
+    fn typing_elsewhere(&mut self, seats: Vec<Seat>, until: Instant, now: Instant) -> u64 {
+        let mut rooms = BTreeSet::new();
+        for Seat { room, user, name } in seats {
+            let Some(entry) = self.rooms.get_mut(&room) else {
+                continue;
+            };
+            entry.typing.insert(
+                user,
+                Typist {
+                    name,
+                    until,
+                    announced: now,
+                },
+            );
+            rooms.insert(room);
+        }
+        let mut evicted = 0;
+        for room in rooms {
+            if let Some(entry) = self.rooms.get_mut(&room) {
+                evicted += entry.fan_out_typing();
+            }
+        }
+        evicted
+    }
+
+    /// Drops rooms nobody is in once there are more than `keep` of them (but not one whose
+    /// last departure the other nodes have yet to hear of).
     fn forget_idle_rooms(&mut self, keep: usize) {
         if self.rooms.len() <= keep {
             return;
@@ -620,7 +863,7 @@ impl State {
         let idle: Vec<RoomName> = self
             .rooms
             .iter()
-            .filter(|(_, room)| room.members.is_empty())
+            .filter(|(_, room)| room.members.is_empty() && !room.untold)
             .map(|(name, _)| name.clone())
             .collect();
         for name in idle.iter().skip(keep) {
@@ -645,21 +888,45 @@ impl Room {
     /// Marks presence for the next tick. The cached frame stays as it is until then:
     /// newcomers get it (at most one tick stale) instead of each join re-rendering a list
     /// that grows with the room, which made connecting O(N) per join.
+    /// With shared presence, the other nodes are to be told too.
     fn presence_changed(&mut self) {
         self.presence_dirty = true;
+        self.untold |= self.share;
     }
 
-    fn present(&self) -> Vec<DisplayName> {
+    /// Everyone here and on other nodes (`elsewhere`), one entry per user, unsorted.
+    fn present(&self, elsewhere: Option<&HashMap<UserId, Elsewhere>>) -> Vec<DisplayName> {
         let mut names: Vec<DisplayName> = self.users.values().map(|p| p.name.clone()).collect();
-        names.sort_by_cached_key(|name| name.as_str().to_lowercase());
+        names.extend(self.only_elsewhere(elsewhere).map(|e| e.name.clone()));
         names
+    }
+
+    /// Users on other nodes who have no session here (a user here shows under their name
+    /// here).
+    fn only_elsewhere<'a>(
+        &'a self,
+        elsewhere: Option<&'a HashMap<UserId, Elsewhere>>,
+    ) -> impl Iterator<Item = &'a Elsewhere> {
+        elsewhere
+            .into_iter()
+            .flatten()
+            .filter(|(user, _)| !self.users.contains_key(*user))
+            .map(|(_, e)| e)
+    }
+
+    /// This node's users, with their names.
+    fn local_users(&self) -> Vec<(UserId, DisplayName)> {
+        self.users
+            .iter()
+            .map(|(user, present)| (user.clone(), present.name.clone()))
+            .collect()
     }
 
     /// What members need to bring presence up to date: only the count when the names shown
     /// are the same, the whole list otherwise. Newcomers get the whole list from then on.
-    fn presence_update(&mut self) -> Utf8Bytes {
+    fn presence_update(&mut self, elsewhere: Option<&HashMap<UserId, Elsewhere>>) -> Utf8Bytes {
         self.presence_dirty = false;
-        let (listed, total) = self.listed();
+        let (listed, total) = self.listed(elsewhere);
         let unchanged = listed == self.presence_listed && self.presence_frame.is_some();
         let full = render::presence(&listed, total, true);
         let update = if unchanged {
@@ -672,13 +939,16 @@ impl Room {
         update
     }
 
-    /// The first [`render::PRESENCE_SHOWN`] names in list order, and how many are here.
-    /// Selecting them is linear in the room's size; only those few are sorted.
-    fn listed(&self) -> (Vec<DisplayName>, usize) {
+    /// The first [`render::PRESENCE_SHOWN`] names in list order, and how many are here
+    /// (on every node). Selecting them is linear in the room's size; only those few are
+    /// sorted.
+    fn listed(&self, elsewhere: Option<&HashMap<UserId, Elsewhere>>) -> (Vec<DisplayName>, usize) {
         let mut keyed: Vec<(String, &DisplayName)> = self
             .users
             .values()
-            .map(|p| (p.name.as_str().to_lowercase(), &p.name))
+            .map(|p| &p.name)
+            .chain(self.only_elsewhere(elsewhere).map(|e| &e.name))
+            .map(|name| (name.as_str().to_lowercase(), name))
             .collect();
         let total = keyed.len();
         let order = |a: &(String, &DisplayName), b: &(String, &DisplayName)| {
@@ -697,11 +967,11 @@ impl Room {
 
     /// The presence frame newcomers get: the last one sent (at most one tick old), or, for
     /// a room's first member, a fresh one.
-    fn presence_frame(&mut self) -> Utf8Bytes {
+    fn presence_frame(&mut self, elsewhere: Option<&HashMap<UserId, Elsewhere>>) -> Utf8Bytes {
         if let Some(frame) = &self.presence_frame {
             return frame.clone();
         }
-        let (listed, total) = self.listed();
+        let (listed, total) = self.listed(elsewhere);
         let frame = render::presence(&listed, total, true);
         self.presence_frame = Some(frame.clone());
         self.presence_listed = listed;
@@ -818,6 +1088,14 @@ impl Room {
     }
 }
 
+/// Appends to a bounded queue of signals, dropping the oldest when full.
+fn push_bounded<T>(queue: &mut VecDeque<T>, item: T) {
+    if queue.len() >= SIGNALS_WAITING {
+        queue.pop_front();
+    }
+    queue.push_back(item);
+}
+
 /// Offers a frame to a member; `false` (remove it) when it is gone or too far behind.
 fn offer(member: &Member, frame: &Frame, evicted: &mut u64) -> bool {
     match member.outlet.offer(frame) {
@@ -838,6 +1116,7 @@ mod tests {
 
     use super::*;
     use crate::domain::MessageText;
+    use crate::presence::{NodeId, NodePresence};
 
     fn stored(id: u64, room: &str, author: &str, text: &str) -> ChatMessage {
         ChatMessage {
@@ -1167,6 +1446,258 @@ mod tests {
             "{update}"
         );
         assert!(update.contains(">and 2 more<"), "{update}");
+    }
+
+    const EXPIRY: Duration = Duration::from_secs(30);
+
+    fn shared() -> (Hub, RoomName) {
+        hub_with(HubSettings {
+            share_presence: true,
+            ..HubSettings::default()
+        })
+    }
+
+    fn seat(room: &str, user: &UserId, n: &str) -> Seat {
+        Seat {
+            room: RoomName::parse(room).unwrap(),
+            user: user.clone(),
+            name: name(n),
+        }
+    }
+
+    #[test]
+    fn presence_and_the_room_list_are_the_union_over_nodes() {
+        let (hub, room) = shared();
+        let alice = UserId::generate();
+        let mut here = join(&hub, &room, alice.clone(), name("alice")).unwrap();
+        drain(&mut here);
+        let other = NodeId::generate();
+        hub.hear(Heard::Whole(NodePresence {
+            node: other.clone(),
+            seq: 1,
+            expiry: EXPIRY,
+            seats: vec![
+                seat("general", &UserId::generate(), "bob"),
+                // Alice has a tab there too: she counts once, under her name here.
+                seat("general", &alice, "alice-there"),
+                seat("design", &UserId::generate(), "carol"),
+            ],
+        }))
+        .unwrap();
+        assert_eq!(hub.present(&room), [name("alice"), name("bob")]);
+        let counts: Vec<(String, usize)> = hub
+            .room_counts()
+            .into_iter()
+            .map(|c| (c.room.to_string(), c.online))
+            .collect();
+        assert_eq!(counts, [("general".into(), 2), ("design".into(), 1)]);
+        hub.tick(Instant::now() + Duration::from_secs(1));
+        let update = drain(&mut here);
+        assert!(
+            update.contains(">bob<") && !update.contains("alice-there"),
+            "{update}"
+        );
+        assert!(update.contains(r#"<nav id="rooms""#), "{update}");
+
+        // The other node stops: its users go at once.
+        hub.hear(Heard::Left { node: other }).unwrap();
+        assert_eq!(hub.present(&room), [name("alice")]);
+        assert_eq!(
+            hub.room_counts().len(),
+            1,
+            "design is no room of the store's"
+        );
+    }
+
+    #[test]
+    fn local_presence_changes_are_taken_once_per_room() {
+        let (hub, room) = shared();
+        let alice = UserId::generate();
+        let one = join(&hub, &room, alice.clone(), name("alice")).unwrap();
+        let _two = join(&hub, &room, alice.clone(), name("alice")).unwrap();
+        assert_eq!(
+            hub.take_presence(),
+            [(room.clone(), vec![(alice.clone(), name("alice"))])]
+        );
+        assert!(hub.take_presence().is_empty(), "taken");
+        hub.leave(&room, one.id);
+        assert!(
+            hub.take_presence().is_empty(),
+            "a second tab leaving changes nothing"
+        );
+        hub.rename(&alice, &name("al"));
+        assert_eq!(
+            hub.take_presence(),
+            [(room.clone(), vec![(alice.clone(), name("al"))])]
+        );
+        assert_eq!(hub.take_signals().1, [(alice, name("al"))]);
+        assert_eq!(hub.all_seats().len(), 1);
+
+        // Without shared presence, nothing is kept for other nodes.
+        let (alone, room) = hub_with(HubSettings::default());
+        let _bob = join(&alone, &room, UserId::generate(), name("bob")).unwrap();
+        alone.rename(&UserId::generate(), &name("x"));
+        assert!(alone.take_presence().is_empty());
+        assert_eq!(alone.take_signals(), (Vec::new(), Vec::new()));
+    }
+
+    #[test]
+    fn an_empty_room_is_kept_until_the_other_nodes_heard_it_emptied() {
+        let hub = Hub::new(HubSettings {
+            share_presence: true,
+            idle_rooms: 0,
+            ..HubSettings::default()
+        });
+        let design = RoomName::parse("design").unwrap();
+        hub.load(&design, &[], false);
+        let bob = UserId::generate();
+        let member = join(&hub, &design, bob, name("bob")).unwrap();
+        drop(hub.take_presence());
+        hub.leave(&design, member.id);
+        assert!(hub.is_loaded(&design), "its departure is untold");
+        assert_eq!(hub.take_presence(), [(design.clone(), Vec::new())]);
+        hub.load(&RoomName::parse("other").unwrap(), &[], false);
+        assert!(
+            !hub.is_loaded(&design),
+            "told: forgotten like any idle room"
+        );
+    }
+
+    #[tokio::test]
+    async fn typing_on_another_node_is_shown_here_and_ends_with_its_typist() {
+        tokio::time::pause();
+        let (hub, room) = shared();
+        let mut bob = join(&hub, &room, UserId::generate(), name("bob")).unwrap();
+        drain(&mut bob);
+        let (other, carol) = (NodeId::generate(), UserId::generate());
+        hub.hear(Heard::Whole(NodePresence {
+            node: other.clone(),
+            seq: 1,
+            expiry: EXPIRY,
+            seats: vec![seat("general", &carol, "carol")],
+        }))
+        .unwrap();
+        hub.hear(Heard::Typing(vec![seat("general", &carol, "carol")]))
+            .unwrap();
+        assert!(drain(&mut bob).contains(">carol is typing…<"));
+        // Her node reports her gone: her typing goes with her.
+        hub.hear(Heard::Changes {
+            node: other,
+            seq: 2,
+            changes: vec![crate::presence::Change::Gone {
+                room: room.clone(),
+                user: carol.clone(),
+            }],
+        })
+        .unwrap();
+        assert!(
+            drain(&mut bob).contains(r#"<p id="typing" class="typing" hx-swap-oob="true"></p>"#)
+        );
+
+        // Typing elsewhere also expires here, and is not told back to the others.
+        hub.hear(Heard::Typing(vec![seat("general", &carol, "carol")]))
+            .unwrap();
+        assert!(drain(&mut bob).contains(">carol is typing…<"));
+        hub.tick(Instant::now() + hub.settings().typing_expiry);
+        assert!(
+            drain(&mut bob).contains(r#"<p id="typing" class="typing" hx-swap-oob="true"></p>"#)
+        );
+        assert!(hub.take_signals().0.is_empty());
+    }
+
+    #[tokio::test]
+    async fn local_typing_is_told_to_the_other_nodes_as_throttled() {
+        tokio::time::pause();
+        let (hub, room) = shared();
+        let alice = join(&hub, &room, UserId::generate(), name("alice")).unwrap();
+        let now = Instant::now();
+        hub.typing(&room, alice.id, now);
+        hub.typing(&room, alice.id, now + Duration::from_millis(500));
+        let (typing, _) = hub.take_signals();
+        assert_eq!(typing.len(), 1, "throttled");
+        assert_eq!(typing[0].name, name("alice"));
+    }
+
+    /// Whether the broker would wake up now.
+    async fn has_news(hub: &Hub) -> bool {
+        tokio::time::timeout(Duration::ZERO, hub.news())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn every_local_presence_change_wakes_the_broker() {
+        let (hub, room) = shared();
+        assert!(!has_news(&hub).await);
+        let alice = UserId::generate();
+        let member = join(&hub, &room, alice.clone(), name("alice")).unwrap();
+        assert!(has_news(&hub).await, "a join");
+        assert!(!has_news(&hub).await, "one wake-up per news");
+        hub.rename(&alice, &name("al"));
+        assert!(has_news(&hub).await, "a rename");
+        hub.hear(Heard::Renamed(vec![(alice.clone(), name("al2"))]))
+            .unwrap();
+        assert!(
+            has_news(&hub).await,
+            "a rename from another node changes presence here"
+        );
+        hub.typing(&room, member.id, Instant::now());
+        assert!(has_news(&hub).await, "typing");
+        hub.leave(&room, member.id);
+        assert!(has_news(&hub).await, "a departure");
+
+        let (alone, room) = hub_with(HubSettings::default());
+        let member = join(&alone, &room, UserId::generate(), name("bob")).unwrap();
+        alone.leave(&room, member.id);
+        assert!(!has_news(&alone).await, "alone, nobody to tell");
+    }
+
+    #[test]
+    fn a_rename_on_another_node_renames_the_sessions_here() {
+        let (hub, room) = shared();
+        let alice = UserId::generate();
+        let member = join(&hub, &room, alice.clone(), name("alice")).unwrap();
+        drop(hub.take_presence());
+        hub.hear(Heard::Renamed(vec![(alice.clone(), name("al"))]))
+            .unwrap();
+        assert_eq!(hub.name_of(&room, member.id), Some(name("al")));
+        assert_eq!(hub.take_presence(), [(room, vec![(alice, name("al"))])]);
+        assert!(hub.take_signals().1.is_empty(), "not told back");
+    }
+
+    #[tokio::test]
+    async fn a_silent_nodes_users_leave_at_the_tick_after_the_expiry() {
+        tokio::time::pause();
+        let (hub, room) = shared();
+        let start = Instant::now();
+        let other = NodeId::generate();
+        hub.hear(Heard::Whole(NodePresence {
+            node: other.clone(),
+            seq: 4,
+            expiry: EXPIRY,
+            seats: vec![seat("general", &UserId::generate(), "bob")],
+        }))
+        .unwrap();
+        assert_eq!(
+            hub.hear(Heard::Alive {
+                node: other.clone(),
+                seq: 5,
+                expiry: EXPIRY / 2,
+            }),
+            Err(Gap),
+            "a report was missed: read the whole again"
+        );
+        // The heartbeat renewed the node, under the expiry it asks for now.
+        let expiry = EXPIRY / 2;
+        hub.tick(start + expiry - Duration::from_millis(1));
+        assert_eq!(hub.present(&room), [name("bob")]);
+        hub.tick(start + expiry);
+        assert!(hub.present(&room).is_empty());
+        assert!(
+            hub.metrics().encode().contains("hubbub_cluster_nodes 0"),
+            "{}",
+            hub.metrics().encode()
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! - [`broker`]: tells the other nodes what this node committed (and hears what they did).
 //! - [`store`]: the `Store` trait, SQLite and PostgreSQL; the only place that knows SQL.
 //! - [`hub`]: the room; renders each stored message once, fans the bytes out, keeps the
-//!   newest messages for newcomers.
+//!   newest messages for newcomers, and who is here.
+//! - [`presence`]: who is on the other nodes, and what this node told them of its own.
 //! - [`render`]: templates to bytes, no I/O.
 //! - [`config`]: every setting, from flags or `HUBBUB_*` variables.
 //! - [`metrics`]: counters, gauges and histograms, one registry per server (`/metrics`).
@@ -31,6 +32,7 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod outlet;
+pub mod presence;
 pub mod render;
 pub mod sequencer;
 pub mod session;

@@ -188,6 +188,9 @@ pub struct Metrics {
     duplicates: Counter,
     /// `[published, dropped, received, malformed, subscribed]`, for a remote broker.
     broker: [Counter; 5],
+    cluster_nodes: Gauge,
+    /// `[published, reads]`: presence reports sent, and whole presences read.
+    presence: [Counter; 2],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -325,6 +328,23 @@ impl Metrics {
                 "Times this node subscribed to the broker's channel (each reconnect counts)",
             ),
         ];
+        let cluster_nodes = gauge(
+            r,
+            "cluster_nodes",
+            "Other nodes whose users this node shows in presence (with a remote broker)",
+        );
+        let presence = [
+            counter(
+                r,
+                "broker_presence_published",
+                "Reports of this node's presence changes published to the other nodes",
+            ),
+            counter(
+                r,
+                "broker_presence_reads",
+                "Times this node read another node's whole presence from the broker (after it subscribed, or missed a report)",
+            ),
+        ];
         Self {
             registry,
             connections,
@@ -343,6 +363,8 @@ impl Metrics {
             caught_up,
             duplicates,
             broker,
+            cluster_nodes,
+            presence,
         }
     }
 
@@ -438,6 +460,22 @@ impl Metrics {
     /// The broker (re)subscribed.
     pub fn broker_subscribed(&self) {
         self.broker[4].inc();
+    }
+
+    /// How many other nodes' presence this node holds.
+    pub fn cluster_nodes(&self, nodes: usize) {
+        self.cluster_nodes
+            .set(i64::try_from(nodes).unwrap_or(i64::MAX));
+    }
+
+    /// A report of this node's presence changes was published.
+    pub fn presence_published(&self) {
+        self.presence[0].inc();
+    }
+
+    /// `nodes` nodes' whole presence was read.
+    pub fn presence_read(&self, nodes: usize) {
+        self.presence[1].inc_by(nodes as u64);
     }
 
     pub fn rooms(&self, loaded: usize) {
