@@ -192,6 +192,12 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_PRESENCE_NOTICES")]
     pub presence_notices: bool,
 
+    /// With `--redis`: how long the other nodes go on showing this node's users after its
+    /// last heartbeat (it sends one every third of this), so the users of a node that
+    /// crashed or lost Redis leave presence within this time. 1 second to 1 hour.
+    #[arg(long, env = "HUBBUB_PRESENCE_EXPIRY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub presence_expiry: Duration,
+
     /// Log filter, in `tracing` syntax (e.g. `info`, `hubbub=debug`). `RUST_LOG` wins if set.
     #[arg(long, env = "HUBBUB_LOG", default_value = "info")]
     pub log: String,
@@ -275,6 +281,9 @@ impl Config {
         if self.commit_window >= Duration::from_secs(1) {
             return Err(ConfigError::CommitWindowTooLong(self.commit_window));
         }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.presence_expiry) {
+            return Err(ConfigError::PresenceExpiryOutOfRange(self.presence_expiry));
+        }
         for origin in &self.allowed_origins {
             crate::http::origin::normalize(origin)
                 .ok_or_else(|| ConfigError::BadOrigin(origin.clone()))?;
@@ -311,6 +320,8 @@ pub enum ConfigError {
     ZeroHeaderTimeout,
     #[error("--commit-window ({0:?}) is too long; keep it under a second")]
     CommitWindowTooLong(Duration),
+    #[error("--presence-expiry ({0:?}) must be from 1s to 1h")]
+    PresenceExpiryOutOfRange(Duration),
     #[error(
         "--redis needs a PostgreSQL --database shared by the nodes; an SQLite file belongs to one node"
     )]

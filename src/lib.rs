@@ -93,6 +93,8 @@ impl Server {
             send_queue: config.send_queue as usize,
             typing_expiry: config.typing_timeout,
             presence_notices: config.presence_notices,
+            // With Redis, every node's users are shown on every node.
+            share_presence: config.redis.is_some(),
             ..HubSettings::default()
         };
         // A registry of this server's own: two servers in one process count apart.
@@ -124,7 +126,7 @@ impl Server {
             Some(url) => {
                 tracing::info!(redis = %url, channel = %config.redis_channel, "using Redis to reach the other nodes");
                 Arc::new(
-                    RedisBroker::new(url, &config.redis_channel, metrics)
+                    RedisBroker::new(url, &config.redis_channel, config.presence_expiry, metrics)
                         .map_err(StartError::Broker)?,
                 )
             }
@@ -138,7 +140,7 @@ impl Server {
             settings,
             writer_stop.clone(),
         );
-        broker.start(committer.feed(), writer_stop.clone());
+        broker.start(committer.feed(), hub.clone(), writer_stop.clone());
         tracing::info!(broker = broker.name(), "broker started");
         Ok(Self {
             config: Arc::new(config),

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Broker, Feed};
 use crate::domain::Committed;
+use crate::hub::Hub;
 
 /// In-process: the node is the only one.
 #[derive(Debug, Default, Clone, Copy)]
@@ -16,8 +17,8 @@ pub struct LocalBroker;
 impl Broker for LocalBroker {
     fn publish(&self, _batch: &Committed) {}
 
-    fn start(&self, feed: Feed, _stop: CancellationToken) {
-        // No other node: nothing will ever arrive.
+    fn start(&self, feed: Feed, _hub: Hub, _stop: CancellationToken) {
+        // No other node: nothing will ever arrive, and presence is all this node's.
         drop(feed);
     }
 

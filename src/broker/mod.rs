@@ -21,6 +21,7 @@ pub use self::local::LocalBroker;
 pub use self::redis::{RedisBroker, RedisUrl};
 pub use crate::commit::Feed;
 use crate::domain::Committed;
+use crate::hub::Hub;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -33,9 +34,10 @@ pub trait Broker: Send + Sync + 'static {
     /// is caught up by the other nodes from the store (on their next batch, or on resync).
     fn publish(&self, batch: &Committed);
 
-    /// Starts hearing from the other nodes: every batch goes to `feed`, until `stop`.
-    /// Called once, when the server starts.
-    fn start(&self, feed: Feed, stop: CancellationToken);
+    /// Starts hearing from the other nodes: every batch goes to `feed`, and presence and
+    /// typing to `hub` (which also has this node's own to tell), until `stop`. Called
+    /// once, when the server starts.
+    fn start(&self, feed: Feed, hub: Hub, stop: CancellationToken);
 
     /// Whether the broker is connected, for `/readyz`: `Err` is one line of why not (no
     /// hosts, no passwords: it is shown to whoever can reach the endpoint).

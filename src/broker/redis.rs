@@ -29,6 +29,9 @@
 //! Redis is trusted like the database: a well-formed batch on the channel is delivered.
 //! Payloads are checked as rigorously as what a browser sends (names, text, ids in order),
 //! so a stray or broken one cannot put invalid values on a page.
+//!
+//! The same connection carries presence and typing (`presence.rs`): each node's users in
+//! a hash of its own that expires unless renewed, and the changes on `CHANNEL:presence`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,9 +46,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use self::presence::PresenceLink;
 use super::{Broker, Feed};
 use crate::domain::{ChatMessage, Committed, DisplayName, MessageText, RoomName, unix_micros};
+use crate::hub::Hub;
 use crate::metrics::Metrics;
+
+mod presence;
 
 /// Batches waiting to be published. Past it, only the newest waits (the overflow slot).
 const OUTBOX: usize = 256;
@@ -116,6 +123,8 @@ struct Shared {
     /// The newest batch that found the outbox full.
     overflow: Mutex<Option<Committed>>,
     metrics: Arc<Metrics>,
+    /// How long the other nodes show this node's users after its last heartbeat.
+    presence_expiry: Duration,
 }
 
 /// Carries committed batches between nodes over one Redis pub/sub channel.
@@ -128,8 +137,14 @@ pub struct RedisBroker {
 
 impl RedisBroker {
     /// A broker for `url`'s server and `channel`. Connects only once started, and never
-    /// fails for want of Redis: the node serves its own clients meanwhile.
-    pub fn new(url: &RedisUrl, channel: &str, metrics: Arc<Metrics>) -> Result<Self, String> {
+    /// fails for want of Redis: the node serves its own clients meanwhile. The other nodes
+    /// stop showing this node's users `presence_expiry` after its last heartbeat.
+    pub fn new(
+        url: &RedisUrl,
+        channel: &str,
+        presence_expiry: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
         let info = url
             .expose()
             .into_connection_info()
@@ -149,6 +164,7 @@ impl RedisBroker {
                 subscribed: AtomicBool::new(false),
                 overflow: Mutex::new(None),
                 metrics,
+                presence_expiry,
             }),
             outbox,
             pending: Mutex::new(Some(pending)),
@@ -178,11 +194,17 @@ impl Broker for RedisBroker {
         }
     }
 
-    fn start(&self, feed: Feed, stop: CancellationToken) {
+    fn start(&self, feed: Feed, hub: Hub, stop: CancellationToken) {
         let pending = self.pending.lock().ok().and_then(|mut p| p.take());
         match pending {
             Some(outbox) => {
-                tokio::spawn(link(Arc::clone(&self.shared), outbox, feed, stop));
+                let presence = PresenceLink::new(
+                    &self.shared.channel,
+                    self.shared.presence_expiry,
+                    hub,
+                    Arc::clone(&self.shared.metrics),
+                );
+                tokio::spawn(link(Arc::clone(&self.shared), outbox, feed, presence, stop));
             }
             None => tracing::error!("the Redis broker was started twice; ignored"),
         }
@@ -225,15 +247,23 @@ async fn link(
     shared: Arc<Shared>,
     mut outbox: mpsc::Receiver<Committed>,
     feed: Feed,
+    mut presence: PresenceLink,
     stop: CancellationToken,
 ) {
     let mut backoff = FIRST_BACKOFF;
     let mut unsent: Option<Committed> = None;
     loop {
-        let end = tokio::select! {
-            end = connection(&shared, &mut outbox, &feed, &mut unsent, &mut backoff) => end,
-            () = stop.cancelled() => End::Stopped,
+        let mut state = Connection {
+            shared: &shared,
+            outbox: &mut outbox,
+            feed: &feed,
+            presence: &mut presence,
+            unsent: &mut unsent,
+            backoff: &mut backoff,
+            stop: &stop,
         };
+        // `serve` watches `stop` itself, so that it can say goodbye first.
+        let end = state.serve().await;
         let was_subscribed = shared.subscribed.swap(false, Ordering::Relaxed);
         match end {
             End::Stopped => break,
@@ -244,111 +274,207 @@ async fn link(
                 tracing::warn!(%why, retry_in = ?backoff, "cannot reach Redis");
             }
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = stop.cancelled() => break,
+        // Meanwhile the hub's news is let go: the whole presence is written afresh on the
+        // next connection, so holding it would only hold rooms in memory.
+        let retry = tokio::time::sleep(backoff);
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                () = &mut retry => break,
+                () = presence.hub().news() => presence.discard_news(),
+                () = stop.cancelled() => {
+                    tracing::debug!("Redis broker stopped");
+                    return;
+                }
+            }
         }
         backoff = (backoff * 2).min(LAST_BACKOFF);
     }
     tracing::debug!("Redis broker stopped");
 }
 
-/// One connection, from connecting to its end.
-async fn connection(
-    shared: &Shared,
-    outbox: &mut mpsc::Receiver<Committed>,
-    feed: &Feed,
-    unsent: &mut Option<Committed>,
-    backoff: &mut Duration,
-) -> End {
-    let (pushes_in, mut pushes) = mpsc::channel::<PushInfo>(PUSHES);
-    let missed = Arc::new(AtomicBool::new(false));
-    let overflowed = Arc::clone(&missed);
-    // Called by the connection's driver for every push: must not wait.
-    let on_push = move |push: PushInfo| -> Result<(), ()> {
-        match pushes_in.try_send(push) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                overflowed.store(true, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
-        }
-    };
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(TIMEOUT))
-        .set_response_timeout(Some(TIMEOUT))
-        .set_push_sender(on_push);
-    let mut conn = match shared
-        .client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-    {
-        Ok(conn) => conn,
-        Err(err) => return err.into(),
-    };
-    if let Err(err) = redis::cmd("CLIENT")
-        .arg("SETNAME")
-        .arg(&shared.client_name)
-        .query_async::<()>(&mut conn)
-        .await
-    {
-        return err.into();
-    }
-    // Returns once Redis has confirmed the subscription: from here on, every batch
-    // published reaches this connection, so the resync below misses nothing.
-    if let Err(err) = conn.subscribe(&shared.channel).await {
-        return err.into();
-    }
-    shared.subscribed.store(true, Ordering::Relaxed);
-    shared.metrics.broker_subscribed();
-    *backoff = FIRST_BACKOFF;
-    tracing::info!(channel = %shared.channel, "subscribed to Redis; catching up from the store");
-    if feed.resync().await.is_err() {
-        return End::Stopped;
-    }
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.reset();
-    loop {
-        if missed.swap(false, Ordering::Relaxed) {
-            tracing::warn!(
-                "received batches came faster than this node took them; catching up from the store"
-            );
-            if feed.resync().await.is_err() {
-                return End::Stopped;
-            }
-        }
-        if unsent.is_none() {
-            *unsent = next_outgoing(shared, outbox);
-        }
-        if let Some(batch) = unsent.take() {
-            if let Err(err) = publish(shared, &mut conn, &batch).await {
-                *unsent = Some(batch);
-                return err.into();
-            }
-            continue;
-        }
-        tokio::select! {
-            push = pushes.recv() => {
-                let Some(push) = push else {
-                    return End::Failed("the connection closed".to_owned());
-                };
-                if let Err(end) = received(shared, feed, push).await {
-                    return end;
+/// Everything one connection works with, borrowed from the link.
+struct Connection<'a> {
+    shared: &'a Shared,
+    outbox: &'a mut mpsc::Receiver<Committed>,
+    feed: &'a Feed,
+    presence: &'a mut PresenceLink,
+    unsent: &'a mut Option<Committed>,
+    backoff: &'a mut Duration,
+    stop: &'a CancellationToken,
+}
+
+impl Connection<'_> {
+    /// One connection, from connecting to its end. On `stop` it says goodbye (the other
+    /// nodes drop this node's users at once) and ends.
+    async fn serve(&mut self) -> End {
+        let (pushes_in, mut pushes) = mpsc::channel::<PushInfo>(PUSHES);
+        let missed = Arc::new(AtomicBool::new(false));
+        let overflowed = Arc::clone(&missed);
+        // Called by the connection's driver for every push: must not wait.
+        let on_push = move |push: PushInfo| -> Result<(), ()> {
+            match pushes_in.try_send(push) {
+                Ok(()) => Ok(()),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    overflowed.store(true, Ordering::Relaxed);
+                    Ok(())
                 }
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
             }
-            batch = outbox.recv() => match batch {
-                Some(batch) => *unsent = Some(batch),
-                // Every handle is gone: the node is stopping.
-                None => return End::Stopped,
+        };
+        let stop = self.stop;
+        let mut conn = tokio::select! {
+            conn = self.subscribe(on_push) => match conn {
+                Ok(conn) => conn,
+                Err(end) => return end,
             },
-            _ = ping.tick() => {
-                if let Err(err) = redis::cmd("PING").query_async::<()>(&mut conn).await {
+            () = stop.cancelled() => return End::Stopped,
+        };
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ping.reset();
+        let mut beat = tokio::time::interval(self.presence.beat_every());
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat.reset();
+        loop {
+            if missed.swap(false, Ordering::Relaxed) {
+                tracing::warn!(
+                    "received batches came faster than this node took them; catching up from the store"
+                );
+                if self.feed.resync().await.is_err() {
+                    return End::Stopped;
+                }
+                if let Err(err) = self.presence.subscribed(&mut conn).await {
                     return err.into();
                 }
             }
+            if self.unsent.is_none() {
+                *self.unsent = next_outgoing(self.shared, self.outbox);
+            }
+            if let Some(batch) = self.unsent.take() {
+                if let Err(err) = publish(self.shared, &mut conn, &batch).await {
+                    *self.unsent = Some(batch);
+                    return err.into();
+                }
+                continue;
+            }
+            let report_due = self.presence.report_due();
+            let hub = self.presence.hub().clone();
+            let result = tokio::select! {
+                push = pushes.recv() => {
+                    let Some(push) = push else {
+                        return End::Failed("the connection closed".to_owned());
+                    };
+                    match self.received(&mut conn, push).await {
+                        Ok(()) => Ok(()),
+                        Err(end) => return end,
+                    }
+                }
+                batch = self.outbox.recv() => match batch {
+                    Some(batch) => {
+                        *self.unsent = Some(batch);
+                        Ok(())
+                    }
+                    // Every handle is gone: the node is stopping.
+                    None => return End::Stopped,
+                },
+                () = hub.news() => self.presence.news(&mut conn).await,
+                () = sleep_until(report_due), if report_due.is_some() => {
+                    self.presence.report(&mut conn).await
+                }
+                _ = beat.tick() => self.presence.beat(&mut conn).await,
+                _ = ping.tick() => redis::cmd("PING").query_async::<()>(&mut conn).await,
+                () = self.stop.cancelled() => {
+                    match tokio::time::timeout(TIMEOUT, self.presence.bye(&mut conn)).await {
+                        Ok(Ok(())) => tracing::info!("told the other nodes this node is stopping"),
+                        _ => tracing::warn!("could not tell the other nodes this node is stopping; they drop its users when it falls silent"),
+                    }
+                    return End::Stopped;
+                }
+            };
+            if let Err(err) = result {
+                return err.into();
+            }
         }
+    }
+
+    /// Connects, names the connection and subscribes; once Redis has confirmed the
+    /// subscription, catches up (batches from the store, presence from Redis).
+    async fn subscribe(
+        &mut self,
+        on_push: impl Fn(PushInfo) -> Result<(), ()> + Send + Sync + 'static,
+    ) -> Result<MultiplexedConnection, End> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_push_sender(on_push);
+        let mut conn = self
+            .shared
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(&self.shared.client_name)
+            .query_async::<()>(&mut conn)
+            .await?;
+        // Returns once Redis has confirmed both subscriptions: from here on, every batch
+        // and presence report published reaches this connection, so the catch-up below
+        // misses nothing.
+        conn.subscribe(&[self.shared.channel.as_str(), self.presence.channel()])
+            .await?;
+        self.shared.subscribed.store(true, Ordering::Relaxed);
+        self.shared.metrics.broker_subscribed();
+        *self.backoff = FIRST_BACKOFF;
+        tracing::info!(channel = %self.shared.channel, "subscribed to Redis; catching up from the store");
+        if self.feed.resync().await.is_err() {
+            return Err(End::Stopped);
+        }
+        self.presence.subscribed(&mut conn).await?;
+        Ok(conn)
+    }
+
+    /// Handles one push: a batch goes to the feed, presence to the presence link. `Err`
+    /// ends the connection.
+    async fn received(
+        &mut self,
+        conn: &mut MultiplexedConnection,
+        push: PushInfo,
+    ) -> Result<(), End> {
+        match push.kind {
+            PushKind::Message => {
+                let bulk = |at: usize| match push.data.get(at) {
+                    Some(Value::BulkString(bytes)) => bytes.as_slice(),
+                    _ => &[],
+                };
+                let (channel, payload) = (bulk(0), bulk(1));
+                if channel == self.presence.channel().as_bytes() {
+                    return Ok(self.presence.received(conn, payload).await?);
+                }
+                match decode(payload) {
+                    Ok(batch) => {
+                        self.shared.metrics.broker_received();
+                        self.feed.remote(batch).await.map_err(|_| End::Stopped)
+                    }
+                    Err(why) => {
+                        self.shared.metrics.broker_malformed();
+                        tracing::warn!(%why, bytes = payload.len(), "ignored a payload on the Redis channel that is not a committed batch");
+                        Ok(())
+                    }
+                }
+            }
+            PushKind::Disconnection => Err(End::Failed("the connection closed".to_owned())),
+            PushKind::Unsubscribe => Err(End::Failed("unsubscribed by the server".to_owned())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -374,32 +500,6 @@ async fn publish(
         .await?;
     shared.metrics.broker_published();
     Ok(())
-}
-
-/// Handles one push: a message on the channel goes to the feed. `Err` ends the connection.
-async fn received(shared: &Shared, feed: &Feed, push: PushInfo) -> Result<(), End> {
-    match push.kind {
-        PushKind::Message => {
-            let payload = match push.data.get(1) {
-                Some(Value::BulkString(bytes)) => bytes.as_slice(),
-                _ => &[],
-            };
-            match decode(payload) {
-                Ok(batch) => {
-                    shared.metrics.broker_received();
-                    feed.remote(batch).await.map_err(|_| End::Stopped)
-                }
-                Err(why) => {
-                    shared.metrics.broker_malformed();
-                    tracing::warn!(%why, bytes = payload.len(), "ignored a payload on the Redis channel that is not a committed batch");
-                    Ok(())
-                }
-            }
-        }
-        PushKind::Disconnection => Err(End::Failed("the connection closed".to_owned())),
-        PushKind::Unsubscribe => Err(End::Failed("unsubscribed by the server".to_owned())),
-        _ => Ok(()),
-    }
 }
 
 /// A batch on the channel: version 1.

@@ -19,14 +19,14 @@ pub const REDIS_ENV: &str = "HUBBUB_TEST_REDIS_URL";
 
 /// A PostgreSQL schema and a Redis channel for one test, or `None` (and a printed reason)
 /// when either is not configured; in CI, a panic.
-struct Cluster {
-    db: Arc<TestDb>,
-    redis: String,
-    channel: String,
+pub struct Cluster {
+    pub db: Arc<TestDb>,
+    pub redis: String,
+    pub channel: String,
 }
 
 impl Cluster {
-    async fn new(test: &str) -> Option<Self> {
+    pub async fn new(test: &str) -> Option<Self> {
         let redis = configured(REDIS_ENV, test, "redis://127.0.0.1:6379")?;
         let db = TestDb::postgres(test).await?;
         let channel = format!("hubbub-test-{}", unique_suffix());
@@ -39,7 +39,7 @@ impl Cluster {
 
     /// `n` nodes on this cluster's schema and channel, each ready (subscribed) before the
     /// next starts: their Redis connections are in the order of the nodes.
-    async fn nodes<const N: usize>(&self) -> [TestApp; N] {
+    pub async fn nodes<const N: usize>(&self) -> [TestApp; N] {
         let mut nodes = Vec::with_capacity(N);
         for _ in 0..N {
             let node = self.node_with(&self.redis).await;
@@ -61,16 +61,26 @@ impl Cluster {
     }
 
     async fn node_with(&self, redis: &str) -> TestApp {
+        self.node_configured(redis, |_| {}).await
+    }
+
+    /// A node on this cluster's schema and channel, through `redis`, configured further.
+    pub async fn node_configured(
+        &self,
+        redis: &str,
+        configure: impl FnOnce(&mut hubbub::Config),
+    ) -> TestApp {
         let url = redis.parse().unwrap();
         let channel = self.channel.clone();
         spawn_app_on(Arc::clone(&self.db), "127.0.0.1:0", move |config| {
             config.redis = Some(url);
             config.redis_channel = channel;
+            configure(config);
         })
         .await
     }
 
-    async fn redis(&self) -> redis::aio::MultiplexedConnection {
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.redis.as_str())
             .unwrap()
             .get_multiplexed_async_connection()
@@ -79,7 +89,7 @@ impl Cluster {
     }
 
     /// Waits until each of `nodes` nodes has its Redis connection, then kills them all.
-    async fn cut(&self, nodes: usize) {
+    pub async fn cut(&self, nodes: usize) {
         self.cut_some(nodes, usize::MAX).await;
     }
 
@@ -125,9 +135,13 @@ impl Cluster {
     }
 
     async fn publish(&self, payload: &[u8]) {
+        self.publish_on(&self.channel, payload).await;
+    }
+
+    pub async fn publish_on(&self, channel: &str, payload: &[u8]) {
         let mut redis = self.redis().await;
         let _: redis::Value = redis::cmd("PUBLISH")
-            .arg(&self.channel)
+            .arg(channel)
             .arg(payload)
             .query_async(&mut redis)
             .await
@@ -143,7 +157,7 @@ impl Cluster {
 }
 
 /// Waits until `/readyz` answers `status`; returns its body.
-async fn wait_ready(app: &TestApp, status: u16) -> String {
+pub async fn wait_ready(app: &TestApp, status: u16) -> String {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let response = app.get("/readyz").await;
@@ -160,11 +174,11 @@ async fn wait_ready(app: &TestApp, status: u16) -> String {
     }
 }
 
-fn metric(app: &TestApp, series: &str) -> f64 {
+pub fn metric(app: &TestApp, series: &str) -> f64 {
     value(&app.hub.metrics().encode(), series)
 }
 
-async fn wait_for_metric(app: &TestApp, series: &str, expected: f64) {
+pub async fn wait_for_metric(app: &TestApp, series: &str, expected: f64) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while metric(app, series) != expected {
         assert!(

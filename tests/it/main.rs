@@ -6,6 +6,7 @@
 mod browser;
 mod chat;
 mod cluster;
+mod cluster_presence;
 mod faults;
 mod helpers;
 mod history;

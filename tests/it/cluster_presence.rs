@@ -1,0 +1,337 @@
+//! Presence, typing, renames and the room list across nodes: in-process nodes (and the
+//! real binary, to kill one) over one PostgreSQL schema and the machine's Redis, each test
+//! on a channel of its own (see `cluster.rs`).
+
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::cluster::{Cluster, metric, wait_for_metric, wait_ready};
+use crate::helpers::{ChildServer, TestClient, until};
+
+fn present(client: &TestClient) -> Vec<&str> {
+    client.present.iter().map(String::as_str).collect()
+}
+
+fn online(client: &TestClient, room: &str) -> Option<usize> {
+    client
+        .rooms
+        .iter()
+        .find(|(name, _)| name == room)
+        .map(|(_, count)| *count)
+}
+
+/// Connects to the real binary's room socket as a page with `cookie` would.
+async fn connect_child(child: &ChildServer, cookie: &str) -> TestClient {
+    let mut request = format!(
+        "{}/rooms/general/ws",
+        child.url.replacen("http://", "ws://", 1)
+    )
+    .into_client_request()
+    .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("Origin", child.url.parse().unwrap());
+    headers.insert("Cookie", cookie.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut client = TestClient::new(ws);
+    client.read_frame().await;
+    client
+}
+
+/// Who is here is everyone on every node, each user once however many tabs on however
+/// many nodes; the room list counts the same way; renames reach every node.
+#[tokio::test]
+async fn presence_is_every_nodes_users_once() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("hubbub=debug")
+        .try_init();
+    let Some(cluster) = Cluster::new("cluster_presence::presence_is_every_nodes_users_once").await
+    else {
+        return;
+    };
+    let [a, b] = cluster.nodes().await;
+    let alice = a.named("alice").await;
+    let bob = b.named("bob").await;
+    let mut alice_on_a = a.connect_to("general", Some(&alice)).await;
+    let mut bob_on_b = b.connect_to("general", Some(&bob)).await;
+    until(&mut alice_on_a, "bob on alice's page", |c| {
+        present(c) == ["alice", "bob"]
+    })
+    .await;
+    until(&mut bob_on_b, "alice on bob's page", |c| {
+        present(c) == ["alice", "bob"]
+    })
+    .await;
+    // The page itself, served by either node, lists both.
+    let page = a.get("/").await.body;
+    assert!(page.contains(">alice<") && page.contains(">bob<"), "{page}");
+
+    // Alice opens a second tab, on the other node: still two people.
+    let mut alice_on_b = b.connect_to("general", Some(&alice)).await;
+    assert_eq!(present(&alice_on_b), ["alice", "bob"]);
+    assert_eq!(alice_on_b.present_total, 2);
+
+    // Carol is in another room on A: B's room list counts her.
+    let carol = a.named("carol").await;
+    let _carol_on_a = a.connect_to("design", Some(&carol)).await;
+    until(&mut bob_on_b, "design in bob's room list", |c| {
+        online(c, "design") == Some(1) && online(c, "general") == Some(2)
+    })
+    .await;
+
+    // Alice closes the tab on A: she is still here (on B).
+    drop(alice_on_a);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    while tokio::time::timeout(Duration::from_millis(300), bob_on_b.read_frame())
+        .await
+        .is_ok()
+    {}
+    assert_eq!(present(&bob_on_b), ["alice", "bob"]);
+    // And closes the one on B: gone from both nodes.
+    alice_on_b.ws.close(None).await.unwrap();
+    drop(alice_on_b);
+    until(&mut bob_on_b, "alice to leave", |c| present(c) == ["bob"]).await;
+    let mut watcher = a.connect_to("general", None).await;
+    until(&mut watcher, "bob alone on A's view", |c| {
+        c.present.len() == 2 && c.present.contains(&"bob".to_owned())
+    })
+    .await;
+
+    // Bob renames himself through node A: his session on B posts under the new name, and
+    // every node shows it.
+    let renamed = a.rename(&bob, "robert").await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    until(&mut bob_on_b, "the new name on B", |c| {
+        c.present.contains(&"robert".to_owned()) && !c.present.contains(&"bob".to_owned())
+    })
+    .await;
+    until(&mut watcher, "the new name on A", |c| {
+        c.present.contains(&"robert".to_owned())
+    })
+    .await;
+    bob_on_b.say("renamed").await;
+    bob_on_b.wait_for_shown(1).await;
+    assert_eq!(bob_on_b.shown[0].author, "robert");
+}
+
+/// "… is typing" crosses nodes, is never shown to the typist, and ends with their message.
+#[tokio::test]
+async fn typing_on_one_node_shows_on_the_others() {
+    let Some(cluster) =
+        Cluster::new("cluster_presence::typing_on_one_node_shows_on_the_others").await
+    else {
+        return;
+    };
+    let [a, b] = cluster.nodes().await;
+    let alice = a.named("alice").await;
+    let bob = b.named("bob").await;
+    let mut alice_on_a = a.connect_to("general", Some(&alice)).await;
+    let mut alice_on_b = b.connect_to("general", Some(&alice)).await;
+    let mut bob_on_b = b.connect_to("general", Some(&bob)).await;
+    until(&mut bob_on_b, "alice here", |c| {
+        present(c) == ["alice", "bob"]
+    })
+    .await;
+
+    alice_on_a
+        .send_raw(r#"{"kind":"typing","headers":{"HX-Request":"true"}}"#.into())
+        .await;
+    until(&mut bob_on_b, "alice typing on B", |c| {
+        c.typing == "alice is typing…"
+    })
+    .await;
+    alice_on_a.say("done typing").await;
+    until(&mut bob_on_b, "the message and the end of typing", |c| {
+        c.shown.len() == 1 && c.typing.is_empty()
+    })
+    .await;
+    // Her own tab on B never showed her own name.
+    alice_on_b.wait_for_shown(1).await;
+    assert!(
+        !alice_on_b.typing.contains("alice"),
+        "{}",
+        alice_on_b.typing
+    );
+}
+
+/// A node killed with SIGKILL says nothing: its users leave the others' presence once it
+/// has been silent for `--presence-expiry`. A node that stops says goodbye: its users
+/// leave at once, long before the expiry.
+#[tokio::test]
+async fn a_lost_nodes_users_leave_presence() {
+    let Some(cluster) = Cluster::new("cluster_presence::a_lost_nodes_users_leave_presence").await
+    else {
+        return;
+    };
+    let [b] = cluster.nodes().await;
+    let bob = b.named("bob").await;
+    let carol = b.named("carol").await;
+    let mut bob_on_b = b.connect_to("general", Some(&bob)).await;
+
+    let lost = ChildServer::start(
+        &cluster.db,
+        &[
+            "--redis",
+            &cluster.redis,
+            "--redis-channel",
+            &cluster.channel,
+            "--presence-expiry",
+            "2s",
+        ],
+    )
+    .await;
+    let mut carol_on_lost = connect_child(&lost, &carol).await;
+    until(&mut bob_on_b, "carol, on the other node", |c| {
+        present(c) == ["bob", "carol"]
+    })
+    .await;
+    until(&mut carol_on_lost, "bob, on the other node", |c| {
+        present(c) == ["bob", "carol"]
+    })
+    .await;
+    wait_for_metric(&b, "hubbub_cluster_nodes", 1.0).await;
+
+    lost.signal("-KILL");
+    let killed = tokio::time::Instant::now();
+    until(&mut bob_on_b, "carol to leave with her node", |c| {
+        present(c) == ["bob"]
+    })
+    .await;
+    let took = killed.elapsed();
+    println!("a killed node's users left presence after {took:?} (expiry 2 s)");
+    // Its last heartbeat was at most a third of the expiry before the kill.
+    assert!(
+        took >= Duration::from_millis(1200),
+        "{took:?}: before the expiry"
+    );
+    assert_eq!(metric(&b, "hubbub_cluster_nodes"), 0.0);
+    drop(carol_on_lost);
+
+    // A node that stops (default expiry, 30 s) takes its users along at once.
+    let stopping = cluster.node_configured(&cluster.redis, |_| {}).await;
+    wait_ready(&stopping, 200).await;
+    let dave = stopping.named("dave").await;
+    let _dave_on_stopping = stopping.connect_to("general", Some(&dave)).await;
+    until(&mut bob_on_b, "dave", |c| present(c) == ["bob", "dave"]).await;
+    let stopped = tokio::time::Instant::now();
+    stopping.stop().await;
+    until(&mut bob_on_b, "dave to leave", |c| present(c) == ["bob"]).await;
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopped.elapsed()
+    );
+    wait_for_metric(&b, "hubbub_cluster_nodes", 0.0).await;
+}
+
+/// Both nodes' Redis connections are killed while people come and go: once they are back,
+/// every node shows the same people, those who came or went meanwhile included.
+#[tokio::test]
+async fn presence_is_right_again_after_a_cut_redis_connection() {
+    let Some(cluster) =
+        Cluster::new("cluster_presence::presence_is_right_again_after_a_cut_redis_connection")
+            .await
+    else {
+        return;
+    };
+    let [a, b] = cluster.nodes().await;
+    let alice = a.named("alice").await;
+    let bob = b.named("bob").await;
+    let carol = a.named("carol").await;
+    let mut alice_on_a = a.connect_to("general", Some(&alice)).await;
+    let bob_on_b = b.connect_to("general", Some(&bob)).await;
+    until(&mut alice_on_a, "bob", |c| present(c) == ["alice", "bob"]).await;
+    let reads_before = metric(&a, "hubbub_broker_presence_reads_total");
+
+    for _ in 0..2 {
+        cluster.cut(2).await;
+        tokio::task::yield_now().await;
+    }
+    // Meanwhile Bob leaves B and Carol arrives on A.
+    drop(bob_on_b);
+    let _carol_on_a = a.connect_to("general", Some(&carol)).await;
+    wait_ready(&a, 200).await;
+    wait_ready(&b, 200).await;
+
+    until(&mut alice_on_a, "carol in, bob out", |c| {
+        present(c) == ["alice", "carol"]
+    })
+    .await;
+    let dave = b.named("dave").await;
+    let mut dave_on_b = b.connect_to("general", Some(&dave)).await;
+    until(&mut dave_on_b, "the same people on B", |c| {
+        present(c) == ["alice", "carol", "dave"]
+    })
+    .await;
+    assert!(
+        metric(&a, "hubbub_broker_presence_reads_total") > reads_before,
+        "A read B's presence again after subscribing again"
+    );
+}
+
+/// What is on the presence channel or in a node's presence hash but is not what a node
+/// writes is counted and ignored; valid entries next to it still count.
+#[tokio::test]
+async fn broken_presence_from_redis_is_ignored() {
+    let Some(cluster) =
+        Cluster::new("cluster_presence::broken_presence_from_redis_is_ignored").await
+    else {
+        return;
+    };
+    let [a] = cluster.nodes().await;
+    let alice = a.named("alice").await;
+    let mut alice_on_a = a.connect_to("general", Some(&alice)).await;
+    let channel = format!("{}:presence", cluster.channel);
+    let stranger = "0123456789abcdef";
+    let user = "0123456789abcdef0123456789abcdef";
+    for payload in [
+        "not json".to_owned(),
+        format!(r#"{{"v":1,"node":"../{stranger}","kind":"alive","seq":1}}"#),
+        format!(r#"{{"v":1,"node":"{stranger}","kind":"shout","seq":1}}"#),
+        format!(r#"{{"v":1,"node":"{stranger}","kind":"alive","seq":1,"expiry_ms":10}}"#),
+        format!(
+            r#"{{"v":1,"node":"{stranger}","kind":"typing","seats":[["general","{user}","<b>\u202e"]]}}"#
+        ),
+    ] {
+        cluster.publish_on(&channel, payload.as_bytes()).await;
+    }
+    wait_for_metric(&a, "hubbub_broker_payloads_malformed_total", 5.0).await;
+
+    // A node's hash with one good entry among bad ones, then its heartbeat.
+    let mut redis = cluster.redis().await;
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{}:presence:node:{stranger}", cluster.channel))
+        .arg("seq")
+        .arg(3)
+        .arg("expiry")
+        .arg(30_000)
+        .arg(format!("general {user}"))
+        .arg("mallory")
+        .arg("general not-a-user")
+        .arg("x")
+        .arg(format!("General {user}"))
+        .arg("y")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let alive =
+        format!(r#"{{"v":1,"node":"{stranger}","kind":"alive","seq":3,"expiry_ms":30000}}"#);
+    cluster.publish_on(&channel, alive.as_bytes()).await;
+    until(&mut alice_on_a, "mallory, the valid entry", |c| {
+        present(c) == ["alice", "mallory"]
+    })
+    .await;
+    wait_for_metric(&a, "hubbub_broker_payloads_malformed_total", 6.0).await;
+    let left = format!(r#"{{"v":1,"node":"{stranger}","kind":"left"}}"#);
+    cluster.publish_on(&channel, left.as_bytes()).await;
+    until(&mut alice_on_a, "mallory to leave", |c| {
+        present(c) == ["alice"]
+    })
+    .await;
+    wait_ready(&a, 200).await;
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{}:presence:node:{stranger}", cluster.channel))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+}
