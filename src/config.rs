@@ -281,7 +281,7 @@ impl Config {
         if self.commit_window >= Duration::from_secs(1) {
             return Err(ConfigError::CommitWindowTooLong(self.commit_window));
         }
-        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.presence_expiry) {
+        if !crate::presence::EXPIRY_RANGE.contains(&self.presence_expiry) {
             return Err(ConfigError::PresenceExpiryOutOfRange(self.presence_expiry));
         }
         for origin in &self.allowed_origins {
@@ -417,6 +417,16 @@ mod tests {
 
         let config = Config::try_parse_from(["hubbub", "--header-timeout", "0s"]).unwrap();
         assert_eq!(config.validate(), Err(ConfigError::ZeroHeaderTimeout));
+        for (expiry, valid) in [("999ms", false), ("1s", true), ("1h", true), ("61m", false)] {
+            let config = Config::try_parse_from(["hubbub", "--presence-expiry", expiry]).unwrap();
+            let result = config.validate();
+            assert_eq!(result.is_ok(), valid, "{expiry}: {result:?}");
+            if let Err(err) = result {
+                assert!(err.to_string().contains("--presence-expiry"), "{err}");
+            }
+        }
+        let bad = Config::try_parse_from(["hubbub", "--presence-expiry", "soon"]).unwrap_err();
+        assert!(bad.to_string().contains("--presence-expiry"), "{bad}");
         let bad = Config::try_parse_from(["hubbub", "--ip-message-rate", "0"]).unwrap_err();
         assert!(bad.to_string().contains("--ip-message-rate"), "{bad}");
 
