@@ -1,7 +1,7 @@
 //! The seam between nodes: "tell every node about a batch I committed" and "give me what
-//! the others committed".
+//! the others committed"; and, for the hub, "tell the others who is here, and who is there".
 //!
-//! A [`Broker`] only carries [`Committed`] batches between nodes; it decides nothing about
+//! A [`Broker`] carries [`Committed`] batches between nodes; it decides nothing about
 //! order or duplicates. Every batch, from whichever side, goes to the node's sequencer
 //! (`crate::sequencer`), which delivers in global id order, drops what it has already
 //! delivered and reads whatever it missed back from the store. So a broker may drop, repeat
@@ -12,7 +12,9 @@
 //! - [`RedisBroker`] (`redis.rs`, the only module that knows Redis) publishes each batch
 //!   once; it hands every batch it receives (this node's echo included, dropped as a
 //!   duplicate) to [`Feed::remote`], and calls [`Feed::resync`] after every (re)subscribe,
-//!   since pub/sub drops what it could not deliver.
+//!   since pub/sub drops what it could not deliver. It also shares presence, typing and
+//!   renames: what the hub has to tell ([`Hub::take_presence`], [`Hub::take_signals`]) goes
+//!   out, what other nodes tell goes to [`Hub::hear`] (`redis/presence.rs`).
 
 mod local;
 mod redis;
