@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::domain::{ChatMessage, DisplayName, RoomName, UserId};
 use crate::metrics::Metrics;
 use crate::outlet::{Offered, Outlet};
-use crate::presence::{Elsewhere, Gap, Heard, Remote, Seat};
+use crate::presence::{Elsewhere, Gap, Heard, Remote, RoomHere, Seat};
 use crate::render::{self, Rendered};
 use crate::wire::Frame;
 
@@ -47,6 +47,10 @@ const STATUS_PACE_PER_MEMBER: Duration = Duration::from_micros(100);
 /// it the oldest are dropped: a typing line that lapses early, or a tab on another node
 /// that posts under the old name until it reconnects, is all that is lost.
 const SIGNALS_WAITING: usize = 256;
+
+/// Empty rooms kept in memory (beyond `idle_rooms`) until the other nodes hear that they
+/// were emptied; past that they are forgotten and the broker tells everything afresh.
+const UNTOLD_IDLE_ROOMS: usize = 1000;
 
 /// Identifies one connection for as long as it is in the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -120,6 +124,9 @@ struct State {
     typing_out: VecDeque<Seat>,
     /// Renames to tell the other nodes; at most [`SIGNALS_WAITING`].
     renamed_out: VecDeque<(UserId, DisplayName)>,
+    /// Rooms were forgotten before the other nodes heard they were emptied: the broker
+    /// must tell them everything afresh ([`Hub::all_seats`]).
+    presence_lost: bool,
 }
 
 struct Room {
@@ -647,22 +654,29 @@ impl Hub {
 
     /// Takes what other nodes have to hear about this node's presence: every room whose
     /// users changed since the last call, with everyone in it here now (user and name).
-    /// The broker sends the difference from what it told them before.
-    pub fn take_presence(&self) -> Vec<(RoomName, Vec<(UserId, DisplayName)>)> {
+    /// The broker sends the difference from what it told them before. `None`: changes
+    /// were lost (rooms forgotten untold), so the broker must tell everything afresh
+    /// ([`Hub::all_seats`]).
+    pub fn take_presence(&self) -> Option<Vec<RoomHere>> {
         let mut state = self.lock();
-        state
+        if state.presence_lost {
+            return None;
+        }
+        let rooms = state
             .rooms
             .iter_mut()
             .filter_map(|(name, entry)| {
                 std::mem::take(&mut entry.untold).then(|| (name.clone(), entry.local_users()))
             })
-            .collect()
+            .collect();
+        Some(rooms)
     }
 
     /// Every user here in every room, for telling the other nodes everything afresh
     /// (after the broker reconnected); counts as told.
     pub fn all_seats(&self) -> Vec<Seat> {
         let mut state = self.lock();
+        state.presence_lost = false;
         let mut seats = Vec::new();
         for (room, entry) in &mut state.rooms {
             entry.untold = false;
@@ -828,13 +842,22 @@ impl State {
         evicted
     }
 
-    /// Users typing on other nodes, shown until `until` unless renewed.
+    /// Users typing on other nodes, shown until `until` unless renewed. Only users their
+    /// node reported present count: a typist nobody reported is ignored, so typing cannot
+    /// grow beyond who is in the room.
     fn typing_elsewhere(&mut self, seats: Vec<Seat>, until: Instant, now: Instant) -> u64 {
         let mut rooms = BTreeSet::new();
         for Seat { room, user, name } in seats {
             let Some(entry) = self.rooms.get_mut(&room) else {
                 continue;
             };
+            if !self
+                .remote
+                .room(&room)
+                .is_some_and(|users| users.contains_key(&user))
+            {
+                continue;
+            }
             entry.typing.insert(
                 user,
                 Typist {
@@ -868,6 +891,22 @@ impl State {
             .collect();
         for name in idle.iter().skip(keep) {
             self.rooms.remove(name);
+        }
+        // Untold rooms pile up only while the broker cannot take them (it is stuck, or
+        // Redis is away): past a bound they go too, and the broker is to tell everything
+        // afresh instead.
+        if self.rooms.len() <= keep + UNTOLD_IDLE_ROOMS {
+            return;
+        }
+        let untold: Vec<RoomName> = self
+            .rooms
+            .iter()
+            .filter(|(_, room)| room.members.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in untold.iter().skip(keep) {
+            self.rooms.remove(name);
+            self.presence_lost = true;
         }
     }
 }
@@ -1016,9 +1055,12 @@ impl Room {
     /// frame per distinct line.
     fn fan_out_typing_after(&mut self, before: &str) -> u64 {
         let everyone = Frame::text_joined([before, self.typing_frame_for_all().as_str()]);
+        // A line of their own only for typists with sessions here (not those typing on
+        // other nodes).
         let own: HashMap<UserId, Frame> = self
             .typing
             .keys()
+            .filter(|user| self.users.contains_key(*user))
             .map(|user| {
                 let line = self.typing_frame(user);
                 (user.clone(), Frame::text_joined([before, line.as_str()]))
@@ -1516,18 +1558,18 @@ mod tests {
         let one = join(&hub, &room, alice.clone(), name("alice")).unwrap();
         let _two = join(&hub, &room, alice.clone(), name("alice")).unwrap();
         assert_eq!(
-            hub.take_presence(),
+            hub.take_presence().unwrap(),
             [(room.clone(), vec![(alice.clone(), name("alice"))])]
         );
-        assert!(hub.take_presence().is_empty(), "taken");
+        assert!(hub.take_presence().unwrap().is_empty(), "taken");
         hub.leave(&room, one.id);
         assert!(
-            hub.take_presence().is_empty(),
+            hub.take_presence().unwrap().is_empty(),
             "a second tab leaving changes nothing"
         );
         hub.rename(&alice, &name("al"));
         assert_eq!(
-            hub.take_presence(),
+            hub.take_presence().unwrap(),
             [(room.clone(), vec![(alice.clone(), name("al"))])]
         );
         assert_eq!(hub.take_signals().1, [(alice, name("al"))]);
@@ -1537,7 +1579,7 @@ mod tests {
         let (alone, room) = hub_with(HubSettings::default());
         let _bob = join(&alone, &room, UserId::generate(), name("bob")).unwrap();
         alone.rename(&UserId::generate(), &name("x"));
-        assert!(alone.take_presence().is_empty());
+        assert!(alone.take_presence().unwrap().is_empty());
         assert_eq!(alone.take_signals(), (Vec::new(), Vec::new()));
     }
 
@@ -1555,11 +1597,35 @@ mod tests {
         drop(hub.take_presence());
         hub.leave(&design, member.id);
         assert!(hub.is_loaded(&design), "its departure is untold");
-        assert_eq!(hub.take_presence(), [(design.clone(), Vec::new())]);
+        assert_eq!(hub.take_presence().unwrap(), [(design.clone(), Vec::new())]);
         hub.load(&RoomName::parse("other").unwrap(), &[], false);
         assert!(
             !hub.is_loaded(&design),
             "told: forgotten like any idle room"
+        );
+    }
+
+    #[test]
+    fn empty_rooms_waiting_to_be_told_are_bounded_and_then_everything_is_told_afresh() {
+        let hub = Hub::new(HubSettings {
+            share_presence: true,
+            idle_rooms: 2,
+            ..HubSettings::default()
+        });
+        // Visitors come and go through many rooms while nobody takes the news.
+        for i in 0..UNTOLD_IDLE_ROOMS + 10 {
+            let room = RoomName::parse(&format!("r{i}")).unwrap();
+            hub.load(&room, &[], false);
+            let member = join(&hub, &room, UserId::generate(), name("x")).unwrap();
+            hub.leave(&room, member.id);
+        }
+        assert!(hub.stats().rooms_loaded <= 2 + UNTOLD_IDLE_ROOMS + 1);
+        assert_eq!(hub.take_presence(), None, "lost: tell everything");
+        assert!(hub.all_seats().is_empty());
+        assert_eq!(
+            hub.take_presence(),
+            Some(Vec::new()),
+            "told afresh, nothing untold"
         );
     }
 
@@ -1577,12 +1643,16 @@ mod tests {
             seats: vec![seat("general", &carol, "carol")],
         }))
         .unwrap();
+        // Someone no node reported present does not type here.
+        let ghost = seat("general", &UserId::generate(), "ghost");
+        hub.hear(Heard::Typing(vec![ghost])).unwrap();
+        assert!(!drain(&mut bob).contains("ghost"));
         hub.hear(Heard::Typing(vec![seat("general", &carol, "carol")]))
             .unwrap();
         assert!(drain(&mut bob).contains(">carol is typing…<"));
         // Her node reports her gone: her typing goes with her.
         hub.hear(Heard::Changes {
-            node: other,
+            node: other.clone(),
             seq: 2,
             changes: vec![crate::presence::Change::Gone {
                 room: room.clone(),
@@ -1595,6 +1665,14 @@ mod tests {
         );
 
         // Typing elsewhere also expires here, and is not told back to the others.
+        hub.hear(Heard::Changes {
+            node: other,
+            seq: 3,
+            changes: vec![crate::presence::Change::Here(seat(
+                "general", &carol, "carol",
+            ))],
+        })
+        .unwrap();
         hub.hear(Heard::Typing(vec![seat("general", &carol, "carol")]))
             .unwrap();
         assert!(drain(&mut bob).contains(">carol is typing…<"));
@@ -1661,7 +1739,10 @@ mod tests {
         hub.hear(Heard::Renamed(vec![(alice.clone(), name("al"))]))
             .unwrap();
         assert_eq!(hub.name_of(&room, member.id), Some(name("al")));
-        assert_eq!(hub.take_presence(), [(room, vec![(alice, name("al"))])]);
+        assert_eq!(
+            hub.take_presence().unwrap(),
+            [(room, vec![(alice, name("al"))])]
+        );
         assert!(hub.take_signals().1.is_empty(), "not told back");
     }
 

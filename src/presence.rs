@@ -31,6 +31,10 @@ use crate::domain::{DisplayName, RoomName, UserId};
 /// or hostile peer from filling this node's memory.
 pub const MAX_SEATS_PER_NODE: usize = 200_000;
 
+/// The most other nodes known at once; reports from more are ignored (and logged). A
+/// cluster is a handful of nodes; this only bounds what a broken peer could make of it.
+pub const MAX_NODES: usize = 1024;
+
 /// One node, for as long as its process runs: a restarted node is a new node, so what a
 /// crashed one reported can never be mistaken for what its successor reports.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,6 +78,10 @@ pub struct Seat {
     pub user: UserId,
     pub name: DisplayName,
 }
+
+/// A room and everyone in it on this node (user and name): what the hub hands the broker
+/// when the room's presence changed.
+pub type RoomHere = (RoomName, Vec<(UserId, DisplayName)>);
 
 /// One change in what a node reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +196,13 @@ impl Remote {
             seats,
         } = whole;
         if self.nodes.get(&node).is_some_and(|known| known.seq > seq) {
+            return;
+        }
+        if !self.nodes.contains_key(&node) && self.nodes.len() >= MAX_NODES {
+            tracing::warn!(
+                limit = MAX_NODES,
+                "more nodes report presence than a cluster has; ignoring the newcomer"
+            );
             return;
         }
         self.forget(&node, touched);
@@ -368,6 +383,15 @@ impl Remote {
                 elsewhere.nodes -= 1;
                 if elsewhere.nodes == 0 {
                     union.remove(user);
+                } else if let Some(name) = self
+                    .nodes
+                    .values()
+                    .find_map(|other| other.rooms.get(room)?.get(user))
+                {
+                    // Still on another node (`node` is out of `self.nodes` while it
+                    // changes): show the name that node has, which may not be the one
+                    // the node letting go of them reported.
+                    elsewhere.name = name.clone();
                 }
             }
             if union.is_empty() {
@@ -614,6 +638,48 @@ mod tests {
         remote.replace_all(vec![whole(&a, 2, Vec::new())], later, &mut touched);
         assert_eq!(remote.nodes(), 1);
         assert!(remote.room(&room("general")).is_none());
+    }
+
+    #[test]
+    fn a_user_on_two_nodes_under_two_names_keeps_the_name_of_the_node_that_still_has_them() {
+        let now = Instant::now();
+        let (a, b) = (NodeId::generate(), NodeId::generate());
+        let alice = UserId::generate();
+        let mut remote = Remote::default();
+        let mut touched = BTreeSet::new();
+        remote.replace(
+            whole(&a, 1, vec![seat("general", &alice, "alice")]),
+            now,
+            &mut touched,
+        );
+        remote.replace(
+            whole(&b, 1, vec![seat("general", &alice, "al")]),
+            now,
+            &mut touched,
+        );
+        assert_eq!(names_in(&remote, "general"), ["al"], "the latest report's");
+        let gone = Change::Gone {
+            room: room("general"),
+            user: alice.clone(),
+        };
+        remote.apply(&b, 2, vec![gone], now, &mut touched).unwrap();
+        assert_eq!(
+            names_in(&remote, "general"),
+            ["alice"],
+            "a's, which still has her"
+        );
+    }
+
+    #[test]
+    fn no_more_nodes_than_the_cap_are_kept() {
+        let now = Instant::now();
+        let mut remote = Remote::default();
+        let mut touched = BTreeSet::new();
+        for _ in 0..MAX_NODES + 3 {
+            let node = NodeId::generate();
+            remote.replace(whole(&node, 1, Vec::new()), now, &mut touched);
+        }
+        assert_eq!(remote.nodes(), MAX_NODES);
     }
 
     #[test]

@@ -59,6 +59,8 @@ const OUTBOX: usize = 256;
 /// Pushes (received messages) waiting for the link. Past it they are dropped and the link
 /// resyncs from the store instead.
 const PUSHES: usize = 4096;
+/// Batches published in a row before the link looks at anything else.
+const PUBLISH_BURST: usize = 32;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const LAST_BACKOFF: Duration = Duration::from_secs(5);
 /// How long Redis has to accept a connection, or to answer a command.
@@ -348,19 +350,38 @@ impl Connection<'_> {
                     return err.into();
                 }
             }
-            if self.unsent.is_none() {
-                *self.unsent = next_outgoing(self.shared, self.outbox);
-            }
-            if let Some(batch) = self.unsent.take() {
+            // Publish what waits, a bounded number at a time, so that heartbeats and what
+            // arrives are not held up behind a long outbox.
+            for _ in 0..PUBLISH_BURST {
+                if self.unsent.is_none() {
+                    *self.unsent = next_outgoing(self.shared, self.outbox);
+                }
+                let Some(batch) = self.unsent.take() else {
+                    break;
+                };
                 if let Err(err) = publish(self.shared, &mut conn, &batch).await {
                     *self.unsent = Some(batch);
                     return err.into();
                 }
-                continue;
             }
+            if self.unsent.is_none() {
+                *self.unsent = next_outgoing(self.shared, self.outbox);
+            }
+            let more = self.unsent.is_some();
             let report_due = self.presence.report_due();
             let hub = self.presence.hub().clone();
+            // In this order when several are ready: stopping, then the heartbeat (late ones
+            // make the other nodes forget this node's users), then what arrives.
             let result = tokio::select! {
+                biased;
+                () = stop.cancelled() => {
+                    match tokio::time::timeout(TIMEOUT, self.presence.bye(&mut conn)).await {
+                        Ok(Ok(())) => tracing::info!("told the other nodes this node is stopping"),
+                        _ => tracing::warn!("could not tell the other nodes this node is stopping; they drop its users when it falls silent"),
+                    }
+                    return End::Stopped;
+                }
+                _ = beat.tick() => self.presence.beat(&mut conn).await,
                 push = pushes.recv() => {
                     let Some(push) = push else {
                         return End::Failed("the connection closed".to_owned());
@@ -370,7 +391,12 @@ impl Connection<'_> {
                         Err(end) => return end,
                     }
                 }
-                batch = self.outbox.recv() => match batch {
+                () = hub.news() => self.presence.news(&mut conn).await,
+                () = sleep_until(report_due), if report_due.is_some() => {
+                    self.presence.report(&mut conn).await
+                }
+                _ = ping.tick() => redis::cmd("PING").query_async::<()>(&mut conn).await,
+                batch = self.outbox.recv(), if !more => match batch {
                     Some(batch) => {
                         *self.unsent = Some(batch);
                         Ok(())
@@ -378,19 +404,8 @@ impl Connection<'_> {
                     // Every handle is gone: the node is stopping.
                     None => return End::Stopped,
                 },
-                () = hub.news() => self.presence.news(&mut conn).await,
-                () = sleep_until(report_due), if report_due.is_some() => {
-                    self.presence.report(&mut conn).await
-                }
-                _ = beat.tick() => self.presence.beat(&mut conn).await,
-                _ = ping.tick() => redis::cmd("PING").query_async::<()>(&mut conn).await,
-                () = self.stop.cancelled() => {
-                    match tokio::time::timeout(TIMEOUT, self.presence.bye(&mut conn)).await {
-                        Ok(Ok(())) => tracing::info!("told the other nodes this node is stopping"),
-                        _ => tracing::warn!("could not tell the other nodes this node is stopping; they drop its users when it falls silent"),
-                    }
-                    return End::Stopped;
-                }
+                // More batches wait: round again once nothing above is ready.
+                () = std::future::ready(()), if more => Ok(()),
             };
             if let Err(err) = result {
                 return err.into();

@@ -4,7 +4,8 @@
 //! (one field `ROOM USER` = name per user per room; `seq`, the number of the last report;
 //! `expiry`, its `--presence-expiry` in milliseconds, after which the others forget it
 //! unless it sends a heartbeat), which expires unless the node renews it, and lists itself in the sorted set
-//! `CHANNEL:presence:nodes` (scored by the time of its last heartbeat). What changes is
+//! `CHANNEL:presence:nodes` (scored by when it is due to expire: its last heartbeat plus
+//! its expiry, so every node reads the list the same way whatever its own expiry). What changes is
 //! also published on `CHANNEL:presence`, in the same transaction as the hash update:
 //!
 //! - `changes`: report `seq`, who came (or was renamed) and who went, since report
@@ -37,7 +38,9 @@ use tokio::time::Instant;
 use crate::domain::{DisplayName, RoomName, UserId};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::presence::{Change, EXPIRY_RANGE, Gap, Heard, NodeId, NodePresence, Published, Seat};
+use crate::presence::{
+    Change, EXPIRY_RANGE, Gap, Heard, MAX_NODES, NodeId, NodePresence, Published, Seat,
+};
 
 /// At most one presence report per this long: a burst of joins is one report.
 pub(super) const REPORT_PACE: Duration = Duration::from_millis(200);
@@ -87,6 +90,7 @@ impl PresenceLink {
     /// While not connected: the whole presence is written afresh on the next connection,
     /// so the hub's news is let go (holding it would hold rooms in memory).
     pub(super) fn discard_news(&mut self) {
+        // `None` (changes lost) needs nothing either: all is rewritten on connecting.
         drop(self.hub.take_presence());
         drop(self.hub.take_signals());
         self.pending = false;
@@ -119,8 +123,11 @@ impl PresenceLink {
     ) -> redis::RedisResult<()> {
         let listed: Vec<Value> = redis::cmd("ZRANGEBYSCORE")
             .arg(&self.nodes_key)
-            .arg(unix_millis().saturating_sub(millis(self.expiry)))
+            .arg(unix_millis())
             .arg("+inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(MAX_NODES)
             .query_async(conn)
             .await?;
         let others: Vec<NodeId> = listed
@@ -187,7 +194,8 @@ impl PresenceLink {
         Ok(())
     }
 
-    /// Keeps this node's hash and its place in the node list alive for another expiry.
+    /// Keeps this node's hash and its place in the node list alive for another expiry, and
+    /// drops nodes from the list whose own expiry has run out.
     fn renew(&self, pipe: &mut redis::Pipeline) {
         let now = unix_millis();
         let expiry = millis(self.expiry);
@@ -197,18 +205,19 @@ impl PresenceLink {
             .ignore();
         pipe.cmd("ZADD")
             .arg(&self.nodes_key)
-            .arg(now)
+            .arg(now.saturating_add(expiry))
             .arg(self.node.as_str())
             .ignore();
         pipe.cmd("ZREMRANGEBYSCORE")
             .arg(&self.nodes_key)
             .arg("-inf")
-            .arg(format!("({}", now.saturating_sub(expiry)))
+            .arg(format!("({now}"))
             .ignore();
-        // The list outlives every node by a little, then goes too.
+        // The list outlives its nodes by the longest expiry there is, then goes too (every
+        // heartbeat of any node renews it).
         pipe.cmd("PEXPIRE")
             .arg(&self.nodes_key)
-            .arg(expiry.saturating_mul(2))
+            .arg(millis(*EXPIRY_RANGE.end()).saturating_mul(2))
             .ignore();
     }
 
@@ -254,8 +263,12 @@ impl PresenceLink {
         conn: &mut MultiplexedConnection,
     ) -> redis::RedisResult<()> {
         self.pending = false;
+        let Some(rooms) = self.hub.take_presence() else {
+            // The hub lost track of some changes: tell everything afresh.
+            return self.rewrite(conn).await;
+        };
         let mut changes = Vec::new();
-        for (room, users) in self.hub.take_presence() {
+        for (room, users) in rooms {
             changes.extend(self.published.diff(&room, users));
         }
         if changes.is_empty() {
@@ -285,6 +298,10 @@ impl PresenceLink {
         }
         let mut pipe = redis::pipe();
         pipe.atomic();
+        // Whether the hash was there before this report: if it had expired (this node
+        // stalled, or Redis evicted it), the report just made a hash of the changed users
+        // only, so it is rewritten whole at once.
+        pipe.cmd("EXISTS").arg(&key);
         pipe.add_command(hset).ignore();
         if !gone.is_empty() {
             pipe.add_command(hdel).ignore();
@@ -302,8 +319,12 @@ impl PresenceLink {
             .arg(&self.channel)
             .arg(self.encode(body))
             .ignore();
-        pipe.query_async::<()>(conn).await?;
+        let (existed,): (bool,) = pipe.query_async(conn).await?;
         self.metrics.presence_published();
+        if !existed {
+            tracing::warn!("this node's presence was gone from Redis; writing it again");
+            return self.rewrite(conn).await;
+        }
         Ok(())
     }
 
@@ -314,8 +335,10 @@ impl PresenceLink {
         &mut self,
         conn: &mut MultiplexedConnection,
     ) -> redis::RedisResult<()> {
-        let exists: bool = redis::cmd("EXISTS")
+        // A hash without its expiry is not one this node wrote whole.
+        let exists: bool = redis::cmd("HEXISTS")
             .arg(self.hash(&self.node))
+            .arg("expiry")
             .query_async(conn)
             .await?;
         if !exists {
