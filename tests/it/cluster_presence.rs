@@ -335,3 +335,60 @@ async fn broken_presence_from_redis_is_ignored() {
         .await
         .unwrap();
 }
+
+/// A node's presence hash vanishes from Redis (evicted, or expired while the node stalled):
+/// the node's next report notices and writes it whole again, so a node that starts later
+/// still reads everyone, not only those who changed since.
+#[tokio::test]
+async fn a_node_whose_presence_vanished_from_redis_writes_it_whole_again() {
+    let Some(cluster) = Cluster::new(
+        "cluster_presence::a_node_whose_presence_vanished_from_redis_writes_it_whole_again",
+    )
+    .await
+    else {
+        return;
+    };
+    // Heartbeats (which would also notice) only every 100 s: the report must.
+    let slow_beats =
+        |config: &mut hubbub::Config| config.presence_expiry = Duration::from_secs(300);
+    let a = cluster.node_configured(&cluster.redis, slow_beats).await;
+    wait_ready(&a, 200).await;
+    let b = cluster.node_configured(&cluster.redis, slow_beats).await;
+    wait_ready(&b, 200).await;
+    let bob = b.named("bob").await;
+    let _bob_on_b = b.connect_to("general", Some(&bob)).await;
+    let mut watcher = a.connect_to("general", None).await;
+    until(&mut watcher, "bob", |c| {
+        c.present.contains(&"bob".to_owned())
+    })
+    .await;
+
+    let mut redis = cluster.redis().await;
+    let pattern = format!("{}:presence:node:*", cluster.channel);
+    let hashes: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(hashes.len(), 2, "{hashes:?}");
+    let _: () = redis::cmd("DEL")
+        .arg(&hashes)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    // Carol's arrival on B is B's next report: it finds its hash gone.
+    let carol = b.named("carol").await;
+    let _carol_on_b = b.connect_to("general", Some(&carol)).await;
+    until(&mut watcher, "carol", |c| {
+        c.present.contains(&"carol".to_owned())
+    })
+    .await;
+    let late = cluster.node_configured(&cluster.redis, |_| {}).await;
+    wait_ready(&late, 200).await;
+    let mut newcomer = late.connect_to("general", None).await;
+    until(&mut newcomer, "everyone B has, read from Redis", |c| {
+        c.present.contains(&"bob".to_owned()) && c.present.contains(&"carol".to_owned())
+    })
+    .await;
+}
