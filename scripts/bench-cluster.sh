@@ -9,7 +9,8 @@
 #   scripts/bench-cluster.sh [--write] [--clients 1000] [--senders 10] [--rates "500 1000"] \
 #                            [--runs 2] [--duration 10s]
 #
-# Needs PostgreSQL at $HUBBUB_BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432)
+# $HUBBUB_BENCH_BIN names another hubbub binary to run (default ./target/release/hubbub, built
+# first), to compare builds. Needs PostgreSQL at $HUBBUB_BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432)
 # where it may create and drop the database `hubbub_bench`, and Redis at $HUBBUB_BENCH_REDIS
 # (default redis://127.0.0.1:6379).
 set -euo pipefail
@@ -30,6 +31,7 @@ while [ $# -gt 0 ]; do
 done
 pg=${HUBBUB_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432}
 redis=${HUBBUB_BENCH_REDIS:-redis://127.0.0.1:6379}
+bin=${HUBBUB_BENCH_BIN:-./target/release/hubbub}
 
 cargo build --release --quiet --bin hubbub --bin hubbub-load
 work=$(mktemp -d)
@@ -41,7 +43,7 @@ wait_port() {
 }
 
 node() { # port -> starts a node on the bench database; its pid in $started
-  taskset -c 0 ./target/release/hubbub --addr "127.0.0.1:$1" --database "$pg/hubbub_bench" \
+  taskset -c 0 "$bin" --addr "127.0.0.1:$1" --database "$pg/hubbub_bench" \
     --redis "$redis" --redis-channel "hubbub-bench-$$" --log warn \
     --message-rate 1000000 --message-burst 1000000 >>"$work/server.log" 2>&1 &
   started=$!

@@ -3,9 +3,9 @@
 # N idle clients (each its own guest) spread over both in #general by the load tool
 # (`--also-url`). For each binary given (say, before and after a change; runs interleave
 # them), reports connections/s, the RSS node A gains per connection it holds, node A's
-# CPU time from start to the end of the hold, and when (counted from the first connect)
-# node B's page first counts everyone, which with shared presence means A's users reached
-# B. Both nodes are pinned to core 0, the load tool to core 1; PostgreSQL and Redis are the
+# CPU time from start to the end of the hold, the most people node B's page counted (polled
+# every 100 ms), and when (counted from the first connect) it first counted everyone,
+# which with shared presence means A's users reached B. Both nodes are pinned to core 0, the load tool to core 1; PostgreSQL and Redis are the
 # machine's own. Prints a Markdown table.
 #
 #   scripts/bench-presence.sh [--clients 4000] [--runs 2] [--hold 10s] [BINARY ...]
@@ -69,13 +69,14 @@ run_one() { # binary -> one JSON line
   taskset -c 1 ./target/release/hubbub-load --url "http://127.0.0.1:3971/" \
     --also-url "http://127.0.0.1:3972/" --clients "$clients" --idle --duration "$hold" \
     --server-pid "$a" 2>/dev/null | tail -n 1 >"$work/report.json" &
-  local load=$! seen="" seen_at="" count
+  local load=$! seen=0 seen_at="" count
   while kill -0 "$load" 2>/dev/null; do
     count=$(count_on 3972)
-    if [ -z "$seen_at" ] && [ "${count:-0}" -ge "$clients" ]; then
+    count=${count:-0}
+    if [ -z "$seen_at" ] && [ "$count" -ge "$clients" ]; then
       seen_at=$(date +%s.%N)
     fi
-    seen=${count:-$seen}
+    [ "$count" -le "$seen" ] || seen=$count
     sleep 0.1
   done
   wait "$load" || true
@@ -109,7 +110,7 @@ psql -q "$pg/postgres" -c "DROP DATABASE IF EXISTS hubbub_bench" >/dev/null || t
 python3 - "$results" "$clients" <<'PY'
 import json, sys
 clients = int(sys.argv[2])
-print("| run | binary | connected | connections/s | node A RSS per connection | node A CPU s | B's page counts | all on B after |")
+print("| run | binary | connected | connections/s | node A RSS per connection | node A CPU s | most B's page counted | all on B after |")
 print("|---|---|---|---|---|---|---|---|")
 for line in open(sys.argv[1]):
     r = json.loads(line); p = r["report"]
