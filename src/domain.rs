@@ -206,13 +206,12 @@ impl UserId {
             let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
             bytes = nanos.to_le_bytes();
         }
-        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        Self(hex(&bytes))
     }
 
     /// Accepts exactly what [`UserId::generate`] makes.
     pub fn parse(raw: &str) -> Option<Self> {
-        let valid = raw.len() == 32 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        valid.then(|| Self(raw.to_owned()))
+        is_lower_hex(raw, 32).then(|| Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -244,14 +243,13 @@ impl GuestName {
             let nanos = OffsetDateTime::now_utc().nanosecond();
             bytes = [(nanos >> 8) as u8, nanos as u8];
         }
-        Self(format!("{}{:02x}{:02x}", Self::PREFIX, bytes[0], bytes[1]))
+        Self(format!("{}{}", Self::PREFIX, hex(&bytes)))
     }
 
     /// Accepts exactly what [`GuestName::generate`] makes.
     pub fn parse(raw: &str) -> Option<Self> {
         let hex = raw.strip_prefix(Self::PREFIX)?;
-        let valid = hex.len() == 4 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        valid.then(|| Self(raw.to_owned()))
+        is_lower_hex(hex, 4).then(|| Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -263,6 +261,16 @@ impl fmt::Display for GuestName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Bytes as lower-case hex, two digits each (ids, keys).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `raw` is exactly `digits` lower-case hex digits, as [`hex`] writes them.
+pub fn is_lower_hex(raw: &str, digits: usize) -> bool {
+    raw.len() == digits && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// A message accepted from a sender, not yet stored.

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::domain::{DisplayName, RoomName, UserId};
+use crate::domain::{DisplayName, RoomName, UserId, hex, is_lower_hex};
 
 /// The most users one other node may report; the rest are ignored (and logged). Far more
 /// than the connections one node holds (`--max-connections`), so it only stops a broken
@@ -51,13 +51,12 @@ impl NodeId {
                 .map_or(0, |since| since.as_nanos());
             bytes = (nanos as u64 ^ u64::from(std::process::id())).to_le_bytes();
         }
-        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        Self(hex(&bytes))
     }
 
     /// Accepts exactly what [`NodeId::generate`] makes.
     pub fn parse(raw: &str) -> Option<Self> {
-        let valid = raw.len() == 16 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        valid.then(|| Self(raw.to_owned()))
+        is_lower_hex(raw, 16).then(|| Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -20,7 +20,7 @@ use time::Duration;
 use super::client::{ClientAddr, Peer};
 use super::{AppState, HttpError, origin};
 use crate::config::Config;
-use crate::domain::{DisplayName, UserId};
+use crate::domain::{DisplayName, UserId, hex};
 use crate::render;
 
 const COOKIE_NAME: &str = "hubbub_id";
@@ -64,7 +64,7 @@ impl Identity {
         let value = format!(
             "{}.{}",
             self.user.as_str(),
-            encode_hex(self.name.as_str().as_bytes())
+            hex(self.name.as_str().as_bytes())
         );
         Cookie::build((COOKIE_NAME, value))
             .path("/")
@@ -166,10 +166,6 @@ fn notice(status: StatusCode, text: &str) -> Response {
         .into_response()
 }
 
-fn encode_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) {
         return None;
@@ -206,18 +202,14 @@ mod tests {
         assert_eq!(read(&pair, key.clone()), Some(identity.clone()));
         // Another key, or a value edited by hand, is no identity at all.
         assert_eq!(read(&pair, Key::generate()), None);
-        let forged = format!(
-            "{}.{}",
-            &pair[..pair.rfind('.').unwrap()],
-            encode_hex(b"admin")
-        );
+        let forged = format!("{}.{}", &pair[..pair.rfind('.').unwrap()], hex(b"admin"));
         assert_eq!(read(&forged, key), None);
     }
 
     #[test]
     fn hex_round_trips_and_junk_is_refused() {
         assert_eq!(
-            decode_hex(&encode_hex("héllo".as_bytes())).unwrap(),
+            decode_hex(&hex("héllo".as_bytes())).unwrap(),
             "héllo".as_bytes()
         );
         for junk in ["0", "zz", "0g"] {

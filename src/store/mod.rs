@@ -135,7 +135,7 @@ pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
 fn new_cookie_key() -> Result<String, StoreError> {
     let mut key = [0_u8; 64];
     getrandom::fill(&mut key).map_err(|err| StoreError::NoRandomness(err.to_string()))?;
-    Ok(key.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::domain::hex(&key))
 }
 
 /// Decodes the stored key; a key that is not 64 hex-encoded bytes is an error, never
