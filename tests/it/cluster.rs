@@ -93,8 +93,11 @@ impl Cluster {
         self.cut_some(nodes, usize::MAX).await;
     }
 
-    /// Waits until each of `nodes` nodes has its Redis connection, then kills the `kill`
-    /// oldest (the first node's, if it was ready before the second started).
+    /// Waits until each of `nodes` nodes has its Redis connection, subscribed, then kills
+    /// the `kill` oldest (the first node's, if it was ready before the second started).
+    ///
+    /// Only subscribed connections count: one killed between naming itself and subscribing
+    /// never subscribes, so a test counting subscribes would be off by one.
     async fn cut_some(&self, nodes: usize, kill: usize) {
         let mut redis = self.redis().await;
         let name = format!("name=hubbub:{}", self.channel);
@@ -108,6 +111,10 @@ impl Cluster {
             let mut ids: Vec<u64> = list
                 .lines()
                 .filter(|line| line.split(' ').any(|field| field == name))
+                .filter(|line| {
+                    line.split(' ')
+                        .any(|field| field.starts_with("sub=") && field != "sub=0")
+                })
                 .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("id=")))
                 .map(|id| id.parse().unwrap())
                 .collect();
@@ -118,7 +125,7 @@ impl Cluster {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{} connections named {name}, expected {nodes}",
+                "{} subscribed connections named {name}, expected {nodes}",
                 ids.len()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
