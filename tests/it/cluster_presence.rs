@@ -42,9 +42,6 @@ async fn connect_child(child: &ChildServer, cookie: &str) -> TestClient {
 /// many nodes; the room list counts the same way; renames reach every node.
 #[tokio::test]
 async fn presence_is_every_nodes_users_once() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("hubbub=debug")
-        .try_init();
     let Some(cluster) = Cluster::new("cluster_presence::presence_is_every_nodes_users_once").await
     else {
         return;
