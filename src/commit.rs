@@ -46,6 +46,15 @@ pub enum CommitError {
 }
 
 impl CommitError {
+    /// Why the message was not sent, for `hubbub_messages_rejected_total`.
+    pub fn rejection(&self) -> Rejection {
+        match self {
+            CommitError::Store(err) => store_rejection(err),
+            CommitError::Stopped => Rejection::ShuttingDown,
+            CommitError::Busy => Rejection::Busy,
+        }
+    }
+
     /// One sentence for the sender.
     pub fn user_message(&self) -> &'static str {
         match self {
@@ -53,6 +62,15 @@ impl CommitError {
             CommitError::Stopped => "the server is restarting; try again in a moment.",
             CommitError::Busy => "the server is busy; try again in a moment.",
         }
+    }
+}
+
+/// A store failure as a rejection: the data refused, or the store unavailable.
+fn store_rejection(err: &StoreError) -> Rejection {
+    if err.is_rejected() {
+        Rejection::StoreRefused
+    } else {
+        Rejection::StoreUnavailable
     }
 }
 
@@ -514,7 +532,7 @@ impl Feed {
 fn refuse(hub: &Hub, err: StoreError, replies: Vec<Reply>) {
     tracing::error!(error = %err, messages = replies.len(), "storing messages failed; nothing was broadcast");
     hub.metrics()
-        .rejected_many(Rejection::store(&err), replies.len());
+        .rejected_many(store_rejection(&err), replies.len());
     let err = CommitError::Store(Arc::new(err));
     for reply in replies {
         let _ = reply.send(Err(err.clone()));

@@ -115,17 +115,17 @@ impl Sequencer {
     }
 
     /// Delivers a committed batch, and whatever must come before it, as far as it can now.
-    /// The common case (the batch follows on, nothing owed) is synchronous: no store query,
-    /// no copy.
+    /// The common case (the batch follows on, nothing owed) needs no store query and no
+    /// copy.
     pub async fn accept(&mut self, batch: &Committed) {
         let behind = self.is_behind();
         self.known = self.known.max(batch.newest());
         if !behind && batch.prev <= self.last {
-            self.deliver(&batch.messages);
+            self.deliver(&batch.messages).await;
             return;
         }
         if batch.newest() <= self.last {
-            self.deliver(&batch.messages); // all duplicates: counts them, delivers nothing
+            self.deliver(&batch.messages).await; // all duplicates: counts them, delivers nothing
             return;
         }
         self.hold(batch.clone());
@@ -175,7 +175,7 @@ impl Sequencer {
             }
             if let Some(batch) = self.waiting.pop_front() {
                 self.waiting_messages -= batch.messages.len();
-                self.deliver(&batch.messages);
+                self.deliver(&batch.messages).await;
             }
         }
         let upto = if self.resync { u64::MAX } else { self.known };
@@ -199,7 +199,7 @@ impl Sequencer {
                     .unwrap_or(Err(StoreError::TimedOut(READ_TIMEOUT)))?;
             let short = page.len() < PAGE as usize;
             self.hub.metrics().caught_up(page.len());
-            self.deliver(&page);
+            self.deliver(&page).await;
             if short {
                 if upto != u64::MAX {
                     self.last = self.last.max(upto);
@@ -218,8 +218,10 @@ impl Sequencer {
         self.retry = Some((Instant::now() + backoff, backoff));
     }
 
-    /// Hands the messages above `last` (in id order) to the hub; drops the rest.
-    fn deliver(&mut self, messages: &[ChatMessage]) {
+    /// Hands the messages above `last` (in id order) to the hub; drops the rest. Waits
+    /// while a room's fan-out is too far behind ([`Hub::fanout_caught_up`]): the writer
+    /// then commits no faster than the slowest room can send.
+    async fn deliver(&mut self, messages: &[ChatMessage]) {
         let known = messages.partition_point(|m| m.id <= self.last);
         if known > 0 {
             self.hub.metrics().duplicates(known);
@@ -230,6 +232,7 @@ impl Sequencer {
         self.last = newest.id;
         self.known = self.known.max(newest.id);
         self.hub.deliver(&messages[known..]);
+        self.hub.fanout_caught_up().await;
     }
 }
 

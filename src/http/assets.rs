@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::{AppState, HttpError};
+use crate::render::AssetUrls;
 
 /// One embedded file.
 #[derive(Debug)]
@@ -25,15 +26,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/assets.rs"));
 }
 
-/// The URLs the page links to.
-#[derive(Debug)]
-pub struct AssetUrls {
-    pub htmx_js: &'static str,
-    pub hx_ws_js: &'static str,
-    pub app_css: &'static str,
-    pub app_js: &'static str,
-}
-
+/// The URLs the pages link to.
 static URLS: AssetUrls = AssetUrls {
     htmx_js: generated::HTMX_JS.url,
     hx_ws_js: generated::HX_WS_JS.url,
@@ -41,10 +34,9 @@ static URLS: AssetUrls = AssetUrls {
     app_js: generated::APP_JS.url,
 };
 
-impl AssetUrls {
-    pub fn get() -> &'static AssetUrls {
-        &URLS
-    }
+/// The hashed URLs of the embedded scripts and styles, for rendering pages.
+pub fn urls() -> &'static AssetUrls {
+    &URLS
 }
 
 pub(super) fn router() -> Router<AppState> {

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
 
+use crate::metrics::Refusal;
+
 /// The TCP peer of a request, put into its extensions by the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
@@ -84,6 +86,16 @@ pub enum Refused {
     Total(usize),
     #[error("this address already holds its maximum of {0} connections")]
     PerAddress(usize),
+}
+
+impl Refused {
+    /// Which limit refused, for `hubbub_connections_refused_total`.
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            Refused::Total(_) => Refusal::Total,
+            Refused::PerAddress(_) => Refusal::PerAddress,
+        }
+    }
 }
 
 /// Counts open WebSocket connections, in total and per client address.

@@ -56,7 +56,7 @@ impl IntoResponse for HttpError {
             status.as_u16(),
             status.canonical_reason().unwrap_or("")
         );
-        let body = render::error_page(&title, &self.to_string())
+        let body = render::error_page(super::assets::urls(), &title, &self.to_string())
             .unwrap_or_else(|_| format!("{title}\n{self}\n"));
         let mut response = (status, Html(body)).into_response();
         match self {

@@ -66,6 +66,7 @@ async fn show(
     let identity = known.clone().unwrap_or_else(Identity::new_guest);
     let history = super::loaded_history(&state, &room).await?;
     let html = render::page(&Page {
+        assets: super::assets::urls(),
         room: &room,
         me: identity.name.as_str(),
         max_chars: state.config.max_message_chars,

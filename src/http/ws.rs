@@ -64,7 +64,7 @@ async fn connect(
     let peer = request.extensions().get::<Peer>().map(|peer| peer.0);
     let client = ClientAddr::of_request(peer, request.headers(), state.config.trust_proxy);
     let permit = state.connections.acquire(client).map_err(|refused| {
-        state.hub.metrics().refused(&refused);
+        state.hub.metrics().refused(refused.refusal());
         HttpError::TooManyConnections(refused)
     })?;
     // Load the room before upgrading, so a store failure is a plain 503.
@@ -119,7 +119,7 @@ async fn connect(
             shutdown,
         )
         .await;
-        open.ended(&end);
+        open.ended(end.disconnect());
     });
 
     let headers = [

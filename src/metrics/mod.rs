@@ -17,155 +17,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::commit::CommitError;
-use crate::domain::InboundError;
-use crate::http::client::Refused;
-use crate::session::End;
-use crate::store::StoreError;
+pub use self::reasons::{Disconnect, Refusal, Rejection};
+
+mod reasons;
 
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A label set of one `reason`.
 type Reason = [(&'static str, &'static str); 1];
-
-/// Why a WebSocket session ended, as the `reason` label of `hubbub_disconnects_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disconnect {
-    /// The client sent a close frame (a closed tab, a reload, a navigation).
-    ClientClosed,
-    /// The connection ended without a close frame, or failed at the transport level.
-    ConnectionLost,
-    /// No pong (or any frame) within `--pong-timeout`.
-    PongTimeout,
-    /// The socket took nothing for `--write-timeout`.
-    WriteTimeout,
-    /// Evicted by the hub: its send queue was full.
-    SlowClient,
-    /// Kept posting over its rate limit (closed with 1008).
-    Flooding,
-    /// Broke the WebSocket protocol, sent a binary or an oversized frame.
-    ProtocolError,
-    /// The room could not be loaded (1013).
-    StoreUnavailable,
-    /// The server is shutting down (1012).
-    Shutdown,
-}
-
-impl Disconnect {
-    pub const ALL: [Disconnect; 9] = [
-        Disconnect::ClientClosed,
-        Disconnect::ConnectionLost,
-        Disconnect::PongTimeout,
-        Disconnect::WriteTimeout,
-        Disconnect::SlowClient,
-        Disconnect::Flooding,
-        Disconnect::ProtocolError,
-        Disconnect::StoreUnavailable,
-        Disconnect::Shutdown,
-    ];
-
-    /// The label for every way a session can end (the `match` is exhaustive on purpose:
-    /// a new `End` does not compile until it has a label).
-    pub fn of(end: &End) -> Self {
-        match end {
-            End::PeerClosed(_) => Disconnect::ClientClosed,
-            End::Disconnected | End::Transport(_) => Disconnect::ConnectionLost,
-            End::Unresponsive => Disconnect::PongTimeout,
-            End::WriteTimeout => Disconnect::WriteTimeout,
-            End::Evicted => Disconnect::SlowClient,
-            End::Flooding => Disconnect::Flooding,
-            End::Binary | End::Protocol(_) => Disconnect::ProtocolError,
-            End::Unavailable => Disconnect::StoreUnavailable,
-            End::Shutdown => Disconnect::Shutdown,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Disconnect::ClientClosed => "client_closed",
-            Disconnect::ConnectionLost => "connection_lost",
-            Disconnect::PongTimeout => "pong_timeout",
-            Disconnect::WriteTimeout => "write_timeout",
-            Disconnect::SlowClient => "slow_client",
-            Disconnect::Flooding => "flooding",
-            Disconnect::ProtocolError => "protocol_error",
-            Disconnect::StoreUnavailable => "store_unavailable",
-            Disconnect::Shutdown => "shutdown",
-        }
-    }
-}
-
-/// Why a posted message was not sent, as the `reason` label of
-/// `hubbub_messages_rejected_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    /// Over the connection's message rate.
-    RateLimited,
-    /// Over the message rate shared by the client's address.
-    AddressRateLimited,
-    /// Longer than `--max-message-chars`.
-    TooLong,
-    /// Not readable as a message (malformed JSON, control characters).
-    Invalid,
-    /// The commit queue was full.
-    Busy,
-    /// The server was shutting down.
-    ShuttingDown,
-    /// The store failed (unreachable, busy, timed out).
-    StoreUnavailable,
-    /// The store refused the data itself.
-    StoreRefused,
-}
-
-impl Rejection {
-    pub const ALL: [Rejection; 8] = [
-        Rejection::RateLimited,
-        Rejection::AddressRateLimited,
-        Rejection::TooLong,
-        Rejection::Invalid,
-        Rejection::Busy,
-        Rejection::ShuttingDown,
-        Rejection::StoreUnavailable,
-        Rejection::StoreRefused,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Rejection::RateLimited => "rate_limited",
-            Rejection::AddressRateLimited => "address_rate_limited",
-            Rejection::TooLong => "too_long",
-            Rejection::Invalid => "invalid",
-            Rejection::Busy => "busy",
-            Rejection::ShuttingDown => "shutting_down",
-            Rejection::StoreUnavailable => "store_unavailable",
-            Rejection::StoreRefused => "store_refused",
-        }
-    }
-
-    pub fn inbound(err: &InboundError) -> Self {
-        match err {
-            InboundError::TooLong { .. } => Rejection::TooLong,
-            InboundError::Malformed(_) | InboundError::ControlCharacters => Rejection::Invalid,
-        }
-    }
-
-    pub fn commit(err: &CommitError) -> Self {
-        match err {
-            CommitError::Store(err) => Rejection::store(err),
-            CommitError::Stopped => Rejection::ShuttingDown,
-            CommitError::Busy => Rejection::Busy,
-        }
-    }
-
-    pub fn store(err: &StoreError) -> Self {
-        if err.is_rejected() {
-            Rejection::StoreRefused
-        } else {
-            Rejection::StoreUnavailable
-        }
-    }
-}
 
 /// The server's counters, gauges and histograms, and the registry that names them.
 pub struct Metrics {
@@ -212,9 +72,9 @@ pub struct OpenSession<'a> {
 }
 
 impl OpenSession<'_> {
-    /// The session ended for `end`: counted by its reason (the gauge goes down on drop).
-    pub fn ended(self, end: &End) {
-        self.metrics.disconnects[Disconnect::of(end) as usize].inc();
+    /// The session ended: counted by why (the gauge goes down on drop).
+    pub fn ended(self, why: Disconnect) {
+        self.metrics.disconnects[why as usize].inc();
     }
 }
 
@@ -384,12 +244,8 @@ impl Metrics {
         OpenSession { metrics: self }
     }
 
-    pub fn refused(&self, refused: &Refused) {
-        let index = match refused {
-            Refused::Total(_) => 0,
-            Refused::PerAddress(_) => 1,
-        };
-        self.refused[index].inc();
+    pub fn refused(&self, why: Refusal) {
+        self.refused[why as usize].inc();
     }
 
     pub fn received(&self) {
@@ -522,50 +378,6 @@ fn by_reason<const N: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::ProtocolError;
-
-    #[test]
-    fn every_session_end_has_a_disconnect_reason_from_the_fixed_set() {
-        let ends = [
-            End::Shutdown,
-            End::Evicted,
-            End::PeerClosed(Some(1000)),
-            End::PeerClosed(None),
-            End::Disconnected,
-            End::Binary,
-            End::Flooding,
-            End::Protocol(ProtocolError::TooBig(1 << 20)),
-            End::Protocol(ProtocolError::Unmasked),
-            End::Unresponsive,
-            End::WriteTimeout,
-            End::Transport("reset".to_owned()),
-            End::Unavailable,
-        ];
-        let mut seen = Vec::new();
-        for end in &ends {
-            let reason = Disconnect::of(end);
-            assert!(Disconnect::ALL.contains(&reason), "{end:?}");
-            assert_eq!(
-                Disconnect::ALL[reason as usize],
-                reason,
-                "index of {reason:?}"
-            );
-            seen.push(reason);
-        }
-        // Every label is reachable, and the labels are distinct.
-        for reason in Disconnect::ALL {
-            assert!(seen.contains(&reason), "{reason:?} is never used");
-        }
-        let mut labels: Vec<&str> = Disconnect::ALL.iter().map(|d| d.label()).collect();
-        labels.sort_unstable();
-        labels.dedup();
-        assert_eq!(labels.len(), Disconnect::ALL.len());
-        assert_eq!(Disconnect::of(&End::Evicted).label(), "slow_client");
-        assert_eq!(
-            Disconnect::of(&End::PeerClosed(None)).label(),
-            "client_closed"
-        );
-    }
 
     #[test]
     fn rejection_labels_are_distinct_and_indexed_in_order() {
@@ -594,7 +406,7 @@ mod tests {
             text.contains("hubbub_messages_rejected_total{reason=\"rate_limited\"} 1\n"),
             "{text}"
         );
-        open.ended(&End::Shutdown);
+        open.ended(Disconnect::Shutdown);
         let after = metrics.encode();
         assert!(after.contains("hubbub_connections 0\n"), "{after}");
         assert!(

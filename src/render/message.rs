@@ -1,35 +1,12 @@
-//! Turns chat state into HTML: askama templates in, shared bytes out. No I/O.
-//!
-//! Every fragment sent down a socket carries `hx-swap-oob`, because htmx 4 swaps anything
-//! else into the connecting element and would wipe the page. A message is rendered once, by
-//! [`message`], into a [`Rendered`] whose bytes every session sends as they are.
+//! Messages: the fragment that appends one to every open page, and the history list a
+//! page or a reconnecting socket starts from.
 
 use std::ops::Range;
 
 use askama::Template;
-use axum::extract::ws::Utf8Bytes;
-use time::OffsetDateTime;
-use time::macros::format_description;
 
-use crate::domain::{ChatMessage, DisplayName, RoomName};
-use crate::http::assets::AssetUrls;
-use crate::hub::RoomCount;
-
-/// What rendering can fail with. Askama only fails on a broken template or a failing
-/// `Display` impl, so this is a bug, never the user's fault.
-#[derive(Debug, thiserror::Error)]
-#[error("rendering a template failed: {0}")]
-pub struct RenderError(#[from] askama::Error);
-
-/// Renders a fragment. Our fragment templates only display strings and numbers, which
-/// cannot fail; should one ever fail, the fragment is left out and the bug logged, rather
-/// than taking the connection down.
-fn fragment(template: &impl Template) -> String {
-    template.render().unwrap_or_else(|err| {
-        tracing::error!(error = %err, "rendering a fragment failed");
-        String::new()
-    })
-}
+use super::{Html, clock, colour, datetime, fragment};
+use crate::domain::{ChatMessage, RoomName};
 
 /// One message, rendered once: the frame that appends it to every open page, and the
 /// `<article>` inside it that the history is made of.
@@ -37,14 +14,14 @@ fn fragment(template: &impl Template) -> String {
 pub struct Rendered {
     pub id: u64,
     /// `<div id="messages" hx-swap-oob="beforeend"><article …>…</article></div>`
-    fragment: Utf8Bytes,
+    fragment: Html,
     /// Where the `<article>` sits inside `fragment`.
     article: Range<usize>,
 }
 
 impl Rendered {
     /// The bytes sent to every session: cloning shares them, it does not copy.
-    pub fn fragment(&self) -> &Utf8Bytes {
+    pub fn fragment(&self) -> &Html {
         &self.fragment
     }
 
@@ -136,14 +113,6 @@ fn find_link_start(text: &str) -> Option<usize> {
     None
 }
 
-/// A stable colour (one of twelve CSS classes) for a name.
-fn colour(name: &str) -> u8 {
-    let hash = name.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
-        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
-    });
-    (hash % 12) as u8
-}
-
 /// Renders a message into the fragment that appends it to the list.
 pub fn message(message: &ChatMessage) -> Rendered {
     let article = fragment(&MessageTemplate {
@@ -161,22 +130,9 @@ pub fn message(message: &ChatMessage) -> Rendered {
     fragment.push_str(CLOSE);
     Rendered {
         id: message.id,
-        fragment: Utf8Bytes::from(fragment),
+        fragment: Html::from(fragment),
         article: APPEND_OPEN.len()..end,
     }
-}
-
-/// Several frames as one: shared as it is when there is one, concatenated once otherwise.
-pub fn join<'a>(frames: impl IntoIterator<Item = &'a Utf8Bytes>) -> Utf8Bytes {
-    let frames: Vec<&Utf8Bytes> = frames.into_iter().collect();
-    if let [one] = frames.as_slice() {
-        return (*one).clone();
-    }
-    let mut joined = String::with_capacity(frames.iter().map(|f| f.len()).sum());
-    for frame in frames {
-        joined.push_str(frame.as_str());
-    }
-    Utf8Bytes::from(joined)
 }
 
 #[derive(Template)]
@@ -228,216 +184,13 @@ pub fn history_frame<'a>(
     room: &RoomName,
     messages: impl IntoIterator<Item = &'a Rendered>,
     has_older: bool,
-) -> Utf8Bytes {
+) -> Html {
     let inner = history_inner(room, messages, has_older);
     let mut frame = String::with_capacity(REPLACE_OPEN.len() + inner.len() + CLOSE.len());
     frame.push_str(REPLACE_OPEN);
     frame.push_str(&inner);
     frame.push_str(CLOSE);
-    Utf8Bytes::from(frame)
-}
-
-#[derive(Template)]
-#[template(path = "notice.html")]
-struct NoticeTemplate<'a> {
-    text: &'a str,
-}
-
-/// A message for one user only (an error about what they sent), shown above the input.
-pub fn notice(text: &str) -> Utf8Bytes {
-    Utf8Bytes::from(fragment(&NoticeTemplate { text }))
-}
-
-#[derive(Template)]
-#[template(path = "composer_input.html")]
-struct InputTemplate<'a> {
-    room: &'a str,
-    max_chars: u32,
-    value: &'a str,
-    oob: bool,
-}
-
-/// The message input, empty, for the page.
-fn input(room: &RoomName, max_chars: u32) -> String {
-    fragment(&InputTemplate {
-        room: room.as_str(),
-        max_chars,
-        value: "",
-        oob: false,
-    })
-}
-
-/// "Not sent: …" for the sender, with their text put back in the input.
-pub fn not_sent(reason: &str, text: &str, room: &RoomName, max_chars: u32) -> Utf8Bytes {
-    let mut html = fragment(&NoticeTemplate {
-        text: &format!("Not sent: {reason}"),
-    });
-    html.push_str(&fragment(&InputTemplate {
-        room: room.as_str(),
-        max_chars,
-        value: text,
-        oob: true,
-    }));
-    Utf8Bytes::from(html)
-}
-
-#[derive(Template)]
-#[template(path = "room_list.html")]
-struct RoomListTemplate<'a> {
-    rooms: &'a [RoomCount],
-    oob: bool,
-}
-
-/// The room list with online counts; `oob` for the copy sent down sockets.
-pub fn room_list(rooms: &[RoomCount], oob: bool) -> Utf8Bytes {
-    Utf8Bytes::from(fragment(&RoomListTemplate { rooms, oob }))
-}
-
-#[derive(Template)]
-#[template(path = "presence.html")]
-struct PresenceTemplate<'a> {
-    /// `(name, colour)` of those listed.
-    names: Vec<(&'a str, u8)>,
-    /// Everyone present, listed or not.
-    total: usize,
-    /// Present but not listed.
-    more: usize,
-    oob: bool,
-}
-
-/// The most names the presence list shows; a big room says "and N more".
-pub const PRESENCE_SHOWN: usize = 100;
-
-/// Who is in the room: the first names in list order (at most [`PRESENCE_SHOWN`] are
-/// shown) and how many are here in all.
-pub fn presence(names: &[DisplayName], total: usize, oob: bool) -> Utf8Bytes {
-    let listed: Vec<(&str, u8)> = names
-        .iter()
-        .take(PRESENCE_SHOWN)
-        .map(|n| (n.as_str(), colour(n.as_str())))
-        .collect();
-    let more = total.saturating_sub(listed.len());
-    Utf8Bytes::from(fragment(&PresenceTemplate {
-        names: listed,
-        total,
-        more,
-        oob,
-    }))
-}
-
-#[derive(Template)]
-#[template(path = "presence_count.html")]
-struct PresenceCountTemplate {
-    total: usize,
-    more: usize,
-}
-
-/// Only the count (and "and N more") of the presence list, for when the names it shows
-/// are unchanged.
-pub fn presence_count(total: usize, listed: usize) -> Utf8Bytes {
-    Utf8Bytes::from(fragment(&PresenceCountTemplate {
-        total,
-        more: total.saturating_sub(listed),
-    }))
-}
-
-#[derive(Template)]
-#[template(path = "typing.html")]
-struct TypingTemplate<'a> {
-    text: &'a str,
-}
-
-/// "alice is typing…", "alice and bob are typing…", "alice, bob and 3 others are typing…",
-/// or nothing.
-pub fn typing(names: &[&DisplayName]) -> Utf8Bytes {
-    let text = match names {
-        [] => String::new(),
-        [one] => format!("{one} is typing…"),
-        [one, two] => format!("{one} and {two} are typing…"),
-        [one, two, three] => format!("{one}, {two} and {three} are typing…"),
-        [one, two, rest @ ..] => format!("{one}, {two} and {} others are typing…", rest.len()),
-    };
-    Utf8Bytes::from(fragment(&TypingTemplate { text: &text }))
-}
-
-#[derive(Template)]
-#[template(path = "event.html")]
-struct EventTemplate<'a> {
-    text: &'a str,
-}
-
-/// A line in the log that is not a message ("alice joined"); not stored.
-pub fn event(text: &str) -> Utf8Bytes {
-    Utf8Bytes::from(fragment(&EventTemplate { text }))
-}
-
-#[derive(Template)]
-#[template(path = "page.html")]
-struct PageTemplate<'a> {
-    assets: &'a AssetUrls,
-    room: &'a str,
-    me: &'a str,
-    history: &'a str,
-    input: &'a str,
-    room_list: &'a str,
-    presence: &'a str,
-}
-
-/// Everything the chat page shows.
-pub struct Page<'a> {
-    pub room: &'a RoomName,
-    pub me: &'a str,
-    pub max_chars: u32,
-    /// Already-rendered list contents, from [`history_inner`].
-    pub history: &'a str,
-    pub rooms: &'a [RoomCount],
-    pub present: &'a [DisplayName],
-}
-
-/// The chat page.
-pub fn page(page: &Page<'_>) -> Result<String, RenderError> {
-    let rooms = room_list(page.rooms, false);
-    let present = presence(page.present, page.present.len(), false);
-    Ok(PageTemplate {
-        assets: AssetUrls::get(),
-        room: page.room.as_str(),
-        me: page.me,
-        history: page.history,
-        input: &input(page.room, page.max_chars),
-        room_list: rooms.as_str(),
-        presence: present.as_str(),
-    }
-    .render()?)
-}
-
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorTemplate<'a> {
-    assets: &'a AssetUrls,
-    status: &'a str,
-    message: &'a str,
-}
-
-/// A whole page explaining an HTTP error.
-pub fn error_page(status: &str, message: &str) -> Result<String, RenderError> {
-    Ok(ErrorTemplate {
-        assets: AssetUrls::get(),
-        status,
-        message,
-    }
-    .render()?)
-}
-
-fn datetime(at: OffsetDateTime) -> String {
-    at.format(format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    ))
-    .unwrap_or_default()
-}
-
-fn clock(at: OffsetDateTime) -> String {
-    at.format(format_description!("[hour]:[minute]"))
-        .unwrap_or_default()
+    Html::from(frame)
 }
 
 #[cfg(test)]
@@ -537,33 +290,6 @@ mod tests {
     }
 
     #[test]
-    fn a_big_room_lists_a_hundred_names_and_counts_the_rest() {
-        let names: Vec<DisplayName> = (0..150)
-            .map(|i| DisplayName::parse(&format!("user {i:03}")).unwrap())
-            .collect();
-        let html = presence(&names, names.len(), true);
-        let html = html.as_str();
-        assert_eq!(html.matches("<li>").count(), 100);
-        assert!(
-            html.contains(r#"<span id="presence-count" class="count">150</span>"#)
-                && html.contains(">and 50 more<"),
-            "{html}"
-        );
-        let count = presence_count(151, 100);
-        assert_eq!(
-            count.as_str(),
-            r#"<span id="presence-count" class="count" hx-swap-oob="true">151</span><p id="presence-more" class="more" hx-swap-oob="true">and 51 more</p>"#
-        );
-        let small = presence_count(3, 3);
-        assert!(
-            small
-                .as_str()
-                .contains(r#"class="more" hx-swap-oob="true" hidden>"#),
-            "{small}"
-        );
-    }
-
-    #[test]
     fn names_keep_their_colour() {
         assert_eq!(colour("alice"), colour("alice"));
         assert!((0..12).contains(&colour("bob")));
@@ -572,35 +298,6 @@ mod tests {
             html.article()
                 .contains(&format!(r#"class="author c{}""#, colour("guest-00ff")))
         );
-    }
-
-    #[test]
-    fn typing_lines_read_naturally() {
-        let names: Vec<DisplayName> = ["ann", "bo", "cy", "di"]
-            .iter()
-            .map(|n| DisplayName::parse(n).unwrap())
-            .collect();
-        let refs: Vec<&DisplayName> = names.iter().collect();
-        assert!(typing(&[]).as_str().contains("\"true\"></p>"));
-        assert!(typing(&refs[..1]).as_str().contains(">ann is typing…<"));
-        assert!(
-            typing(&refs[..2])
-                .as_str()
-                .contains(">ann and bo are typing…<")
-        );
-        assert!(
-            typing(&refs)
-                .as_str()
-                .contains(">ann, bo and 2 others are typing…<")
-        );
-    }
-
-    #[test]
-    fn several_frames_join_in_order_and_one_is_shared() {
-        let a = Utf8Bytes::from("<a/>".to_owned());
-        assert_eq!(join([&a]).as_str().as_ptr(), a.as_str().as_ptr());
-        let (b, c) = (Utf8Bytes::from("<b/>"), Utf8Bytes::from("<c/>"));
-        assert_eq!(join([&a, &b, &c]).as_str(), "<a/><b/><c/>");
     }
 
     #[test]
@@ -642,31 +339,5 @@ mod tests {
         );
         let none = older_page(&general, &[], false);
         assert!(none.contains("Start of conversation") && !none.contains("<article"));
-    }
-
-    #[test]
-    fn notices_are_out_of_band_and_escaped() {
-        let html = notice("bad <b>");
-        assert!(html.as_str().contains(r#"hx-swap-oob="true""#));
-        assert!(
-            html.as_str().contains("bad &#60;b&#62;") || html.as_str().contains("bad &lt;b&gt;")
-        );
-    }
-
-    #[test]
-    fn not_sent_puts_the_text_back_escaped() {
-        let html = not_sent(
-            "the store is down.",
-            "my \"<text>\"",
-            &RoomName::general(),
-            2000,
-        );
-        let html = html.as_str();
-        assert!(html.contains("Not sent: the store is down."));
-        assert!(html.contains(r#"<input id="text""#) && html.contains(r#"hx-swap-oob="true""#));
-        assert!(
-            !html.contains("<text>") && html.contains("value=\"my "),
-            "{html}"
-        );
     }
 }

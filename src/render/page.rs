@@ -1,0 +1,76 @@
+//! Whole pages: the chat page and the error page.
+
+use askama::Template;
+
+use super::status::input;
+use super::{RenderError, RoomCount, presence, room_list};
+use crate::domain::{DisplayName, RoomName};
+
+/// The URLs a page links to for its scripts and styles (the embedded assets' hashed URLs,
+/// which the HTTP layer knows).
+#[derive(Debug)]
+pub struct AssetUrls {
+    pub htmx_js: &'static str,
+    pub hx_ws_js: &'static str,
+    pub app_css: &'static str,
+    pub app_js: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "page.html")]
+struct PageTemplate<'a> {
+    assets: &'a AssetUrls,
+    room: &'a str,
+    me: &'a str,
+    history: &'a str,
+    input: &'a str,
+    room_list: &'a str,
+    presence: &'a str,
+}
+
+/// Everything the chat page shows.
+pub struct Page<'a> {
+    /// Where the page's scripts and styles are.
+    pub assets: &'a AssetUrls,
+    pub room: &'a RoomName,
+    pub me: &'a str,
+    pub max_chars: u32,
+    /// Already-rendered list contents, from [`history_inner`].
+    pub history: &'a str,
+    pub rooms: &'a [RoomCount],
+    pub present: &'a [DisplayName],
+}
+
+/// The chat page.
+pub fn page(page: &Page<'_>) -> Result<String, RenderError> {
+    let rooms = room_list(page.rooms, false);
+    let present = presence(page.present, page.present.len(), false);
+    Ok(PageTemplate {
+        assets: page.assets,
+        room: page.room.as_str(),
+        me: page.me,
+        history: page.history,
+        input: &input(page.room, page.max_chars),
+        room_list: rooms.as_str(),
+        presence: present.as_str(),
+    }
+    .render()?)
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorTemplate<'a> {
+    assets: &'a AssetUrls,
+    status: &'a str,
+    message: &'a str,
+}
+
+/// A whole page explaining an HTTP error.
+pub fn error_page(assets: &AssetUrls, status: &str, message: &str) -> Result<String, RenderError> {
+    Ok(ErrorTemplate {
+        assets,
+        status,
+        message,
+    }
+    .render()?)
+}

@@ -1,0 +1,227 @@
+//! What is true while people are connected: who is here, who is typing, the rooms and
+//! their counts; and the notices only one user sees.
+
+use askama::Template;
+
+use super::{Html, colour, fragment};
+use crate::domain::{DisplayName, RoomName};
+
+/// One line of the room list: a room and how many users are in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomCount {
+    pub room: RoomName,
+    pub online: usize,
+}
+
+#[derive(Template)]
+#[template(path = "notice.html")]
+struct NoticeTemplate<'a> {
+    text: &'a str,
+}
+
+/// A message for one user only (an error about what they sent), shown above the input.
+pub fn notice(text: &str) -> Html {
+    Html::from(fragment(&NoticeTemplate { text }))
+}
+
+#[derive(Template)]
+#[template(path = "composer_input.html")]
+struct InputTemplate<'a> {
+    room: &'a str,
+    max_chars: u32,
+    value: &'a str,
+    oob: bool,
+}
+
+/// The message input, empty, for the page.
+pub(super) fn input(room: &RoomName, max_chars: u32) -> String {
+    fragment(&InputTemplate {
+        room: room.as_str(),
+        max_chars,
+        value: "",
+        oob: false,
+    })
+}
+
+/// "Not sent: …" for the sender, with their text put back in the input.
+pub fn not_sent(reason: &str, text: &str, room: &RoomName, max_chars: u32) -> Html {
+    let mut html = fragment(&NoticeTemplate {
+        text: &format!("Not sent: {reason}"),
+    });
+    html.push_str(&fragment(&InputTemplate {
+        room: room.as_str(),
+        max_chars,
+        value: text,
+        oob: true,
+    }));
+    Html::from(html)
+}
+
+#[derive(Template)]
+#[template(path = "room_list.html")]
+struct RoomListTemplate<'a> {
+    rooms: &'a [RoomCount],
+    oob: bool,
+}
+
+/// The room list with online counts; `oob` for the copy sent down sockets.
+pub fn room_list(rooms: &[RoomCount], oob: bool) -> Html {
+    Html::from(fragment(&RoomListTemplate { rooms, oob }))
+}
+
+#[derive(Template)]
+#[template(path = "presence.html")]
+struct PresenceTemplate<'a> {
+    /// `(name, colour)` of those listed.
+    names: Vec<(&'a str, u8)>,
+    /// Everyone present, listed or not.
+    total: usize,
+    /// Present but not listed.
+    more: usize,
+    oob: bool,
+}
+
+/// The most names the presence list shows; a big room says "and N more".
+pub const PRESENCE_SHOWN: usize = 100;
+
+/// Who is in the room: the first names in list order (at most [`PRESENCE_SHOWN`] are
+/// shown) and how many are here in all.
+pub fn presence(names: &[DisplayName], total: usize, oob: bool) -> Html {
+    let listed: Vec<(&str, u8)> = names
+        .iter()
+        .take(PRESENCE_SHOWN)
+        .map(|n| (n.as_str(), colour(n.as_str())))
+        .collect();
+    let more = total.saturating_sub(listed.len());
+    Html::from(fragment(&PresenceTemplate {
+        names: listed,
+        total,
+        more,
+        oob,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "presence_count.html")]
+struct PresenceCountTemplate {
+    total: usize,
+    more: usize,
+}
+
+/// Only the count (and "and N more") of the presence list, for when the names it shows
+/// are unchanged.
+pub fn presence_count(total: usize, listed: usize) -> Html {
+    Html::from(fragment(&PresenceCountTemplate {
+        total,
+        more: total.saturating_sub(listed),
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "typing.html")]
+struct TypingTemplate<'a> {
+    text: &'a str,
+}
+
+/// "alice is typing…", "alice and bob are typing…", "alice, bob and 3 others are typing…",
+/// or nothing.
+pub fn typing(names: &[&DisplayName]) -> Html {
+    let text = match names {
+        [] => String::new(),
+        [one] => format!("{one} is typing…"),
+        [one, two] => format!("{one} and {two} are typing…"),
+        [one, two, three] => format!("{one}, {two} and {three} are typing…"),
+        [one, two, rest @ ..] => format!("{one}, {two} and {} others are typing…", rest.len()),
+    };
+    Html::from(fragment(&TypingTemplate { text: &text }))
+}
+
+#[derive(Template)]
+#[template(path = "event.html")]
+struct EventTemplate<'a> {
+    text: &'a str,
+}
+
+/// A line in the log that is not a message ("alice joined"); not stored.
+pub fn event(text: &str) -> Html {
+    Html::from(fragment(&EventTemplate { text }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_big_room_lists_a_hundred_names_and_counts_the_rest() {
+        let names: Vec<DisplayName> = (0..150)
+            .map(|i| DisplayName::parse(&format!("user {i:03}")).unwrap())
+            .collect();
+        let html = presence(&names, names.len(), true);
+        let html = html.as_str();
+        assert_eq!(html.matches("<li>").count(), 100);
+        assert!(
+            html.contains(r#"<span id="presence-count" class="count">150</span>"#)
+                && html.contains(">and 50 more<"),
+            "{html}"
+        );
+        let count = presence_count(151, 100);
+        assert_eq!(
+            count.as_str(),
+            r#"<span id="presence-count" class="count" hx-swap-oob="true">151</span><p id="presence-more" class="more" hx-swap-oob="true">and 51 more</p>"#
+        );
+        let small = presence_count(3, 3);
+        assert!(
+            small
+                .as_str()
+                .contains(r#"class="more" hx-swap-oob="true" hidden>"#),
+            "{small}"
+        );
+    }
+
+    #[test]
+    fn typing_lines_read_naturally() {
+        let names: Vec<DisplayName> = ["ann", "bo", "cy", "di"]
+            .iter()
+            .map(|n| DisplayName::parse(n).unwrap())
+            .collect();
+        let refs: Vec<&DisplayName> = names.iter().collect();
+        assert!(typing(&[]).as_str().contains("\"true\"></p>"));
+        assert!(typing(&refs[..1]).as_str().contains(">ann is typing…<"));
+        assert!(
+            typing(&refs[..2])
+                .as_str()
+                .contains(">ann and bo are typing…<")
+        );
+        assert!(
+            typing(&refs)
+                .as_str()
+                .contains(">ann, bo and 2 others are typing…<")
+        );
+    }
+
+    #[test]
+    fn notices_are_out_of_band_and_escaped() {
+        let html = notice("bad <b>");
+        assert!(html.as_str().contains(r#"hx-swap-oob="true""#));
+        assert!(
+            html.as_str().contains("bad &#60;b&#62;") || html.as_str().contains("bad &lt;b&gt;")
+        );
+    }
+
+    #[test]
+    fn not_sent_puts_the_text_back_escaped() {
+        let html = not_sent(
+            "the store is down.",
+            "my \"<text>\"",
+            &RoomName::general(),
+            2000,
+        );
+        let html = html.as_str();
+        assert!(html.contains("Not sent: the store is down."));
+        assert!(html.contains(r#"<input id="text""#) && html.contains(r#"hx-swap-oob="true""#));
+        assert!(
+            !html.contains("<text>") && html.contains("value=\"my "),
+            "{html}"
+        );
+    }
+}

@@ -1,0 +1,393 @@
+//! One WebSocket connection: one task, one `select!` over the socket, the keep-alive timer,
+//! commits in flight, eviction and shutdown.
+//!
+//! The read side decodes what htmx sends ([`crate::wire`]) and submits it for commit (the
+//! committer broadcasts it once stored; a failure comes back here as "not sent" with the
+//! text put back in the input). The write side is the connection's [`Outlet`], shared with
+//! the hub: broadcast frames are written by the hub straight to the socket, and this task
+//! only steps in when the socket could not take everything, draining the queue with
+//! vectored writes as it becomes writable. An idle connection is this task, its socket and
+//! its outlet: no read or write buffer is held while nothing is in flight.
+//!
+//! - [`connection`]: the socket, the decoder, and the closing handshake.
+//! - [`end`]: every way a session can end, and the close code each sends.
+//! - [`limits`]: the connection's rate limits.
+//!
+//! [`Outlet`]: crate::outlet::Outlet
+
+mod connection;
+mod end;
+mod limits;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesOrdered;
+use futures_util::{FutureExt, StreamExt};
+use governor::Quota;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use self::connection::Connection;
+pub use self::end::{End, close_code};
+use self::limits::{Limits, Verdict};
+use crate::commit::{CommitError, Committer};
+use crate::config::Config;
+use crate::domain::{
+    DisplayName, Inbound, InboundError, MessageText, NewMessage, RoomName, UserId,
+};
+use crate::hub::{Hub, Membership, NotLoaded, SessionId};
+use crate::limits::{ClientLimits, per_second};
+use crate::metrics::Rejection;
+use crate::outlet::Outlet;
+use crate::render::{self, Html};
+use crate::wire::{Frame, Incoming};
+
+/// Messages one session may have waiting for their commit. When that many are in flight
+/// the session stops reading until one is answered.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// The per-connection settings, taken from [`Config`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_message_chars: u32,
+    pub max_frame_bytes: usize,
+    pub send_queue: usize,
+    pub ping_interval: Duration,
+    pub pong_timeout: Duration,
+    pub write_timeout: Duration,
+    /// How long shutdown waits for connections: a closing session stays within it.
+    pub shutdown_grace: Duration,
+    /// Posts allowed per connection (`--message-rate`, `--message-burst`).
+    pub message_quota: Quota,
+    /// Typing events allowed per connection (`--typing-rate`, burst twice that).
+    pub typing_quota: Quota,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            max_message_chars: config.max_message_chars,
+            max_frame_bytes: config.max_frame_bytes as usize,
+            send_queue: config.send_queue as usize,
+            ping_interval: config.ping_interval,
+            pong_timeout: config.pong_timeout,
+            write_timeout: config.write_timeout,
+            shutdown_grace: config.shutdown_grace,
+            message_quota: per_second(config.message_rate, config.message_burst),
+            typing_quota: per_second(config.typing_rate, config.typing_rate.saturating_mul(2)),
+        }
+    }
+}
+
+/// The room a session is in, and the handles it needs there.
+#[derive(Clone)]
+pub struct Room {
+    pub hub: Hub,
+    pub committer: Committer,
+    pub room: RoomName,
+    /// The client's address and its shared allowance; `None` when exempt.
+    pub address: Option<ClientLimits>,
+}
+
+/// A submitted message waiting for its commit: the text (to put back if it fails) and
+/// the outcome.
+type InFlight = BoxFuture<'static, (MessageText, Result<u64, CommitError>)>;
+
+/// What one text frame asks for.
+enum Request {
+    Nothing,
+    Post(MessageText),
+    Typing,
+}
+
+/// Runs one upgraded connection until it ends, then closes it. `leftover` is what the
+/// HTTP layer read past the upgrade request. Returns why it ended.
+pub async fn run(
+    socket: TcpStream,
+    leftover: Bytes,
+    place: Room,
+    user: UserId,
+    name: DisplayName,
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> End {
+    let mut conn = Connection::new(socket, &leftover, &settings);
+    // `leftover` may be a view into hyper's whole read buffer: let it go now, not when
+    // the session ends.
+    drop(leftover);
+    let Room {
+        hub,
+        committer,
+        room,
+        address,
+    } = place;
+    let membership = match join(&hub, &committer, &room, &user, &name, &conn.outlet).await {
+        Ok(membership) => membership,
+        Err(end) => {
+            connection::close(&mut conn, &end, &settings).await;
+            return end;
+        }
+    };
+    let mut session = Session {
+        limits: Limits::new(&settings, address),
+        conn,
+        hub,
+        committer,
+        room,
+        name,
+        id: membership.id,
+        settings,
+        in_flight: FuturesOrdered::new(),
+        last_heard: Instant::now(),
+    };
+    tracing::debug!(id = ?session.id, room = %session.room, name = %session.name, "session started");
+    let end = session.serve(&membership, &shutdown).await;
+    session.hub.leave(&session.room, session.id);
+    tracing::debug!(id = ?session.id, room = %session.room, name = %session.name, ?end, "session ended");
+    connection::close(&mut session.conn, &end, &session.settings).await;
+    end
+}
+
+/// A session in its room: the connection and everything its loop needs.
+struct Session {
+    conn: Connection,
+    hub: Hub,
+    committer: Committer,
+    room: RoomName,
+    /// The name the session connected under; it posts under the hub's current one.
+    name: DisplayName,
+    id: SessionId,
+    settings: Settings,
+    limits: Limits,
+    /// Posts waiting for their commit, answered in order.
+    in_flight: FuturesOrdered<InFlight>,
+    /// When a whole frame last arrived (a pong included).
+    last_heard: Instant,
+}
+
+impl Session {
+    /// The session's loop, from joining the room until the first reason to end.
+    async fn serve(&mut self, membership: &Membership, shutdown: &CancellationToken) -> End {
+        let outlet = Arc::clone(&self.conn.outlet);
+        let socket = Arc::clone(&self.conn.socket);
+        let ping_interval = self.settings.ping_interval;
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Set while frames wait in the outlet: when the socket last took something.
+        let mut flushing: Option<Instant> = None;
+        // What the hyper layer read past the upgrade request is decoded first.
+        let mut decode_now = !self.conn.pending.is_empty();
+
+        loop {
+            if decode_now {
+                decode_now = false;
+                if let Err(end) = self.handle_input() {
+                    return end;
+                }
+            }
+            let write_deadline =
+                flushing.unwrap_or_else(Instant::now) + self.settings.write_timeout;
+            tokio::select! {
+                () = shutdown.cancelled() => return End::Shutdown,
+                () = membership.evicted.cancelled() => return End::Evicted,
+                () = outlet.queued(), if flushing.is_none() => {
+                    flushing = Some(Instant::now());
+                    match outlet.flush() {
+                        Ok(true) => flushing = None,
+                        Ok(false) => {}
+                        Err(err) => return End::Transport(err.to_string()),
+                    }
+                }
+                ready = socket.writable(), if flushing.is_some() => {
+                    if let Err(err) = ready {
+                        return End::Transport(err.to_string());
+                    }
+                    match outlet.flush() {
+                        Ok(true) => flushing = None,
+                        Ok(false) => flushing = Some(Instant::now()),
+                        Err(err) => return End::Transport(err.to_string()),
+                    }
+                }
+                () = tokio::time::sleep_until(write_deadline), if flushing.is_some() => {
+                    return End::WriteTimeout;
+                }
+                Some((text, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    // Messages left undecoded while too many were in flight go next.
+                    decode_now = !self.conn.pending.is_empty();
+                    if let Err(err) = outcome {
+                        let notice = self.not_sent(err.user_message(), &text);
+                        if let Err(end) = self.conn.send(&Frame::text(notice.as_str())) {
+                            return end;
+                        }
+                    }
+                }
+                ready = socket.readable(), if self.in_flight.len() < MAX_IN_FLIGHT => {
+                    if let Err(err) = ready {
+                        return End::Transport(err.to_string());
+                    }
+                    match self.conn.read_available() {
+                        Ok(true) => {}
+                        Ok(false) => return End::Disconnected,
+                        Err(err) => return End::Transport(err.to_string()),
+                    }
+                    decode_now = true;
+                }
+                _ = ping.tick() => {
+                    if self.last_heard.elapsed() >= self.settings.pong_timeout {
+                        return End::Unresponsive;
+                    }
+                    if let Err(end) = self.conn.send(&Frame::ping()) {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes and handles the whole messages read so far, stopping while `MAX_IN_FLIGHT`
+    /// messages wait for their commit (the rest stay buffered). Only a whole message (a
+    /// pong included) counts as hearing from the peer, so trickling bytes of a frame that
+    /// never ends does not keep a connection alive.
+    fn handle_input(&mut self) -> Result<(), End> {
+        while self.in_flight.len() < MAX_IN_FLIGHT {
+            let next = self.conn.next_message().map_err(End::Protocol)?;
+            let Some(message) = next else {
+                return Ok(());
+            };
+            self.last_heard = Instant::now();
+            let text = match message {
+                Incoming::Text(text) => text,
+                Incoming::Binary => return Err(End::Binary),
+                Incoming::Close(code) => return Err(End::PeerClosed(code)),
+                Incoming::Ping(payload) => {
+                    self.conn.send(&Frame::pong(&payload))?;
+                    continue;
+                }
+                Incoming::Pong => continue,
+            };
+            match parse(&text, &self.settings) {
+                Ok(Request::Typing) => self.typing()?,
+                Ok(Request::Nothing) => self.hub.metrics().received(),
+                Ok(Request::Post(text)) => {
+                    self.hub.metrics().received();
+                    self.post(text)?;
+                }
+                Err(err) => {
+                    self.hub.metrics().received();
+                    self.hub.metrics().rejected(inbound_rejection(&err));
+                    tracing::debug!(error = %err, "refused an inbound frame");
+                    self.notice(&render::notice(&format!("Not sent: {err}")))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A typing event: announced unless over the typing rate (then simply not announced).
+    fn typing(&mut self) -> Result<(), End> {
+        if self.limits.allow(true)? == Verdict::Allowed {
+            self.hub.typing(&self.room, self.id, Instant::now());
+        } else {
+            self.hub.metrics().typing_dropped();
+        }
+        Ok(())
+    }
+
+    /// A post: submitted for commit if the limits allow, "not sent" with the text put back
+    /// otherwise.
+    fn post(&mut self, text: MessageText) -> Result<(), End> {
+        let (rejection, reason) = match self.limits.allow(false)? {
+            Verdict::Allowed => {
+                // The name may have changed since the connection opened.
+                let author = self
+                    .hub
+                    .name_of(&self.room, self.id)
+                    .unwrap_or_else(|| self.name.clone());
+                let message = NewMessage::now(self.room.clone(), author, text.clone());
+                // Queued at once: from here on the message is stored (or its sender told
+                // why not) even if this session ends before the answer comes.
+                match self.committer.submit(message) {
+                    Ok(answer) => {
+                        self.in_flight.push_back(
+                            async move { (text, answer.await.unwrap_or(Err(CommitError::Stopped))) }
+                                .boxed(),
+                        );
+                        return Ok(());
+                    }
+                    Err(err) => (err.rejection(), err.user_message()),
+                }
+            }
+            Verdict::Connection => (
+                Rejection::RateLimited,
+                "you are sending too fast; wait a moment.",
+            ),
+            Verdict::Address => (
+                Rejection::AddressRateLimited,
+                "too many messages from your address; wait a moment.",
+            ),
+        };
+        self.hub.metrics().rejected(rejection);
+        let notice = self.not_sent(reason, &text);
+        self.notice(&notice)
+    }
+
+    /// "Not sent: …" with the text put back in the input.
+    fn not_sent(&self, reason: &str, text: &MessageText) -> Html {
+        render::not_sent(
+            reason,
+            text.as_str(),
+            &self.room,
+            self.settings.max_message_chars,
+        )
+    }
+
+    /// A fragment for this connection alone.
+    fn notice(&self, html: &Html) -> Result<(), End> {
+        self.conn.send(&Frame::text(html.as_str()))
+    }
+}
+
+/// Joins the room, loading it again should it have left memory since the upgrade.
+async fn join(
+    hub: &Hub,
+    committer: &Committer,
+    room: &RoomName,
+    user: &UserId,
+    name: &DisplayName,
+    outlet: &Arc<Outlet>,
+) -> Result<Membership, End> {
+    for _ in 0..3 {
+        match hub.join(room, user.clone(), name.clone(), Arc::clone(outlet)) {
+            Ok(membership) => return Ok(membership),
+            Err(NotLoaded(_)) => committer
+                .load_room(room)
+                .await
+                .map_err(|_| End::Unavailable)?,
+        }
+    }
+    Err(End::Unavailable)
+}
+
+/// Parses one text frame into what it asks for, or why it cannot be sent.
+fn parse(frame: &str, settings: &Settings) -> Result<Request, InboundError> {
+    match Inbound::parse(frame)? {
+        Inbound::Typing => Ok(Request::Typing),
+        Inbound::Message { text } => MessageText::parse(&text, settings.max_message_chars as usize)
+            .map(|text| text.map_or(Request::Nothing, Request::Post)),
+    }
+}
+
+/// Why an unreadable frame was not sent, for `hubbub_messages_rejected_total`.
+fn inbound_rejection(err: &InboundError) -> Rejection {
+    match err {
+        InboundError::TooLong { .. } => Rejection::TooLong,
+        InboundError::Malformed(_) | InboundError::ControlCharacters => Rejection::Invalid,
+    }
+}

@@ -1,0 +1,256 @@
+//! Sessions on real loopback connections, against a hub and a committer over a fresh
+//! SQLite file: keep-alive, shutdown, early bytes, closes, bursts and trickles.
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::*;
+use crate::wire::{Decoder, Role};
+
+/// The client's end of a real loopback connection, speaking frames.
+struct Peer {
+    stream: TcpStream,
+    decoder: Decoder,
+    buf: BytesMut,
+}
+
+impl Peer {
+    async fn next(&mut self) -> Option<Incoming> {
+        loop {
+            if let Some(message) = self.decoder.decode(&mut self.buf).unwrap() {
+                return Some(message);
+            }
+            if self.stream.read_buf(&mut self.buf).await.ok()? == 0 {
+                return None;
+            }
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+}
+
+/// A server end for the session and a client end for the test.
+async fn connected() -> (TcpStream, Peer) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let peer = Peer {
+        stream: client,
+        decoder: Decoder::new(Role::Client, 1 << 20),
+        buf: BytesMut::new(),
+    };
+    (server, peer)
+}
+
+/// Short keep-alive periods, so the tests run in real time.
+fn settings() -> Settings {
+    Settings {
+        ping_interval: Duration::from_millis(100),
+        pong_timeout: Duration::from_millis(300),
+        message_quota: per_second(1000, 1000),
+        ..Settings::from_config(&Config::defaults())
+    }
+}
+
+fn guest() -> DisplayName {
+    DisplayName::parse("guest-0001").unwrap()
+}
+
+/// A hub and a committer over a store in a fresh SQLite file.
+async fn room() -> (Room, tempfile::TempDir) {
+    let (committer, hub, _task, dir) = crate::commit::for_tests(CancellationToken::new()).await;
+    let room = RoomName::general();
+    committer.load_room(&room).await.unwrap();
+    (
+        Room {
+            hub,
+            committer,
+            room,
+            address: None,
+        },
+        dir,
+    )
+}
+
+/// A session on a real loopback connection, in a room of its own.
+async fn start(
+    leftover: Bytes,
+    shutdown: CancellationToken,
+) -> (tokio::task::JoinHandle<End>, Peer, tempfile::TempDir) {
+    let (place, dir) = room().await;
+    let (socket, peer) = connected().await;
+    let session = tokio::spawn(run(
+        socket,
+        leftover,
+        place,
+        UserId::generate(),
+        guest(),
+        settings(),
+        shutdown,
+    ));
+    (session, peer, dir)
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answers_pings_is_dropped_after_the_pong_timeout() {
+    let started = Instant::now();
+    let (session, mut peer, _dir) = start(Bytes::new(), CancellationToken::new()).await;
+
+    let mut pings = 0;
+    let close = loop {
+        match peer.next().await {
+            Some(Incoming::Ping(_)) => pings += 1,
+            Some(Incoming::Close(code)) => break code,
+            Some(_) => {}
+            None => panic!("no close frame"),
+        }
+    };
+    assert_eq!(close, Some(close_code::GOING_AWAY));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300),
+        "closed after {waited:?}, before the pong timeout"
+    );
+    assert!(pings >= 2, "pings every 100 ms went unanswered ({pings})");
+    drop(peer);
+    assert_eq!(session.await.unwrap(), End::Unresponsive);
+}
+
+#[tokio::test]
+async fn a_peer_that_answers_pings_stays_until_shutdown_and_gets_1012() {
+    let shutdown = CancellationToken::new();
+    let (session, mut peer, _dir) = start(Bytes::new(), shutdown.clone()).await;
+
+    // Three pong timeouts' worth of answered pings.
+    let until = Instant::now() + Duration::from_millis(900);
+    let mut pings = 0;
+    while let Ok(next) = tokio::time::timeout_at(until, peer.next()).await {
+        match next {
+            Some(Incoming::Ping(payload)) => {
+                pings += 1;
+                peer.send(&crate::wire::client_pong(&payload, [1, 2, 3, 4]))
+                    .await;
+            }
+            Some(Incoming::Text(_)) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(pings >= 6, "a ping every 100 ms ({pings})");
+
+    shutdown.cancel();
+    let close = loop {
+        match peer.next().await {
+            Some(Incoming::Close(code)) => break code,
+            Some(_) => {}
+            None => panic!("no close frame"),
+        }
+    };
+    assert_eq!(close, Some(close_code::SERVICE_RESTART));
+    peer.send(&crate::wire::client_close(1000, [9, 9, 9, 9]))
+        .await;
+    assert_eq!(session.await.unwrap(), End::Shutdown);
+}
+
+#[tokio::test]
+async fn bytes_read_past_the_upgrade_are_handled_first() {
+    // A message that arrived with the upgrade request, before the session began.
+    let leftover = crate::wire::client_frame(true, br#"{"text":"early bird"}"#, [7, 7, 7, 7]);
+    let (session, mut peer, _dir) = start(Bytes::from(leftover), CancellationToken::new()).await;
+    let posted = loop {
+        match peer.next().await {
+            Some(Incoming::Text(text)) if text.contains("early bird") => break text,
+            Some(_) => {}
+            None => panic!("the early message never came back"),
+        }
+    };
+    assert!(posted.contains("guest-0001"), "{posted}");
+    peer.send(&crate::wire::client_close(1000, [1, 1, 1, 1]))
+        .await;
+    assert_eq!(session.await.unwrap(), End::PeerClosed(Some(1000)));
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_the_same_code() {
+    let (session, mut peer, _dir) = start(Bytes::new(), CancellationToken::new()).await;
+    assert!(matches!(peer.next().await, Some(Incoming::Text(_))));
+    peer.send(&crate::wire::client_close(4000, [3, 1, 4, 1]))
+        .await;
+    let answer = loop {
+        match peer.next().await {
+            Some(Incoming::Close(code)) => break code,
+            Some(_) => {}
+            None => panic!("no close frame"),
+        }
+    };
+    assert_eq!(answer, Some(4000));
+    assert_eq!(session.await.unwrap(), End::PeerClosed(Some(4000)));
+    assert_eq!(
+        peer.next().await,
+        None,
+        "the server closed the TCP connection"
+    );
+}
+
+#[tokio::test]
+async fn a_burst_larger_than_the_in_flight_limit_is_posted_in_full_and_in_order() {
+    let (session, mut peer, _dir) = start(Bytes::new(), CancellationToken::new()).await;
+    assert!(matches!(peer.next().await, Some(Incoming::Text(_))));
+    // Forty posts in one write: more than may wait for their commit at once.
+    let mut burst = Vec::new();
+    for i in 0..40 {
+        let json = format!(r#"{{"text":"burst {i:02}"}}"#);
+        burst.extend(crate::wire::client_frame(
+            true,
+            json.as_bytes(),
+            [5, 6, 7, 8],
+        ));
+    }
+    peer.send(&burst).await;
+    let mut seen = Vec::new();
+    while seen.len() < 40 {
+        match tokio::time::timeout(Duration::from_secs(10), peer.next()).await {
+            Ok(Some(Incoming::Text(text))) => {
+                for part in text.split("burst ").skip(1) {
+                    seen.push(part[..2].parse::<u32>().unwrap());
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!("only {} of 40 came back: {seen:?}", seen.len()),
+        }
+    }
+    assert_eq!(seen, (0..40).collect::<Vec<_>>());
+    peer.send(&crate::wire::client_close(1000, [1, 1, 1, 1]))
+        .await;
+    assert_eq!(session.await.unwrap(), End::PeerClosed(Some(1000)));
+}
+
+#[tokio::test]
+async fn trickling_a_frame_that_never_ends_does_not_keep_a_connection_alive() {
+    let (session, mut peer, _dir) = start(Bytes::new(), CancellationToken::new()).await;
+    assert!(matches!(peer.next().await, Some(Incoming::Text(_))));
+    // The header of a 1,000-byte text frame, then one byte every 50 ms.
+    let frame = crate::wire::client_frame(true, &[b'x'; 1000], [1, 2, 3, 4]);
+    let trickle = async {
+        for byte in &frame {
+            if peer
+                .stream
+                .write_all(std::slice::from_ref(byte))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let end = tokio::select! {
+        end = session => end.unwrap(),
+        () = trickle => panic!("the whole frame went through"),
+    };
+    assert_eq!(end, End::Unresponsive);
+}
