@@ -2,7 +2,7 @@
 
 use tokio_tungstenite::tungstenite;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::support::app::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn the_page_links_the_socket_and_embedded_assets() {
@@ -239,7 +239,7 @@ async fn every_response_carries_the_security_headers() {
 }
 
 /// The attributes of the identity cookie a response sets.
-fn cookie_attributes(response: &crate::helpers::HttpResponse) -> String {
+fn cookie_attributes(response: &crate::support::http::HttpResponse) -> String {
     response.headers["set-cookie"].to_str().unwrap().to_owned()
 }
 
