@@ -43,13 +43,27 @@ async fn presence_is_every_nodes_users_once() {
         })
         .await;
 
-    // Alice closes the tab on A: she is still here (on B).
+    // Alice closes the tab on A: she is still here (on B). Once A has seen the tab go, a
+    // guest looks in on A and leaves: A's reports carry that after the tab closing, so by
+    // the time B's page has shown the guest come and go it has applied everything A said
+    // about Alice's tab, and she is still listed.
     drop(alice_on_a);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    while tokio::time::timeout(Duration::from_millis(300), bob_on_b.read_frame())
-        .await
-        .is_ok()
-    {}
+    a.wait_for_stats("alice's tab on A to close", |s| s.connected == 1)
+        .await;
+    let guest = a.connect_to("general", None).await;
+    let is_guest = |name: &String| name.starts_with("guest-");
+    bob_on_b
+        .until("the guest on A", |c| c.present.iter().any(is_guest))
+        .await;
+    assert!(
+        bob_on_b.present.contains(&"alice".to_owned()),
+        "her tab on B keeps her here: {:?}",
+        bob_on_b.present
+    );
+    drop(guest);
+    bob_on_b
+        .until("the guest to leave", |c| !c.present.iter().any(is_guest))
+        .await;
     assert_eq!(bob_on_b.present, ["alice", "bob"]);
     // And closes the one on B: gone from both nodes.
     alice_on_b.ws.close(None).await.unwrap();

@@ -31,6 +31,7 @@ async fn over_the_message_rate_the_sender_is_told_to_slow_down_and_keeps_the_tex
     assert_eq!(sender.restored_input.as_deref(), Some("one too many"));
 
     // A second later the sender may post again; the refused message was never broadcast.
+    // (A wait for time itself: the allowance refills by the clock, and nothing shows it.)
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     sender.say("after a pause").await;
     other.wait_for_shown(4).await;
@@ -214,7 +215,7 @@ async fn the_address_limit_is_shared_by_every_connection_from_one_address() {
     // Another address is not affected, and the refused message was never broadcast.
     say_and_see(&mut b, &mut watcher, 4, "b first").await;
 
-    // The allowance refills at one a second.
+    // The allowance refills at one a second (by the clock: a wait for time itself).
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     say_and_see(&mut a2, &mut watcher, 5, "a2 after a pause").await;
     watcher.wait_for_shown(5).await;

@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hubbub::store;
 
@@ -161,15 +160,41 @@ impl Cluster {
         all.iter().map(|m| m.id).collect()
     }
 
-    /// Once the clients have read everything, each has seen every stored message once, in
-    /// the store's order. Returns how many are stored.
-    pub async fn assert_everyone_saw_history(&self, clients: &mut [&mut TestClient]) -> usize {
-        settle(clients).await;
+    /// Each client has seen every stored message once, in the store's order, and nothing
+    /// more is on its way: a marker goes out from each of `nodes` last, and anything still
+    /// to come (a duplicate, a late catch-up) would come before it, the same way. Returns
+    /// how many messages were stored before the markers.
+    pub async fn assert_everyone_saw_history(
+        &self,
+        nodes: &[&TestApp],
+        clients: &mut [&mut TestClient],
+    ) -> usize {
+        let markers: Vec<String> = (0..nodes.len())
+            .map(|n| format!("marker from node {n}"))
+            .collect();
+        // Kept open until every marker is seen: a socket dropped with frames unread is
+        // reset, and a reset can lose what the server had not read yet.
+        let mut senders = Vec::new();
+        for (node, marker) in nodes.iter().zip(&markers) {
+            let mut sender = node.connect().await;
+            sender.say(marker).await;
+            senders.push(sender);
+        }
+        for client in clients.iter_mut() {
+            client
+                .until("every node's marker", |page| {
+                    markers
+                        .iter()
+                        .all(|marker| page.shown.iter().any(|m| &m.text == marker))
+                })
+                .await;
+        }
+        drop(senders);
         let history = self.history().await;
         for client in clients.iter() {
             assert_once_in_order(client, &history);
         }
-        history.len()
+        history.len() - markers.len()
     }
 }
 
@@ -185,16 +210,6 @@ impl TestApp {
             }
         })
         .await
-    }
-}
-
-/// Reads whatever else arrives for a moment: nothing more may be shown.
-async fn settle(clients: &mut [&mut TestClient]) {
-    for client in clients.iter_mut() {
-        while tokio::time::timeout(Duration::from_millis(500), client.read_frame())
-            .await
-            .is_ok()
-        {}
     }
 }
 
