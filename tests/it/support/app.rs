@@ -41,6 +41,7 @@ pub async fn spawn_app_on(
     addr: &str,
     configure: impl FnOnce(&mut Config),
 ) -> TestApp {
+    super::log::init();
     let mut config = Config::defaults();
     config.database = db.url.clone();
     // Tests send bursts (history seeding, ordering checks) far above what one person

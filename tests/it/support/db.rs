@@ -71,6 +71,7 @@ macro_rules! with_pool {
 
 impl TestDb {
     pub fn sqlite() -> Self {
+        super::log::init();
         let dir = tempfile::tempdir().unwrap();
         let url = DatabaseUrl::new(format!(
             "sqlite://{}",
@@ -87,6 +88,7 @@ impl TestDb {
     /// A database the test set up itself (a private server, a file on a mount of its own);
     /// the test cleans it up.
     pub fn at(url: DatabaseUrl, backend: Backend) -> Self {
+        super::log::init();
         Self {
             url,
             backend,
@@ -97,6 +99,7 @@ impl TestDb {
 
     /// `None` (and a printed reason) when no PostgreSQL is configured; a panic in CI.
     pub async fn postgres(test: &str) -> Option<Self> {
+        super::log::init();
         let server = configured(
             POSTGRES_ENV,
             test,

@@ -3,7 +3,7 @@
 //! `http` makes requests, `db` gives each test a database of its own, `cluster` runs
 //! several nodes over PostgreSQL and Redis, `faults` breaks things on purpose (and runs the
 //! real binary, to kill it), `browser` drives real browsers, `metrics` reads what an
-//! operator sees, and `eventually` waits for a state.
+//! operator sees, `eventually` waits for a state, and `log` is the `TEST_LOG` switch.
 //!
 //! Also here, because every module needs them: how long a test waits, and what a test
 //! does when something it needs from the machine is missing.
@@ -16,6 +16,7 @@ pub mod db;
 pub mod eventually;
 pub mod faults;
 pub mod http;
+pub mod log;
 pub mod metrics;
 pub mod page;
 

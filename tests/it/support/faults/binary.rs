@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 
 use crate::support::PATIENCE;
 use crate::support::db::TestDb;
+use crate::support::log;
 
 pub struct ChildServer {
     child: Option<Child>,
@@ -33,6 +34,8 @@ impl ChildServer {
 
     /// Starts the binary on a given address (to restart it where a page expects it).
     pub async fn start_on(db: &TestDb, addr: &str, args: &[&str]) -> Self {
+        log::init();
+        let echo = log::filter().is_some();
         let mut child = Command::new(env!("CARGO_BIN_EXE_hubbub"))
             .args(["--addr", addr, "--database", db.url.expose()])
             .args(args)
@@ -42,6 +45,7 @@ impl ChildServer {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
+        let pid = child.id();
         let stdout = child.stdout.take().unwrap();
         let (url_tx, url_rx) = tokio::sync::oneshot::channel();
         let log = std::thread::spawn(move || {
@@ -49,6 +53,9 @@ impl ChildServer {
             let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if echo {
+                    eprintln!("[hubbub {pid}] {line}");
+                }
                 if let Some(at) = line.find("listening on http://") {
                     let url = line[at + "listening on ".len()..]
                         .split_whitespace()
