@@ -89,19 +89,13 @@ impl PageModel {
                 self.count("input");
                 rest = &rest[end..];
             } else if rest.starts_with(r#"<p id="typing""#) {
-                assert!(
-                    rest[..rest.find('>').unwrap()].contains("hx-swap-oob"),
-                    "{rest}"
-                );
+                assert_out_of_band(rest);
                 let (inner, after) = element(rest, "</p>");
                 self.typing = unescape(inner);
                 self.count("typing");
                 rest = after;
             } else if rest.starts_with(r#"<section id="presence""#) {
-                assert!(
-                    rest[..rest.find('>').unwrap()].contains("hx-swap-oob"),
-                    "{rest}"
-                );
+                assert_out_of_band(rest);
                 let (inner, after) = element(rest, "</section>");
                 self.present = inner
                     .split("<li>")
@@ -123,10 +117,7 @@ impl PageModel {
                 rest = after;
             } else if rest.starts_with(r#"<span id="presence-count""#) {
                 // The names shown are unchanged; only the count moved.
-                assert!(
-                    rest[..rest.find('>').unwrap()].contains("hx-swap-oob"),
-                    "{rest}"
-                );
+                assert_out_of_band(rest);
                 let (inner, after) = element(rest, "</span>");
                 self.present_total = inner.parse().unwrap();
                 self.count("presence-count");
@@ -135,10 +126,7 @@ impl PageModel {
                 let (_, after) = element(rest, "</p>");
                 rest = after;
             } else if rest.starts_with(r#"<nav id="rooms""#) {
-                assert!(
-                    rest[..rest.find('>').unwrap()].contains("hx-swap-oob"),
-                    "{rest}"
-                );
+                assert_out_of_band(rest);
                 let (inner, after) = element(rest, "</nav>");
                 self.rooms = inner
                     .split("<li>")
@@ -236,6 +224,15 @@ fn parse_older(body: &str) -> (Option<Older>, &str) {
     } else {
         (None, body)
     }
+}
+
+/// The element `html` starts with is swapped out of band (by its id), as every part of the
+/// page but the message list is.
+fn assert_out_of_band(html: &str) {
+    assert!(
+        html[..html.find('>').unwrap()].contains("hx-swap-oob"),
+        "{html}"
+    );
 }
 
 /// An element's inner HTML and what follows it (no nesting of the same tag).
