@@ -2,262 +2,23 @@
 //!
 //! Skips with a printed reason when Chromium or chromedriver is missing, unless
 //! `HUBBUB_REQUIRE_BROWSER` is set (as `.ci/run` does), in which case it fails.
-//! `HUBBUB_SCREENSHOT=path.png` also saves the screenshot there (the README's comes from it).
+//! `HUBBUB_SCREENSHOTS=folder` also saves the screenshots there (the README's come from it).
+//! The browsers themselves are driven through `support::browser`.
 
 use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use serde_json::json;
 
-use crate::helpers::{PATIENCE, spawn_app};
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const ENTER: &str = "\u{E007}";
-/// A cold Chromium can take a while to start its first page.
-const BROWSER_PATIENCE: Duration = Duration::from_secs(30);
-
-/// chromedriver, killed on drop.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The test's browser profiles; on drop, any Chromium still using them is killed (a test
-/// that fails never closes its sessions, and chromedriver's death does not end them).
-struct Profiles(PathBuf);
-
-impl Drop for Profiles {
-    fn drop(&mut self) {
-        let _ = Command::new("pkill")
-            .args([
-                "-KILL",
-                "-f",
-                &format!("user-data-dir={}", self.0.display()),
-            ])
-            .status();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tool(env: &str, default: &str) -> Option<PathBuf> {
-    let path = std::env::var_os(env)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(default));
-    path.exists().then_some(path)
-}
-
-async fn start_driver(chromedriver: &Path) -> Driver {
-    let port = StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(chromedriver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Poll until chromedriver accepts connections (it has no readiness signal).
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "chromedriver did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-async fn open_browser(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                format!("--user-data-dir={}", profile.display()),
-                "--window-size=900,640",
-            ]
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
-        .capabilities(capabilities)
-        .connect(&driver.url)
-        .await
-        .unwrap()
-}
-
-/// After loading a page: waits for its socket, and if it never opens, says what the page
-/// looked like (which scripts loaded and when). This once caught a real race: with
-/// `defer`red scripts htmx could process the page before its WebSocket extension had
-/// loaded, and the page never connected (fixed in `templates/base.html`).
-async fn wait_loaded_and_connected(browser: &Client) {
-    if let Err(state) = wait_open(browser, BROWSER_PATIENCE).await {
-        panic!("the page's WebSocket did not open within {BROWSER_PATIENCE:?}: {state}");
-    }
-}
-
-/// The name in the page's name field (the user's own display name).
-async fn own_name(browser: &Client) -> String {
-    browser
-        .find(Locator::Css("#name"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-/// Waits for `body[data-ws='open']`; on timeout, describes the page.
-async fn wait_open(browser: &Client, patience: Duration) -> Result<(), String> {
-    let opened = browser
-        .wait()
-        .at_most(patience)
-        .for_element(Locator::Css("body[data-ws='open']"))
-        .await;
-    if opened.is_ok() {
-        return Ok(());
-    }
-    let state = browser
-        .execute(
-            "return [location.href, document.body ? document.body.dataset.ws : null,
-                     (document.querySelector('#status') || {}).textContent,
-                     typeof window.htmx,
-                     performance.getEntriesByType('resource')
-                         .map(e => e.name + ' ' + Math.round(e.responseEnd))];",
-            vec![],
-        )
-        .await;
-    Err(format!("{state:?}"))
-}
-
-async fn say(browser: &Client, text: &str) {
-    let input = browser.find(Locator::Css("#text")).await.unwrap();
-    input.send_keys(&format!("{text}{ENTER}")).await.unwrap();
-}
-
-/// Waits until a message with exactly this text is shown.
-async fn wait_for_text(browser: &Client, text: &str) {
-    let found = browser
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::XPath(&format!(
-            "//div[@id='messages']/article/p[@class='text' and text()={}]",
-            xpath_literal(text)
-        )))
-        .await;
-    found.unwrap_or_else(|err| panic!("{text:?} never appeared: {err}"));
-}
-
-/// The author shown on the message with exactly this text.
-async fn author_of(browser: &Client, text: &str) -> String {
-    let xpath = format!(
-        "//article[p[@class='text' and text()={}]]//span[contains(@class, 'author')]",
-        xpath_literal(text)
-    );
-    browser
-        .find(Locator::XPath(&xpath))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The text of every element matching `css`, in document order.
-/// Starts recording Content-Security-Policy violations (scripts run by WebDriver are not
-/// subject to the page's policy). Everything the page does from here until it is next
-/// loaded is covered: sending, live swaps, loading older messages.
-async fn watch_csp(browser: &Client) {
-    browser
-        .execute(
-            "window.cspViolations = [];
-             document.addEventListener('securitypolicyviolation',
-                 e => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));",
-            vec![],
-        )
-        .await
-        .unwrap();
-}
-
-async fn assert_no_csp_violations(browser: &Client) {
-    let seen = browser
-        .execute("return window.cspViolations || ['not watching'];", vec![])
-        .await
-        .unwrap();
-    assert_eq!(seen, serde_json::json!([]), "the page broke its own policy");
-}
-
-async fn texts_of(browser: &Client, css: &str) -> Vec<String> {
-    let value = browser
-        .execute(
-            "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)",
-            vec![json!(css)],
-        )
-        .await
-        .unwrap();
-    serde_json::from_value(value).unwrap()
-}
-
-async fn shown_texts(browser: &Client) -> Vec<String> {
-    texts_of(browser, "#messages article .text").await
-}
-
-fn xpath_literal(text: &str) -> String {
-    if !text.contains('\'') {
-        return format!("'{text}'");
-    }
-    let parts: Vec<String> = text.split('\'').map(|part| format!("'{part}'")).collect();
-    format!("concat({})", parts.join(", \"'\", "))
-}
-
-/// Chromium and chromedriver, or `None` (with the reason printed) when they are missing.
-/// Also takes a lock so the browser tests run one at a time: two Chromiums each on two
-/// cores are plenty.
-async fn browser_tools(
-    test: &str,
-) -> Option<(PathBuf, PathBuf, tokio::sync::MutexGuard<'static, ()>)> {
-    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let (Some(chromium), Some(chromedriver)) = (
-        tool("HUBBUB_CHROMIUM", CHROMIUM),
-        tool("HUBBUB_CHROMEDRIVER", CHROMEDRIVER),
-    ) else {
-        let reason = format!(
-            "{test} SKIPPED: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)"
-        );
-        assert!(
-            std::env::var_os("HUBBUB_REQUIRE_BROWSER").is_none(),
-            "{reason}, and HUBBUB_REQUIRE_BROWSER is set"
-        );
-        eprintln!("{reason}");
-        return None;
-    };
-    Some((chromium, chromedriver, ONE_AT_A_TIME.lock().await))
-}
+use crate::support::app::{spawn_app, spawn_app_on};
+use crate::support::browser::{
+    BROWSER_PATIENCE, ENTER, Profiles, assert_no_csp_violations, author_of, browser_tools,
+    open_browser, own_name, present, save_screenshot, say, shown_texts, start_driver, wait_for_css,
+    wait_for_text, wait_loaded_and_connected, watch_csp, xpath_literal,
+};
+use crate::support::db::TestDb;
+use crate::support::eventually::eventually;
+use crate::support::faults::ChildServer;
 
 #[tokio::test]
 async fn two_browsers_chat_and_hostile_text_stays_text() {
@@ -399,17 +160,18 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
         )
         .await
         .unwrap();
-    let mut refused = json!([]);
-    for _ in 0..50 {
-        refused = alice
+    let refused = eventually("the inline script's violation report", async || {
+        let seen = alice
             .execute("return window.cspViolations;", vec![])
             .await
             .unwrap();
-        if refused.as_array().is_some_and(|v| !v.is_empty()) {
-            break;
+        if seen.as_array().is_some_and(|v| !v.is_empty()) {
+            Ok(seen)
+        } else {
+            Err(seen)
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
     assert!(refused.to_string().contains("script-src"), "{refused}");
     let pwned = alice.execute("return window.pwned === true;", vec![]).await;
     assert_eq!(pwned.unwrap(), json!(false), "the inline script ran");
@@ -418,7 +180,7 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     // what is sent afterwards shows up once, with nothing duplicated.
     let addr = app.addr.to_string();
     let db = app.stop().await;
-    let app = crate::helpers::spawn_app_on(db, &addr, |_| {}).await;
+    let app = spawn_app_on(db, &addr, |_| {}).await;
     say(&alice, "after the restart").await;
     wait_for_text(&bob, "after the restart").await;
     all.push("after the restart".into());
@@ -438,31 +200,6 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     drop(profiles);
 }
 
-/// Saves a screenshot under `target/tmp`, and into `$HUBBUB_SCREENSHOTS/<name>` when that
-/// variable names a folder (the README's pictures come from there).
-async fn save_screenshot(browser: &Client, name: &str) {
-    let png = browser.screenshot().await.unwrap();
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::write(&target, &png).unwrap();
-    if let Some(folder) = std::env::var_os("HUBBUB_SCREENSHOTS") {
-        std::fs::write(PathBuf::from(folder).join(name), &png).unwrap();
-    }
-}
-
-/// Texts of the presence list.
-async fn present(browser: &Client) -> Vec<String> {
-    texts_of(browser, "#presence li").await
-}
-
-async fn wait_for_css(browser: &Client, css: &str) {
-    browser
-        .wait()
-        .at_most(BROWSER_PATIENCE)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|err| panic!("{css} never appeared: {err}"));
-}
-
 /// Two users in two rooms, a rename, presence, typing, and a server killed (-9) and
 /// restarted under open pages.
 #[tokio::test]
@@ -472,7 +209,7 @@ async fn rooms_names_presence_and_a_killed_server() {
     else {
         return;
     };
-    let db = crate::helpers::TestDb::sqlite();
+    let db = TestDb::sqlite();
     let addr = format!(
         "127.0.0.1:{}",
         StdListener::bind("127.0.0.1:0")
@@ -481,7 +218,7 @@ async fn rooms_names_presence_and_a_killed_server() {
             .unwrap()
             .port()
     );
-    let server = crate::helpers::ChildServer::start_on(&db, &addr, &[]).await;
+    let server = ChildServer::start_on(&db, &addr, &[]).await;
     let url = server.url.clone();
 
     let driver = start_driver(&chromedriver).await;
@@ -587,7 +324,7 @@ async fn rooms_names_presence_and_a_killed_server() {
     // reconnected by itself, shows the message once.
     server.signal("-KILL");
     let _ = server.wait().await;
-    let server = crate::helpers::ChildServer::start_on(&db, &addr, &[]).await;
+    let server = ChildServer::start_on(&db, &addr, &[]).await;
     say(&bob, "after the crash").await;
     wait_for_text(&alice, "after the crash").await;
     let shown = shown_texts(&alice).await;

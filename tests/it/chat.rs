@@ -2,7 +2,7 @@
 
 use futures::future::join_all;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::support::app::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_message_reaches_twenty_clients_in_the_same_order() {
@@ -64,7 +64,7 @@ async fn a_newcomer_gets_the_capped_history_as_one_replacing_frame() {
         frame.starts_with(r#"<div id="messages" hx-swap-oob="innerHTML">"#),
         "{frame}"
     );
-    let texts: Vec<_> = newcomer.shown.iter().map(|m| m.text.as_str()).collect();
+    let texts = newcomer.texts();
     assert_eq!(texts, ["m3", "m4", "m5", "m6", "m7"]);
     assert_eq!(newcomer.frames, 1, "the history is one frame");
 }
@@ -97,7 +97,7 @@ async fn a_reconnect_replaces_the_list_so_nothing_is_duplicated() {
     let mut again = app.connect_raw().await;
     again.shown = page_before;
     again.read_frame().await;
-    let texts: Vec<_> = again.shown.iter().map(|m| m.text.as_str()).collect();
+    let texts = again.texts();
     assert_eq!(texts, ["before the drop", "while alice was away"]);
 }
 
@@ -120,12 +120,8 @@ async fn both_htmx_message_shapes_are_accepted() {
     client
         .send_raw(r#"{"text":"with extras","other":["a","b"],"n":1}"#.into())
         .await;
-    let texts: Vec<_> = client
-        .wait_for_shown(3)
-        .await
-        .iter()
-        .map(|m| m.text.clone())
-        .collect();
+    client.wait_for_shown(3).await;
+    let texts = client.texts();
     assert_eq!(texts, ["from htmx 4", "from htmx 2", "with extras"]);
 }
 
@@ -183,7 +179,7 @@ async fn hostile_text_is_shown_as_text() {
         sender.say(payload).await;
     }
     // `apply` asserts that no message text contains raw markup.
-    let shown = reader.wait_for_shown(payloads.len()).await;
-    let texts: Vec<_> = shown.iter().map(|m| m.text.as_str()).collect();
+    reader.wait_for_shown(payloads.len()).await;
+    let texts = reader.texts();
     assert_eq!(texts, payloads, "every payload round-trips as plain text");
 }

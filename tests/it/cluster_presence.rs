@@ -1,42 +1,10 @@
 //! Presence, typing, renames and the room list across nodes: in-process nodes (and the
 //! real binary, to kill one) over one PostgreSQL schema and the machine's Redis, each test
-//! on a channel of its own (see `cluster.rs`).
+//! on a channel of its own (see `support::cluster`).
 
 use std::time::Duration;
 
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-use crate::cluster::{Cluster, metric, wait_for_metric, wait_ready};
-use crate::helpers::{ChildServer, TestClient, until};
-
-fn present(client: &TestClient) -> Vec<&str> {
-    client.present.iter().map(String::as_str).collect()
-}
-
-fn online(client: &TestClient, room: &str) -> Option<usize> {
-    client
-        .rooms
-        .iter()
-        .find(|(name, _)| name == room)
-        .map(|(_, count)| *count)
-}
-
-/// Connects to the real binary's room socket as a page with `cookie` would.
-async fn connect_child(child: &ChildServer, cookie: &str) -> TestClient {
-    let mut request = format!(
-        "{}/rooms/general/ws",
-        child.url.replacen("http://", "ws://", 1)
-    )
-    .into_client_request()
-    .unwrap();
-    let headers = request.headers_mut();
-    headers.insert("Origin", child.url.parse().unwrap());
-    headers.insert("Cookie", cookie.parse().unwrap());
-    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let mut client = TestClient::new(ws);
-    client.read_frame().await;
-    client
-}
+use crate::support::cluster::Cluster;
 
 /// Who is here is everyone on every node, each user once however many tabs on however
 /// many nodes; the room list counts the same way; renames reach every node.
@@ -51,61 +19,79 @@ async fn presence_is_every_nodes_users_once() {
     let bob = b.named("bob").await;
     let mut alice_on_a = a.connect_to("general", Some(&alice)).await;
     let mut bob_on_b = b.connect_to("general", Some(&bob)).await;
-    until(&mut alice_on_a, "bob on alice's page", |c| {
-        present(c) == ["alice", "bob"]
-    })
-    .await;
-    until(&mut bob_on_b, "alice on bob's page", |c| {
-        present(c) == ["alice", "bob"]
-    })
-    .await;
+    alice_on_a
+        .until("bob on alice's page", |c| c.present == ["alice", "bob"])
+        .await;
+    bob_on_b
+        .until("alice on bob's page", |c| c.present == ["alice", "bob"])
+        .await;
     // The page itself, served by either node, lists both.
     let page = a.get("/").await.body;
     assert!(page.contains(">alice<") && page.contains(">bob<"), "{page}");
 
     // Alice opens a second tab, on the other node: still two people.
     let mut alice_on_b = b.connect_to("general", Some(&alice)).await;
-    assert_eq!(present(&alice_on_b), ["alice", "bob"]);
+    assert_eq!(alice_on_b.present, ["alice", "bob"]);
     assert_eq!(alice_on_b.present_total, 2);
 
     // Carol is in another room on A: B's room list counts her.
     let carol = a.named("carol").await;
     let _carol_on_a = a.connect_to("design", Some(&carol)).await;
-    until(&mut bob_on_b, "design in bob's room list", |c| {
-        online(c, "design") == Some(1) && online(c, "general") == Some(2)
-    })
-    .await;
+    bob_on_b
+        .until("design in bob's room list", |c| {
+            c.online("design") == Some(1) && c.online("general") == Some(2)
+        })
+        .await;
 
-    // Alice closes the tab on A: she is still here (on B).
+    // Alice closes the tab on A: she is still here (on B). Once A has seen the tab go, a
+    // guest looks in on A and leaves: A's reports carry that after the tab closing, so by
+    // the time B's page has shown the guest come and go it has applied everything A said
+    // about Alice's tab, and she is still listed.
     drop(alice_on_a);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    while tokio::time::timeout(Duration::from_millis(300), bob_on_b.read_frame())
-        .await
-        .is_ok()
-    {}
-    assert_eq!(present(&bob_on_b), ["alice", "bob"]);
+    a.wait_for_stats("alice's tab on A to close", |s| s.connected == 1)
+        .await;
+    let guest = a.connect_to("general", None).await;
+    let is_guest = |name: &String| name.starts_with("guest-");
+    bob_on_b
+        .until("the guest on A", |c| c.present.iter().any(is_guest))
+        .await;
+    assert!(
+        bob_on_b.present.contains(&"alice".to_owned()),
+        "her tab on B keeps her here: {:?}",
+        bob_on_b.present
+    );
+    drop(guest);
+    bob_on_b
+        .until("the guest to leave", |c| !c.present.iter().any(is_guest))
+        .await;
+    assert_eq!(bob_on_b.present, ["alice", "bob"]);
     // And closes the one on B: gone from both nodes.
     alice_on_b.ws.close(None).await.unwrap();
     drop(alice_on_b);
-    until(&mut bob_on_b, "alice to leave", |c| present(c) == ["bob"]).await;
+    bob_on_b
+        .until("alice to leave", |c| c.present == ["bob"])
+        .await;
     let mut watcher = a.connect_to("general", None).await;
-    until(&mut watcher, "bob alone on A's view", |c| {
-        c.present.len() == 2 && c.present.contains(&"bob".to_owned())
-    })
-    .await;
+    watcher
+        .until("bob alone on A's view", |c| {
+            c.present.len() == 2 && c.present.contains(&"bob".to_owned())
+        })
+        .await;
 
     // Bob renames himself through node A: his session on B posts under the new name, and
     // every node shows it.
     let renamed = a.rename(&bob, "robert").await;
     assert_eq!(renamed.status, 200, "{}", renamed.body);
-    until(&mut bob_on_b, "the new name on B", |c| {
-        c.present.contains(&"robert".to_owned()) && !c.present.contains(&"bob".to_owned())
-    })
-    .await;
-    until(&mut watcher, "the new name on A", |c| {
-        c.present.contains(&"robert".to_owned())
-    })
-    .await;
+    bob_on_b
+        .until("the new name on B", |c| {
+            c.present.contains(&"robert".to_owned()) && !c.present.contains(&"bob".to_owned())
+        })
+        .await;
+    watcher
+        .until("the new name on A", |c| {
+            c.present.contains(&"robert".to_owned())
+        })
+        .await;
     bob_on_b.say("renamed").await;
     bob_on_b.wait_for_shown(1).await;
     assert_eq!(bob_on_b.shown[0].author, "robert");
@@ -125,23 +111,22 @@ async fn typing_on_one_node_shows_on_the_others() {
     let mut alice_on_a = a.connect_to("general", Some(&alice)).await;
     let mut alice_on_b = b.connect_to("general", Some(&alice)).await;
     let mut bob_on_b = b.connect_to("general", Some(&bob)).await;
-    until(&mut bob_on_b, "alice here", |c| {
-        present(c) == ["alice", "bob"]
-    })
-    .await;
+    bob_on_b
+        .until("alice here", |c| c.present == ["alice", "bob"])
+        .await;
 
     alice_on_a
         .send_raw(r#"{"kind":"typing","headers":{"HX-Request":"true"}}"#.into())
         .await;
-    until(&mut bob_on_b, "alice typing on B", |c| {
-        c.typing == "alice is typing…"
-    })
-    .await;
+    bob_on_b
+        .until("alice typing on B", |c| c.typing == "alice is typing…")
+        .await;
     alice_on_a.say("done typing").await;
-    until(&mut bob_on_b, "the message and the end of typing", |c| {
-        c.shown.len() == 1 && c.typing.is_empty()
-    })
-    .await;
+    bob_on_b
+        .until("the message and the end of typing", |c| {
+            c.shown.len() == 1 && c.typing.is_empty()
+        })
+        .await;
     // Her own tab on B never showed her own name.
     alice_on_b.wait_for_shown(1).await;
     assert!(
@@ -165,35 +150,23 @@ async fn a_lost_nodes_users_leave_presence() {
     let carol = b.named("carol").await;
     let mut bob_on_b = b.connect_to("general", Some(&bob)).await;
 
-    let lost = ChildServer::start(
-        &cluster.db,
-        &[
-            "--redis",
-            &cluster.redis,
-            "--redis-channel",
-            &cluster.channel,
-            "--presence-expiry",
-            "2s",
-        ],
-    )
-    .await;
-    let mut carol_on_lost = connect_child(&lost, &carol).await;
-    until(&mut bob_on_b, "carol, on the other node", |c| {
-        present(c) == ["bob", "carol"]
-    })
-    .await;
-    until(&mut carol_on_lost, "bob, on the other node", |c| {
-        present(c) == ["bob", "carol"]
-    })
-    .await;
-    wait_for_metric(&b, "hubbub_cluster_nodes", 1.0).await;
+    let lost = cluster.binary_node(&["--presence-expiry", "2s"]).await;
+    let mut carol_on_lost = lost.connect_to("general", &carol).await;
+    bob_on_b
+        .until("carol, on the other node", |c| {
+            c.present == ["bob", "carol"]
+        })
+        .await;
+    carol_on_lost
+        .until("bob, on the other node", |c| c.present == ["bob", "carol"])
+        .await;
+    b.wait_for_metric("hubbub_cluster_nodes", 1.0).await;
 
     lost.signal("-KILL");
     let killed = tokio::time::Instant::now();
-    until(&mut bob_on_b, "carol to leave with her node", |c| {
-        present(c) == ["bob"]
-    })
-    .await;
+    bob_on_b
+        .until("carol to leave with her node", |c| c.present == ["bob"])
+        .await;
     let took = killed.elapsed();
     println!("a killed node's users left presence after {took:?} (expiry 2 s)");
     // Its last heartbeat was at most a third of the expiry before the kill.
@@ -201,24 +174,28 @@ async fn a_lost_nodes_users_leave_presence() {
         took >= Duration::from_millis(1200),
         "{took:?}: before the expiry"
     );
-    assert_eq!(metric(&b, "hubbub_cluster_nodes"), 0.0);
+    assert_eq!(b.metric("hubbub_cluster_nodes"), 0.0);
     drop(carol_on_lost);
 
     // A node that stops (default expiry, 30 s) takes its users along at once.
     let stopping = cluster.node_configured(&cluster.redis, |_| {}).await;
-    wait_ready(&stopping, 200).await;
+    stopping.wait_ready(200).await;
     let dave = stopping.named("dave").await;
     let _dave_on_stopping = stopping.connect_to("general", Some(&dave)).await;
-    until(&mut bob_on_b, "dave", |c| present(c) == ["bob", "dave"]).await;
+    bob_on_b
+        .until("dave", |c| c.present == ["bob", "dave"])
+        .await;
     let stopped = tokio::time::Instant::now();
     stopping.stop().await;
-    until(&mut bob_on_b, "dave to leave", |c| present(c) == ["bob"]).await;
+    bob_on_b
+        .until("dave to leave", |c| c.present == ["bob"])
+        .await;
     assert!(
         stopped.elapsed() < Duration::from_secs(10),
         "{:?}",
         stopped.elapsed()
     );
-    wait_for_metric(&b, "hubbub_cluster_nodes", 0.0).await;
+    b.wait_for_metric("hubbub_cluster_nodes", 0.0).await;
 }
 
 /// Both nodes' Redis connections are killed while people come and go: once they are back,
@@ -237,8 +214,10 @@ async fn presence_is_right_again_after_a_cut_redis_connection() {
     let carol = a.named("carol").await;
     let mut alice_on_a = a.connect_to("general", Some(&alice)).await;
     let bob_on_b = b.connect_to("general", Some(&bob)).await;
-    until(&mut alice_on_a, "bob", |c| present(c) == ["alice", "bob"]).await;
-    let reads_before = metric(&a, "hubbub_broker_presence_reads_total");
+    alice_on_a
+        .until("bob", |c| c.present == ["alice", "bob"])
+        .await;
+    let reads_before = a.metric("hubbub_broker_presence_reads_total");
 
     for _ in 0..2 {
         cluster.cut(2).await;
@@ -247,21 +226,21 @@ async fn presence_is_right_again_after_a_cut_redis_connection() {
     // Meanwhile Bob leaves B and Carol arrives on A.
     drop(bob_on_b);
     let _carol_on_a = a.connect_to("general", Some(&carol)).await;
-    wait_ready(&a, 200).await;
-    wait_ready(&b, 200).await;
+    a.wait_ready(200).await;
+    b.wait_ready(200).await;
 
-    until(&mut alice_on_a, "carol in, bob out", |c| {
-        present(c) == ["alice", "carol"]
-    })
-    .await;
+    alice_on_a
+        .until("carol in, bob out", |c| c.present == ["alice", "carol"])
+        .await;
     let dave = b.named("dave").await;
     let mut dave_on_b = b.connect_to("general", Some(&dave)).await;
-    until(&mut dave_on_b, "the same people on B", |c| {
-        present(c) == ["alice", "carol", "dave"]
-    })
-    .await;
+    dave_on_b
+        .until("the same people on B", |c| {
+            c.present == ["alice", "carol", "dave"]
+        })
+        .await;
     assert!(
-        metric(&a, "hubbub_broker_presence_reads_total") > reads_before,
+        a.metric("hubbub_broker_presence_reads_total") > reads_before,
         "A read B's presence again after subscribing again"
     );
 }
@@ -292,7 +271,8 @@ async fn broken_presence_from_redis_is_ignored() {
     ] {
         cluster.publish_on(&channel, payload.as_bytes()).await;
     }
-    wait_for_metric(&a, "hubbub_broker_payloads_malformed_total", 5.0).await;
+    a.wait_for_metric("hubbub_broker_payloads_malformed_total", 5.0)
+        .await;
 
     // A node's hash with one good entry among bad ones, then its heartbeat.
     let mut redis = cluster.redis().await;
@@ -314,18 +294,19 @@ async fn broken_presence_from_redis_is_ignored() {
     let alive =
         format!(r#"{{"v":1,"node":"{stranger}","kind":"alive","seq":3,"expiry_ms":30000}}"#);
     cluster.publish_on(&channel, alive.as_bytes()).await;
-    until(&mut alice_on_a, "mallory, the valid entry", |c| {
-        present(c) == ["alice", "mallory"]
-    })
-    .await;
-    wait_for_metric(&a, "hubbub_broker_payloads_malformed_total", 6.0).await;
+    alice_on_a
+        .until("mallory, the valid entry", |c| {
+            c.present == ["alice", "mallory"]
+        })
+        .await;
+    a.wait_for_metric("hubbub_broker_payloads_malformed_total", 6.0)
+        .await;
     let left = format!(r#"{{"v":1,"node":"{stranger}","kind":"left"}}"#);
     cluster.publish_on(&channel, left.as_bytes()).await;
-    until(&mut alice_on_a, "mallory to leave", |c| {
-        present(c) == ["alice"]
-    })
-    .await;
-    wait_ready(&a, 200).await;
+    alice_on_a
+        .until("mallory to leave", |c| c.present == ["alice"])
+        .await;
+    a.wait_ready(200).await;
     let _: () = redis::cmd("DEL")
         .arg(format!("{}:presence:node:{stranger}", cluster.channel))
         .query_async(&mut redis)
@@ -349,16 +330,15 @@ async fn a_node_whose_presence_vanished_from_redis_writes_it_whole_again() {
     let slow_beats =
         |config: &mut hubbub::Config| config.presence_expiry = Duration::from_secs(300);
     let a = cluster.node_configured(&cluster.redis, slow_beats).await;
-    wait_ready(&a, 200).await;
+    a.wait_ready(200).await;
     let b = cluster.node_configured(&cluster.redis, slow_beats).await;
-    wait_ready(&b, 200).await;
+    b.wait_ready(200).await;
     let bob = b.named("bob").await;
     let _bob_on_b = b.connect_to("general", Some(&bob)).await;
     let mut watcher = a.connect_to("general", None).await;
-    until(&mut watcher, "bob", |c| {
-        c.present.contains(&"bob".to_owned())
-    })
-    .await;
+    watcher
+        .until("bob", |c| c.present.contains(&"bob".to_owned()))
+        .await;
 
     let mut redis = cluster.redis().await;
     let pattern = format!("{}:presence:node:*", cluster.channel);
@@ -377,15 +357,15 @@ async fn a_node_whose_presence_vanished_from_redis_writes_it_whole_again() {
     // Carol's arrival on B is B's next report: it finds its hash gone.
     let carol = b.named("carol").await;
     let _carol_on_b = b.connect_to("general", Some(&carol)).await;
-    until(&mut watcher, "carol", |c| {
-        c.present.contains(&"carol".to_owned())
-    })
-    .await;
+    watcher
+        .until("carol", |c| c.present.contains(&"carol".to_owned()))
+        .await;
     let late = cluster.node_configured(&cluster.redis, |_| {}).await;
-    wait_ready(&late, 200).await;
+    late.wait_ready(200).await;
     let mut newcomer = late.connect_to("general", None).await;
-    until(&mut newcomer, "everyone B has, read from Redis", |c| {
-        c.present.contains(&"bob".to_owned()) && c.present.contains(&"carol".to_owned())
-    })
-    .await;
+    newcomer
+        .until("everyone B has, read from Redis", |c| {
+            c.present.contains(&"bob".to_owned()) && c.present.contains(&"carol".to_owned())
+        })
+        .await;
 }

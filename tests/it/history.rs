@@ -8,9 +8,11 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::both_backends;
-use crate::helpers::{
-    Backend, ChildServer, Older, PageModel, ShownMessage, TestApp, TestDb, spawn_app_on,
-};
+use crate::support::PATIENCE;
+use crate::support::app::{TestApp, spawn_app_on};
+use crate::support::db::{Backend, POSTGRES_ENV, TestDb};
+use crate::support::faults::ChildServer;
+use crate::support::page::{Older, PageModel, ShownMessage};
 
 async fn app(db: Arc<TestDb>) -> TestApp {
     spawn_app_on(db, "127.0.0.1:0", |_| {}).await
@@ -85,7 +87,7 @@ async fn paging_walks_the_whole_history_without_gaps_or_duplicates(db: Arc<TestD
         pages, 4,
         "237 messages: the first 50 plus four pages (50, 50, 50, 37)"
     );
-    let texts: Vec<String> = reader.shown.iter().map(|m| m.text.clone()).collect();
+    let texts = reader.texts();
     let expected: Vec<String> = (0..TOTAL).map(|i| format!("m{i}")).collect();
     assert_eq!(texts, expected);
     assert!(reader.shown.windows(2).all(|w| w[0].id < w[1].id));
@@ -122,23 +124,15 @@ async fn a_failing_store_refuses_the_message_and_recovers(db: Arc<TestDb>) {
         .await
         .unwrap();
     sender.say("after the outage").await;
-    let shown: Vec<String> = other
-        .wait_for_shown(1)
-        .await
-        .iter()
-        .map(|m| m.text.clone())
-        .collect();
+    other.wait_for_shown(1).await;
+    let shown = other.texts();
     assert_eq!(
         shown,
         ["after the outage"],
         "the failed message was never broadcast"
     );
-    let own: Vec<String> = sender
-        .wait_for_shown(1)
-        .await
-        .iter()
-        .map(|m| m.text.clone())
-        .collect();
+    sender.wait_for_shown(1).await;
+    let own = sender.texts();
     assert_eq!(own, ["after the outage"]);
     assert_eq!(app.hub.stats().messages_posted, 1);
     let history: Vec<String> = walk_history(&app)
@@ -179,12 +173,8 @@ async fn a_message_the_database_refuses_does_not_sink_its_batch(db: Arc<TestDb>)
 
     let notice = bob.wait_for_notice().await;
     assert_eq!(notice, "Not sent: the message store refused this message.");
-    let shown: Vec<String> = alice
-        .wait_for_shown(2)
-        .await
-        .iter()
-        .map(|m| m.text.clone())
-        .collect();
+    alice.wait_for_shown(2).await;
+    let shown = alice.texts();
     assert_eq!(shown, ["fine 1", "fine 2"]);
 }
 
@@ -233,13 +223,10 @@ async fn kill_9_after_a_burst_loses_nothing_anyone_saw(db: Arc<TestDb>) {
     }
     let sending = tokio::spawn(join_all(sends));
     // Mid-burst, once the observer has seen a fifth of it: no grace, no flush, no goodbye.
-    tokio::time::timeout(
-        crate::helpers::PATIENCE,
-        observed.wait_for(|&n| n >= SENDERS * EACH / 5),
-    )
-    .await
-    .expect("the burst is being delivered")
-    .unwrap();
+    tokio::time::timeout(PATIENCE, observed.wait_for(|&n| n >= SENDERS * EACH / 5))
+        .await
+        .expect("the burst is being delivered")
+        .unwrap();
     server.signal("-KILL");
     sending.await.unwrap();
     let (status, _) = server.wait().await;
@@ -325,7 +312,7 @@ async fn postgres_connections_cut_under_the_server_are_replaced() {
     client.say("before").await;
     client.wait_for_shown(1).await;
 
-    let admin = sqlx::PgPool::connect(&std::env::var(crate::helpers::POSTGRES_ENV).unwrap())
+    let admin = sqlx::PgPool::connect(&std::env::var(POSTGRES_ENV).unwrap())
         .await
         .unwrap();
     let cut: Vec<bool> = sqlx::query_scalar(
@@ -341,14 +328,13 @@ async fn postgres_connections_cut_under_the_server_are_replaced() {
     // attempt meet a dead connection, the sender is told and can send again.
     for attempt in 0..3 {
         client.say("after").await;
-        loop {
-            let before = client.shown.len();
-            client.notice = None;
-            client.read_frame().await;
-            if client.shown.len() > before || client.notice.is_some() {
-                break;
-            }
-        }
+        let before = client.shown.len();
+        client.notice = None;
+        client
+            .until("the message or a notice", |page| {
+                page.shown.len() > before || page.notice.is_some()
+            })
+            .await;
         if client.shown.len() == 2 {
             break;
         }
@@ -379,7 +365,7 @@ async fn a_message_sent_just_before_closing_is_still_stored() {
     // in the observer's history or live.
     let mut observer = app.connect().await;
     observer.wait_for_shown(ROUNDS).await;
-    let texts: Vec<String> = observer.shown.iter().map(|m| m.text.clone()).collect();
+    let texts = observer.texts();
     let expected: Vec<String> = (0..ROUNDS).map(|i| format!("parting words {i}")).collect();
     assert_eq!(texts, expected);
 }

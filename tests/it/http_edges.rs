@@ -2,7 +2,7 @@
 
 use tokio_tungstenite::tungstenite;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::support::app::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn the_page_links_the_socket_and_embedded_assets() {
@@ -239,7 +239,7 @@ async fn every_response_carries_the_security_headers() {
 }
 
 /// The attributes of the identity cookie a response sets.
-fn cookie_attributes(response: &crate::helpers::HttpResponse) -> String {
+fn cookie_attributes(response: &crate::support::http::HttpResponse) -> String {
     response.headers["set-cookie"].to_str().unwrap().to_owned()
 }
 
@@ -375,7 +375,9 @@ async fn the_header_timeout_does_not_touch_open_websockets() {
     let mut alice = app.connect().await;
     let mut bob = app.connect().await;
     // Well past the header timeout, the upgraded connections are the session's, not
-    // hyper's: they stay open and keep chatting.
+    // hyper's: they stay open and keep chatting. A wait for time itself: what must not
+    // happen is a timer firing, and no event marks "well past" it (a silent connection
+    // closed by the same timer would mark only the 300 ms).
     tokio::time::sleep(Duration::from_millis(1000)).await;
     alice.say("still connected").await;
     assert_eq!(bob.wait_for_shown(1).await[0].text, "still connected");

@@ -5,7 +5,7 @@ use futures::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::support::app::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn empty_and_blank_messages_are_ignored() {
@@ -133,7 +133,7 @@ async fn a_client_that_closes_gets_a_clean_close_back() {
     client.ws.close(None).await.unwrap();
     // A clean handshake: the server's close frame, then the end of the stream; not a reset.
     loop {
-        match tokio::time::timeout(crate::helpers::PATIENCE, client.ws.next())
+        match tokio::time::timeout(crate::support::PATIENCE, client.ws.next())
             .await
             .unwrap()
         {

@@ -3,7 +3,10 @@
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::{TestApp, TestClient, spawn_app_with};
+use crate::support::app::{TestApp, spawn_app_with};
+use crate::support::client::TestClient;
+use crate::support::eventually::eventually;
+use crate::support::metrics::value;
 
 #[tokio::test]
 async fn over_the_message_rate_the_sender_is_told_to_slow_down_and_keeps_the_text() {
@@ -28,10 +31,11 @@ async fn over_the_message_rate_the_sender_is_told_to_slow_down_and_keeps_the_tex
     assert_eq!(sender.restored_input.as_deref(), Some("one too many"));
 
     // A second later the sender may post again; the refused message was never broadcast.
+    // (A wait for time itself: the allowance refills by the clock, and nothing shows it.)
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     sender.say("after a pause").await;
-    let shown = other.wait_for_shown(4).await;
-    let texts: Vec<&str> = shown.iter().map(|m| m.text.as_str()).collect();
+    other.wait_for_shown(4).await;
+    let texts = other.texts();
     assert_eq!(texts, ["burst 0", "burst 1", "burst 2", "after a pause"]);
 }
 
@@ -59,8 +63,8 @@ async fn a_flood_is_disconnected_with_1008_and_the_room_keeps_chatting() {
 
     // Only the burst got through; the others chat on.
     alice.say("still here").await;
-    let shown = bob.wait_for_shown(4).await;
-    let texts: Vec<&str> = shown.iter().map(|m| m.text.as_str()).collect();
+    bob.wait_for_shown(4).await;
+    let texts = bob.texts();
     assert_eq!(texts, ["flood 0", "flood 1", "flood 2", "still here"]);
 }
 
@@ -72,9 +76,9 @@ async fn typing_over_its_rate_is_ignored_and_a_typing_flood_is_disconnected() {
 
     // Within the limit the watcher sees the typing line; the typist stays connected.
     typist.send_raw(r#"{"kind":"typing"}"#.into()).await;
-    while watcher.typing.is_empty() {
-        watcher.read_frame().await;
-    }
+    watcher
+        .until("the typing line", |page| !page.typing.is_empty())
+        .await;
 
     // Hundreds of typing events at once: a flood, not a person.
     for _ in 0..200 {
@@ -123,15 +127,10 @@ async fn past_the_connection_limit_upgrades_are_refused_until_a_place_frees_up()
 
     // When one leaves, its place is given back.
     drop(first);
-    let mut third = None;
-    for _ in 0..100 {
-        if let Ok(client) = try_connect(&app, None).await {
-            third = Some(client);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(third.is_some(), "the freed place was never given back");
+    let _third = eventually("the freed place to be given back", async || {
+        try_connect(&app, None).await
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -205,7 +204,7 @@ async fn the_address_limit_is_shared_by_every_connection_from_one_address() {
     assert_eq!(a2.restored_input.as_deref(), Some("a2 one too many"));
     let metrics = app.get("/metrics").await.body;
     let rejected = |reason: &str| {
-        crate::observability::value(
+        value(
             &metrics,
             &format!("hubbub_messages_rejected_total{{reason=\"{reason}\"}}"),
         )
@@ -216,15 +215,11 @@ async fn the_address_limit_is_shared_by_every_connection_from_one_address() {
     // Another address is not affected, and the refused message was never broadcast.
     say_and_see(&mut b, &mut watcher, 4, "b first").await;
 
-    // The allowance refills at one a second.
+    // The allowance refills at one a second (by the clock: a wait for time itself).
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     say_and_see(&mut a2, &mut watcher, 5, "a2 after a pause").await;
-    let texts: Vec<String> = watcher
-        .wait_for_shown(5)
-        .await
-        .iter()
-        .map(|m| m.text.clone())
-        .collect();
+    watcher.wait_for_shown(5).await;
+    let texts = watcher.texts();
     assert_eq!(
         texts,
         [
@@ -267,23 +262,18 @@ async fn without_a_trusted_proxy_loopback_clients_are_not_held_to_the_address_li
     }
 }
 
-/// Renames from `forwarded_for` with a fresh cookie: the status, `Retry-After` and body.
+/// Renames from `forwarded_for` with no cookie (a new visitor each time): the status,
+/// `Retry-After` and body.
 async fn rename_from(
     app: &TestApp,
     forwarded_for: Option<&str>,
     name: &str,
 ) -> (u16, Option<u64>, String) {
-    let origin = app.url("");
-    let mut headers = vec![
-        ("Origin", origin.as_str()),
-        ("Content-Type", "application/x-www-form-urlencoded"),
-        ("HX-Request", "true"),
-    ];
-    if let Some(ip) = forwarded_for {
-        headers.push(("X-Forwarded-For", ip));
-    }
-    let body = format!("name={}", crate::helpers::form_encode(name));
-    let response = app.request_body("POST", "/name", &headers, &body).await;
+    let headers: Vec<(&str, &str)> = forwarded_for
+        .map(|ip| ("X-Forwarded-For", ip))
+        .into_iter()
+        .collect();
+    let response = app.rename_with(name, &headers).await;
     let retry_after = response
         .headers
         .get("retry-after")

@@ -14,7 +14,7 @@ use futures::{SinkExt, StreamExt};
 use hubbub::load::{self, LoadConfig};
 use tokio::sync::broadcast;
 
-use crate::helpers::spawn_app;
+use crate::support::app::spawn_app;
 
 pub fn config(url: String, clients: usize, senders: usize) -> LoadConfig {
     LoadConfig {

@@ -1,14 +1,16 @@
 //! hubbub's integration tests: one binary, a real server on port 0 per test, real
-//! WebSocket clients, a real browser.
+//! WebSocket clients, a real browser. One file per capability; what they stand on is in
+//! `support/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+mod support;
 
 mod browser;
 mod chat;
 mod cluster;
 mod cluster_presence;
 mod faults;
-mod helpers;
 mod history;
 mod http_edges;
 mod inputs;

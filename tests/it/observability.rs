@@ -1,100 +1,28 @@
 //! What an operator sees: `/metrics` counts what really happened on real sockets,
 //! `/readyz` follows the real store, and `--log-format json` writes JSON lines.
 
-use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::both_backends;
-use crate::helpers::{PATIENCE, TestApp, TestDb, spawn_app, spawn_app_on, spawn_app_with};
-
-/// The metrics page, checked to be well-formed OpenMetrics text.
-async fn scrape(app: &TestApp) -> String {
-    let response = app.get("/metrics").await;
-    assert_eq!(response.status, 200, "{}", response.body);
-    assert_eq!(
-        response.headers["content-type"],
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    );
-    check_openmetrics(&response.body);
-    response.body
-}
-
-/// A small OpenMetrics check: `# EOF` ends the text; every sample is `name[{labels}] value`
-/// with a numeric value, of a family declared by a `# TYPE` line before it; no sample
-/// appears twice.
-fn check_openmetrics(text: &str) {
-    assert!(text.ends_with("# EOF\n"), "no # EOF at the end:\n{text}");
-    let mut families = HashSet::new();
-    let mut samples = HashSet::new();
-    let lines: Vec<&str> = text.lines().collect();
-    for line in &lines[..lines.len() - 1] {
-        if let Some(declared) = line.strip_prefix("# TYPE ") {
-            let (family, kind) = declared.split_once(' ').unwrap();
-            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
-            assert!(family.starts_with("hubbub_"), "{line}");
-            families.insert(family.to_owned());
-            continue;
-        }
-        if line.starts_with("# HELP ") || line.starts_with("# UNIT ") {
-            continue;
-        }
-        assert!(!line.starts_with('#'), "unexpected comment: {line}");
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        value
-            .parse::<f64>()
-            .unwrap_or_else(|_| panic!("not a number: {line}"));
-        let name = series.split('{').next().unwrap();
-        let family = ["_total", "_bucket", "_count", "_sum", "_created"]
-            .iter()
-            .find_map(|suffix| name.strip_suffix(suffix))
-            .filter(|family| families.contains(*family))
-            .unwrap_or(name);
-        assert!(families.contains(family), "undeclared family: {line}");
-        assert!(samples.insert(series.to_owned()), "twice: {line}");
-    }
-}
-
-/// The value of one series (`name` or `name{labels}`), which must be there.
-pub fn value(text: &str, series: &str) -> f64 {
-    let prefix = format!("{series} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
-        .parse()
-        .unwrap()
-}
-
-/// Scrapes until `series` has `expected` (sessions end, and commits land, asynchronously).
-pub async fn wait_for(app: &TestApp, series: &str, expected: f64) -> String {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let text = scrape(app).await;
-        if value(&text, series) == expected {
-            return text;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{series} never reached {expected}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use crate::support::PATIENCE;
+use crate::support::app::{spawn_app, spawn_app_on, spawn_app_with};
+use crate::support::db::TestDb;
+use crate::support::metrics::value;
 
 #[tokio::test]
 async fn metrics_count_a_short_chat() {
     let app = spawn_app().await;
-    let before = scrape(&app).await;
+    let before = app.scrape().await;
     assert_eq!(value(&before, "hubbub_connections"), 0.0);
     assert_eq!(value(&before, "hubbub_messages_received_total"), 0.0);
 
     let mut alice = app.connect().await;
     let mut bob = app.connect().await;
     let mut carol = app.connect().await;
-    wait_for(&app, "hubbub_connections", 3.0).await;
+    app.wait_for_scrape("hubbub_connections", 3.0).await;
 
     alice.say("one").await;
     alice.say("two").await;
@@ -102,7 +30,7 @@ async fn metrics_count_a_short_chat() {
     for client in [&mut alice, &mut bob, &mut carol] {
         client.wait_for_shown(3).await;
     }
-    let text = scrape(&app).await;
+    let text = app.scrape().await;
     assert_eq!(value(&text, "hubbub_connects_total"), 3.0);
     assert_eq!(value(&text, "hubbub_messages_received_total"), 3.0);
     assert_eq!(value(&text, "hubbub_messages_broadcast_total"), 3.0);
@@ -122,16 +50,13 @@ async fn metrics_count_a_short_chat() {
 
     // A page closed: its session ends as the client's close, and the gauge follows.
     carol.ws.close(None).await.unwrap();
-    let text = wait_for(
-        &app,
-        "hubbub_disconnects_total{reason=\"client_closed\"}",
-        1.0,
-    )
-    .await;
+    let text = app
+        .wait_for_scrape("hubbub_disconnects_total{reason=\"client_closed\"}", 1.0)
+        .await;
     let text = if value(&text, "hubbub_connections") == 2.0 {
         text
     } else {
-        wait_for(&app, "hubbub_connections", 2.0).await
+        app.wait_for_scrape("hubbub_connections", 2.0).await
     };
     assert_eq!(
         value(
@@ -151,8 +76,8 @@ async fn two_servers_in_one_process_count_apart() {
     client.say("only here").await;
     client.wait_for_shown(1).await;
 
-    let busy_text = scrape(&busy).await;
-    let quiet_text = scrape(&quiet).await;
+    let busy_text = busy.scrape().await;
+    let quiet_text = quiet.scrape().await;
     assert_eq!(value(&busy_text, "hubbub_messages_received_total"), 1.0);
     assert_eq!(value(&busy_text, "hubbub_connections"), 1.0);
     assert_eq!(value(&quiet_text, "hubbub_messages_received_total"), 0.0);
@@ -186,7 +111,7 @@ async fn refused_messages_are_counted_by_reason_and_a_flood_by_its_disconnect() 
     sender.send_raw("not json".to_owned()).await;
     sender.wait_for_notice().await;
 
-    let text = scrape(&app).await;
+    let text = app.scrape().await;
     let rejected = |text: &str, reason: &str| {
         value(
             text,
@@ -206,13 +131,16 @@ async fn refused_messages_are_counted_by_reason_and_a_flood_by_its_disconnect() 
     }
     let close = flooder.wait_for_close().await.expect("a close frame");
     assert_eq!(close.code, CloseCode::Policy);
-    let text = wait_for(&app, "hubbub_disconnects_total{reason=\"flooding\"}", 1.0).await;
+    let text = app
+        .wait_for_scrape("hubbub_disconnects_total{reason=\"flooding\"}", 1.0)
+        .await;
     assert!(
         rejected(&text, "rate_limited") > 2.0,
         "the flood's refusals count too"
     );
     // The flood's burst went through.
-    wait_for(&app, "hubbub_messages_broadcast_total", 6.0).await;
+    app.wait_for_scrape("hubbub_messages_broadcast_total", 6.0)
+        .await;
 }
 
 #[tokio::test]
@@ -221,7 +149,7 @@ async fn refused_upgrades_are_counted_by_the_limit_that_refused_them() {
     let _held = app.connect().await;
     let refused = tokio_tungstenite::connect_async(app.ws_request(Some(&app.url("")))).await;
     assert!(refused.is_err(), "the second connection is over the limit");
-    let text = scrape(&app).await;
+    let text = app.scrape().await;
     let refusals = |limit: &str| {
         value(
             &text,
@@ -269,7 +197,7 @@ async fn readiness_follows_the_store_and_liveness_does_not(db: Arc<TestDb>) {
     // A message in the outage is refused, and counted as such.
     sender.say("lost").await;
     sender.wait_for_notice().await;
-    let text = scrape(&app).await;
+    let text = app.scrape().await;
     assert_eq!(
         value(
             &text,

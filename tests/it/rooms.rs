@@ -3,13 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::helpers::{
-    Older, TestClient, TestDb, set_cookie, spawn_app, spawn_app_on, spawn_app_with, until,
-};
-
-fn texts(client: &TestClient) -> Vec<String> {
-    client.shown.iter().map(|m| m.text.clone()).collect()
-}
+use crate::support::app::{spawn_app, spawn_app_on, spawn_app_with};
+use crate::support::db::TestDb;
+use crate::support::http::set_cookie;
+use crate::support::page::Older;
 
 #[tokio::test]
 async fn rooms_are_isolated_in_messages_history_and_presence() {
@@ -24,11 +21,11 @@ async fn rooms_are_isolated_in_messages_history_and_presence() {
     bob_general.say("only for general").await;
     bob_general.wait_for_shown(1).await;
     assert_eq!(
-        texts(&bob_general),
+        bob_general.texts(),
         ["only for general"],
         "nothing crossed over"
     );
-    assert_eq!(texts(&alice_design), ["only for design"]);
+    assert_eq!(alice_design.texts(), ["only for design"]);
     assert_eq!(alice_design.present, ["alice"]);
     assert_eq!(bob_general.present, ["bob"]);
 
@@ -36,7 +33,7 @@ async fn rooms_are_isolated_in_messages_history_and_presence() {
     let design_page = app.get("/rooms/design").await.body;
     assert!(design_page.contains("only for design") && !design_page.contains("only for general"));
     let newcomer = app.connect_to("general", None).await;
-    assert_eq!(texts(&newcomer), ["only for general"]);
+    assert_eq!(newcomer.texts(), ["only for general"]);
     assert_eq!(newcomer.older, Older::Start);
     let older = app.get("/rooms/design/history?before=999").await.body;
     assert!(older.contains("only for design") && !older.contains("only for general"));
@@ -176,10 +173,9 @@ async fn presence_counts_users_not_tabs_and_follows_joins_leaves_and_renames() {
     assert_eq!(bob_tab.present, ["bob"]);
 
     let alice_one = app.connect_to("design", Some(&alice)).await;
-    until(&mut bob_tab, "alice to appear", |c| {
-        c.present == ["alice", "bob"]
-    })
-    .await;
+    bob_tab
+        .until("alice to appear", |c| c.present == ["alice", "bob"])
+        .await;
     let alice_two = app.connect_to("design", Some(&alice)).await;
     assert_eq!(
         alice_two.present,
@@ -189,27 +185,30 @@ async fn presence_counts_users_not_tabs_and_follows_joins_leaves_and_renames() {
 
     // The room list counts users too, everywhere.
     let mut elsewhere = app.connect_to("general", None).await;
-    until(&mut elsewhere, "the room list", |c| {
-        c.rooms.iter().any(|(r, n)| r == "design" && *n == 2)
-    })
-    .await;
+    elsewhere
+        .until("the room list", |c| {
+            c.rooms.iter().any(|(r, n)| r == "design" && *n == 2)
+        })
+        .await;
 
     drop(alice_one);
     // One of alice's tabs left: she is still here, so presence does not change; a later
     // rename shows that bob's page saw no "alice left" in between.
     app.rename(&alice, "alice2").await;
-    until(&mut bob_tab, "the rename", |c| {
-        c.present.contains(&"alice2".to_owned())
-    })
-    .await;
+    bob_tab
+        .until("the rename", |c| c.present.contains(&"alice2".to_owned()))
+        .await;
     assert_eq!(bob_tab.present, ["alice2", "bob"]);
 
     drop(alice_two);
-    until(&mut bob_tab, "alice to leave", |c| c.present == ["bob"]).await;
-    until(&mut elsewhere, "the count to drop", |c| {
-        c.rooms.iter().any(|(r, n)| r == "design" && *n == 1)
-    })
-    .await;
+    bob_tab
+        .until("alice to leave", |c| c.present == ["bob"])
+        .await;
+    elsewhere
+        .until("the count to drop", |c| {
+            c.rooms.iter().any(|(r, n)| r == "design" && *n == 1)
+        })
+        .await;
 }
 
 #[tokio::test]
@@ -247,7 +246,7 @@ async fn join_and_leave_notices_are_off_by_default_and_on_when_asked() {
     let mut watcher = chatty.connect_to("general", None).await;
     let cookie = chatty.named("carol").await;
     drop(chatty.connect_to("general", Some(&cookie)).await);
-    until(&mut watcher, "both notices", |c| c.events.len() == 2).await;
+    watcher.until("both notices", |c| c.events.len() == 2).await;
     assert_eq!(watcher.events, ["carol joined", "carol left"]);
 }
 
@@ -260,14 +259,16 @@ async fn typing_is_shown_to_others_throttled_and_expires() {
     let typing = r#"{"kind":"typing","headers":{"HX-Request":"true"}}"#;
 
     alice.send_raw(typing.into()).await;
-    until(&mut bob, "alice typing", |c| c.typing == "alice is typing…").await;
+    bob.until("alice typing", |c| c.typing == "alice is typing…")
+        .await;
     let shown = bob.swaps.get("typing").copied().unwrap_or(0);
     // Keystrokes within the throttle window are not announced again.
     for _ in 0..5 {
         alice.send_raw(typing.into()).await;
     }
     // Then it expires by itself (the last keystroke renewed it, so it lasts a bit longer).
-    until(&mut bob, "the indicator to expire", |c| c.typing.is_empty()).await;
+    bob.until("the indicator to expire", |c| c.typing.is_empty())
+        .await;
     assert_eq!(
         bob.swaps["typing"],
         shown + 1,
@@ -286,9 +287,10 @@ async fn a_message_ends_its_authors_typing_line() {
     let mut alice = app.connect_to("general", Some(&alice)).await;
     let mut bob = app.connect_to("general", None).await;
     alice.send_raw(r#"{"kind":"typing"}"#.into()).await;
-    until(&mut bob, "alice typing", |c| c.typing == "alice is typing…").await;
+    bob.until("alice typing", |c| c.typing == "alice is typing…")
+        .await;
     alice.say("done typing").await;
-    until(&mut bob, "the message", |c| c.shown.len() == 1).await;
+    bob.until("the message", |c| c.shown.len() == 1).await;
     assert_eq!(bob.typing, "", "cleared in the same frame as the message");
 }
 
@@ -301,10 +303,11 @@ async fn a_new_room_appears_in_everyones_room_list() {
     creator.say("first!").await;
     creator.wait_for_shown(1).await;
     drop(creator);
-    until(&mut watcher, "the new room", |c| {
-        c.rooms.iter().any(|(r, _)| r == "brand-new")
-    })
-    .await;
+    watcher
+        .until("the new room", |c| {
+            c.rooms.iter().any(|(r, _)| r == "brand-new")
+        })
+        .await;
     // Listed from the store: still there for a newcomer after everyone left.
     let page = app.get("/").await.body;
     assert!(page.contains(r#"data-room="brand-new""#));
@@ -351,12 +354,12 @@ async fn a_reconnect_after_a_restart_shows_everything_sent_meanwhile_once() {
     // htmx reconnects the same page.
     let mut again = app.connect_to_page("general", None, page).await;
     assert_eq!(
-        texts(&again),
+        again.texts(),
         ["before", "while away 0", "while away 1", "while away 2"]
     );
     again.say("back").await;
     again.wait_for_shown(5).await;
-    let mut ids: Vec<u64> = again.shown.iter().map(|m| m.id).collect();
+    let mut ids = again.ids();
     ids.dedup();
     assert_eq!(ids.len(), 5, "nothing twice");
 }
@@ -393,5 +396,5 @@ async fn a_reconnect_after_a_long_outage_leaves_no_gap() {
     let expected: Vec<String> = std::iter::once("last seen".to_owned())
         .chain((0..80).map(|i| format!("missed {i}")))
         .collect();
-    assert_eq!(texts(&again), expected);
+    assert_eq!(again.texts(), expected);
 }

@@ -3,15 +3,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::join_all;
 use hubbub::domain::{DisplayName, MessageText, NewMessage, RoomName};
 use hubbub::store::{self, Appended, Store};
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestDb, spawn_app_on};
-use crate::observability::value;
+use crate::support::app::spawn_app_on;
+use crate::support::db::{Backend, TestDb};
 
 fn message(room: &str, text: &str) -> NewMessage {
     NewMessage::now(
@@ -132,56 +131,81 @@ async fn a_node_catches_up_from_postgres_what_another_node_committed() {
     alice.say("one").await;
     alice.say("two").await;
     alice.wait_for_shown(2).await;
-    // Node B does not learn of them live.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        value(&b.hub.metrics().encode(), "hubbub_messages_broadcast_total"),
-        0.0
-    );
+    // Node B does not learn of them live: it has broadcast nothing, and its own next
+    // commit (the marker; nothing can carry one from A, which is the point) finds both
+    // missing and reads them back. Had B heard of them at any time before, it would have
+    // had no gap to catch up.
+    assert_eq!(b.metric("hubbub_messages_broadcast_total"), 0.0);
 
     bob.say("three").await;
-    let seen = texts(bob.wait_for_shown(3).await);
+    bob.wait_for_shown(3).await;
+    let seen = bob.texts();
     assert_eq!(seen, ["one", "two", "three"]);
-    let b_metrics = b.hub.metrics().encode();
-    assert_eq!(value(&b_metrics, "hubbub_messages_caught_up_total"), 2.0);
+    assert_eq!(b.metric("hubbub_messages_caught_up_total"), 2.0);
 
     // And the other way round: A misses "three" until its own next commit.
     alice.say("four").await;
-    let seen = texts(alice.wait_for_shown(4).await);
+    alice.wait_for_shown(4).await;
+    let seen = alice.texts();
     assert_eq!(seen, ["one", "two", "three", "four"]);
     bob.say("five").await;
-    let seen = texts(bob.wait_for_shown(5).await);
+    bob.wait_for_shown(5).await;
+    let seen = bob.texts();
     assert_eq!(seen, ["one", "two", "three", "four", "five"]);
 
     // A commit in another room on A brings "five" to A's "general": the gap is the
     // node's, not the room's.
     let mut dave = a.connect_to("elsewhere", None).await;
     dave.say("six").await;
-    assert_eq!(texts(dave.wait_for_shown(1).await), ["six"]);
-    let seen = texts(alice.wait_for_shown(5).await);
+    dave.wait_for_shown(1).await;
+    assert_eq!(dave.texts(), ["six"]);
+    alice.wait_for_shown(5).await;
+    let seen = alice.texts();
     assert_eq!(seen, ["one", "two", "three", "four", "five"]);
 
     // Newcomers on either node get the same history.
     let mut carol = b.connect().await;
     let mut erin = a.connect().await;
     for client in [&mut carol, &mut erin] {
-        let history = texts(client.wait_for_shown(5).await);
+        client.wait_for_shown(5).await;
+        let history = client.texts();
         assert_eq!(history, ["one", "two", "three", "four", "five"]);
     }
 
-    // Nothing more arrives: no duplicates on any page, ids unique and increasing.
-    for client in [&mut alice, &mut bob, &mut carol, &mut erin] {
-        while tokio::time::timeout(Duration::from_millis(700), client.read_frame())
-            .await
-            .is_ok()
-        {}
-        let ids: Vec<u64> = client.shown.iter().map(|m| m.id).collect();
-        assert_eq!(ids.len(), 5, "{ids:?}");
+    // Nothing more arrives: no duplicates on any page, ids unique and increasing. Each
+    // node commits a marker last, A's first (so that B's also catches A's up): whatever a
+    // page still had coming would come before its node's marker.
+    alice.say("marker from a").await;
+    alice
+        .until("A's marker", |page| {
+            page.texts().ends_with(&["marker from a".to_owned()])
+        })
+        .await;
+    bob.say("marker from b").await;
+    let on_a = ["one", "two", "three", "four", "five", "marker from a"];
+    let on_b = [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "marker from a",
+        "marker from b",
+    ];
+    for (client, expected) in [
+        (&mut alice, &on_a[..]),
+        (&mut erin, &on_a[..]),
+        (&mut bob, &on_b[..]),
+        (&mut carol, &on_b[..]),
+    ] {
+        client
+            .until("its node's marker", |page| {
+                page.shown.len() >= expected.len()
+            })
+            .await;
+        assert_eq!(client.texts(), expected);
+        let ids = client.ids();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
         assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len());
     }
-}
-
-fn texts(shown: &[crate::helpers::ShownMessage]) -> Vec<String> {
-    shown.iter().map(|m| m.text.clone()).collect()
 }

@@ -5,7 +5,10 @@ use std::time::Duration;
 use futures::future::join_all;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::{ChildServer, PATIENCE, TestClient, TestDb, spawn_app, spawn_app_with};
+use crate::support::PATIENCE;
+use crate::support::app::{spawn_app, spawn_app_with};
+use crate::support::db::TestDb;
+use crate::support::faults::ChildServer;
 
 #[tokio::test]
 async fn shutdown_sends_1012_to_every_client_and_returns() {
@@ -39,11 +42,7 @@ async fn sigterm_closes_connections_with_1012_and_exits_0() {
     for round in 0..4 {
         let db = TestDb::sqlite();
         let server = ChildServer::start(&db, &["--shutdown-grace", "5s"]).await;
-        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-            .await
-            .unwrap();
-        let mut client = TestClient::new(ws);
-        client.read_frame().await;
+        let mut client = server.connect().await;
         client.say("before the restart").await;
         client.wait_for_shown(1).await;
 

@@ -7,8 +7,11 @@ use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::{PATIENCE, PageModel, TestClient, spawn_app_with};
-use crate::observability::{value, wait_for};
+use crate::support::PATIENCE;
+use crate::support::app::spawn_app_with;
+use crate::support::client::TestClient;
+use crate::support::metrics::value;
+use crate::support::page::PageModel;
 
 #[tokio::test]
 async fn a_client_that_never_reads_is_dropped_and_the_others_keep_up() {
@@ -65,7 +68,7 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_keep_up() {
         }
     }
     let sent_all = sender.await.unwrap();
-    let ids: Vec<u64> = healthy.shown.iter().map(|m| m.id).collect();
+    let ids = healthy.ids();
     assert!(
         ids.windows(2).all(|pair| pair[1] == pair[0] + 1),
         "no gap, no duplicate"
@@ -90,11 +93,8 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_keep_up() {
     );
 
     // The operator sees it too: one eviction, one session ended as a slow client.
-    let metrics = wait_for(
-        &app,
-        "hubbub_disconnects_total{reason=\"slow_client\"}",
-        1.0,
-    )
-    .await;
+    let metrics = app
+        .wait_for_scrape("hubbub_disconnects_total{reason=\"slow_client\"}", 1.0)
+        .await;
     assert_eq!(value(&metrics, "hubbub_slow_client_evictions_total"), 1.0);
 }

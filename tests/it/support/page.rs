@@ -1,0 +1,312 @@
+//! The page model: what a user sees, kept the way htmx would keep it. Every frame a page
+//! receives is swapped in as htmx swaps it (the message list replaced on `innerHTML`,
+//! appended to on `beforeend`; the notice, the input, presence, the typing line and the
+//! room list out of band), and checked on the way: a link has exactly the safe form, a
+//! message text holds no markup. Tests assert on this model, not on HTML.
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// One message as a page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShownMessage {
+    pub id: u64,
+    pub author: String,
+    pub text: String,
+}
+
+/// The parts of a page that frames change: the message list, the notice, presence, the
+/// typing line and the room list.
+#[derive(Default)]
+pub struct PageModel {
+    pub shown: Vec<ShownMessage>,
+    pub notice: Option<String>,
+    /// What leads the list: a "load older" element (with its cursor) or the start.
+    pub older: Older,
+    /// The value the server last put back into the input, if any.
+    pub restored_input: Option<String>,
+    /// How many the presence list says are here (listed or not).
+    pub present_total: usize,
+    /// Who the presence list shows.
+    pub present: Vec<String>,
+    /// The typing line ("" when nobody types).
+    pub typing: String,
+    /// The room list: `(room, online)`.
+    pub rooms: Vec<(String, usize)>,
+    /// Lines like "alice joined".
+    pub events: Vec<String>,
+    /// How many times each kind of element was swapped (for "nothing else came" checks).
+    pub swaps: HashMap<&'static str, usize>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Older {
+    /// Nothing leads the list (an empty room).
+    #[default]
+    Nothing,
+    /// "Load older" fetching the messages before this id.
+    Before(u64),
+    /// "Start of conversation".
+    Start,
+}
+
+impl PageModel {
+    /// The texts of the messages shown, in order.
+    pub fn texts(&self) -> Vec<String> {
+        self.shown.iter().map(|m| m.text.clone()).collect()
+    }
+
+    /// The ids of the messages shown, in order.
+    pub fn ids(&self) -> Vec<u64> {
+        self.shown.iter().map(|m| m.id).collect()
+    }
+
+    /// How many the room list says are in `room`, if it lists the room.
+    pub fn online(&self, room: &str) -> Option<usize> {
+        self.rooms
+            .iter()
+            .find(|(name, _)| name == room)
+            .map(|(_, count)| *count)
+    }
+
+    /// Applies a frame the way htmx would swap it.
+    pub fn apply_frame(&mut self, frame: &str) {
+        const LIST: &str = r#"<div id="messages" hx-swap-oob=""#;
+        let mut rest = frame.trim();
+        while !rest.is_empty() {
+            if rest.starts_with(r#"<p id="notice""#) {
+                let (inner, after) = element(rest, "</p>");
+                self.notice = Some(unescape(inner));
+                self.count("notice");
+                rest = after;
+            } else if rest.starts_with(r#"<input id="text""#) {
+                let end = rest.find('>').unwrap() + 1;
+                let tag = &rest[..end];
+                assert!(tag.contains(r#"hx-swap-oob="true""#), "{tag}");
+                self.restored_input = tag
+                    .split_once(" value=\"")
+                    .map(|(_, v)| unescape(&v[..v.find('"').unwrap()]));
+                self.count("input");
+                rest = &rest[end..];
+            } else if rest.starts_with(r#"<p id="typing""#) {
+                assert_out_of_band(rest);
+                let (inner, after) = element(rest, "</p>");
+                self.typing = unescape(inner);
+                self.count("typing");
+                rest = after;
+            } else if rest.starts_with(r#"<section id="presence""#) {
+                assert_out_of_band(rest);
+                let (inner, after) = element(rest, "</section>");
+                self.present = inner
+                    .split("<li>")
+                    .skip(1)
+                    .map(|li| unescape(between(li, "\">", "</span>")))
+                    .collect();
+                let count: usize = between(
+                    inner,
+                    "<span id=\"presence-count\" class=\"count\">",
+                    "</span>",
+                )
+                .parse()
+                .unwrap();
+                if inner.contains("class=\"more\" hidden>") {
+                    assert_eq!(count, self.present.len(), "the count matches the list");
+                }
+                self.present_total = count;
+                self.count("presence");
+                rest = after;
+            } else if rest.starts_with(r#"<span id="presence-count""#) {
+                // The names shown are unchanged; only the count moved.
+                assert_out_of_band(rest);
+                let (inner, after) = element(rest, "</span>");
+                self.present_total = inner.parse().unwrap();
+                self.count("presence-count");
+                rest = after;
+            } else if rest.starts_with(r#"<p id="presence-more""#) {
+                let (_, after) = element(rest, "</p>");
+                rest = after;
+            } else if rest.starts_with(r#"<nav id="rooms""#) {
+                assert_out_of_band(rest);
+                let (inner, after) = element(rest, "</nav>");
+                self.rooms = inner
+                    .split("<li>")
+                    .skip(1)
+                    .map(|li| {
+                        let room = between(li, "data-room=\"", "\"").to_owned();
+                        let online = li
+                            .split_once("<span class=\"count\"")
+                            .map_or(0, |(_, c)| between(c, ">", "</span>").parse().unwrap());
+                        (room, online)
+                    })
+                    .collect();
+                self.count("rooms");
+                rest = after;
+            } else if let Some(after) = rest.strip_prefix(LIST) {
+                let swap = &after[..after.find('"').unwrap()];
+                let body = &after[after.find('>').unwrap() + 1..];
+                let (older, body) = parse_older(body);
+                let end = body
+                    .find("</div>")
+                    .unwrap_or_else(|| panic!("unclosed list in {frame}"));
+                let content = &body[..end];
+                let articles = parse_articles(content);
+                match swap {
+                    "innerHTML" => {
+                        self.shown = articles;
+                        self.older = older.unwrap_or(Older::Nothing);
+                        self.count("history");
+                    }
+                    "beforeend" => {
+                        assert!(older.is_none(), "an append never carries a loader");
+                        self.events.extend(
+                            content
+                                .split("<p class=\"event\">")
+                                .skip(1)
+                                .map(|e| unescape(&e[..e.find("</p>").unwrap()])),
+                        );
+                        self.shown.extend(articles);
+                        self.count("append");
+                    }
+                    other => panic!("unexpected swap {other:?} in {frame}"),
+                }
+                rest = &body[end + "</div>".len()..];
+            } else {
+                panic!("unparsed frame content: {rest:?}");
+            }
+            rest = rest.trim_start();
+        }
+    }
+
+    fn count(&mut self, kind: &'static str) {
+        *self.swaps.entry(kind).or_default() += 1;
+    }
+
+    /// Applies a page of older messages the way htmx swaps it over the loader.
+    pub fn apply_older_page(&mut self, html: &str) {
+        let (older, body) = parse_older(html);
+        let mut articles = parse_articles(body);
+        articles.append(&mut self.shown);
+        self.shown = articles;
+        self.older = older.expect("an older page leads with a loader or the start");
+    }
+}
+
+/// What a failed wait prints as the page it saw last: the newest messages rather than
+/// every one of them.
+impl fmt::Debug for PageModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let newest = &self.shown[self.shown.len().saturating_sub(3)..];
+        f.debug_struct("PageModel")
+            .field("shown", &self.shown.len())
+            .field("newest", &newest)
+            .field("notice", &self.notice)
+            .field("older", &self.older)
+            .field("restored_input", &self.restored_input)
+            .field("present", &self.present)
+            .field("present_total", &self.present_total)
+            .field("typing", &self.typing)
+            .field("rooms", &self.rooms)
+            .field("events", &self.events)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Splits a leading "load older" / "start of conversation" element off the list's content.
+fn parse_older(body: &str) -> (Option<Older>, &str) {
+    if let Some(rest) = body.strip_prefix(r#"<div id="older""#) {
+        let before = between(rest, "before=", "\"").parse().unwrap();
+        let end = rest.find("</div>").unwrap() + "</div>".len();
+        (Some(Older::Before(before)), &rest[end..])
+    } else if let Some(rest) = body.strip_prefix(r#"<p id="older""#) {
+        let end = rest.find("</p>").unwrap() + "</p>".len();
+        assert!(rest[..end].contains("Start of conversation"));
+        (Some(Older::Start), &rest[end..])
+    } else {
+        (None, body)
+    }
+}
+
+/// The element `html` starts with is swapped out of band (by its id), as every part of the
+/// page but the message list is.
+fn assert_out_of_band(html: &str) {
+    assert!(
+        html[..html.find('>').unwrap()].contains("hx-swap-oob"),
+        "{html}"
+    );
+}
+
+/// An element's inner HTML and what follows it (no nesting of the same tag).
+fn element<'a>(html: &'a str, close: &str) -> (&'a str, &'a str) {
+    let start = html.find('>').unwrap() + 1;
+    let end = html
+        .find(close)
+        .unwrap_or_else(|| panic!("{close} missing in {html}"));
+    (&html[start..end], &html[end + close.len()..])
+}
+
+/// Message text with its links turned back into the addresses they show, after checking
+/// each link has exactly the safe form.
+fn unlink(html: &str) -> String {
+    let mut text = String::new();
+    let mut rest = html;
+    while let Some(at) = rest.find("<a href=\"") {
+        text.push_str(&rest[..at]);
+        let tag_end = at + rest[at..].find('>').unwrap() + 1;
+        let tag = &rest[at..tag_end];
+        let href = between(tag, "href=\"", "\"");
+        assert!(
+            href.starts_with("http://") || href.starts_with("https://"),
+            "{tag}"
+        );
+        assert!(
+            tag.ends_with(r#" rel="noopener nofollow ugc" target="_blank">"#),
+            "{tag}"
+        );
+        let close = tag_end + rest[tag_end..].find("</a>").unwrap();
+        assert_eq!(&rest[tag_end..close], href, "a link shows its address");
+        text.push_str(href);
+        rest = &rest[close + "</a>".len()..];
+    }
+    text.push_str(rest);
+    text
+}
+
+fn parse_articles(html: &str) -> Vec<ShownMessage> {
+    html.split("<article")
+        .skip(1)
+        .map(|article| {
+            let id = between(article, "id=\"msg-", "\"").parse().unwrap();
+            let author_tag = between(article, "<span class=\"author c", "</span>");
+            let author = unescape(&author_tag[author_tag.find('>').unwrap() + 1..]);
+            let text_raw = unlink(between(article, "<p class=\"text\">", "</p>"));
+            let text = unescape(&text_raw);
+            assert!(
+                !text_raw.contains(['<', '>', '"']),
+                "unescaped markup in message text: {text_raw:?}"
+            );
+            ShownMessage { id, author, text }
+        })
+        .collect()
+}
+
+fn between<'a>(haystack: &'a str, start: &str, end: &str) -> &'a str {
+    let from = haystack
+        .find(start)
+        .unwrap_or_else(|| panic!("{start:?} not in {haystack:?}"))
+        + start.len();
+    let to = from + haystack[from..].find(end).unwrap();
+    &haystack[from..to]
+}
+
+fn unescape(html: &str) -> String {
+    html.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
+        .replace("&amp;", "&")
+        .replace("&#38;", "&")
+}
