@@ -26,6 +26,7 @@
 //! writer between deliveries, so a connect never costs a query.
 
 mod directory;
+mod drainer;
 mod fanout;
 mod nodes;
 mod presence;
@@ -52,7 +53,6 @@ use self::room_list::RoomList;
 use crate::domain::{ChatMessage, DisplayName, RoomName, UserId};
 use crate::metrics::Metrics;
 use crate::outlet::Outlet;
-use crate::presence::{Gap, Heard, RoomHere, Seat};
 use crate::render::{self, RoomCount};
 
 /// Identifies one connection for as long as it is in the hub.
@@ -326,22 +326,6 @@ impl Hub {
         self.shared.metrics.broadcast(messages.len());
     }
 
-    /// Waits while some room's fan-out is more than [`fanout::MAX_BACKLOG`] messages behind
-    /// what was delivered to it. The commit writer calls it after each delivery, so a room
-    /// that cannot keep up slows commits down (and senders hear "busy") instead of its
-    /// queue growing without bound.
-    pub async fn fanout_caught_up(&self) {
-        loop {
-            let relieved = self.shared.relieved.notified();
-            tokio::pin!(relieved);
-            relieved.as_mut().enable();
-            if self.shared.backlogged.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            relieved.await;
-        }
-    }
-
     /// A session's user is typing. Announced to the others at most once per throttle
     /// period; the indicator lasts `typing_expiry` after the last call.
     pub fn typing(&self, room: &RoomName, id: SessionId, now: Instant) {
@@ -417,126 +401,6 @@ impl Hub {
         }
     }
 
-    /// Takes what other nodes have to hear about this node's presence: every room whose
-    /// users changed since the last call, with everyone in it here now (user and name).
-    /// The broker sends the difference from what it told them before. `None`: changes
-    /// were lost (rooms forgotten untold), so the broker must tell everything afresh
-    /// ([`Hub::all_seats`]).
-    pub fn take_presence(&self) -> Option<Vec<RoomHere>> {
-        if self.shared.nodes.presence_lost() {
-            return None;
-        }
-        let rooms = self.directory().rooms();
-        let untold = rooms
-            .into_iter()
-            .filter_map(|entry| {
-                let mut state = entry.lock();
-                state
-                    .presence
-                    .take_untold()
-                    .then(|| (entry.name.clone(), state.presence.users()))
-            })
-            .collect();
-        Some(untold)
-    }
-
-    /// Every user here in every room, for telling the other nodes everything afresh
-    /// (after the broker reconnected); counts as told.
-    pub fn all_seats(&self) -> Vec<Seat> {
-        self.shared.nodes.presence_found();
-        let mut seats = Vec::new();
-        let rooms = self.directory().rooms();
-        for entry in rooms {
-            let mut state = entry.lock();
-            state.presence.take_untold();
-            seats.extend(state.presence.seats(&entry.name));
-        }
-        seats
-    }
-
-    /// Takes the typing announcements and renames waiting to be told to the other nodes.
-    pub fn take_signals(&self) -> (Vec<Seat>, Vec<(UserId, DisplayName)>) {
-        self.shared.nodes.take_signals()
-    }
-
-    /// Waits until there may be something to tell the other nodes (see
-    /// [`Hub::take_presence`], [`Hub::take_signals`]); only ever wakes with shared presence.
-    pub async fn news(&self) {
-        self.shared.nodes.news().await;
-    }
-
-    /// What the broker heard from the other nodes. `Err(Gap)`: a report was missed, so the
-    /// broker must read that node's whole presence and hand it over as [`Heard::Whole`].
-    /// Presence and the room list change at the next tick, typing at once.
-    pub fn hear(&self, heard: Heard) -> Result<(), Gap> {
-        let now = Instant::now();
-        match heard {
-            Heard::Renamed(users) => {
-                for (user, name) in users {
-                    self.rename_here(&user, &name);
-                }
-                Ok(())
-            }
-            Heard::Typing(seats) => {
-                self.typing_elsewhere(seats, now);
-                Ok(())
-            }
-            heard => {
-                let learned = self.shared.nodes.hear(heard, now);
-                self.shared.metrics.cluster_nodes(learned.nodes);
-                self.others_changed(learned.touched);
-                learned.result
-            }
-        }
-    }
-
-    /// Users typing on other nodes, shown for `typing_expiry` unless renewed. Only users
-    /// their node reported present count: a typist nobody reported is ignored, so typing
-    /// cannot grow beyond who is in the room.
-    fn typing_elsewhere(&self, seats: Vec<Seat>, now: Instant) {
-        let until = now + self.shared.settings.typing_expiry;
-        let mut touched = Vec::new();
-        for Seat { room, user, name } in seats {
-            let Ok(entry) = self.room(&room) else {
-                continue;
-            };
-            if !self.shared.nodes.has(&room, &user) {
-                continue;
-            }
-            entry.lock().typing_elsewhere(user, name, until, now);
-            if !touched
-                .iter()
-                .any(|known: &Arc<Room>| Arc::ptr_eq(known, &entry))
-            {
-                touched.push(entry);
-            }
-        }
-        for entry in touched {
-            let mut fx = Effects::default();
-            entry.lock().send_typing(Vec::new(), &mut fx);
-            self.settle(&entry, fx);
-        }
-    }
-
-    /// What other nodes reported changed in `touched` rooms: presence and the room list
-    /// are sent at the next tick; a typist now in none of the room's nodes stops typing.
-    fn others_changed(&self, touched: std::collections::BTreeSet<RoomName>) {
-        if touched.is_empty() {
-            return;
-        }
-        self.shared.room_list.mark_dirty();
-        for name in touched {
-            let Ok(entry) = self.room(&name) else {
-                continue;
-            };
-            let mut fx = Effects::default();
-            entry
-                .lock()
-                .others_changed(&name, &self.shared.nodes, &mut fx);
-            self.settle(&entry, fx);
-        }
-    }
-
     /// Acts on what a room's section left to do, once its lock is released.
     fn settle(&self, room: &Arc<Room>, fx: Effects) {
         let shared = &self.shared;
@@ -567,43 +431,6 @@ impl Hub {
         if fx.start_drainer {
             self.drain(Arc::clone(room));
         }
-    }
-
-    /// Empties a room's queue: in a task of its own when there is a runtime, here and now
-    /// otherwise (tests and benchmarks that drive the hub directly).
-    fn drain(&self, room: Arc<Room>) {
-        let hub = self.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    let parts = hub.shared.settings.fanout_parts;
-                    loop {
-                        // A statement of its own: the room's lock is released before the
-                        // job is written.
-                        let next = room.lock().queue.next_job();
-                        let Some(job) = next else { break };
-                        let started = std::time::Instant::now();
-                        let written = job.write(parts).await;
-                        hub.written(&room, written, started);
-                    }
-                });
-            }
-            Err(_) => loop {
-                let next = room.lock().queue.next_job();
-                let Some(job) = next else { break };
-                let started = std::time::Instant::now();
-                hub.written(&room, job.write_now(), started);
-            },
-        }
-    }
-
-    fn written(&self, room: &Arc<Room>, written: fanout::Written, started: std::time::Instant) {
-        if written.messages > 0 {
-            self.shared.metrics.fanout(started.elapsed());
-        }
-        let mut fx = Effects::default();
-        room.lock().written(written, &mut fx);
-        self.settle(room, fx);
     }
 
     fn forget_idle_rooms(&self) {

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::hub::directory::UNTOLD_IDLE_ROOMS;
-use crate::presence::{NodeId, NodePresence};
+use crate::presence::{Gap, Heard, NodeId, NodePresence, Seat};
 
 const EXPIRY: Duration = Duration::from_secs(30);
 
