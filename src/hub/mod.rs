@@ -8,8 +8,11 @@
 //! - [`fanout`]: how a room's frames reach its members' sockets, in one order: at once for
 //!   a small room, through the room's queue and a drainer task for a big one, so one big
 //!   room's fan-out never holds up another room.
+//! - [`drainer`]: the task that writes a big room's queue, and the commit writer's wait for
+//!   a room too far behind.
 //! - [`room_list`]: the room list with online counts, rendered once per change.
-//! - [`nodes`]: what the hub keeps for and from the other nodes (shared presence).
+//! - [`nodes`]: what the hub keeps for and from the other nodes (shared presence), and
+//!   [`cluster`]: the broker's way in and out of it.
 //! - [`upkeep`]: the periodic tick: typing expiry, paced presence and room-list updates.
 //!
 //! Locks are std `Mutex`es held for short synchronous sections, never across `.await`, and
@@ -25,6 +28,7 @@
 //! for. A room's history is a cache of the store's newest messages, loaded by the commit
 //! writer between deliveries, so a connect never costs a query.
 
+mod cluster;
 mod directory;
 mod drainer;
 mod fanout;
