@@ -1,0 +1,22 @@
+//! The words of the chat, parsed at the edge.
+//!
+//! Raw strings from the network become these types once, in the session or the HTTP
+//! handler; the hub and the renderer only ever see values that are already valid
+//! ("parse, don't validate").
+//!
+//! - [`inbound`]: what the htmx WebSocket extension sends, and why a frame was refused.
+//! - [`names`]: room names and display names (guest names included).
+//! - [`ids`]: who someone is across visits, and the hex ids are written in.
+//! - [`message`]: a message's text, the message before and after the store numbers it, and
+//!   the committed batch.
+
+mod ids;
+mod inbound;
+mod message;
+mod names;
+
+pub use self::ids::{UserId, hex, is_lower_hex};
+pub use self::inbound::{Inbound, InboundError};
+pub(crate) use self::message::unix_micros;
+pub use self::message::{ChatMessage, Committed, MessageText, NewMessage};
+pub use self::names::{DisplayName, DisplayNameError, GuestName, RoomName, RoomNameError};
