@@ -1,0 +1,285 @@
+//! The writer task: the one task that stores messages, delivers batches and loads rooms,
+//! in the order they were asked for (see the module above for why one task).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{CommitError, CommitSettings, Job, Pending, Reply, WriterStatus, store_rejection};
+use crate::broker::Broker;
+use crate::domain::{ChatMessage, Committed, NewMessage, RoomName};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::sequencer::Sequencer;
+use crate::store::{Appended, Store, StoreError};
+
+/// What the writer task owns.
+pub(super) struct Writer {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) sequencer: Sequencer,
+    pub(super) broker: Arc<dyn Broker>,
+    pub(super) status: Arc<WriterStatus>,
+}
+
+pub(super) async fn write_loop(
+    mut writer: Writer,
+    mut queue: mpsc::Receiver<Job>,
+    settings: CommitSettings,
+    stop: CancellationToken,
+) {
+    let max_batch = settings.max_batch.max(1);
+    let mut batch = Vec::with_capacity(max_batch);
+    let idle_resync = writer.broker.idle_resync();
+    // When the writer last had something to do; after `idle_resync` of nothing, it looks
+    // in the store for batches no node announced.
+    let mut busy_at = Instant::now();
+    // The store's newest id when the last quiet look found it ahead of this node. Caught
+    // up only if the next look finds it still undelivered: a batch the broker is carrying
+    // right now gets a whole period to arrive first.
+    let mut unannounced: Option<u64> = None;
+    loop {
+        // A catch-up that failed is tried again at its time, between batches.
+        let retry_at = writer.sequencer.retry_at();
+        let retry = async {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        let quiet = async {
+            match idle_resync {
+                Some(every) => tokio::time::sleep_until(busy_at + every).await,
+                None => std::future::pending().await,
+            }
+        };
+        let received = tokio::select! {
+            received = queue.recv_many(&mut batch, max_batch) => received,
+            () = retry => {
+                writer.sequencer.retry().await;
+                writer.note_catch_up();
+                continue;
+            }
+            () = quiet => {
+                unannounced = writer.look_for_unannounced(unannounced).await;
+                busy_at = Instant::now();
+                continue;
+            }
+            () = stop.cancelled() => {
+                // No new senders will come; commit what is already queued, then stop.
+                queue.close();
+                while queue.recv_many(&mut batch, max_batch).await > 0 {
+                    writer.run_jobs(&mut batch).await;
+                }
+                break;
+            }
+        };
+        if received == 0 {
+            break; // every handle is gone and nothing is left
+        }
+        // Only messages to store wait for company: another node's batch or a room load is
+        // handled at once (the window would add its length to every cross-node delivery).
+        let storing = batch.iter().any(|job| matches!(job, Job::Store(_)));
+        if storing && !settings.window.is_zero() {
+            let deadline = Instant::now() + settings.window;
+            while batch.len() < max_batch {
+                let room = max_batch - batch.len();
+                match tokio::time::timeout_at(deadline, queue.recv_many(&mut batch, room)).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+        writer.run_jobs(&mut batch).await;
+        writer.note_catch_up();
+        busy_at = Instant::now();
+    }
+    if writer.sequencer.is_behind() {
+        tracing::warn!(
+            delivered = writer.sequencer.last(),
+            "the commit writer stopped with committed messages not yet delivered here"
+        );
+    }
+    tracing::debug!("commit writer stopped");
+}
+
+/// A commit that takes this long is logged as a warning.
+const SLOW_COMMIT: Duration = Duration::from_millis(100);
+
+/// The longest one batch may take to store. PostgreSQL also has server-side timeouts
+/// (see `store::postgres`); this bounds everything else, so the writer never hangs.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Stores one batch, timed (failures too) for `hubbub_commit_duration_seconds`.
+async fn append(
+    store: &dyn Store,
+    metrics: &Metrics,
+    messages: &[NewMessage],
+) -> Result<Appended, StoreError> {
+    let started = Instant::now();
+    let stored = tokio::time::timeout(APPEND_TIMEOUT, store.append(messages))
+        .await
+        .unwrap_or(Err(StoreError::TimedOut(APPEND_TIMEOUT)));
+    metrics.commit(messages.len(), started.elapsed());
+    stored
+}
+
+impl Writer {
+    fn hub(&self) -> &Hub {
+        self.sequencer.hub()
+    }
+
+    /// One quiet look at the store (see `write_loop`): catches up if `suspected` (the
+    /// newest id a previous look saw) is still not delivered, otherwise returns the newest
+    /// id if it is ahead of this node.
+    async fn look_for_unannounced(&mut self, suspected: Option<u64>) -> Option<u64> {
+        if suspected.is_some_and(|newest| self.sequencer.last() < newest) {
+            tracing::info!(
+                delivered = self.sequencer.last(),
+                "messages committed on another node were never announced; reading them from the store"
+            );
+            self.sequencer.resync().await;
+            self.note_catch_up();
+            return None;
+        }
+        let newest = tokio::time::timeout(APPEND_TIMEOUT, self.store.newest_id()).await;
+        match newest {
+            Ok(Ok(newest)) if newest > self.sequencer.last() => Some(newest),
+            _ => None,
+        }
+    }
+
+    /// Records whether a failed catch-up is waiting for its retry.
+    fn note_catch_up(&self) {
+        let stalled = self.sequencer.retry_at().is_some();
+        self.status.stalled.store(stalled, Ordering::Relaxed);
+    }
+
+    /// Stores one batch and records whether the store took it.
+    async fn append(&self, messages: &[NewMessage]) -> Result<Appended, StoreError> {
+        let stored = append(self.store.as_ref(), self.hub().metrics(), messages).await;
+        // A refusal of the data itself says nothing about the store's health.
+        self.status
+            .commit_failed(matches!(&stored, Err(err) if !err.is_rejected()));
+        stored
+    }
+
+    /// Runs queued jobs: room loads and other nodes' batches in the order they came
+    /// (messages not yet committed reach a loaded room live when they are), then every
+    /// queued message as one batch.
+    async fn run_jobs(&mut self, jobs: &mut Vec<Job>) {
+        let mut pending = Vec::new();
+        for job in jobs.drain(..) {
+            match job {
+                Job::Store(message) => pending.push(message),
+                Job::Load(room, reply) => {
+                    let _ = reply.send(self.load(&room).await);
+                }
+                Job::Remote(batch) => self.sequencer.accept(&batch).await,
+                Job::Resync => self.sequencer.resync().await,
+            }
+        }
+        if !pending.is_empty() {
+            self.commit(pending).await;
+        }
+    }
+
+    /// Loads a room with its newest messages up to the sequencer's `last`: a message
+    /// committed above it (on another node, not yet delivered here) reaches the room when
+    /// the sequencer delivers it, not twice.
+    async fn load(&self, room: &RoomName) -> Result<(), CommitError> {
+        let hub = self.hub();
+        if hub.is_loaded(room) {
+            return Ok(());
+        }
+        let limit = hub.settings().history_limit;
+        let upto = self.sequencer.last();
+        // One more than the cache holds tells whether "load older" has anything to load.
+        let read = self
+            .store
+            .before(room, upto.saturating_add(1), limit as u32 + 1);
+        let mut newest = tokio::time::timeout(APPEND_TIMEOUT, read)
+            .await
+            .unwrap_or(Err(StoreError::TimedOut(APPEND_TIMEOUT)))
+            .map_err(|err| {
+                tracing::error!(error = %err, %room, "loading a room failed");
+                CommitError::Store(Arc::new(err))
+            })?;
+        let has_older = newest.len() > limit;
+        if has_older {
+            newest.remove(0);
+        }
+        hub.load(room, &newest, has_older);
+        Ok(())
+    }
+
+    async fn commit(&mut self, batch: Vec<Pending>) {
+        let (messages, replies): (Vec<NewMessage>, Vec<_>) =
+            batch.into_iter().map(|p| (p.message, p.reply)).unzip();
+        let started = Instant::now();
+        match self.append(&messages).await {
+            Ok(appended) => {
+                let elapsed = started.elapsed();
+                if elapsed >= SLOW_COMMIT {
+                    // Every message of the room waits behind this one: worth an operator's
+                    // look (a checkpoint, a slow disk, a busy database).
+                    tracing::warn!(messages = appended.ids.len(), ?elapsed, "slow commit");
+                } else {
+                    tracing::trace!(messages = appended.ids.len(), ?elapsed, "committed");
+                }
+                self.deliver(messages, appended, replies).await;
+            }
+            Err(err) if err.is_rejected() && messages.len() > 1 => {
+                // The database refused something in this batch. One sender's bad message
+                // must not sink everyone else's: store them one by one.
+                tracing::warn!(error = %err, messages = messages.len(), "a batch was refused; storing its messages one by one");
+                for (message, reply) in messages.into_iter().zip(replies) {
+                    let one = [message];
+                    match self.append(&one).await {
+                        Ok(appended) => self.deliver(one.into(), appended, vec![reply]).await,
+                        Err(err) => refuse(self.hub(), err, vec![reply]),
+                    }
+                }
+            }
+            Err(err) => refuse(self.hub(), err, replies),
+        }
+    }
+
+    /// A committed batch: to this node's sessions first (through the sequencer, so they
+    /// are served whatever the broker's state), then to the other nodes, then the answers.
+    async fn deliver(
+        &mut self,
+        messages: Vec<NewMessage>,
+        appended: Appended,
+        replies: Vec<Reply>,
+    ) {
+        let Appended { prev, ids } = appended;
+        let committed = Committed {
+            prev,
+            messages: messages
+                .into_iter()
+                .zip(&ids)
+                .map(|(m, id)| m.stored(*id))
+                .collect::<Vec<ChatMessage>>(),
+        };
+        self.sequencer.accept(&committed).await;
+        self.broker.publish(&committed);
+        for (reply, id) in replies.into_iter().zip(ids) {
+            // The sender may have gone; the message is stored and broadcast anyway.
+            let _ = reply.send(Ok(id));
+        }
+    }
+}
+
+fn refuse(hub: &Hub, err: StoreError, replies: Vec<Reply>) {
+    tracing::error!(error = %err, messages = replies.len(), "storing messages failed; nothing was broadcast");
+    hub.metrics()
+        .rejected_many(store_rejection(&err), replies.len());
+    let err = CommitError::Store(Arc::new(err));
+    for reply in replies {
+        let _ = reply.send(Err(err.clone()));
+    }
+}
