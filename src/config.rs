@@ -281,7 +281,7 @@ impl Config {
         if self.commit_window >= Duration::from_secs(1) {
             return Err(ConfigError::CommitWindowTooLong(self.commit_window));
         }
-        if !crate::presence::EXPIRY_RANGE.contains(&self.presence_expiry) {
+        if !crate::cluster::EXPIRY_RANGE.contains(&self.presence_expiry) {
             return Err(ConfigError::PresenceExpiryOutOfRange(self.presence_expiry));
         }
         for origin in &self.allowed_origins {

@@ -14,7 +14,7 @@
 //! - [`store`]: the `Store` trait, SQLite and PostgreSQL; the only place that knows SQL.
 //! - [`hub`]: the room; renders each stored message once, fans the bytes out, keeps the
 //!   newest messages for newcomers, and who is here.
-//! - [`presence`]: who is on the other nodes, and what this node told them of its own.
+//! - [`cluster`]: who is on the other nodes, and what this node told them of its own.
 //! - [`render`]: templates to bytes, no I/O.
 //! - [`config`]: every setting, from flags or `HUBBUB_*` variables.
 //! - [`metrics`]: counters, gauges and histograms, one registry per server (`/metrics`).
@@ -24,6 +24,7 @@
 //! signal.
 
 pub mod broker;
+pub mod cluster;
 pub mod commit;
 pub mod config;
 pub mod domain;
@@ -32,7 +33,6 @@ pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod outlet;
-pub mod presence;
 pub mod render;
 pub mod sequencer;
 pub mod session;

@@ -9,8 +9,8 @@ use tokio::time::Instant;
 
 use super::Hub;
 use super::room::{Effects, Room};
+use crate::cluster::{Gap, Heard, RoomHere, Seat};
 use crate::domain::{DisplayName, RoomName, UserId};
-use crate::presence::{Gap, Heard, RoomHere, Seat};
 
 impl Hub {
     /// Takes what other nodes have to hear about this node's presence: every room whose

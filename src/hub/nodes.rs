@@ -13,8 +13,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::presence::Others;
+use crate::cluster::{Gap, Heard, Remote, Seat};
 use crate::domain::{DisplayName, RoomName, UserId};
-use crate::presence::{Gap, Heard, Remote, Seat};
 
 /// Typing announcements and renames waiting for the broker to tell the other nodes. Past
 /// it the oldest are dropped: a typing line that lapses early, or a tab on another node

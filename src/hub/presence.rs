@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::cluster::{Elsewhere, Seat};
 use crate::domain::{DisplayName, RoomName, UserId};
-use crate::presence::{Elsewhere, Seat};
 use crate::render::{self, Html};
 
 /// The users other nodes have in a room, if any.

@@ -21,9 +21,9 @@ use super::nodes::Nodes;
 use super::presence::Presence;
 use super::typing::Typing;
 use super::{HubSettings, NotLoaded, SessionId};
+use crate::cluster::Seat;
 use crate::domain::{DisplayName, RoomName, UserId};
 use crate::outlet::Outlet;
-use crate::presence::Seat;
 use crate::render::{self, Html, Rendered};
 use crate::wire::Frame;
 

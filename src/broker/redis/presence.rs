@@ -38,7 +38,7 @@ use tokio::time::Instant;
 use crate::domain::{DisplayName, RoomName, UserId};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::presence::{
+use crate::cluster::{
     Change, EXPIRY_RANGE, Gap, Heard, MAX_NODES, NodeId, NodePresence, Published, Seat,
 };
 

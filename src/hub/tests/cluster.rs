@@ -2,8 +2,8 @@
 //! node keeps for them.
 
 use super::*;
+use crate::cluster::{Gap, Heard, NodeId, NodePresence, Seat};
 use crate::hub::directory::UNTOLD_IDLE_ROOMS;
-use crate::presence::{Gap, Heard, NodeId, NodePresence, Seat};
 
 const EXPIRY: Duration = Duration::from_secs(30);
 
@@ -169,7 +169,7 @@ async fn typing_on_another_node_is_shown_here_and_ends_with_its_typist() {
     hub.hear(Heard::Changes {
         node: other.clone(),
         seq: 2,
-        changes: vec![crate::presence::Change::Gone {
+        changes: vec![crate::cluster::Change::Gone {
             room: room.clone(),
             user: carol.clone(),
         }],
@@ -181,7 +181,7 @@ async fn typing_on_another_node_is_shown_here_and_ends_with_its_typist() {
     hub.hear(Heard::Changes {
         node: other,
         seq: 3,
-        changes: vec![crate::presence::Change::Here(seat(
+        changes: vec![crate::cluster::Change::Here(seat(
             "general", &carol, "carol",
         ))],
     })
