@@ -35,12 +35,12 @@ use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::domain::{DisplayName, RoomName, UserId};
-use crate::hub::Hub;
-use crate::metrics::Metrics;
 use crate::cluster::{
     Change, EXPIRY_RANGE, Gap, Heard, MAX_NODES, NodeId, NodePresence, Published, Seat,
 };
+use crate::domain::{DisplayName, RoomName, UserId};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
 
 /// At most one presence report per this long: a burst of joins is one report.
 pub(super) const REPORT_PACE: Duration = Duration::from_millis(200);
