@@ -9,12 +9,12 @@
 //!
 //! - [`LocalBroker`] (`local.rs`): in-process, a single node. There is no other node to tell,
 //!   so publishing does nothing and nothing arrives.
-//! - [`RedisBroker`] (`redis.rs`, the only module that knows Redis) publishes each batch
+//! - [`RedisBroker`] (`redis/`, the only module that knows Redis) publishes each batch
 //!   once; it hands every batch it receives (this node's echo included, dropped as a
 //!   duplicate) to [`Feed::remote`], and calls [`Feed::resync`] after every (re)subscribe,
 //!   since pub/sub drops what it could not deliver. It also shares presence, typing and
 //!   renames: what the hub has to tell ([`Hub::take_presence`], [`Hub::take_signals`]) goes
-//!   out, what other nodes tell goes to [`Hub::hear`] (`redis/presence.rs`).
+//!   out, what other nodes tell goes to [`Hub::hear`] (`redis/presence/`).
 
 mod local;
 mod redis;

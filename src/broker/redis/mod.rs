@@ -30,14 +30,14 @@
 //! Payloads are checked as rigorously as what a browser sends (names, text, ids in order),
 //! so a stray or broken one cannot put invalid values on a page.
 //!
-//! The same connection carries presence and typing (`presence.rs`): each node's users in
+//! The same connection carries presence and typing (`presence/`): each node's users in
 //! a hash of its own that expires unless renewed, and the changes on `CHANNEL:presence`.
 //!
 //! - `mod.rs`: [`RedisBroker`], the handle the commit writer publishes through, and
 //!   [`RedisUrl`].
 //! - `link.rs`: the link task and its connection: subscribe, publish, receive, reconnect.
 //! - `format.rs`: a committed batch as it travels on the channel, and its strict reading.
-//! - `presence.rs`: presence and typing across nodes.
+//! - `presence/`: presence and typing across nodes.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
