@@ -65,13 +65,6 @@ pub trait Store: Send + Sync + 'static {
     /// The newest committed id (0 for an empty store).
     fn newest_id(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
 
-    /// The newest `limit` messages of a room, oldest first.
-    fn recent<'a>(
-        &'a self,
-        room: &'a RoomName,
-        limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>>;
-
     /// The newest `limit` messages of a room with an id below `before`, oldest first.
     fn before<'a>(
         &'a self,

@@ -154,23 +154,6 @@ impl PostgresStore {
         Ok(newest as u64)
     }
 
-    async fn recent_rows(
-        &self,
-        room: &RoomName,
-        limit: u32,
-    ) -> Result<Vec<ChatMessage>, StoreError> {
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, room, author, body, created_at FROM messages \
-             WHERE room = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(room.as_str())
-        .bind(i64::from(limit))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(StoreError::postgres)?;
-        Ok(oldest_first(rows))
-    }
-
     async fn before_rows(
         &self,
         room: &RoomName,
@@ -242,14 +225,6 @@ impl Store for PostgresStore {
 
     fn newest_id(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         self.newest().boxed()
-    }
-
-    fn recent<'a>(
-        &'a self,
-        room: &'a RoomName,
-        limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>> {
-        self.recent_rows(room, limit).boxed()
     }
 
     fn before<'a>(
