@@ -18,7 +18,6 @@ mod postgres;
 mod sql;
 mod sqlite;
 
-use std::fmt;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -27,6 +26,7 @@ pub use self::error::StoreError;
 use self::postgres::Postgres;
 use self::sql::SqlStore;
 use self::sqlite::Sqlite;
+pub use crate::config::DatabaseUrl;
 use crate::domain::{ChatMessage, NewMessage, RoomName};
 
 /// What [`Store::append`] returns: the batch's ids, and where the batch sits in the global
@@ -109,92 +109,9 @@ pub async fn open(url: &DatabaseUrl) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
-/// A database URL. It may hold a password, so `Debug` and `Display` hide it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
-
-impl DatabaseUrl {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self(url.into())
-    }
-
-    /// The URL with its password, for connecting only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether this is a PostgreSQL URL (a database several nodes can share).
-    pub fn is_postgres(&self) -> bool {
-        self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")
-    }
-}
-
-impl std::str::FromStr for DatabaseUrl {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self::new(s))
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `scheme://user:secret@host` → `scheme://user:***@host`, and `password=` in the
-        // query string is hidden too.
-        let (url, query) = match self.0.split_once('?') {
-            Some((url, query)) => (url, Some(query)),
-            None => (self.0.as_str(), None),
-        };
-        match url.split_once("://") {
-            Some((scheme, rest)) => match rest.split_once('@') {
-                Some((user_info, host)) => {
-                    let user = user_info
-                        .split_once(':')
-                        .map_or(user_info, |(user, _)| user);
-                    let hidden = if user_info.contains(':') { ":***" } else { "" };
-                    write!(f, "{scheme}://{user}{hidden}@{host}")?;
-                }
-                None => f.write_str(url)?,
-            },
-            None => f.write_str(url)?,
-        }
-        if let Some(query) = query {
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            write!(f, "?{}", pairs.join("&"))?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({self})")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_hide_their_passwords() {
-        let url = DatabaseUrl::new("postgres://hub:s3cret@db.example:5432/chat");
-        assert_eq!(url.to_string(), "postgres://hub:***@db.example:5432/chat");
-        assert!(!format!("{url:?}").contains("s3cret"));
-        assert_eq!(
-            DatabaseUrl::new("postgres://hub@db/chat").to_string(),
-            "postgres://hub@db/chat"
-        );
-        assert_eq!(
-            DatabaseUrl::new("sqlite://hubbub.db").to_string(),
-            "sqlite://hubbub.db"
-        );
-    }
 
     #[tokio::test]
     async fn an_unknown_scheme_is_a_clear_error() {

@@ -4,13 +4,14 @@
 //! both. The struct is built once in `main` (or by a test) and passed down explicitly: there
 //! is no global configuration.
 
+mod urls;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::broker::RedisUrl;
-use crate::store::DatabaseUrl;
+pub use self::urls::{DatabaseUrl, RedisUrl, normalize_origin};
 
 /// hubbub: a real-time chat server that speaks hypermedia (htmx over WebSockets).
 #[derive(Debug, Clone, Parser)]
@@ -285,8 +286,7 @@ impl Config {
             return Err(ConfigError::PresenceExpiryOutOfRange(self.presence_expiry));
         }
         for origin in &self.allowed_origins {
-            crate::http::origin::normalize(origin)
-                .ok_or_else(|| ConfigError::BadOrigin(origin.clone()))?;
+            normalize_origin(origin).ok_or_else(|| ConfigError::BadOrigin(origin.clone()))?;
         }
         // Nodes share their history through PostgreSQL; over SQLite files each node would
         // number its own messages, and the ids Redis carries would mean nothing elsewhere.
