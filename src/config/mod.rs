@@ -7,6 +7,7 @@
 mod urls;
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use clap::Parser;
@@ -208,6 +209,11 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// The shortest and longest `--presence-expiry`, which is also the expiry any node may ask
+/// the others for (`crate::presence` checks what it hears against it).
+pub const PRESENCE_EXPIRY_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(3600);
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -282,7 +288,7 @@ impl Config {
         if self.commit_window >= Duration::from_secs(1) {
             return Err(ConfigError::CommitWindowTooLong(self.commit_window));
         }
-        if !crate::presence::EXPIRY_RANGE.contains(&self.presence_expiry) {
+        if !PRESENCE_EXPIRY_RANGE.contains(&self.presence_expiry) {
             return Err(ConfigError::PresenceExpiryOutOfRange(self.presence_expiry));
         }
         for origin in &self.allowed_origins {
