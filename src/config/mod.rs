@@ -3,6 +3,11 @@
 //! Each flag has a `HUBBUB_*` environment variable of the same name; `hubbub --help` lists
 //! both. The struct is built once in `main` (or by a test) and passed down explicitly: there
 //! is no global configuration.
+//!
+//! Config sits at the bottom with `domain`, `wire`, `render` and `metrics`: it imports
+//! none of the modules above it. The values it parses for them live here too (`urls.rs`:
+//! database and Redis URLs, origins; the `--presence-expiry` bounds), and those modules
+//! import them from here.
 
 mod urls;
 
