@@ -20,7 +20,7 @@ mod local;
 mod redis;
 
 pub use self::local::LocalBroker;
-pub use self::redis::{RedisBroker, RedisUrl};
+pub use self::redis::RedisBroker;
 pub use crate::commit::Feed;
 use crate::domain::Committed;
 use crate::hub::Hub;

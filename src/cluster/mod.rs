@@ -105,8 +105,7 @@ pub enum Change {
 }
 
 /// The shortest and longest expiry a node may ask for (as `--presence-expiry` allows).
-pub const EXPIRY_RANGE: std::ops::RangeInclusive<Duration> =
-    Duration::from_secs(1)..=Duration::from_secs(3600);
+pub use crate::config::PRESENCE_EXPIRY_RANGE as EXPIRY_RANGE;
 
 /// One node's whole presence, as it keeps it in Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,13 +33,11 @@
 //! The same connection carries presence and typing (`presence/`): each node's users in
 //! a hash of its own that expires unless renewed, and the changes on `CHANNEL:presence`.
 //!
-//! - `mod.rs`: [`RedisBroker`], the handle the commit writer publishes through, and
-//!   [`RedisUrl`].
+//! - `mod.rs`: [`RedisBroker`], the handle the commit writer publishes through.
 //! - `link.rs`: the link task and its connection: subscribe, publish, receive, reconnect.
 //! - `format.rs`: a committed batch as it travels on the channel, and its strict reading.
 //! - `presence/`: presence and typing across nodes.
 
-use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 use self::link::link;
 use self::presence::PresenceLink;
 use super::{Broker, Feed};
+use crate::config::RedisUrl;
 use crate::domain::Committed;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
@@ -61,52 +60,6 @@ mod presence;
 
 /// Batches waiting to be published. Past it, only the newest waits (the overflow slot).
 const OUTBOX: usize = 256;
-
-/// A Redis URL; `Debug` and `Display` hide its password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisUrl(String);
-
-impl RedisUrl {
-    /// The URL with its password, for connecting only.
-    fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for RedisUrl {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let usage = "expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]";
-        if !s.starts_with("redis://") {
-            return Err(usage.to_owned());
-        }
-        // The crate's error can repeat the URL: say what is wrong without it.
-        s.into_connection_info()
-            .map_err(|_| format!("not a valid Redis URL; {usage}"))?;
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl fmt::Display for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `redis://user:secret@host` → `redis://user:***@host`.
-        let rest = self.0.strip_prefix("redis://").unwrap_or(&self.0);
-        match rest.rsplit_once('@') {
-            Some((user_info, host)) => {
-                let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
-                let hidden = if user_info.contains(':') { ":***" } else { "" };
-                write!(f, "redis://{user}{hidden}@{host}")
-            }
-            None => write!(f, "redis://{rest}"),
-        }
-    }
-}
-
-impl fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RedisUrl({self})")
-    }
-}
 
 /// What the link task and the broker's handle share.
 struct Shared {
@@ -218,22 +171,5 @@ impl Broker for RedisBroker {
 
     fn idle_resync(&self) -> Option<Duration> {
         Some(IDLE_RESYNC)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_checked_and_passwords_hidden() {
-        let url: RedisUrl = "redis://user:pw@host:6380/1".parse().unwrap();
-        assert_eq!(url.to_string(), "redis://user:***@host:6380/1");
-        assert!(!format!("{url:?}").contains("pw"));
-        let url: RedisUrl = "redis://127.0.0.1".parse().unwrap();
-        assert_eq!(url.to_string(), "redis://127.0.0.1");
-        for bad in ["", "127.0.0.1:6379", "http://host", "redis://host:port"] {
-            assert!(bad.parse::<RedisUrl>().is_err(), "{bad:?}");
-        }
     }
 }
