@@ -88,15 +88,7 @@ impl Server {
     pub async fn new(config: Config) -> Result<Self, StartError> {
         config.validate()?;
         let store = store::open(&config.database).await?;
-        let settings = HubSettings {
-            history_limit: config.history_limit as usize,
-            send_queue: config.send_queue as usize,
-            typing_expiry: config.typing_timeout,
-            presence_notices: config.presence_notices,
-            // With Redis, every node's users are shown on every node.
-            share_presence: config.redis.is_some(),
-            ..HubSettings::default()
-        };
+        let settings = hub_settings(&config);
         // A registry of this server's own: two servers in one process count apart.
         let metrics = Arc::new(Metrics::new());
         let hub = Hub::with_metrics(settings, Arc::clone(&metrics));
@@ -238,6 +230,23 @@ impl Server {
     }
 }
 
+/// The hub's settings from the configuration.
+fn hub_settings(config: &Config) -> HubSettings {
+    HubSettings {
+        history_limit: config.history_limit as usize,
+        send_queue: config.send_queue as usize,
+        typing_expiry: config.typing_timeout,
+        presence_notices: config.presence_notices,
+        // With Redis, every node's users are shown on every node.
+        share_presence: config.redis.is_some(),
+        fanout_parts: match config.fanout_parts {
+            0 => HubSettings::default().fanout_parts,
+            parts => parts as usize,
+        },
+        ..HubSettings::default()
+    }
+}
+
 /// Typing expiry and room-list updates twice a second, and forgetting idle client
 /// addresses once a minute, until shutdown.
 async fn upkeep(hub: Hub, address_limits: Arc<limits::AddressLimits>, shutdown: CancellationToken) {
@@ -274,3 +283,25 @@ pub async fn run(
     Ok(())
 }
 pub mod load;
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn fanout_parts_default_to_the_cores_and_can_be_set() {
+        let config = Config::try_parse_from(["hubbub"]).unwrap();
+        assert_eq!(
+            hub_settings(&config).fanout_parts,
+            std::thread::available_parallelism().map_or(1, usize::from)
+        );
+        let config = Config::try_parse_from(["hubbub", "--fanout-parts", "1"]).unwrap();
+        assert_eq!(hub_settings(&config).fanout_parts, 1);
+        for bad in ["65", "many"] {
+            let error = Config::try_parse_from(["hubbub", "--fanout-parts", bad]).unwrap_err();
+            assert!(error.to_string().contains("--fanout-parts"), "{error}");
+        }
+    }
+}

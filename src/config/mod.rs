@@ -97,6 +97,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub send_queue: u32,
 
+    /// Tasks that write one message to a very big room at once (each takes at least 2,048
+    /// members). 0, the default, means one per core; 1 writes every room from one task.
+    #[arg(long, env = "HUBBUB_FANOUT_PARTS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub fanout_parts: u32,
+
     /// Messages one connection may post per second, sustained. Over it the sender is told
     /// to slow down (the message is not sent and goes back into the input).
     #[arg(long, env = "HUBBUB_MESSAGE_RATE", default_value_t = 5,
