@@ -31,6 +31,11 @@ fn whole(node: &NodeId, seq: u64, seats: Vec<Seat>) -> NodePresence {
     }
 }
 
+/// A node's whole presence with one user in `general`.
+fn in_general(node: &NodeId, seq: u64, user: &UserId, n: &str) -> NodePresence {
+    whole(node, seq, vec![seat("general", user, n)])
+}
+
 fn names_in(remote: &Remote, r: &str) -> Vec<String> {
     let mut names: Vec<String> = remote
         .room(&room(r))
@@ -63,11 +68,7 @@ fn the_union_counts_a_user_on_two_nodes_once_and_keeps_them_until_both_let_go() 
     let (alice, bob) = (UserId::generate(), UserId::generate());
     let mut remote = Remote::default();
     let mut touched = BTreeSet::new();
-    remote.replace(
-        whole(&a, 1, vec![seat("general", &alice, "alice")]),
-        now,
-        &mut touched,
-    );
+    remote.replace(in_general(&a, 1, &alice, "alice"), now, &mut touched);
     remote.replace(
         whole(
             &b,
@@ -154,16 +155,8 @@ fn silent_nodes_expire_and_replacing_everyone_forgets_the_unlisted() {
     let (alice, bob) = (UserId::generate(), UserId::generate());
     let mut remote = Remote::default();
     let mut touched = BTreeSet::new();
-    remote.replace(
-        whole(&a, 1, vec![seat("general", &alice, "alice")]),
-        start,
-        &mut touched,
-    );
-    remote.replace(
-        whole(&b, 1, vec![seat("general", &bob, "bob")]),
-        start,
-        &mut touched,
-    );
+    remote.replace(in_general(&a, 1, &alice, "alice"), start, &mut touched);
+    remote.replace(in_general(&b, 1, &bob, "bob"), start, &mut touched);
     let later = start + Duration::from_secs(20);
     remote.alive(&b, 1, EXPIRY, later).unwrap();
     assert_eq!(
@@ -178,11 +171,7 @@ fn silent_nodes_expire_and_replacing_everyone_forgets_the_unlisted() {
     assert_eq!(touched, BTreeSet::from([room("general")]));
     assert_eq!(names_in(&remote, "general"), ["bob"]);
 
-    remote.replace(
-        whole(&a, 1, vec![seat("general", &alice, "alice")]),
-        later,
-        &mut touched,
-    );
+    remote.replace(in_general(&a, 1, &alice, "alice"), later, &mut touched);
     remote.replace_all(vec![whole(&a, 2, Vec::new())], later, &mut touched);
     assert_eq!(remote.nodes(), 1);
     assert!(remote.room(&room("general")).is_none());
@@ -195,16 +184,8 @@ fn a_user_on_two_nodes_under_two_names_keeps_the_name_of_the_node_that_still_has
     let alice = UserId::generate();
     let mut remote = Remote::default();
     let mut touched = BTreeSet::new();
-    remote.replace(
-        whole(&a, 1, vec![seat("general", &alice, "alice")]),
-        now,
-        &mut touched,
-    );
-    remote.replace(
-        whole(&b, 1, vec![seat("general", &alice, "al")]),
-        now,
-        &mut touched,
-    );
+    remote.replace(in_general(&a, 1, &alice, "alice"), now, &mut touched);
+    remote.replace(in_general(&b, 1, &alice, "al"), now, &mut touched);
     assert_eq!(names_in(&remote, "general"), ["al"], "the latest report's");
     let gone = Change::Gone {
         room: room("general"),
