@@ -20,6 +20,9 @@
 //! - [`metrics`]: counters, gauges and histograms, one registry per server (`/metrics`).
 //! - [`limits`]: rate limits shared by everything from one client address.
 //!
+//! WebSocket framing is the crate [`hubbub_wire`] (`crates/hubbub-wire`), shared with the
+//! load tool (`crates/hubbub-load`).
+//!
 //! [`Server`] ties them together; `main.rs` only parses the config, binds and waits for a
 //! signal.
 
@@ -37,7 +40,6 @@ pub mod render;
 pub mod sequencer;
 pub mod session;
 pub mod store;
-pub mod wire;
 
 use std::io;
 use std::sync::Arc;

@@ -15,7 +15,7 @@ use tokio::net::TcpSocket;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Mutex;
 
-use crate::wire::{self, Decoder, Incoming, Role};
+use hubbub_wire::{self as wire, Decoder, Incoming, Role};
 
 /// Room reserved before each read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -105,7 +105,7 @@ pub(super) async fn connect(
         .map_err(|e| format!("connect {target}: {e}"))?;
     let _ = stream.set_nodelay(true);
 
-    let key = tungstenite::handshake::client::generate_key();
+    let key = wire::client_key();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::wire::Incoming;
 use hdrhistogram::Histogram;
+use hubbub_wire::Incoming;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
