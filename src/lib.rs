@@ -275,4 +275,3 @@ pub async fn run(
     Server::new(config).await?.serve(listener, shutdown).await?;
     Ok(())
 }
-pub mod load;

@@ -11,7 +11,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
-use hubbub::load::{self, LoadConfig};
+use hubbub_load::{self as load, LoadConfig};
 use tokio::sync::broadcast;
 
 use crate::support::app::spawn_app;
