@@ -15,11 +15,13 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::SUCCESS
             } else {
                 eprintln!(
-                    "hubbub-load: FAILED ({} connect failures, {} dropped, loss {:.4}% > {:.4}%)",
+                    "hubbub-load: FAILED ({} connect failures, {} dropped, loss {:.4}% (at most \
+                     {:.4}%), {} misrouted)",
                     report.connect_failures,
                     report.dropped,
                     report.loss_ratio * 100.0,
-                    config.max_loss * 100.0
+                    config.max_loss * 100.0,
+                    report.misrouted
                 );
                 std::process::ExitCode::FAILURE
             }

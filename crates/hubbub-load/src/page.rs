@@ -6,8 +6,37 @@ use std::time::Duration;
 
 use crate::LoadError;
 
+/// Where one room's clients connect on one node.
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub(crate) ws_url: String,
+    pub(crate) origin: String,
+    pub(crate) addr: SocketAddr,
+    /// Spread clients over source addresses 127.0.x.y (loopback targets only).
+    pub(crate) spread: bool,
+}
+
+impl Node {
+    /// The node at `url` (a page or WebSocket URL), for `room`'s page when given.
+    pub(crate) async fn find(
+        url: &str,
+        room: Option<&str>,
+        no_spread: bool,
+    ) -> Result<Self, LoadError> {
+        let (ws_url, origin) = resolve(url, room).await?;
+        let addr = socket_addr(&ws_url).await?;
+        let spread = !no_spread && addr.ip().is_loopback() && addr.is_ipv4();
+        Ok(Self {
+            ws_url,
+            origin,
+            addr,
+            spread,
+        })
+    }
+}
+
 /// The WebSocket URL and the Origin to send, from a page or WebSocket URL.
-pub(crate) async fn resolve(url: &str, room: Option<&str>) -> Result<(String, String), LoadError> {
+async fn resolve(url: &str, room: Option<&str>) -> Result<(String, String), LoadError> {
     let url = url.trim_end_matches('/').to_owned();
     let (scheme, rest) = url
         .split_once("://")
@@ -75,7 +104,7 @@ async fn fetch(url: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-pub(crate) async fn socket_addr(ws_url: &str) -> Result<SocketAddr, LoadError> {
+async fn socket_addr(ws_url: &str) -> Result<SocketAddr, LoadError> {
     let authority = ws_url
         .split_once("://")
         .and_then(|(_, rest)| rest.split('/').next())

@@ -1,10 +1,12 @@
 //! What a run measured, as JSON (one line on stdout) and as a table for people.
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// What a run measured.
+/// What a run measured, all rooms together; `groups` breaks it down by group.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
+    /// The room's WebSocket URL on every node; with several rooms, the URLs given.
     pub url: String,
     pub clients: usize,
     pub connected: usize,
@@ -26,6 +28,8 @@ pub struct Report {
     pub lost: u64,
     pub loss_ratio: f64,
     pub duplicates: u64,
+    /// Messages of this run that reached a client of another room (must be 0).
+    pub misrouted: u64,
     pub latency_ms: Latency,
     pub rss_before_kib: Option<u64>,
     pub rss_after_connect_kib: Option<u64>,
@@ -39,6 +43,35 @@ pub struct Report {
     /// This tool's own CPU use while measuring, in percent of one core. Near 100 (with the
     /// tool pinned to one core) the tool itself limits what the run can show.
     pub load_cpu_percent: Option<f64>,
+    /// Each group's share, in the order given (one group without `--group`).
+    pub groups: Vec<GroupReport>,
+}
+
+/// What one group's rooms measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GroupReport {
+    /// `CLIENTS:SENDERS:RATE:ROOMS`, as in `--group`.
+    pub group: String,
+    pub rooms: usize,
+    pub clients_per_room: usize,
+    pub senders_per_room: usize,
+    /// Messages per second per room, its senders together.
+    pub rate_per_room: f64,
+    /// The group's first room's WebSocket URL on the first node (the others differ in
+    /// the room's name or the node).
+    pub url: String,
+    pub connected: usize,
+    pub dropped: usize,
+    pub sent: u64,
+    /// Per room, `sent` in the room × its connected clients; summed.
+    pub expected_deliveries: u64,
+    pub deliveries: u64,
+    pub lost: u64,
+    pub loss_ratio: f64,
+    pub duplicates: u64,
+    /// Messages that reached this group's clients from another room (must be 0).
+    pub misrouted: u64,
+    pub latency_ms: Latency,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -50,10 +83,37 @@ pub struct Latency {
     pub max: f64,
 }
 
+impl Latency {
+    /// Milliseconds from a histogram of microseconds.
+    pub(crate) fn from_micros(histogram: &Histogram<u64>) -> Self {
+        let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+        Self {
+            p50: ms(0.5),
+            p90: ms(0.9),
+            p99: ms(0.99),
+            p999: ms(0.999),
+            max: histogram.max() as f64 / 1000.0,
+        }
+    }
+}
+
+/// The share of `expected` that is `lost` (0 when nothing was expected).
+pub(crate) fn loss_ratio(lost: u64, expected: u64) -> f64 {
+    if expected == 0 {
+        0.0
+    } else {
+        lost as f64 / expected as f64
+    }
+}
+
 impl Report {
-    /// Whether the run met its bar: every connection made and kept, loss within bounds.
+    /// Whether the run met its bar: every connection made and kept, loss within bounds,
+    /// nothing in the wrong room.
     pub fn passed(&self, max_loss: f64) -> bool {
-        self.connect_failures == 0 && self.dropped == 0 && self.loss_ratio <= max_loss
+        self.connect_failures == 0
+            && self.dropped == 0
+            && self.loss_ratio <= max_loss
+            && self.misrouted == 0
     }
 
     /// A human-readable summary.
@@ -100,6 +160,7 @@ impl Report {
                 self.duplicates
             ),
         );
+        row("misrouted", self.misrouted.to_string());
         let l = &self.latency_ms;
         row(
             "latency ms p50/p90/p99",
@@ -131,6 +192,40 @@ impl Report {
             row(
                 "load tool CPU",
                 format!("{own:.0}% of a core while measuring"),
+            );
+        }
+        let several_rooms = self.groups.len() > 1 || self.groups.iter().any(|g| g.rooms > 1);
+        for (index, group) in self.groups.iter().enumerate().filter(|_| several_rooms) {
+            row(
+                &format!("group {index}"),
+                format!(
+                    "{} room(s) of {} clients, {} sending {} msg/s in each ({})",
+                    group.rooms,
+                    group.clients_per_room,
+                    group.senders_per_room,
+                    group.rate_per_room,
+                    group.url
+                ),
+            );
+            row(
+                "  deliveries",
+                format!(
+                    "{} of {} expected; lost {} ({:.4}%), duplicates {}, misrouted {}",
+                    group.deliveries,
+                    group.expected_deliveries,
+                    group.lost,
+                    group.loss_ratio * 100.0,
+                    group.duplicates,
+                    group.misrouted
+                ),
+            );
+            let l = &group.latency_ms;
+            row(
+                "  latency ms p50/p90/p99",
+                format!(
+                    "{:.2} / {:.2} / {:.2} (max {:.2})",
+                    l.p50, l.p90, l.p99, l.max
+                ),
             );
         }
         out

@@ -1,8 +1,8 @@
 //! The tasks of a run: a sender per sending client, a reader per client, and what they
 //! share while the run goes on.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -19,18 +19,74 @@ pub(crate) struct Shared {
     /// Set when the measured phase begins / ends.
     pub(crate) measuring: AtomicBool,
     pub(crate) stopped: AtomicBool,
+    /// Every sender's seat (indexed by the sender's number, which its tokens carry).
+    pub(crate) seats: Vec<Seat>,
     /// Messages sent while measuring, per sender.
     pub(crate) sent: Vec<AtomicU64>,
     pub(crate) deliveries: AtomicU64,
+    /// End-to-end latency in microseconds, one histogram per group. Readers record under
+    /// the lock (no `.await` inside): one histogram per client would cost 170 KiB each.
+    pub(crate) latency: Vec<Mutex<Histogram<u64>>>,
     /// Tells readers to hand in what they counted.
     pub(crate) finish: CancellationToken,
 }
 
+/// Where a sender sends: its room, and its place among the room's senders.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seat {
+    pub(crate) room: usize,
+    pub(crate) slot: usize,
+}
+
+impl Shared {
+    pub(crate) fn new(seats: Vec<Seat>, groups: usize) -> Self {
+        Self {
+            run: random_u32(),
+            start: Instant::now(),
+            measuring: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            sent: seats.iter().map(|_| AtomicU64::new(0)).collect(),
+            seats,
+            deliveries: AtomicU64::new(0),
+            latency: (0..groups).map(|_| Mutex::new(new_histogram())).collect(),
+            finish: CancellationToken::new(),
+        }
+    }
+
+    /// Messages sent while measuring, per room (`rooms` of them).
+    pub(crate) fn sent_per_room(&self, rooms: usize) -> Vec<u64> {
+        let mut sent = vec![0; rooms];
+        for (seat, count) in self.seats.iter().zip(&self.sent) {
+            sent[seat.room] += count.load(Ordering::SeqCst);
+        }
+        sent
+    }
+
+    /// One group's latency histogram, lock poisoning ignored (a reader that panicked
+    /// left the counts as they were).
+    pub(crate) fn latency(&self, group: usize) -> MutexGuard<'_, Histogram<u64>> {
+        self.latency[group]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The client a reader reads for: its room and group, and how many senders the room has.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listener {
+    pub(crate) room: usize,
+    pub(crate) group: usize,
+    pub(crate) senders: usize,
+}
+
 /// What a reader counted.
+#[derive(Debug, Default)]
 pub(crate) struct Outcome {
     pub(crate) deliveries: u64,
     pub(crate) duplicates: u64,
-    pub(crate) latency: Histogram<u64>,
+    /// Messages of this run from another room (warm-up included: a message in the wrong
+    /// room is wrong whenever it comes).
+    pub(crate) misrouted: u64,
     /// The connection ended before the run did.
     pub(crate) dropped: bool,
 }
@@ -40,16 +96,20 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
+/// Sends `rate` messages per second as `sender`, the first one `phase` (0 to 1) of a period
+/// late, so that the run's senders do not all send at the same instant.
 pub(crate) async fn send_loop(
     sink: client::SharedWriter,
     shared: Arc<Shared>,
     sender: usize,
     rate: f64,
+    phase: f64,
 ) {
     if rate <= 0.0 {
         return;
     }
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let mut tick = tokio::time::interval_at(Instant::now() + period.mul_f64(phase), period);
     // Open loop: a tick missed while this tool was busy is sent late, not skipped, so the
     // offered rate stays the one asked for (the latency then shows the lateness).
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -88,17 +148,12 @@ pub(crate) async fn read_loop(
     mut stream: client::Reader,
     writer: client::SharedWriter,
     shared: Arc<Shared>,
-    senders: usize,
+    listener: Listener,
 ) -> Outcome {
-    let mut outcome = Outcome {
-        deliveries: 0,
-        duplicates: 0,
-        latency: new_histogram(),
-        dropped: false,
-    };
+    let mut outcome = Outcome::default();
     let prefix = Token::prefix(shared.run);
-    // One bit per (sender, sequence number) seen.
-    let mut seen: Vec<Vec<u64>> = vec![Vec::new(); senders];
+    // One bit per (sender of this room, sequence number) seen.
+    let mut seen: Vec<Vec<u64>> = vec![Vec::new(); listener.senders];
     loop {
         let message = tokio::select! {
             message = stream.next() => message,
@@ -119,11 +174,19 @@ pub(crate) async fn read_loop(
         };
         let now = shared.start.elapsed().as_micros() as u64;
         let before = outcome.deliveries;
+        let mut latency = None;
         for token in Token::find_all_after(&text, shared.run, prefix.as_str()) {
-            if token.warmup || token.sender as usize >= senders {
+            let Some(seat) = shared.seats.get(token.sender as usize) else {
+                continue;
+            };
+            if seat.room != listener.room {
+                outcome.misrouted += 1;
                 continue;
             }
-            let bits = &mut seen[token.sender as usize];
+            if token.warmup {
+                continue;
+            }
+            let bits = &mut seen[seat.slot];
             let (word, bit) = ((token.seq / 64) as usize, token.seq % 64);
             if bits.len() <= word {
                 bits.resize(word + 1, 0);
@@ -134,10 +197,12 @@ pub(crate) async fn read_loop(
             }
             bits[word] |= 1 << bit;
             outcome.deliveries += 1;
-            let _ = outcome
-                .latency
+            // One lock per frame at most, not per delivery.
+            let _ = latency
+                .get_or_insert_with(|| shared.latency(listener.group))
                 .record(now.saturating_sub(token.sent_micros).max(1));
         }
+        drop(latency);
         // One shared update per frame, not per delivery.
         shared
             .deliveries
@@ -161,4 +226,10 @@ pub(crate) async fn progress_phase(shared: &Shared, length: Duration, name: &str
         last = now;
     }
     eprintln!();
+}
+
+fn random_u32() -> u32 {
+    let mut bytes = [0_u8; 4];
+    let _ = getrandom::fill(&mut bytes);
+    u32::from_le_bytes(bytes)
 }
