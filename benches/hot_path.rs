@@ -25,7 +25,7 @@ use hubbub::domain::{ChatMessage, DisplayName, Inbound, MessageText, RoomName, U
 use hubbub::hub::{Hub, HubSettings};
 use hubbub::outlet::Outlet;
 use hubbub::render;
-use hubbub::wire::Frame;
+use hubbub_wire::Frame;
 use time::OffsetDateTime;
 
 /// The default `--max-message-chars`.

@@ -4,14 +4,23 @@
 # --write, appends it to BENCHMARKS.md under a dated heading.
 #
 #   scripts/bench.sh [--write] [--clients N] [--senders N] [--rates "100 500 1000"] \
-#                    [--runs 2] [--duration 10s] [--warmup 2s]
+#                    [--runs 2] [--duration 10s] [--warmup 2s] \
+#                    [--hubbub-a PATH] [--hubbub-b PATH] [--name-a NAME] [--name-b NAME] [--no-seed]
+#
+# --hubbub-a is the hubbub binary to run (default ./target/release/hubbub, built first). With
+# --hubbub-b a second hubbub binary runs too, interleaved with the first (each rate runs A,
+# B, then the seed design), so an old and a new build are compared in one session, on the
+# machine as it is then. Their rows are labelled --name-a and --name-b (default "hubbub" and
+# "hubbub B"). --no-seed leaves the seed design out (no Go needed).
 #
 # Needs: cargo, python3, and for the seed design Go with Debian's gorilla/uuid packages:
 #   apt-get install -y golang-go golang-github-gorilla-websocket-dev golang-github-google-uuid-dev
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 write=no clients=1000 senders=10 rates="100 500 1000" runs=2 duration=10s warmup=2s
+bin_a=./target/release/hubbub bin_b="" name_a=hubbub name_b="hubbub B" seed_too=yes
 while [ $# -gt 0 ]; do
   case "$1" in
     --write) write=yes ;;
@@ -21,30 +30,33 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift ;;
     --duration) duration=$2; shift ;;
     --warmup) warmup=$2; shift ;;
+    --hubbub-a) bin_a=$2; shift ;;
+    --hubbub-b) bin_b=$2; shift ;;
+    --name-a) name_a=$2; shift ;;
+    --name-b) name_b=$2; shift ;;
+    --no-seed) seed_too=no ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
+servers="a"
+[ -z "$bin_b" ] || servers="$servers b"
+[ "$seed_too" = no ] || servers="$servers seed"
 
-cargo build --release --quiet --bin hubbub --bin hubbub-load
+build_release
 seed=/tmp/seed-go/seed-go
-if [ ! -x "$seed" ]; then
+if [ "$seed_too" = yes ] && [ ! -x "$seed" ]; then
   ../shared/bench/seed-go/build.sh "$seed" >&2
 fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-wait_port() { # wait until the port accepts connections (at most 10 s)
-  for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
-  echo "server on port $1 did not start" >&2; return 1
-}
-
-run_one() { # server rate run -> one JSON line on stdout
-  local server=$1 rate=$2 port pid
-  if [ "$server" = hubbub ]; then
-    port=3941
+run_one() { # server (a, b or seed) rate -> one JSON line on stdout
+  local server=$1 rate=$2 port pid bin
+  if [ "$server" != seed ]; then
+    if [ "$server" = a ]; then port=3941 bin=$bin_a; else port=3943 bin=$bin_b; fi
     rm -f "$work"/bench.db*
-    taskset -c 0 ./target/release/hubbub --addr "127.0.0.1:$port" \
+    taskset -c 0 "$bin" --addr "127.0.0.1:$port" \
       --database "sqlite://$work/bench.db" --log warn \
       --message-rate 1000000 --message-burst 1000000 >"$work/server.log" 2>&1 &
   else
@@ -62,10 +74,15 @@ run_one() { # server rate run -> one JSON line on stdout
 results="$work/results.jsonl"
 for run in $(seq "$runs"); do
   for rate in $rates; do
-    for server in hubbub seed; do   # interleaved: each rate runs both servers back to back
-      echo "run $run, rate $rate, $server" >&2
+    for server in $servers; do   # interleaved: each rate runs every server back to back
+      case "$server" in
+        a) label="$name_a (SQLite)" ;;
+        b) label="$name_b (SQLite)" ;;
+        *) label="seed design" ;;
+      esac
+      echo "run $run, rate $rate, $label" >&2
       line=$(run_one "$server" "$rate")
-      [ -n "$line" ] && echo "{\"server\":\"$server\",\"run\":$run,\"rate\":$rate,\"report\":$line}" >>"$results"
+      [ -n "$line" ] && echo "{\"server\":\"$label\",\"run\":$run,\"rate\":$rate,\"report\":$line}" >>"$results"
     done
   done
 done
@@ -82,7 +99,7 @@ for r in rows:
     cpu = "" if per is None else f"{per:.3f}"
     own = p.get("load_cpu_percent")
     tool = "" if own is None else f"{own:.0f}%"
-    print(f"| {'hubbub (SQLite)' if r['server']=='hubbub' else 'seed design'} | {r['run']} | {r['rate']} "
+    print(f"| {r['server']} | {r['run']} | {r['rate']} "
           f"| {p['messages_per_second']:.0f} | {p['deliveries_per_second']:,.0f} | {p['loss_ratio']*100:.3f}% "
           f"| {p['dropped']:,} of {p['connected']:,} "
           f"| {l['p50']:.1f} / {l['p99']:.1f} / {l['max']:.1f} | {'' if rss is None else f'{rss:.1f} KiB'} "
@@ -91,13 +108,9 @@ PY
 )
 echo "$table"
 if [ "$write" = yes ]; then
-  {
-    echo
-    echo "### scripts/bench.sh, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD)"
-    echo
-    echo "\`scripts/bench.sh --clients $clients --senders $senders --rates \"$rates\" --runs $runs --duration $duration --warmup $warmup\`"
-    echo
-    echo "$table"
-  } >>BENCHMARKS.md
-  echo "appended to BENCHMARKS.md" >&2
+  command="scripts/bench.sh --clients $clients --senders $senders --rates \"$rates\" --runs $runs --duration $duration --warmup $warmup"
+  [ "$bin_a" = ./target/release/hubbub ] || command="$command --hubbub-a $bin_a"
+  [ -z "$bin_b" ] || command="$command --hubbub-b $bin_b --name-a \"$name_a\" --name-b \"$name_b\""
+  [ "$seed_too" = yes ] || command="$command --no-seed"
+  append_to_benchmarks scripts/bench.sh "$command" "$table"
 fi

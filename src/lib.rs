@@ -12,13 +12,22 @@
 //!   reading back from the store whatever this node missed.
 //! - [`broker`]: tells the other nodes what this node committed (and hears what they did).
 //! - [`store`]: the `Store` trait, SQLite and PostgreSQL; the only place that knows SQL.
-//! - [`hub`]: the room; renders each stored message once, fans the bytes out, keeps the
+//! - [`hub`]: a directory of rooms, each behind its own lock; renders each stored message
+//!   once, fans the bytes out (big rooms through a queue and a drainer task), keeps the
 //!   newest messages for newcomers, and who is here.
+//! - [`outlet`]: a connection's write side, shared by the hub (which offers frames) and
+//!   the session (which drains what the socket could not take at once).
 //! - [`cluster`]: who is on the other nodes, and what this node told them of its own.
 //! - [`render`]: templates to bytes, no I/O.
 //! - [`config`]: every setting, from flags or `HUBBUB_*` variables.
 //! - [`metrics`]: counters, gauges and histograms, one registry per server (`/metrics`).
 //! - [`limits`]: rate limits shared by everything from one client address.
+//!
+//! WebSocket framing is the crate [`hubbub_wire`] (`crates/hubbub-wire`), shared with the
+//! load tool (`crates/hubbub-load`).
+//!
+//! `domain`, `render`, `metrics` and `config` are the bottom layer: they import nothing of
+//! the modules above them.
 //!
 //! [`Server`] ties them together; `main.rs` only parses the config, binds and waits for a
 //! signal.
@@ -37,7 +46,6 @@ pub mod render;
 pub mod sequencer;
 pub mod session;
 pub mod store;
-pub mod wire;
 
 use std::io;
 use std::sync::Arc;
@@ -282,8 +290,6 @@ pub async fn run(
     Server::new(config).await?.serve(listener, shutdown).await?;
     Ok(())
 }
-pub mod load;
-
 #[cfg(test)]
 mod tests {
     use clap::Parser;

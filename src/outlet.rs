@@ -20,10 +20,9 @@ use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Buf, Bytes};
+use hubbub_wire::Frame;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
-
-use crate::wire::Frame;
 
 /// Frames written with one vectored `write` when draining the queue.
 const MAX_IOVECS: usize = 64;
@@ -232,11 +231,11 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;
+    use hubbub_wire::{Decoder, Incoming, Role};
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
     use super::*;
-    use crate::wire::{Decoder, Incoming, Role};
 
     async fn pair() -> (Arc<TcpStream>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

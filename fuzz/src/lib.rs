@@ -4,13 +4,13 @@
 //! panics when an invariant does not hold. The main crate's `tests/fuzz_regressions.rs`
 //! includes this file as a module and replays the saved inputs through the same functions,
 //! so a crasher stays a test under plain `cargo test`. Keep this file free of dependencies
-//! the main crate's tests do not have (`hubbub`, `bytes` and `serde_json` only).
+//! the main crate's tests do not have (`hubbub`, `hubbub-wire`, `bytes` and `serde_json` only).
 
 use bytes::BytesMut;
 use hubbub::domain::{
     DisplayName, GuestName, Inbound, InboundError, MessageText, RoomName, UserId,
 };
-use hubbub::wire::{self, Decoder, Incoming, ProtocolError, Role};
+use hubbub_wire::{self as wire, Decoder, Incoming, ProtocolError, Role};
 use serde_json::Value;
 
 /// A target's checks: panics when the input breaks an invariant.

@@ -3,7 +3,7 @@
 //!
 //! The upgrade is done here rather than through a WebSocket library so the session gets
 //! the `TcpStream` itself (hyper hands it back after the 101), with no per-connection
-//! framing buffers: see [`crate::wire`] and [`crate::outlet`].
+//! framing buffers: see [`hubbub_wire`] and [`crate::outlet`].
 
 use std::sync::Arc;
 
@@ -22,7 +22,6 @@ use super::{AppState, HttpError, origin};
 use crate::domain::RoomName;
 use crate::limits::ClientLimits;
 use crate::session::{self, Settings};
-use crate::wire;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -155,7 +154,7 @@ fn handshake(method: &Method, headers: &HeaderMap) -> Result<HeaderValue, HttpEr
                 && has_token(header::CONNECTION, "upgrade")
                 && version_13 =>
         {
-            HeaderValue::from_str(&wire::accept_key(key.as_bytes()))
+            HeaderValue::from_str(&hubbub_wire::accept_key(key.as_bytes()))
                 .map_err(|_| HttpError::NotWebSocket)
         }
         _ => Err(HttpError::NotWebSocket),

@@ -37,13 +37,13 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use hubbub_wire::Frame;
 use tokio_util::sync::CancellationToken;
 
 use super::SessionId;
 use crate::domain::UserId;
 use crate::outlet::{Offered, Outlet};
 use crate::render::Html;
-use crate::wire::Frame;
 
 /// A room at most this big is written to by the caller when nothing is queued: about a
 /// millisecond of writes.

@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use hubbub_wire::Frame;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +26,6 @@ use crate::cluster::Seat;
 use crate::domain::{DisplayName, RoomName, UserId};
 use crate::outlet::Outlet;
 use crate::render::{self, Html, Rendered};
-use crate::wire::Frame;
 
 /// Status updates (presence, room list) reach a room at most once per this much time per
 /// member (and never more often than the server's upkeep tick): 100 µs × 19,000 members is

@@ -4,12 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use hubbub_wire::Frame;
 use tokio::time::Instant;
 
 use super::fanout::Outgoing;
 use crate::domain::{DisplayName, UserId};
 use crate::render::{self, Html};
-use crate::wire::Frame;
 
 /// A room's typists: its own users and, with shared presence, those on other nodes.
 #[derive(Debug, Default)]

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use hubbub_wire::{Decoder, Frame, Incoming, ProtocolError, Role};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{End, Settings};
 use crate::outlet::{Offered, Outlet};
-use crate::wire::{Decoder, Frame, Incoming, ProtocolError, Role};
 
 /// Room reserved in the read buffer before each read. Chat frames are small; a larger
 /// frame takes several reads.

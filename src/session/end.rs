@@ -1,8 +1,9 @@
 //! Every way a session can end, the close code each one sends (in one place), and the
 //! label it is counted under.
 
+use hubbub_wire::{Frame, ProtocolError};
+
 use crate::metrics::Disconnect;
-use crate::wire::{Frame, ProtocolError};
 
 /// Close codes from RFC 6455 §7.4.1 that hubbub sends.
 pub mod close_code {

@@ -1,7 +1,7 @@
 //! One WebSocket connection: one task, one `select!` over the socket, the keep-alive timer,
 //! commits in flight, eviction and shutdown.
 //!
-//! The read side decodes what htmx sends ([`crate::wire`]) and submits it for commit (the
+//! The read side decodes what htmx sends ([`hubbub_wire`]) and submits it for commit (the
 //! committer broadcasts it once stored; a failure comes back here as "not sent" with the
 //! text put back in the input). The write side is the connection's [`Outlet`], shared with
 //! the hub: broadcast frames are written by the hub straight to the socket, and this task
@@ -30,6 +30,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
 use governor::Quota;
+use hubbub_wire::{Frame, Incoming};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -47,7 +48,6 @@ use crate::limits::{ClientLimits, per_second};
 use crate::metrics::Rejection;
 use crate::outlet::Outlet;
 use crate::render::{self, Html};
-use crate::wire::{Frame, Incoming};
 
 /// Messages one session may have waiting for their commit. When that many are in flight
 /// the session stops reading until one is answered.

@@ -2,11 +2,11 @@
 //! SQLite file: keep-alive, shutdown, early bytes, closes, bursts and trickles.
 
 use bytes::BytesMut;
+use hubbub_wire::{Decoder, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
-use crate::wire::{Decoder, Role};
 
 /// The client's end of a real loopback connection, speaking frames.
 struct Peer {
@@ -133,7 +133,7 @@ async fn a_peer_that_answers_pings_stays_until_shutdown_and_gets_1012() {
         match next {
             Some(Incoming::Ping(payload)) => {
                 pings += 1;
-                peer.send(&crate::wire::client_pong(&payload, [1, 2, 3, 4]))
+                peer.send(&hubbub_wire::client_pong(&payload, [1, 2, 3, 4]))
                     .await;
             }
             Some(Incoming::Text(_)) => {}
@@ -151,7 +151,7 @@ async fn a_peer_that_answers_pings_stays_until_shutdown_and_gets_1012() {
         }
     };
     assert_eq!(close, Some(close_code::SERVICE_RESTART));
-    peer.send(&crate::wire::client_close(1000, [9, 9, 9, 9]))
+    peer.send(&hubbub_wire::client_close(1000, [9, 9, 9, 9]))
         .await;
     assert_eq!(session.await.unwrap(), End::Shutdown);
 }
@@ -159,7 +159,7 @@ async fn a_peer_that_answers_pings_stays_until_shutdown_and_gets_1012() {
 #[tokio::test]
 async fn bytes_read_past_the_upgrade_are_handled_first() {
     // A message that arrived with the upgrade request, before the session began.
-    let leftover = crate::wire::client_frame(true, br#"{"text":"early bird"}"#, [7, 7, 7, 7]);
+    let leftover = hubbub_wire::client_frame(true, br#"{"text":"early bird"}"#, [7, 7, 7, 7]);
     let (session, mut peer, _dir) = start(Bytes::from(leftover), CancellationToken::new()).await;
     let posted = loop {
         match peer.next().await {
@@ -169,7 +169,7 @@ async fn bytes_read_past_the_upgrade_are_handled_first() {
         }
     };
     assert!(posted.contains("guest-0001"), "{posted}");
-    peer.send(&crate::wire::client_close(1000, [1, 1, 1, 1]))
+    peer.send(&hubbub_wire::client_close(1000, [1, 1, 1, 1]))
         .await;
     assert_eq!(session.await.unwrap(), End::PeerClosed(Some(1000)));
 }
@@ -178,7 +178,7 @@ async fn bytes_read_past_the_upgrade_are_handled_first() {
 async fn a_client_close_is_answered_with_the_same_code() {
     let (session, mut peer, _dir) = start(Bytes::new(), CancellationToken::new()).await;
     assert!(matches!(peer.next().await, Some(Incoming::Text(_))));
-    peer.send(&crate::wire::client_close(4000, [3, 1, 4, 1]))
+    peer.send(&hubbub_wire::client_close(4000, [3, 1, 4, 1]))
         .await;
     let answer = loop {
         match peer.next().await {
@@ -204,7 +204,7 @@ async fn a_burst_larger_than_the_in_flight_limit_is_posted_in_full_and_in_order(
     let mut burst = Vec::new();
     for i in 0..40 {
         let json = format!(r#"{{"text":"burst {i:02}"}}"#);
-        burst.extend(crate::wire::client_frame(
+        burst.extend(hubbub_wire::client_frame(
             true,
             json.as_bytes(),
             [5, 6, 7, 8],
@@ -224,7 +224,7 @@ async fn a_burst_larger_than_the_in_flight_limit_is_posted_in_full_and_in_order(
         }
     }
     assert_eq!(seen, (0..40).collect::<Vec<_>>());
-    peer.send(&crate::wire::client_close(1000, [1, 1, 1, 1]))
+    peer.send(&hubbub_wire::client_close(1000, [1, 1, 1, 1]))
         .await;
     assert_eq!(session.await.unwrap(), End::PeerClosed(Some(1000)));
 }
@@ -234,7 +234,7 @@ async fn trickling_a_frame_that_never_ends_does_not_keep_a_connection_alive() {
     let (session, mut peer, _dir) = start(Bytes::new(), CancellationToken::new()).await;
     assert!(matches!(peer.next().await, Some(Incoming::Text(_))));
     // The header of a 1,000-byte text frame, then one byte every 50 ms.
-    let frame = crate::wire::client_frame(true, &[b'x'; 1000], [1, 2, 3, 4]);
+    let frame = hubbub_wire::client_frame(true, &[b'x'; 1000], [1, 2, 3, 4]);
     let trickle = async {
         for byte in &frame {
             if peer

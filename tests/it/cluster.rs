@@ -255,7 +255,7 @@ async fn the_load_tool_spread_over_two_nodes_loses_and_repeats_nothing() {
     let [a, b] = cluster.nodes::<2>().await;
     let mut config = crate::load::config(a.url("/"), 20, 4);
     config.also_urls = vec![b.url("/")];
-    let report = hubbub::load::run(&config).await.unwrap();
+    let report = hubbub_load::run(&config).await.unwrap();
     assert_eq!(
         report.url,
         format!(

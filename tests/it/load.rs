@@ -1,5 +1,6 @@
-//! The load tool counts honestly: against hubbub nothing is lost; against a server that
-//! drops or duplicates messages, exactly that is reported.
+//! The load tool counts honestly: against hubbub nothing is lost or misrouted, in one room
+//! or in groups of rooms at once; against a server that drops or duplicates messages, or
+//! mixes rooms, exactly that is reported.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +12,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
-use hubbub::load::{self, LoadConfig};
+use hubbub_load::{self as load, LoadConfig};
 use tokio::sync::broadcast;
 
 use crate::support::app::spawn_app;
@@ -23,6 +24,7 @@ pub fn config(url: String, clients: usize, senders: usize) -> LoadConfig {
         clients,
         senders,
         rate: 100.0,
+        groups: Vec::new(),
         duration: Duration::from_millis(1500),
         warmup: Duration::from_millis(300),
         drain: Duration::from_secs(2),
@@ -116,6 +118,8 @@ async fn faulty_server() -> String {
     };
     let app = Router::new()
         .route("/", get(page))
+        // Every room's page leads to the one socket: the rooms are mixed.
+        .route("/rooms/{room}", get(page))
         .route("/socket", get(socket))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -156,4 +160,50 @@ async fn a_page_without_a_socket_is_a_clear_error() {
     assert!(err.to_string().contains("bad URL"), "{err}");
     let err = load::run(&config(app.url("/"), 1, 2)).await.unwrap_err();
     assert!(err.to_string().contains("cannot exceed"), "{err}");
+    let mut by_socket = config(format!("ws://{}/rooms/x/ws", app.addr), 1, 1);
+    by_socket.groups = vec!["1:1:1:2".parse().unwrap()];
+    let err = load::run(&by_socket).await.unwrap_err();
+    assert!(err.to_string().contains("--group needs page URLs"), "{err}");
+}
+
+#[tokio::test]
+async fn groups_of_rooms_run_at_once_and_each_room_hears_only_itself() {
+    let app = spawn_app().await;
+    let mut run = config(app.url("/"), 0, 0);
+    run.groups = vec!["6:2:40".parse().unwrap(), "3:1:10:3".parse().unwrap()];
+    let report = load::run(&run).await.unwrap();
+    assert_eq!(
+        (report.clients, report.connected, report.senders),
+        (15, 15, 5)
+    );
+    let [big, small] = report.groups.as_slice() else {
+        panic!("two groups: {report:?}");
+    };
+    assert!(big.url.ends_with("/rooms/load-0-0/ws"), "{}", big.url);
+    assert!(small.url.ends_with("/rooms/load-1-0/ws"), "{}", small.url);
+    assert_eq!((big.rooms, big.connected), (1, 6));
+    assert_eq!((small.rooms, small.connected), (3, 9));
+    assert!(big.sent > 20 && small.sent > 10, "{report:?}");
+    // Each room's messages reach that room's clients only, each once.
+    assert_eq!(big.expected_deliveries, big.sent * 6);
+    assert_eq!(small.expected_deliveries, small.sent * 3);
+    for group in [big, small] {
+        assert_eq!(group.deliveries, group.expected_deliveries, "{group:?}");
+        assert_eq!((group.lost, group.duplicates, group.misrouted), (0, 0, 0));
+        assert!(group.latency_ms.p50 > 0.0, "{group:?}");
+    }
+    assert_eq!(report.deliveries, big.deliveries + small.deliveries);
+    assert_eq!((report.lost, report.misrouted), (0, 0));
+    assert!(report.passed(0.0));
+}
+
+#[tokio::test]
+async fn a_server_that_mixes_rooms_is_reported_as_misrouting() {
+    let mut run = config(faulty_server().await, 0, 0);
+    run.no_spread = true;
+    run.groups = vec!["3:1:20:2".parse().unwrap()];
+    let report = load::run(&run).await.unwrap();
+    assert!(report.misrouted > 0, "{report:?}");
+    assert_eq!(report.misrouted, report.groups[0].misrouted);
+    assert!(!report.passed(1.0));
 }

@@ -37,7 +37,7 @@ struct Received(bytes::Bytes);
 
 impl Received {
     fn as_str(&self) -> &str {
-        std::str::from_utf8(crate::wire::unmasked_payload(&self.0)).unwrap()
+        std::str::from_utf8(hubbub_wire::unmasked_payload(&self.0)).unwrap()
     }
 }
 

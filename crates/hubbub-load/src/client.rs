@@ -1,5 +1,5 @@
 //! The load tool's WebSocket client: a raw TCP connection, the opening handshake
-//! (RFC 6455 §4.1) and frames through [`crate::wire`].
+//! (RFC 6455 §4.1) and frames through [`hubbub_wire`].
 //!
 //! Why not tungstenite here: with a thousand clients reading every broadcast on one core,
 //! the client side's own costs decide what the tool can measure. tungstenite zero-fills
@@ -10,12 +10,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use hubbub_wire::{self as wire, Decoder, Incoming, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Mutex;
-
-use crate::wire::{self, Decoder, Incoming, Role};
 
 /// Room reserved before each read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -105,7 +104,7 @@ pub(super) async fn connect(
         .map_err(|e| format!("connect {target}: {e}"))?;
     let _ = stream.set_nodelay(true);
 
-    let key = tungstenite::handshake::client::generate_key();
+    let key = wire::client_key();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"

@@ -1,13 +1,13 @@
 //! `hubbub-load`: point it at a chat page and it reports latency, throughput, loss and
-//! duplicates. See `hubbub::load` and BENCHMARKS.md.
+//! duplicates. See the library (`hubbub_load`) and BENCHMARKS.md.
 
 use clap::Parser;
-use hubbub::load::{self, LoadConfig};
+use hubbub_load::LoadConfig;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = LoadConfig::parse();
-    match load::run(&config).await {
+    match hubbub_load::run(&config).await {
         Ok(report) => {
             eprint!("{}", report.table());
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
@@ -15,11 +15,13 @@ async fn main() -> std::process::ExitCode {
                 std::process::ExitCode::SUCCESS
             } else {
                 eprintln!(
-                    "hubbub-load: FAILED ({} connect failures, {} dropped, loss {:.4}% > {:.4}%)",
+                    "hubbub-load: FAILED ({} connect failures, {} dropped, loss {:.4}% (at most \
+                     {:.4}%), {} misrouted)",
                     report.connect_failures,
                     report.dropped,
                     report.loss_ratio * 100.0,
-                    config.max_loss * 100.0
+                    config.max_loss * 100.0,
+                    report.misrouted
                 );
                 std::process::ExitCode::FAILURE
             }
