@@ -32,6 +32,9 @@ impl Hub {
         let hub = self.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
+                // Made before the task, so that a task dropped before it ever ran
+                // abandons the queue too.
+                let unfinished = Unfinished(Some((hub.clone(), Arc::clone(&room))));
                 runtime.spawn(async move {
                     let parts = hub.shared.settings.fanout_parts;
                     loop {
@@ -43,6 +46,7 @@ impl Hub {
                         let written = job.write(parts).await;
                         hub.written(&room, written, started);
                     }
+                    unfinished.disarm();
                 });
             }
             Err(_) => loop {
@@ -61,5 +65,31 @@ impl Hub {
         let mut fx = Effects::default();
         room.lock().written(written, &mut fx);
         self.settle(room, fx);
+    }
+}
+
+/// Armed while a drainer works: if the task ends any other way than by emptying the queue
+/// (a panic while writing, the runtime dropping it at shutdown), the room's queue is
+/// abandoned, so the room can be drained again and the commit writer does not wait for a
+/// backlog nobody will write.
+struct Unfinished(Option<(Hub, Arc<Room>)>);
+
+impl Unfinished {
+    /// The queue was emptied: nothing to abandon.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some((hub, room)) = self.0.take() {
+            tracing::error!(room = %room.name, "a room's fan-out stopped unfinished; its queued frames are dropped");
+            let fx = Effects {
+                relieved: room.lock().queue.abandon(),
+                ..Effects::default()
+            };
+            hub.settle(&room, fx);
+        }
     }
 }

@@ -132,6 +132,8 @@ pub(super) struct Job {
     skip: Option<SessionId>,
     /// Chat messages in the job, for the backlog bound.
     messages: usize,
+    /// Only a typing line: a newer one replaces it while it waits.
+    typing_only: bool,
     targets: Targets,
 }
 
@@ -142,6 +144,10 @@ pub(super) struct Outgoing {
     pub(super) own: HashMap<UserId, Frame>,
     pub(super) skip: Option<SessionId>,
     pub(super) messages: usize,
+    /// Only a typing line, which says who is typing *now*: a queued one that nobody has
+    /// been sent yet is replaced by the next instead of queueing behind it, so typing in a
+    /// big room cannot pile up jobs (they count for no backlog, being no messages).
+    pub(super) typing_only: bool,
 }
 
 impl Outgoing {
@@ -203,8 +209,19 @@ impl Queue {
         let was_over = self.backlog > MAX_BACKLOG;
         self.backlog += out.messages;
         sent.backlogged = !was_over && self.backlog > MAX_BACKLOG;
+        if out.typing_only
+            && let Some(last) = self.jobs.back_mut()
+            && last.typing_only
+            && Arc::ptr_eq(&last.targets, &targets)
+        {
+            last.shared = out.shared;
+            last.own = Arc::new(out.own);
+            return sent;
+        }
         let joinable = |job: &Job| {
             job.own.is_empty()
+                && !job.typing_only
+                && !out.typing_only
                 && job.skip.is_none()
                 && out.own.is_empty()
                 && out.skip.is_none()
@@ -220,6 +237,7 @@ impl Queue {
                 own: Arc::new(out.own),
                 skip: out.skip,
                 messages: out.messages,
+                typing_only: out.typing_only,
                 targets,
             }),
         }
@@ -238,6 +256,17 @@ impl Queue {
             self.draining = false;
         }
         job
+    }
+
+    /// The drainer stopped without finishing (it panicked, or the runtime is shutting
+    /// down): what was queued is dropped, so the room can be drained again and the commit
+    /// writer never waits for it. `true` when the backlog was over [`MAX_BACKLOG`].
+    pub(super) fn abandon(&mut self) -> bool {
+        let was_over = self.backlog > MAX_BACKLOG;
+        self.jobs.clear();
+        self.draining = false;
+        self.backlog = 0;
+        was_over
     }
 
     /// A job of `messages` was written: `true` when that brought the backlog back under

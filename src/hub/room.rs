@@ -372,7 +372,9 @@ impl RoomState {
     /// Sends `before` followed by the typing line (a line of their own for typists here).
     pub(super) fn send_typing(&mut self, before: Vec<Html>, fx: &mut Effects) {
         let presence = &self.presence;
-        let out = self.typing.outgoing(before, |user| presence.is_here(user));
+        let typing_only = before.is_empty();
+        let mut out = self.typing.outgoing(before, |user| presence.is_here(user));
+        out.typing_only = typing_only;
         self.send(out, fx);
     }
 
@@ -387,13 +389,18 @@ impl RoomState {
     /// Members a fan-out found gone (evicted, or already closing) leave presence at once:
     /// their sessions' own `leave` finds nothing to do.
     fn forget(&mut self, gone: Vec<Arc<Target>>, fx: &mut Effects) {
+        let mut typist_gone = false;
         for target in fanout::forget_gone(&mut self.members, gone) {
             fx.departed += 1;
             if self.presence.depart(&target.user).is_some() {
-                self.typing.remove(&target.user);
+                typist_gone |= self.typing.remove(&target.user);
                 fx.counts_changed = true;
                 fx.tell_others = true;
             }
+        }
+        // As when they leave: nobody is left reading that they are typing.
+        if typist_gone {
+            self.send_typing(Vec::new(), fx);
         }
     }
 }

@@ -183,3 +183,97 @@ async fn a_very_big_room_is_written_in_parts_and_every_member_sees_one_order() {
         assert_eq!(seen, all);
     }
 }
+
+#[tokio::test]
+async fn typing_in_a_big_room_replaces_the_waiting_line_instead_of_queueing_behind_it() {
+    let hub = Hub::new(HubSettings::default());
+    let room = RoomName::general();
+    hub.load(&room, &[], false);
+    let mut members = crowd(&hub, &room, INLINE_MEMBERS + 20);
+    // A message keeps the drainer busy (it has not run yet), then twenty people type.
+    hub.deliver(&[stored(1, "general", "a", "t1")]);
+    let now = Instant::now();
+    for typist in &members[..20] {
+        hub.typing(&room, typist.id, now);
+    }
+    settle().await;
+    let reader = members.last_mut().unwrap();
+    let mut frames = Vec::new();
+    while let Ok(frame) = reader.outbox.try_recv() {
+        frames.push(frame.as_str().to_owned());
+    }
+    assert_eq!(
+        frames.len(),
+        2,
+        "the message, then one typing line: {frames:?}"
+    );
+    assert!(frames[0].contains(">t1<"));
+    assert!(
+        frames[1].contains("and 18 others are typing"),
+        "the newest line only: {}",
+        frames[1]
+    );
+}
+
+#[tokio::test]
+async fn a_typist_dropped_by_a_fan_out_no_longer_shows_as_typing() {
+    let hub = Hub::new(HubSettings {
+        send_queue: 3,
+        ..HubSettings::default()
+    });
+    let room = RoomName::general();
+    hub.load(&room, &[], false);
+    let slow = join(&hub, &room, UserId::generate(), name("slow")).unwrap(); // never reads
+    let mut fast = crowd(&hub, &room, 3);
+    hub.typing(&room, slow.id, Instant::now());
+    assert!(drain(&mut fast[0]).contains("slow is typing"));
+    for id in 1..=6 {
+        hub.deliver(&[stored(id, "general", "a", &format!("t{id}"))]);
+        settle().await;
+        if slow.evicted.is_cancelled() {
+            break;
+        }
+        for member in &mut fast {
+            drain(member);
+        }
+    }
+    assert!(slow.evicted.is_cancelled());
+    let after = drain(&mut fast[0]);
+    assert!(
+        after.contains(r#"<p id="typing" class="typing" hx-swap-oob="true"></p>"#),
+        "the typing line is cleared: {after}"
+    );
+}
+
+#[test]
+fn a_drainer_dropped_unfinished_leaves_the_room_drainable_and_nobody_waiting() {
+    let hub = Hub::new(HubSettings::default());
+    let room = RoomName::general();
+    hub.load(&room, &[], false);
+    let mut members = crowd(&hub, &room, INLINE_MEMBERS + 1);
+    let stopped = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    stopped.block_on(async {
+        // Over the backlog bound, and the drainer (spawned here) never gets to run.
+        for id in 1..=MAX_BACKLOG as u64 + 10 {
+            hub.deliver(&[stored(id, "general", "a", "t")]);
+        }
+    });
+    drop(stopped);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), hub.fanout_caught_up())
+            .await
+            .expect("nobody waits for a backlog nobody will write");
+        for member in &mut members {
+            drain(member);
+        }
+        hub.deliver(&[stored(1000, "general", "a", "tafter")]);
+        settle().await;
+        assert_eq!(texts(&mut members[0]), ["tafter"], "drained again");
+    });
+}
