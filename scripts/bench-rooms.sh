@@ -9,18 +9,20 @@
 #
 #   scripts/bench-rooms.sh [--write] [--bin-a PATH] [--bin-b PATH] [--name-a before] \
 #                          [--name-b after] [--runs 2] [--duration 20s] [--warmup 3s] \
-#                          [--groups "9000:5:50 10:1:1:100"]
+#                          [--groups "9000:5:50 10:1:1:100"] [--server-cpus 0]
 #
 # --bin-a and --bin-b default to ./target/release/hubbub, built first (so with neither, the
 # same build runs twice: a check of the method's noise). --groups takes `hubbub-load
 # --group` values, CLIENTS:SENDERS:RATE[:ROOMS]; the table has a latency column per group.
 # Every client is a connection on both sides: the open-file limit is raised to the hard
-# limit, which must exceed the clients in total (`ulimit -Hn`).
+# limit, which must exceed the clients in total (`ulimit -Hn`). --server-cpus is the
+# server's `taskset` CPU list (default 0; "0,1" lets it use both cores, shared with the
+# load tool's core 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-write=no runs=2 duration=20s warmup=3s groups="9000:5:50 10:1:1:100"
+write=no runs=2 duration=20s warmup=3s groups="9000:5:50 10:1:1:100" server_cpus=0
 bin_a=./target/release/hubbub bin_b=./target/release/hubbub name_a=before name_b=after
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift ;;
     --warmup) warmup=$2; shift ;;
     --groups) groups=$2; shift ;;
+    --server-cpus) server_cpus=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -60,7 +63,7 @@ run_one() { # binary -> the load tool's JSON report on stdout (nothing if the ru
   rm -f "$work"/rooms.db*
   # Loopback clients are exempt from the per-address limits; they are raised all the same
   # so that a build without that exemption is measured, not refused.
-  taskset -c 0 "$1" --addr "127.0.0.1:$port" --database "sqlite://$work/rooms.db" --log warn \
+  taskset -c "$server_cpus" "$1" --addr "127.0.0.1:$port" --database "sqlite://$work/rooms.db" --log warn \
     --message-rate 1000000 --message-burst 1000000 \
     --ip-message-rate 1000000 --ip-message-burst 1000000 \
     --max-connections $((clients + 1000)) --max-connections-per-ip $((clients + 1000)) \
@@ -113,6 +116,6 @@ PY
 echo "$table"
 if [ "$write" = yes ]; then
   append_to_benchmarks scripts/bench-rooms.sh \
-    "scripts/bench-rooms.sh --bin-a $bin_a --bin-b $bin_b --name-a \"$name_a\" --name-b \"$name_b\" --runs $runs --duration $duration --warmup $warmup --groups \"$groups\"" \
+    "scripts/bench-rooms.sh --bin-a $bin_a --bin-b $bin_b --name-a \"$name_a\" --name-b \"$name_b\" --runs $runs --duration $duration --warmup $warmup --groups \"$groups\" --server-cpus $server_cpus" \
     "$table"
 fi

@@ -59,12 +59,10 @@ async fn a_small_rooms_message_does_not_wait_for_a_big_rooms_fan_out() {
 
 #[tokio::test]
 async fn a_big_room_gets_every_message_once_in_order_and_newcomers_meet_the_feed() {
-    let hub = Hub::new(HubSettings {
+    let (hub, room) = hub_with(HubSettings {
         history_limit: 1000,
         ..HubSettings::default()
     });
-    let room = RoomName::general();
-    hub.load(&room, &[], false);
     let mut early = crowd(&hub, &room, INLINE_MEMBERS + 50);
     let mut late = Vec::new();
     for id in 1..=60 {
@@ -99,9 +97,7 @@ async fn a_big_room_gets_every_message_once_in_order_and_newcomers_meet_the_feed
 
 #[tokio::test]
 async fn messages_queued_behind_a_fan_out_go_out_as_one_frame() {
-    let hub = Hub::new(HubSettings::default());
-    let room = RoomName::general();
-    hub.load(&room, &[], false);
+    let (hub, room) = hub_with(HubSettings::default());
     let mut members = crowd(&hub, &room, INLINE_MEMBERS + 1);
     for id in 1..=5 {
         hub.deliver(&[stored(id, "general", "a", &format!("t{id}"))]);
@@ -118,12 +114,10 @@ async fn messages_queued_behind_a_fan_out_go_out_as_one_frame() {
 
 #[tokio::test]
 async fn a_slow_member_of_a_big_room_is_evicted_once_and_the_others_go_on() {
-    let hub = Hub::new(HubSettings {
+    let (hub, room) = hub_with(HubSettings {
         send_queue: 3,
         ..HubSettings::default()
     });
-    let room = RoomName::general();
-    hub.load(&room, &[], false);
     let slow = join(&hub, &room, UserId::generate(), name("slow")).unwrap(); // never reads
     let mut fast = crowd(&hub, &room, INLINE_MEMBERS + 10);
     for id in 1..=6 {
@@ -141,9 +135,7 @@ async fn a_slow_member_of_a_big_room_is_evicted_once_and_the_others_go_on() {
 
 #[tokio::test]
 async fn the_commit_writer_waits_while_a_room_is_too_far_behind() {
-    let hub = Hub::new(HubSettings::default());
-    let room = RoomName::general();
-    hub.load(&room, &[], false);
+    let (hub, room) = hub_with(HubSettings::default());
     let _members = crowd(&hub, &room, INLINE_MEMBERS + 1);
     let batch: Vec<ChatMessage> = (1..=MAX_BACKLOG as u64 + 1)
         .map(|id| stored(id, "general", "a", "t"))
@@ -160,13 +152,11 @@ async fn the_commit_writer_waits_while_a_room_is_too_far_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_very_big_room_is_written_in_parts_and_every_member_sees_one_order() {
-    let hub = Hub::new(HubSettings {
+    let (hub, room) = hub_with(HubSettings {
         fanout_parts: 2,
         send_queue: 1000,
         ..HubSettings::default()
     });
-    let room = RoomName::general();
-    hub.load(&room, &[], false);
     let mut members = crowd(&hub, &room, MIN_PART * 2 + 10);
     for id in 1..=20 {
         hub.deliver(&[stored(id, "general", "a", &format!("t{id:02}"))]);
@@ -186,9 +176,7 @@ async fn a_very_big_room_is_written_in_parts_and_every_member_sees_one_order() {
 
 #[tokio::test]
 async fn typing_in_a_big_room_replaces_the_waiting_line_instead_of_queueing_behind_it() {
-    let hub = Hub::new(HubSettings::default());
-    let room = RoomName::general();
-    hub.load(&room, &[], false);
+    let (hub, room) = hub_with(HubSettings::default());
     let mut members = crowd(&hub, &room, INLINE_MEMBERS + 20);
     // A message keeps the drainer busy (it has not run yet), then twenty people type.
     hub.deliver(&[stored(1, "general", "a", "t1")]);
@@ -217,12 +205,10 @@ async fn typing_in_a_big_room_replaces_the_waiting_line_instead_of_queueing_behi
 
 #[tokio::test]
 async fn a_typist_dropped_by_a_fan_out_no_longer_shows_as_typing() {
-    let hub = Hub::new(HubSettings {
+    let (hub, room) = hub_with(HubSettings {
         send_queue: 3,
         ..HubSettings::default()
     });
-    let room = RoomName::general();
-    hub.load(&room, &[], false);
     let slow = join(&hub, &room, UserId::generate(), name("slow")).unwrap(); // never reads
     let mut fast = crowd(&hub, &room, 3);
     hub.typing(&room, slow.id, Instant::now());
@@ -247,9 +233,7 @@ async fn a_typist_dropped_by_a_fan_out_no_longer_shows_as_typing() {
 
 #[test]
 fn a_drainer_dropped_unfinished_leaves_the_room_drainable_and_nobody_waiting() {
-    let hub = Hub::new(HubSettings::default());
-    let room = RoomName::general();
-    hub.load(&room, &[], false);
+    let (hub, room) = hub_with(HubSettings::default());
     let mut members = crowd(&hub, &room, INLINE_MEMBERS + 1);
     let stopped = tokio::runtime::Builder::new_current_thread()
         .build()
