@@ -10,7 +10,7 @@ use super::fanout::Written;
 use super::room::{Effects, Room};
 
 impl Hub {
-    /// Waits while some room's fan-out is more than [`fanout::MAX_BACKLOG`] messages behind
+    /// Waits while some room's fan-out is more than [`MAX_BACKLOG`](super::fanout::MAX_BACKLOG) messages behind
     /// what was delivered to it. The commit writer calls it after each delivery, so a room
     /// that cannot keep up slows commits down (and senders hear "busy") instead of its
     /// queue growing without bound.

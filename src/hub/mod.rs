@@ -18,8 +18,8 @@
 //! Locks are std `Mutex`es held for short synchronous sections, never across `.await`, and
 //! always taken in one order: the directory, then a room, then the other nodes' state; an
 //! outlet's (a connection's write side) innermost of all. No socket is written under the
-//! directory's lock or the nodes' lock; a room's lock covers at most [`fanout::INLINE_MEMBERS`]
-//! writes.
+//! directory's lock or the nodes' lock; under a room's lock only rooms of at most
+//! [`fanout::INLINE_MEMBERS`] members are written to.
 //!
 //! A room's invariants: its members see its messages in commit order (deliveries come from
 //! one task, the commit writer, and a room sends its frames in order); a newcomer's history
