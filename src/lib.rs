@@ -248,7 +248,7 @@ fn hub_settings(config: &Config) -> HubSettings {
         // With Redis, every node's users are shown on every node.
         share_presence: config.redis.is_some(),
         fanout_parts: match config.fanout_parts {
-            0 => HubSettings::default().fanout_parts,
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
             parts => parts as usize,
         },
         ..HubSettings::default()
@@ -297,14 +297,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fanout_parts_default_to_the_cores_and_can_be_set() {
+    fn fanout_parts_default_to_one_and_zero_means_every_core() {
         let config = Config::try_parse_from(["hubbub"]).unwrap();
+        assert_eq!(hub_settings(&config).fanout_parts, 1);
+        let config = Config::try_parse_from(["hubbub", "--fanout-parts", "0"]).unwrap();
         assert_eq!(
             hub_settings(&config).fanout_parts,
             std::thread::available_parallelism().map_or(1, usize::from)
         );
-        let config = Config::try_parse_from(["hubbub", "--fanout-parts", "1"]).unwrap();
-        assert_eq!(hub_settings(&config).fanout_parts, 1);
+        let config = Config::try_parse_from(["hubbub", "--fanout-parts", "3"]).unwrap();
+        assert_eq!(hub_settings(&config).fanout_parts, 3);
         for bad in ["65", "many"] {
             let error = Config::try_parse_from(["hubbub", "--fanout-parts", bad]).unwrap_err();
             assert!(error.to_string().contains("--fanout-parts"), "{error}");

@@ -98,8 +98,9 @@ pub struct Config {
     pub send_queue: u32,
 
     /// Tasks that write one message to a very big room at once (each takes at least 2,048
-    /// members). 0, the default, means one per core; 1 writes every room from one task.
-    #[arg(long, env = "HUBBUB_FANOUT_PARTS", default_value_t = 0,
+    /// members); 0 means one per core. The default, 1, writes every room from one task:
+    /// on two cores, splitting made both big and small rooms slower (BENCHMARKS.md).
+    #[arg(long, env = "HUBBUB_FANOUT_PARTS", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(0..=64))]
     pub fanout_parts: u32,
 

@@ -82,7 +82,8 @@ pub struct HubSettings {
     /// has to tell them ([`Hub::take_presence`]) and merges what they report ([`Hub::hear`]).
     pub share_presence: bool,
     /// Tasks that may write one big room's frame at once (each a part of its members, at
-    /// least 2,048): the cores a fan-out may use. 1 writes every frame from one task.
+    /// least 2,048): the cores a fan-out may use. 1 (the default) writes every frame from
+    /// one task.
     pub fanout_parts: usize,
 }
 
@@ -96,7 +97,7 @@ impl Default for HubSettings {
             typing_expiry: Duration::from_secs(5),
             presence_notices: false,
             share_presence: false,
-            fanout_parts: std::thread::available_parallelism().map_or(1, usize::from),
+            fanout_parts: 1,
         }
     }
 }
