@@ -9,7 +9,8 @@
 #
 #   scripts/bench-rooms.sh [--write] [--bin-a PATH] [--bin-b PATH] [--name-a before] \
 #                          [--name-b after] [--runs 2] [--duration 20s] [--warmup 3s] \
-#                          [--groups "9000:5:50 10:1:1:100"] [--server-cpus 0]
+#                          [--groups "9000:5:50 10:1:1:100"] [--server-cpus 0] \
+#                          [--load-per-group]
 #
 # --bin-a and --bin-b default to ./target/release/hubbub, built first (so with neither, the
 # same build runs twice: a check of the method's noise). --groups takes `hubbub-load
@@ -17,12 +18,15 @@
 # Every client is a connection on both sides: the open-file limit is raised to the hard
 # limit, which must exceed the clients in total (`ulimit -Hn`). --server-cpus is the
 # server's `taskset` CPU list (default 0; "0,1" lets it use both cores, shared with the
-# load tool's core 1).
+# load tool's core 1). --load-per-group runs one load tool per group (all on core 1, rooms
+# prefixed g0-, g1-, …), so the big room's 9,000 sockets do not queue the small rooms'
+# frames inside one process's event loop, as separate users' browsers would not; groups
+# after the first start measuring 2 s later and stop 2 s earlier, inside the first's window.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-write=no runs=2 duration=20s warmup=3s groups="9000:5:50 10:1:1:100" server_cpus=0
+write=no runs=2 duration=20s warmup=3s groups="9000:5:50 10:1:1:100" server_cpus=0 per_group=no
 bin_a=./target/release/hubbub bin_b=./target/release/hubbub name_a=before name_b=after
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -36,6 +40,7 @@ while [ $# -gt 0 ]; do
     --warmup) warmup=$2; shift ;;
     --groups) groups=$2; shift ;;
     --server-cpus) server_cpus=$2; shift ;;
+    --load-per-group) per_group=yes ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -70,9 +75,43 @@ run_one() { # binary -> the load tool's JSON report on stdout (nothing if the ru
     >>"$work/server.log" 2>&1 &
   pid=$!
   wait_port "$port"
-  taskset -c 1 ./target/release/hubbub-load --url "http://127.0.0.1:$port/" "${group_flags[@]}" \
-    --duration "$duration" --warmup "$warmup" --server-pid "$pid" 2>"$work/load.log" \
-    | tail -n 1 || true
+  if [ "$per_group" = no ]; then
+    taskset -c 1 ./target/release/hubbub-load --url "http://127.0.0.1:$port/" "${group_flags[@]}" \
+      --duration "$duration" --warmup "$warmup" --server-pid "$pid" 2>"$work/load.log" \
+      | tail -n 1 || true
+  else
+    local i=0 loads=() later
+    # Durations in whole seconds ("20s") here.
+    later="$(( ${duration%s} > 5 ? ${duration%s} - 4 : 1 ))s"
+    for group in $groups; do
+      local w=$warmup d=$duration
+      if [ "$i" -gt 0 ]; then w="$(( ${warmup%s} + 2 ))s" d=$later; fi
+      taskset -c 1 ./target/release/hubbub-load --url "http://127.0.0.1:$port/" --group "$group" \
+        --room-prefix "g$i" --duration "$d" --warmup "$w" --server-pid "$pid" \
+        2>"$work/load-$i.log" | tail -n 1 >"$work/report-$i.json" &
+      loads+=($!)
+      i=$((i + 1))
+    done
+    wait "${loads[@]}" || true
+    cp "$work/load-0.log" "$work/load.log"
+    # One report from the per-group ones: the groups side by side, counts added up, the
+    # server's CPU as the first (longest) run measured it, the load tools' CPU added up.
+    python3 - "$work" "$i" <<'PY'
+import json, sys
+work, n = sys.argv[1], int(sys.argv[2])
+try:
+    parts = [json.load(open(f"{work}/report-{i}.json")) for i in range(n)]
+except (OSError, ValueError):
+    sys.exit(0)
+merged = dict(parts[0])
+merged["groups"] = [g for p in parts for g in p["groups"]]
+for key in ("deliveries", "expected_deliveries", "lost", "misrouted", "dropped", "connected"):
+    merged[key] = sum(p[key] for p in parts)
+cpus = [p.get("load_cpu_percent") for p in parts]
+merged["load_cpu_percent"] = None if None in cpus else sum(cpus)
+print(json.dumps(merged))
+PY
+  fi
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
@@ -116,6 +155,6 @@ PY
 echo "$table"
 if [ "$write" = yes ]; then
   append_to_benchmarks scripts/bench-rooms.sh \
-    "scripts/bench-rooms.sh --bin-a $bin_a --bin-b $bin_b --name-a \"$name_a\" --name-b \"$name_b\" --runs $runs --duration $duration --warmup $warmup --groups \"$groups\" --server-cpus $server_cpus" \
+    "scripts/bench-rooms.sh --bin-a $bin_a --bin-b $bin_b --name-a \"$name_a\" --name-b \"$name_b\" --runs $runs --duration $duration --warmup $warmup --groups \"$groups\" --server-cpus $server_cpus$([ "$per_group" = no ] || echo " --load-per-group")" \
     "$table"
 fi

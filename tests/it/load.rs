@@ -25,6 +25,7 @@ pub fn config(url: String, clients: usize, senders: usize) -> LoadConfig {
         senders,
         rate: 100.0,
         groups: Vec::new(),
+        room_prefix: "load".to_owned(),
         duration: Duration::from_millis(1500),
         warmup: Duration::from_millis(300),
         drain: Duration::from_secs(2),

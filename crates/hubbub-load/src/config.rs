@@ -32,7 +32,7 @@ pub struct LoadConfig {
     /// Several rooms at once (repeatable), instead of `--clients`, `--senders`, `--rate`
     /// and `--room`: ROOMS rooms (default 1) of CLIENTS clients each, SENDERS of whom send
     /// RATE messages per second in total, in each room. Room R of the G-th group (both
-    /// counted from 0) is `/rooms/load-G-R`. `--group 9000:5:50 --group 10:1:1:100` is one
+    /// counted from 0) is `/rooms/load-G-R` (`--room-prefix`). `--group 9000:5:50 --group 10:1:1:100` is one
     /// room of 9,000 clients and 100 rooms of 10.
     #[arg(
         long = "group",
@@ -40,6 +40,11 @@ pub struct LoadConfig {
         conflicts_with_all = ["clients", "senders", "rate", "room"]
     )]
     pub groups: Vec<Group>,
+    /// With `--group`, rooms are `/rooms/PREFIX-G-R`: two load tools at once (say one per
+    /// group, so one group's traffic cannot delay the other's measurement inside one
+    /// process) need prefixes of their own. Lowercase letters, digits, `-` and `_`.
+    #[arg(long, default_value = "load", value_parser = room_prefix)]
+    pub room_prefix: String,
     /// How long to measure.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
@@ -91,7 +96,7 @@ impl LoadConfig {
         if self.groups.is_empty() {
             self.room.clone()
         } else {
-            Some(format!("load-{group}-{room}"))
+            Some(format!("{}-{group}-{room}", self.room_prefix))
         }
     }
 }
@@ -105,6 +110,18 @@ pub struct Group {
     /// Messages per second per room, its senders together.
     pub rate: f64,
     pub rooms: usize,
+}
+
+fn room_prefix(raw: &str) -> Result<String, String> {
+    let fits = (1..=40).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'));
+    if fits {
+        Ok(raw.to_owned())
+    } else {
+        Err("expected 1 to 40 of a-z, 0-9, '-' and '_'".to_owned())
+    }
 }
 
 /// Why a `--group` value is not one.
@@ -244,6 +261,26 @@ mod tests {
         let groups = config.effective_groups();
         assert_eq!((groups.len(), groups[1].rooms), (2, 100));
         assert_eq!(config.room_name(1, 99).as_deref(), Some("load-1-99"));
+        let prefixed = LoadConfig::try_parse_from([
+            "hubbub-load",
+            "--group",
+            "10:1:1:100",
+            "--room-prefix",
+            "small",
+        ])
+        .unwrap();
+        assert_eq!(prefixed.room_name(0, 7).as_deref(), Some("small-0-7"));
+        for bad in ["", "Big", "a b", "../x"] {
+            let error = LoadConfig::try_parse_from([
+                "hubbub-load",
+                "--group",
+                "1:1:1",
+                "--room-prefix",
+                bad,
+            ])
+            .unwrap_err();
+            assert!(error.to_string().contains("--room-prefix"), "{error}");
+        }
 
         let single =
             LoadConfig::try_parse_from(["hubbub-load", "--clients", "7", "--room", "x"]).unwrap();
