@@ -85,6 +85,11 @@ pub struct HubSettings {
     /// least 2,048): the cores a fan-out may use. 1 (the default) writes every frame from
     /// one task.
     pub fanout_parts: usize,
+    /// How long the commit writer, after a delivery, waits for the big rooms' fan-outs
+    /// to finish before it takes its next batch (the commit window): what arrives
+    /// meanwhile goes out in one commit and one frame, as when the writer fanned out
+    /// itself, and a big room delays the next commit by no more than this.
+    pub fanout_settle: Duration,
 }
 
 impl Default for HubSettings {
@@ -98,6 +103,7 @@ impl Default for HubSettings {
             presence_notices: false,
             share_presence: false,
             fanout_parts: 1,
+            fanout_settle: Duration::from_millis(5),
         }
     }
 }
@@ -123,6 +129,9 @@ struct Shared {
     /// wake-up for the commit writer waiting for them ([`Hub::fanout_caught_up`]).
     backlogged: AtomicUsize,
     relieved: Notify,
+    /// Drainers at work, and the wake-up when one finishes ([`Hub::fanout_caught_up`]).
+    draining: AtomicUsize,
+    drained: Notify,
 }
 
 /// What a session gets when it joins: its id and the token that tells it it was evicted.
@@ -169,6 +178,8 @@ impl Hub {
                 messages_posted: AtomicU64::new(0),
                 backlogged: AtomicUsize::new(0),
                 relieved: Notify::new(),
+                draining: AtomicUsize::new(0),
+                drained: Notify::new(),
             }),
         }
     }

@@ -261,3 +261,30 @@ fn a_drainer_dropped_unfinished_leaves_the_room_drainable_and_nobody_waiting() {
         assert_eq!(texts(&mut members[0]), ["tafter"], "drained again");
     });
 }
+
+#[tokio::test]
+async fn the_commit_writer_gives_a_big_rooms_fan_out_a_moment_to_finish() {
+    let (hub, room) = hub_with(HubSettings {
+        fanout_settle: Duration::from_secs(5),
+        ..HubSettings::default()
+    });
+    let mut members = crowd(&hub, &room, INLINE_MEMBERS * 4);
+    hub.deliver(&[stored(1, "general", "a", "t1")]);
+    assert!(texts(&mut members[0]).is_empty(), "queued for the drainer");
+    // What the writer does after each delivery: once it returns, the frame is out, so
+    // whatever was committed meanwhile goes into the next batch and the next frame.
+    hub.fanout_caught_up().await;
+    for member in &mut members {
+        assert_eq!(texts(member), ["t1"]);
+    }
+
+    // It waits no longer than the settle time for a fan-out that takes longer.
+    let (hub, room) = hub_with(HubSettings {
+        fanout_settle: Duration::ZERO,
+        ..HubSettings::default()
+    });
+    let mut members = crowd(&hub, &room, INLINE_MEMBERS * 4);
+    hub.deliver(&[stored(1, "general", "a", "t1")]);
+    hub.fanout_caught_up().await;
+    assert!(texts(&mut members[0]).is_empty(), "not waited for");
+}
