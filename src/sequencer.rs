@@ -218,9 +218,11 @@ impl Sequencer {
         self.retry = Some((Instant::now() + backoff, backoff));
     }
 
-    /// Hands the messages above `last` (in id order) to the hub; drops the rest. Waits
-    /// while a room's fan-out is too far behind ([`Hub::fanout_caught_up`]): the writer
-    /// then commits no faster than the slowest room can send.
+    /// Hands the messages above `last` (in id order) to the hub; drops the rest. Then
+    /// [`Hub::fanout_caught_up`]: a moment (at most the commit window) for the big rooms'
+    /// fan-outs to finish, so the next batch gathers what arrives meanwhile, and a wait
+    /// while a room is too far behind, so the writer commits no faster than the slowest
+    /// room can send.
     async fn deliver(&mut self, messages: &[ChatMessage]) {
         let known = messages.partition_point(|m| m.id <= self.last);
         if known > 0 {
