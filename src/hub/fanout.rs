@@ -16,7 +16,9 @@
 //!   very big job is split into parts written by several tasks at once
 //!   ([`Settings::fanout_parts`]); the next job starts when every part is written. Messages
 //!   that queue up behind a running fan-out are joined into one job (one frame), as the
-//!   seed design batched queued fragments: a room under load sends fewer, fuller frames.
+//!   seed design batched queued fragments: a room under load sends fewer, fuller frames;
+//!   when frames go out back to back, the drainer leaves the commit window between two
+//!   ([`Settings::fanout_settle`]).
 //!
 //! Order and the newcomer's snapshot: each job carries the members it is for ([`Targets`],
 //! a shared snapshot of the member list taken when the job was queued, rebuilt only after
@@ -33,6 +35,7 @@
 //! the senders, not a drop.
 //!
 //! [`Settings::fanout_parts`]: super::HubSettings::fanout_parts
+//! [`Settings::fanout_settle`]: super::HubSettings::fanout_settle
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -278,6 +281,11 @@ impl Queue {
     }
 
     /// Jobs are queued or being written: a new frame must queue behind them.
+    /// Jobs wait behind the one being written.
+    pub(super) fn has_jobs(&self) -> bool {
+        !self.jobs.is_empty()
+    }
+
     pub(super) fn is_busy(&self) -> bool {
         self.draining || !self.jobs.is_empty()
     }

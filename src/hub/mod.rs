@@ -88,7 +88,8 @@ pub struct HubSettings {
     /// How long the commit writer, after a delivery, waits for the big rooms' fan-outs
     /// to finish before it takes its next batch (the commit window): what arrives
     /// meanwhile goes out in one commit and one frame, as when the writer fanned out
-    /// itself, and a big room delays the next commit by no more than this.
+    /// itself, and a big room delays the next commit by no more than this. A room whose
+    /// frames go out back to back waits as long between two, for the same reason.
     pub fanout_settle: Duration,
 }
 

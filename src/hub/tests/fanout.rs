@@ -288,3 +288,29 @@ async fn the_commit_writer_gives_a_big_rooms_fan_out_a_moment_to_finish() {
     hub.fanout_caught_up().await;
     assert!(texts(&mut members[0]).is_empty(), "not waited for");
 }
+
+#[tokio::test(start_paused = true)]
+async fn back_to_back_frames_of_a_big_room_are_a_commit_window_apart() {
+    let (hub, room) = hub_with(HubSettings {
+        fanout_settle: Duration::from_millis(5),
+        ..HubSettings::default()
+    });
+    let mut members = crowd(&hub, &room, INLINE_MEMBERS * 4);
+    let start = Instant::now();
+    hub.deliver(&[stored(1, "general", "a", "t1")]);
+    // The drainer takes t1 and writes its first chunk; t2 queues behind it.
+    tokio::task::yield_now().await;
+    hub.deliver(&[stored(2, "general", "a", "t2")]);
+    let last = members.last_mut().unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 && start.elapsed() < Duration::from_secs(1) {
+        seen.extend(texts(last));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(seen, ["t1", "t2"], "two frames, in order");
+    assert!(
+        start.elapsed() >= Duration::from_millis(5),
+        "the second frame waited a commit window: {:?}",
+        start.elapsed()
+    );
+}
