@@ -55,8 +55,8 @@ impl Hub {
                 // abandons the queue too.
                 hub.shared.draining.fetch_add(1, Ordering::AcqRel);
                 let unfinished = Unfinished {
-                    at_work: Some((hub.clone(), Arc::clone(&room))),
                     hub: hub.clone(),
+                    room: Some(Arc::clone(&room)),
                 };
                 runtime.spawn(async move {
                     let parts = hub.shared.settings.fanout_parts;
@@ -106,14 +106,16 @@ impl Hub {
 /// queue, so the room can be drained again and the commit writer does not wait for a
 /// backlog nobody will write.
 struct Unfinished {
-    at_work: Option<(Hub, Arc<Room>)>,
     hub: Hub,
+    /// The room whose queue is abandoned if the drainer ends unfinished; `None` once
+    /// disarmed.
+    room: Option<Arc<Room>>,
 }
 
 impl Unfinished {
     /// The queue was emptied: nothing to abandon.
     fn disarm(mut self) {
-        self.at_work = None;
+        self.room = None;
     }
 }
 
@@ -121,13 +123,13 @@ impl Drop for Unfinished {
     fn drop(&mut self) {
         self.hub.shared.draining.fetch_sub(1, Ordering::AcqRel);
         self.hub.shared.drained.notify_waiters();
-        if let Some((hub, room)) = self.at_work.take() {
+        if let Some(room) = self.room.take() {
             tracing::error!(room = %room.name, "a room's fan-out stopped unfinished; its queued frames are dropped");
             let fx = Effects {
                 relieved: room.lock().queue.abandon(),
                 ..Effects::default()
             };
-            hub.settle(&room, fx);
+            self.hub.settle(&room, fx);
         }
     }
 }
