@@ -247,7 +247,7 @@ fn hub_settings(config: &Config) -> HubSettings {
         presence_notices: config.presence_notices,
         // With Redis, every node's users are shown on every node.
         share_presence: config.redis.is_some(),
-        fanout_settle: config.commit_window,
+        fanout_rest: config.commit_window,
         fanout_parts: match config.fanout_parts {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             parts => parts as usize,

@@ -219,10 +219,8 @@ impl Sequencer {
     }
 
     /// Hands the messages above `last` (in id order) to the hub; drops the rest. Then
-    /// [`Hub::fanout_caught_up`]: a moment (at most the commit window) for the big rooms'
-    /// fan-outs to finish, so the next batch gathers what arrives meanwhile, and a wait
-    /// while a room is too far behind, so the writer commits no faster than the slowest
-    /// room can send.
+    /// [`Hub::fanout_caught_up`]: a wait while a room is too far behind, so the writer
+    /// commits no faster than the slowest room can send.
     async fn deliver(&mut self, messages: &[ChatMessage]) {
         let known = messages.partition_point(|m| m.id <= self.last);
         if known > 0 {

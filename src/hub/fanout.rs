@@ -16,9 +16,10 @@
 //!   very big job is split into parts written by several tasks at once
 //!   ([`Settings::fanout_parts`]); the next job starts when every part is written. Messages
 //!   that queue up behind a running fan-out are joined into one job (one frame), as the
-//!   seed design batched queued fragments: a room under load sends fewer, fuller frames;
-//!   when frames go out back to back, the drainer leaves the commit window between two
-//!   ([`Settings::fanout_settle`]).
+//!   seed design batched queued fragments. After each frame the room rests as long as the
+//!   frame took, plus the commit window ([`Settings::fanout_rest`]), and what is committed
+//!   meanwhile queues and is joined: a room under load sends fewer, fuller frames, and
+//!   spends at most half the time fanning out.
 //!
 //! Order and the newcomer's snapshot: each job carries the members it is for ([`Targets`],
 //! a shared snapshot of the member list taken when the job was queued, rebuilt only after
@@ -35,7 +36,7 @@
 //! the senders, not a drop.
 //!
 //! [`Settings::fanout_parts`]: super::HubSettings::fanout_parts
-//! [`Settings::fanout_settle`]: super::HubSettings::fanout_settle
+//! [`Settings::fanout_rest`]: super::HubSettings::fanout_rest
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -263,13 +264,14 @@ impl Queue {
 
     /// The drainer stopped without finishing (it panicked, or the runtime is shutting
     /// down): what was queued is dropped, so the room can be drained again and the commit
-    /// writer never waits for it. `true` when the backlog was over [`MAX_BACKLOG`].
-    pub(super) fn abandon(&mut self) -> bool {
-        let was_over = self.backlog > MAX_BACKLOG;
+    /// writer never waits for it.
+    pub(super) fn abandon(&mut self) -> Abandoned {
+        let relieved = self.backlog > MAX_BACKLOG;
+        let jobs = self.jobs.len();
         self.jobs.clear();
         self.draining = false;
         self.backlog = 0;
-        was_over
+        Abandoned { jobs, relieved }
     }
 
     /// A job of `messages` was written: `true` when that brought the backlog back under
@@ -280,15 +282,18 @@ impl Queue {
         was_over && self.backlog <= MAX_BACKLOG
     }
 
-    /// Jobs are queued or being written: a new frame must queue behind them.
-    /// Jobs wait behind the one being written.
-    pub(super) fn has_jobs(&self) -> bool {
-        !self.jobs.is_empty()
-    }
-
     pub(super) fn is_busy(&self) -> bool {
         self.draining || !self.jobs.is_empty()
     }
+}
+
+/// What [`Queue::abandon`] dropped.
+#[derive(Debug)]
+pub(super) struct Abandoned {
+    /// Jobs that were waiting (the one being written is not counted).
+    pub(super) jobs: usize,
+    /// The backlog was over [`MAX_BACKLOG`]: the commit writer may go on.
+    pub(super) relieved: bool,
 }
 
 /// What a written job found.

@@ -85,12 +85,13 @@ pub struct HubSettings {
     /// least 2,048): the cores a fan-out may use. 1 (the default) writes every frame from
     /// one task.
     pub fanout_parts: usize,
-    /// How long the commit writer, after a delivery, waits for the big rooms' fan-outs
-    /// to finish before it takes its next batch (the commit window): what arrives
-    /// meanwhile goes out in one commit and one frame, as when the writer fanned out
-    /// itself, and a big room delays the next commit by no more than this. A room whose
-    /// frames go out back to back waits as long between two, for the same reason.
-    pub fanout_settle: Duration,
+    /// How long a big room rests after each frame, on top of the time the frame took,
+    /// before its next (the commit window): what is committed meanwhile goes out in one
+    /// frame. A room that is always fanning out thus spends at most half the time doing
+    /// it, and the bigger it is, the more messages each frame carries: when the commit
+    /// writer fanned out itself, it batched the same way, but made every room wait.
+    /// Zero (tests) means no rest.
+    pub fanout_rest: Duration,
 }
 
 impl Default for HubSettings {
@@ -104,7 +105,7 @@ impl Default for HubSettings {
             presence_notices: false,
             share_presence: false,
             fanout_parts: 1,
-            fanout_settle: Duration::from_millis(5),
+            fanout_rest: Duration::from_millis(5),
         }
     }
 }
@@ -130,9 +131,6 @@ struct Shared {
     /// wake-up for the commit writer waiting for them ([`Hub::fanout_caught_up`]).
     backlogged: AtomicUsize,
     relieved: Notify,
-    /// Drainers at work, and the wake-up when one finishes ([`Hub::fanout_caught_up`]).
-    draining: AtomicUsize,
-    drained: Notify,
 }
 
 /// What a session gets when it joins: its id and the token that tells it it was evicted.
@@ -179,8 +177,6 @@ impl Hub {
                 messages_posted: AtomicU64::new(0),
                 backlogged: AtomicUsize::new(0),
                 relieved: Notify::new(),
-                draining: AtomicUsize::new(0),
-                drained: Notify::new(),
             }),
         }
     }

@@ -18,8 +18,12 @@ fn crowd(hub: &Hub, room: &RoomName, count: usize) -> Vec<Joined> {
 
 /// The message texts `joined` received, in order (`t…` words of `stored` messages).
 fn texts(joined: &mut Joined) -> Vec<String> {
-    let all = drain(joined);
-    all.split(r#"<p class="text">"#)
+    texts_in(&drain(joined))
+}
+
+/// The message texts in `html`.
+fn texts_in(html: &str) -> Vec<String> {
+    html.split(r#"<p class="text">"#)
         .skip(1)
         .map(|rest| rest[..rest.find('<').unwrap()].to_owned())
         .collect()
@@ -263,54 +267,56 @@ fn a_drainer_dropped_unfinished_leaves_the_room_drainable_and_nobody_waiting() {
 }
 
 #[tokio::test]
-async fn the_commit_writer_gives_a_big_rooms_fan_out_a_moment_to_finish() {
+async fn the_commit_writer_does_not_wait_for_a_big_rooms_fan_out() {
     let (hub, room) = hub_with(HubSettings {
-        fanout_settle: Duration::from_secs(5),
+        fanout_rest: Duration::from_secs(5),
         ..HubSettings::default()
     });
     let mut members = crowd(&hub, &room, INLINE_MEMBERS * 4);
     hub.deliver(&[stored(1, "general", "a", "t1")]);
+    // What the writer does after each delivery: the frame is queued, not written, and
+    // the writer goes on to its next batch (another room's message must not wait).
+    let waited = futures_util::FutureExt::now_or_never(hub.fanout_caught_up());
+    assert!(waited.is_some(), "the writer went on");
     assert!(texts(&mut members[0]).is_empty(), "queued for the drainer");
-    // What the writer does after each delivery: once it returns, the frame is out, so
-    // whatever was committed meanwhile goes into the next batch and the next frame.
-    hub.fanout_caught_up().await;
+    settle().await;
     for member in &mut members {
         assert_eq!(texts(member), ["t1"]);
     }
+}
 
-    // It waits no longer than the settle time for a fan-out that takes longer.
-    let (hub, room) = hub_with(HubSettings {
-        fanout_settle: Duration::ZERO,
-        ..HubSettings::default()
-    });
-    let mut members = crowd(&hub, &room, INLINE_MEMBERS * 4);
-    hub.deliver(&[stored(1, "general", "a", "t1")]);
-    hub.fanout_caught_up().await;
-    assert!(texts(&mut members[0]).is_empty(), "not waited for");
+/// Every frame the member got from now on, as the message texts in each.
+fn frames(member: &mut Joined) -> Vec<Vec<String>> {
+    std::iter::from_fn(|| member.outbox.try_recv().ok())
+        .map(|frame| texts_in(frame.as_str()))
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
-async fn back_to_back_frames_of_a_big_room_are_a_commit_window_apart() {
+async fn a_big_room_rests_after_a_frame_and_sends_what_came_meanwhile_as_one() {
+    let rest = Duration::from_millis(50);
     let (hub, room) = hub_with(HubSettings {
-        fanout_settle: Duration::from_millis(5),
+        fanout_rest: rest,
         ..HubSettings::default()
     });
     let mut members = crowd(&hub, &room, INLINE_MEMBERS * 4);
     let start = Instant::now();
     hub.deliver(&[stored(1, "general", "a", "t1")]);
-    // The drainer takes t1 and writes its first chunk; t2 queues behind it.
-    tokio::task::yield_now().await;
-    hub.deliver(&[stored(2, "general", "a", "t2")]);
+    settle().await;
     let last = members.last_mut().unwrap();
+    assert_eq!(frames(last), [["t1"]], "an idle room's frame goes out at once");
+    // Committed while the room rests: queued, joined, and sent once the rest is over.
+    hub.deliver(&[stored(2, "general", "a", "t2")]);
+    hub.deliver(&[stored(3, "general", "a", "t3")]);
     let mut seen = Vec::new();
-    while seen.len() < 2 && start.elapsed() < Duration::from_secs(1) {
-        seen.extend(texts(last));
+    while seen.is_empty() && start.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(1)).await;
+        seen = frames(last);
     }
-    assert_eq!(seen, ["t1", "t2"], "two frames, in order");
+    assert_eq!(seen, [["t2", "t3"]], "one frame, in order");
     assert!(
-        start.elapsed() >= Duration::from_millis(5),
-        "the second frame waited a commit window: {:?}",
+        start.elapsed() >= rest,
+        "the second frame waited for the rest: {:?}",
         start.elapsed()
     );
 }
