@@ -448,14 +448,14 @@ fn is_lower_hex(s: &str) -> bool {
     s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Exactly 32 lower-case hex digits, kept as they are.
+/// Exactly 32 lower-case hex digits, written back the same.
 fn user_id(raw: &str) {
     let valid = raw.len() == 32 && is_lower_hex(raw);
     match UserId::parse(raw) {
         Some(id) => {
             assert!(valid, "{raw:?} accepted");
-            assert_eq!(id.as_str(), raw);
-            assert_eq!(UserId::parse(id.as_str()), Some(id.clone()));
+            assert_eq!(id.to_string(), raw);
+            assert_eq!(UserId::parse(&id.to_string()), Some(id.clone()));
         }
         None => assert!(!valid, "{raw:?} refused"),
     }

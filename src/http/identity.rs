@@ -63,7 +63,7 @@ impl Identity {
     pub fn cookie(&self, secure: bool) -> Cookie<'static> {
         let value = format!(
             "{}.{}",
-            self.user.as_str(),
+            self.user,
             hex(self.name.as_str().as_bytes())
         );
         Cookie::build((COOKIE_NAME, value))

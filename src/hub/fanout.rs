@@ -63,8 +63,9 @@ pub(super) const MIN_PART: usize = 2048;
 /// Messages a room may have queued before the commit writer waits for its fan-out.
 pub(super) const MAX_BACKLOG: usize = 512;
 
-/// One member as the fan-out sees it.
-#[derive(Debug)]
+/// One member as the fan-out sees it. Small and cheap to clone (two reference counts), so
+/// a job's snapshot holds the members themselves, side by side, not pointers to them.
+#[derive(Debug, Clone)]
 pub(super) struct Target {
     pub(super) id: SessionId,
     pub(super) user: UserId,
@@ -74,12 +75,12 @@ pub(super) struct Target {
 }
 
 /// The members a job is for: a snapshot, shared by every job queued until the list changes.
-pub(super) type Targets = Arc<[Arc<Target>]>;
+pub(super) type Targets = Arc<[Target]>;
 
 /// A room's members, in session order, and the snapshot of them for queued jobs.
 #[derive(Debug, Default)]
 pub(super) struct Members {
-    by_id: BTreeMap<SessionId, Arc<Target>>,
+    by_id: BTreeMap<SessionId, Target>,
     snapshot: Option<Targets>,
 }
 
@@ -92,25 +93,28 @@ impl Members {
         self.by_id.is_empty()
     }
 
-    pub(super) fn get(&self, id: SessionId) -> Option<&Arc<Target>> {
+    pub(super) fn get(&self, id: SessionId) -> Option<&Target> {
         self.by_id.get(&id)
     }
 
-    pub(super) fn insert(&mut self, target: Arc<Target>) {
+    pub(super) fn insert(&mut self, target: Target) {
         self.snapshot = None;
         self.by_id.insert(target.id, target);
     }
 
-    pub(super) fn remove(&mut self, id: SessionId) -> Option<Arc<Target>> {
+    pub(super) fn remove(&mut self, id: SessionId) -> Option<Target> {
         let removed = self.by_id.remove(&id)?;
         self.snapshot = None;
         Some(removed)
     }
 
-    /// Removes a member that a fan-out found gone, if it is still this one.
-    fn remove_target(&mut self, target: &Arc<Target>) -> bool {
+    /// Removes a member that a fan-out found gone, if it is still this one (the same
+    /// connection: its outlet).
+    fn remove_target(&mut self, target: &Target) -> bool {
         match self.by_id.get(&target.id) {
-            Some(known) if Arc::ptr_eq(known, target) => self.remove(target.id).is_some(),
+            Some(known) if Arc::ptr_eq(&known.outlet, &target.outlet) => {
+                self.remove(target.id).is_some()
+            }
             _ => false,
         }
     }
@@ -179,7 +183,7 @@ pub(super) struct Queue {
 #[must_use]
 pub(super) struct Sent {
     /// Written (or queued in the outlets) already; these members were found gone.
-    pub(super) gone: Vec<Arc<Target>>,
+    pub(super) gone: Vec<Target>,
     /// Members evicted because their outlet was full.
     pub(super) evicted: u64,
     /// Queued, and nobody drains the room: start a drainer.
@@ -204,7 +208,7 @@ impl Queue {
                 }
                 let frame = out.own.get(&target.user).unwrap_or(&everyone);
                 if !offer(target, frame, &mut sent.evicted) {
-                    sent.gone.push(Arc::clone(target));
+                    sent.gone.push(target.clone());
                 }
             }
             return sent;
@@ -299,7 +303,7 @@ pub(super) struct Abandoned {
 /// What a written job found.
 #[derive(Debug, Default)]
 pub(super) struct Written {
-    pub(super) gone: Vec<Arc<Target>>,
+    pub(super) gone: Vec<Target>,
     pub(super) evicted: u64,
     pub(super) messages: usize,
 }
@@ -363,7 +367,7 @@ impl Job {
 
 /// Removes the members a fan-out found gone, if they are still members. Returns those
 /// removed.
-pub(super) fn forget_gone(members: &mut Members, gone: Vec<Arc<Target>>) -> Vec<Arc<Target>> {
+pub(super) fn forget_gone(members: &mut Members, gone: Vec<Target>) -> Vec<Target> {
     gone.into_iter()
         .filter(|target| members.remove_target(target))
         .collect()
@@ -373,7 +377,7 @@ async fn write_chunks(
     frame: &Frame,
     own: &HashMap<UserId, Frame>,
     skip: Option<SessionId>,
-    targets: &[Arc<Target>],
+    targets: &[Target],
 ) -> Written {
     let mut written = Written::default();
     for (i, chunk) in targets.chunks(CHUNK).enumerate() {
@@ -389,7 +393,7 @@ fn write_chunk(
     frame: &Frame,
     own: &HashMap<UserId, Frame>,
     skip: Option<SessionId>,
-    targets: &[Arc<Target>],
+    targets: &[Target],
     written: &mut Written,
 ) {
     for target in targets {
@@ -398,7 +402,7 @@ fn write_chunk(
         }
         let frame = own.get(&target.user).unwrap_or(frame);
         if !offer(target, frame, &mut written.evicted) {
-            written.gone.push(Arc::clone(target));
+            written.gone.push(target.clone());
         }
     }
 }

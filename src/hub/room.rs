@@ -176,12 +176,12 @@ impl RoomState {
         ]);
         // A fresh outlet always has room for its first frame.
         let _ = outlet.offer(&first);
-        self.members.insert(Arc::new(Target {
+        self.members.insert(Target {
             id,
             user,
             outlet,
             evicted,
-        }));
+        });
         if arrived {
             fx.counts_changed = true;
             fx.tell_others = true;
@@ -388,7 +388,7 @@ impl RoomState {
 
     /// Members a fan-out found gone (evicted, or already closing) leave presence at once:
     /// their sessions' own `leave` finds nothing to do.
-    fn forget(&mut self, gone: Vec<Arc<Target>>, fx: &mut Effects) {
+    fn forget(&mut self, gone: Vec<Target>, fx: &mut Effects) {
         let mut typist_gone = false;
         for target in fanout::forget_gone(&mut self.members, gone) {
             fx.departed += 1;

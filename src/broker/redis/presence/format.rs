@@ -55,7 +55,7 @@ pub(super) enum Body {
 pub(super) fn wire_seat(seat: &Seat) -> (String, String, String) {
     (
         seat.room.as_str().to_owned(),
-        seat.user.as_str().to_owned(),
+        seat.user.to_string(),
         seat.name.as_str().to_owned(),
     )
 }
@@ -152,7 +152,7 @@ fn canonical_name(raw: &str) -> Result<DisplayName, String> {
 
 /// A hash field: `ROOM USER` (neither contains a space).
 pub(super) fn field(room: &RoomName, user: &UserId) -> String {
-    format!("{room} {}", user.as_str())
+    format!("{room} {user}")
 }
 
 pub(super) fn parse_field(field: &str, value: &str) -> Option<Seat> {

@@ -91,7 +91,7 @@ impl PresenceLink {
             if !renamed.is_empty() {
                 let users = renamed
                     .iter()
-                    .map(|(user, name)| (user.as_str().to_owned(), name.as_str().to_owned()))
+                    .map(|(user, name)| (user.to_string(), name.as_str().to_owned()))
                     .collect();
                 pipe.cmd("PUBLISH")
                     .arg(&self.channel)
@@ -143,7 +143,7 @@ impl PresenceLink {
                 }
                 Change::Gone { room, user } => {
                     hdel.arg(field(room, user));
-                    gone.push((room.as_str().to_owned(), user.as_str().to_owned()));
+                    gone.push((room.as_str().to_owned(), user.to_string()));
                 }
             }
         }

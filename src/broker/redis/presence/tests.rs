@@ -34,8 +34,8 @@ fn every_kind_round_trips() {
         (
             Body::Changes {
                 seq: 4,
-                here: vec![("general".into(), alice.as_str().into(), "alice <b>".into())],
-                gone: vec![("general".into(), alice.as_str().into())],
+                here: vec![("general".into(), alice.to_string(), "alice <b>".into())],
+                gone: vec![("general".into(), alice.to_string())],
             },
             Heard::Changes {
                 node: link.node.clone(),
@@ -61,7 +61,7 @@ fn every_kind_round_trips() {
         ),
         (
             Body::Renamed {
-                users: vec![(alice.as_str().into(), "al".into())],
+                users: vec![(alice.to_string(), "al".into())],
             },
             Heard::Renamed(vec![(alice.clone(), DisplayName::parse("al").unwrap())]),
         ),
@@ -78,7 +78,7 @@ fn broken_or_hostile_reports_are_refused_not_panics() {
     let link = link();
     let alice = UserId::generate();
     let good = String::from_utf8(link.encode(Body::Typing {
-        seats: vec![("general".into(), alice.as_str().into(), "alice".into())],
+        seats: vec![("general".into(), alice.to_string(), "alice".into())],
     }))
     .unwrap();
     assert!(decode(good.as_bytes()).is_ok(), "{good}");
@@ -92,7 +92,7 @@ fn broken_or_hostile_reports_are_refused_not_panics() {
         good.replace(r#""kind":"typing""#, r#""kind":"shout""#),
         good.replace(r#""general""#, r#""General""#),
         good.replace(r#""general""#, r#""a b""#),
-        good.replace(alice.as_str(), "not-a-user"),
+        good.replace(&alice.to_string(), "not-a-user"),
         good.replace(r#""alice""#, r#""""#),
         good.replace(r#""alice""#, r#"" alice""#),
         good.replace(r#""alice""#, r#""ali\u202ece""#),
@@ -118,13 +118,13 @@ fn a_hash_is_read_as_a_node_writes_it_and_bad_fields_are_skipped() {
     let good = [
         (bulk("seq"), bulk("12")),
         (bulk("expiry"), bulk("30000")),
-        (bulk(&format!("general {}", alice.as_str())), bulk("alice")),
+        (bulk(&format!("general {alice}")), bulk("alice")),
     ];
     let mut entries = good.to_vec();
     entries.extend([
         (bulk("general"), bulk("no user")),
-        (bulk(&format!("General {}", alice.as_str())), bulk("alice")),
-        (bulk(&format!("design {}", alice.as_str())), bulk("")),
+        (bulk(&format!("General {alice}")), bulk("alice")),
+        (bulk(&format!("design {alice}")), bulk("")),
         (Value::BulkString(vec![0xff]), bulk("x")),
     ]);
     let whole = link.whole(node.clone(), &Value::Map(entries)).unwrap();
