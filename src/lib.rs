@@ -177,6 +177,7 @@ impl Server {
                 self.config.max_connections_per_ip as usize,
             ),
             address_limits: Arc::new(limits::AddressLimits::from_config(&self.config)),
+            session_settings: Arc::new(session::Settings::from_config(&self.config)),
         };
         tokio::spawn(upkeep(
             self.hub.clone(),

@@ -55,6 +55,9 @@ pub struct AppState {
     /// Posts and renames counted per client address (`--ip-message-rate`,
     /// `--renames-per-minute`).
     pub address_limits: Arc<AddressLimits>,
+    /// What every WebSocket session obeys, made once from the config and shared: a copy
+    /// per connection would cost each idle connection a few hundred bytes.
+    pub session_settings: Arc<crate::session::Settings>,
 }
 
 /// The whole application.

@@ -21,7 +21,7 @@ use super::identity::Identity;
 use super::{AppState, HttpError, origin};
 use crate::domain::RoomName;
 use crate::limits::ClientLimits;
-use crate::session::{self, Settings};
+use crate::session;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -75,7 +75,7 @@ async fn connect(
 
     // No cookie (a script, a load tool): a guest for this connection only.
     let identity = Identity::from_jar(&jar).unwrap_or_else(Identity::new_guest);
-    let settings = Settings::from_config(&state.config);
+    let settings = Arc::clone(&state.session_settings);
     // Held by the session so that shutdown waits for it.
     let tracked = state.sessions.token();
     let place = session::Room {

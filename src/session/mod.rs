@@ -115,7 +115,7 @@ pub async fn run(
     place: Room,
     user: UserId,
     name: DisplayName,
-    settings: Settings,
+    settings: Arc<Settings>,
     shutdown: CancellationToken,
 ) -> End {
     let mut conn = Connection::new(socket, &leftover, &settings);
@@ -164,7 +164,7 @@ struct Session {
     /// The name the session connected under; it posts under the hub's current one.
     name: DisplayName,
     id: SessionId,
-    settings: Settings,
+    settings: Arc<Settings>,
     limits: Limits,
     /// Posts waiting for their commit, answered in order.
     in_flight: FuturesOrdered<InFlight>,

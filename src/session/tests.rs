@@ -90,7 +90,7 @@ async fn start(
         place,
         UserId::generate(),
         guest(),
-        settings(),
+        Arc::new(settings()),
         shutdown,
     ));
     (session, peer, dir)
