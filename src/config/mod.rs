@@ -106,19 +106,16 @@ pub struct Config {
 
     /// Messages one connection may post per second, sustained. Over it the sender is told
     /// to slow down (the message is not sent and goes back into the input).
-    #[arg(long, env = "HUBBUB_MESSAGE_RATE", default_value_t = 5,
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "HUBBUB_MESSAGE_RATE", default_value_t = 5, value_parser = positive())]
     pub message_rate: u32,
 
     /// Messages one connection may post at once before `--message-rate` applies.
-    #[arg(long, env = "HUBBUB_MESSAGE_BURST", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "HUBBUB_MESSAGE_BURST", default_value_t = 10, value_parser = positive())]
     pub message_burst: u32,
 
     /// Typing events one connection may send per second (burst: twice as many); more are
     /// ignored. The page sends at most one every two seconds.
-    #[arg(long, env = "HUBBUB_TYPING_RATE", default_value_t = 2,
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "HUBBUB_TYPING_RATE", default_value_t = 2, value_parser = positive())]
     pub typing_rate: u32,
 
     /// Messages all connections from one client address may post per second together,
@@ -126,32 +123,27 @@ pub struct Config {
     /// client from multiplying `--message-rate` by opening more connections; keep it above
     /// `--message-rate` so a person with a few tabs open, or a household behind one
     /// address, is not slowed down.
-    #[arg(long, env = "HUBBUB_IP_MESSAGE_RATE", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "HUBBUB_IP_MESSAGE_RATE", default_value_t = 10, value_parser = positive())]
     pub ip_message_rate: u32,
 
     /// Messages one client address may post at once before `--ip-message-rate` applies.
-    #[arg(long, env = "HUBBUB_IP_MESSAGE_BURST", default_value_t = 20,
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "HUBBUB_IP_MESSAGE_BURST", default_value_t = 20, value_parser = positive())]
     pub ip_message_burst: u32,
 
     /// Renames (`POST /name`) one client address may make per minute (also its burst);
     /// more are answered 429 with `Retry-After`. Loopback peers are exempt unless
     /// `--trust-proxy` is set.
-    #[arg(long, env = "HUBBUB_RENAMES_PER_MINUTE", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "HUBBUB_RENAMES_PER_MINUTE", default_value_t = 10, value_parser = positive())]
     pub renames_per_minute: u32,
 
     /// WebSocket connections the server holds at most; more are refused (503) before any
     /// memory is spent on them. Keep it below the process's open-file limit.
-    #[arg(long, env = "HUBBUB_MAX_CONNECTIONS", default_value_t = 15_000,
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "HUBBUB_MAX_CONNECTIONS", default_value_t = 15_000, value_parser = positive())]
     pub max_connections: u32,
 
     /// WebSocket connections one client address may hold (loopback peers are exempt
     /// unless `--trust-proxy` is set).
-    #[arg(long, env = "HUBBUB_MAX_CONNECTIONS_PER_IP", default_value_t = 50,
-          value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "HUBBUB_MAX_CONNECTIONS_PER_IP", default_value_t = 50, value_parser = positive())]
     pub max_connections_per_ip: u32,
 
     /// hubbub runs behind a reverse proxy: take the client's address from the last entry
@@ -260,6 +252,11 @@ impl std::fmt::Debug for Secret {
 }
 
 /// A channel name that is also safe in a Redis client name (no spaces).
+/// A count that must be at least 1 (rates, bursts, limits).
+fn positive() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(1..)
+}
+
 fn parse_channel(raw: &str) -> Result<String, String> {
     let valid = (1..=100).contains(&raw.len())
         && raw
