@@ -79,9 +79,15 @@ mod tests {
         let id = UserId::generate();
         assert_eq!(UserId::parse(&id.to_string()), Some(id));
         let written = "00ff10a9".repeat(4);
-        assert_eq!(UserId::parse(&written).map(|id| id.to_string()), Some(written));
+        assert_eq!(
+            UserId::parse(&written).map(|id| id.to_string()),
+            Some(written)
+        );
         // Hex order is byte order: sorted ids sort like their text.
-        let (low, high) = (UserId::parse(&"0f".repeat(16)), UserId::parse(&"f0".repeat(16)));
+        let (low, high) = (
+            UserId::parse(&"0f".repeat(16)),
+            UserId::parse(&"f0".repeat(16)),
+        );
         assert!(low < high);
         for junk in ["", "abc", &"g".repeat(32), &"A".repeat(32), &"a".repeat(33)] {
             assert_eq!(UserId::parse(junk), None, "{junk:?}");

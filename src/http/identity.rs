@@ -61,11 +61,7 @@ impl Identity {
     /// The cookie that keeps this identity for a year. The name is hex-encoded so that any
     /// name fits in a cookie value. A `secure` cookie is only ever sent over HTTPS.
     pub fn cookie(&self, secure: bool) -> Cookie<'static> {
-        let value = format!(
-            "{}.{}",
-            self.user,
-            hex(self.name.as_str().as_bytes())
-        );
+        let value = format!("{}.{}", self.user, hex(self.name.as_str().as_bytes()));
         Cookie::build((COOKIE_NAME, value))
             .path("/")
             .max_age(Duration::days(365))

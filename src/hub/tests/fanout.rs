@@ -304,7 +304,11 @@ async fn a_big_room_rests_after_a_frame_and_sends_what_came_meanwhile_as_one() {
     hub.deliver(&[stored(1, "general", "a", "t1")]);
     settle().await;
     let last = members.last_mut().unwrap();
-    assert_eq!(frames(last), [["t1"]], "an idle room's frame goes out at once");
+    assert_eq!(
+        frames(last),
+        [["t1"]],
+        "an idle room's frame goes out at once"
+    );
     // Committed while the room rests: queued, joined, and sent once the rest is over.
     hub.deliver(&[stored(2, "general", "a", "t2")]);
     hub.deliver(&[stored(3, "general", "a", "t3")]);
