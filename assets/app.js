@@ -5,7 +5,11 @@
 // - marks the current room in the room list, counts unread messages in the tab title while
 //   the tab is hidden, keeps the socket open in background tabs;
 // - keeps the newest message in view unless the reader has scrolled up;
-// - shows message times in the reader's time zone.
+// - shows message times in the reader's time zone;
+// - on narrow screens, folds the room list and the people online behind a button, and
+//   closes it again with Escape;
+// - keeps screen readers to new messages: a whole history (on connect, or "load older")
+//   is put in while the log is marked busy and not live, so it is not read out.
 (function () {
   "use strict";
 
@@ -68,8 +72,65 @@
     }
   });
 
+  // A screen reader announces what is added to the log (role="log"): new messages, once.
+  // A whole history is not news; while it goes in, the log is busy and silent.
+  function quiet(list, on) {
+    if (!list) return;
+    if (on) {
+      list.setAttribute("aria-busy", "true");
+      list.setAttribute("aria-live", "off");
+    } else {
+      list.removeAttribute("aria-busy");
+      list.setAttribute("aria-live", "polite");
+    }
+  }
+  function replacesHistory(detail) {
+    var data = detail && detail.message && detail.message.data;
+    return typeof data === "string" && data.indexOf('id="messages" hx-swap-oob="innerHTML"') >= 0;
+  }
+  document.addEventListener("htmx:before:request", function (event) {
+    if (event.target && event.target.id === "older") quiet(messages(), true);
+  });
+  document.addEventListener("htmx:finally:request", function (event) {
+    if (event.target && event.target.id === "older") {
+      // After the swap has settled, not before: the inserted messages stay unannounced.
+      setTimeout(function () { quiet(messages(), false); }, 0);
+    }
+  });
+
+  // Narrow screens: the button in the bar shows and hides the room list and the people.
+  function sidebarOpen(open, focusInside) {
+    var layout = document.querySelector(".layout");
+    var toggle = document.getElementById("sidebar-toggle");
+    if (!layout || !toggle) return;
+    toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) {
+      layout.dataset.sidebar = "open";
+      var first = focusInside && document.querySelector("#sidebar a, #sidebar input, #sidebar button");
+      if (first) first.focus();
+    } else {
+      delete layout.dataset.sidebar;
+    }
+  }
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest && event.target.closest("#sidebar-toggle");
+    if (!toggle) return;
+    sidebarOpen(toggle.getAttribute("aria-expanded") !== "true", true);
+  });
+  // Escape closes what is open: the folded sidebar (focus goes back to its button).
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    var toggle = document.getElementById("sidebar-toggle");
+    if (toggle && toggle.getAttribute("aria-expanded") === "true") {
+      sidebarOpen(false, false);
+      toggle.focus();
+      event.preventDefault();
+    }
+  });
+
   var stickToBottom = true;
   var articlesBefore = 0;
+  var replacing = false;
 
   document.addEventListener("htmx:ws:after:connection", function () {
     setStatus("open", "connected");
@@ -90,8 +151,10 @@
     }
   });
 
-  document.addEventListener("htmx:ws:before:message:incoming", function () {
+  document.addEventListener("htmx:ws:before:message:incoming", function (event) {
     var list = messages();
+    replacing = replacesHistory(event.detail);
+    if (replacing) quiet(list, true);
     stickToBottom = !list || nearBottom(list);
     articlesBefore = list ? list.querySelectorAll("article").length : 0;
   });
@@ -101,6 +164,10 @@
     markCurrentRoom();
     var list = messages();
     if (!list) return;
+    if (replacing) {
+      replacing = false;
+      setTimeout(function () { quiet(list, false); }, 0);
+    }
     localTimes(list);
     if (stickToBottom) list.scrollTop = list.scrollHeight;
     if (document.hidden) {
