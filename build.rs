@@ -2,7 +2,9 @@
 //!
 //! htmx and its WebSocket extension come from the npm registry, pinned exactly in
 //! `package-lock.json`. When `node_modules` is missing this script runs
-//! `npm ci --ignore-scripts` once, so a fresh clone needs nothing but `cargo build`.
+//! `npm ci --ignore-scripts` once, so a fresh clone needs nothing but `cargo build`. The
+//! same install brings the development packages the browser tests use (axe-core, the
+//! accessibility checker); they are never embedded or served.
 //! Every asset gets a content hash in its URL, so the server can tell browsers to cache it
 //! forever; the generated table lives in `$OUT_DIR/assets.rs` and is included by
 //! `src/http/assets.rs`.
@@ -42,9 +44,16 @@ fn main() {
     println!("cargo:rerun-if-changed=package-lock.json");
     println!("cargo:rerun-if-changed=package.json");
     println!("cargo:rerun-if-changed=assets");
-    println!("cargo:rerun-if-changed=node_modules/htmx.org/package.json");
-
-    if !root.join("node_modules/htmx.org/package.json").exists() {
+    // Every package of the lock file, so that one added later is installed too.
+    let packages = ["htmx.org", "axe-core"];
+    for package in packages {
+        println!("cargo:rerun-if-changed=node_modules/{package}/package.json");
+    }
+    if packages.iter().any(|package| {
+        !root
+            .join(format!("node_modules/{package}/package.json"))
+            .exists()
+    }) {
         npm_ci(&root);
     }
 

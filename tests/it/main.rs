@@ -6,6 +6,7 @@
 
 mod support;
 
+mod accessibility;
 mod browser;
 mod chat;
 mod cluster;

@@ -81,19 +81,34 @@ pub async fn start_driver(chromedriver: &Path) -> Driver {
 }
 
 pub async fn open_browser(driver: &Driver, chromium: &Path, profile: &Path) -> Client {
+    open_browser_with(driver, chromium, profile, &[]).await
+}
+
+/// A browser started with `extra` command-line switches too (a colour scheme, say).
+pub async fn open_browser_with(
+    driver: &Driver,
+    chromium: &Path,
+    profile: &Path,
+    extra: &[&str],
+) -> Client {
+    let mut args = vec![
+        "--headless=new".to_owned(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        format!("--user-data-dir={}", profile.display()),
+        "--window-size=900,640".into(),
+    ];
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                format!("--user-data-dir={}", profile.display()),
-                "--window-size=900,640",
-            ]
-        }),
+        json!({ "binary": chromium, "args": args }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     ClientBuilder::new(connector)

@@ -2,13 +2,15 @@
 //! `app` starts a server, `client` opens a page's socket, `page` is what the user sees,
 //! `http` makes requests, `db` gives each test a database of its own, `cluster` runs
 //! several nodes over PostgreSQL and Redis, `faults` breaks things on purpose (and runs the
-//! real binary, to kill it), `browser` drives real browsers, `metrics` reads what an
-//! operator sees, `eventually` waits for a state, and `log` is the `TEST_LOG` switch.
+//! real binary, to kill it), `browser` drives real browsers, `axe` checks their pages'
+//! accessibility, `metrics` reads what an operator sees, `eventually` waits for a state,
+//! and `log` is the `TEST_LOG` switch.
 //!
 //! Also here, because every module needs them: how long a test waits, and what a test
 //! does when something it needs from the machine is missing.
 
 pub mod app;
+pub mod axe;
 pub mod browser;
 pub mod client;
 pub mod cluster;
