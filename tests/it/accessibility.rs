@@ -1,7 +1,8 @@
 //! Every page state the browser tests reach passes axe-core's WCAG 2.0/2.1/2.2 A and AA
 //! rules and best practices (`support::axe`), in the light and the dark colour scheme, at
 //! desktop width and on a phone (390×844): the chat with its history, after a message
-//! arrives live, with a notice shown, and the error pages.
+//! arrives live, with a notice shown, and the error pages. And one whole session driven
+//! with the keyboard alone. `HUBBUB_SCREENSHOTS=docs` saves the README's phone pictures.
 
 use fantoccini::{Client, Locator};
 use serde_json::json;
@@ -9,8 +10,8 @@ use serde_json::json;
 use crate::support::app::spawn_app;
 use crate::support::axe::assert_accessible;
 use crate::support::browser::{
-    BROWSER_PATIENCE, ENTER, Profiles, browser_tools, open_browser_with, start_driver,
-    wait_for_css, wait_for_text, wait_loaded_and_connected,
+    BROWSER_PATIENCE, ENTER, Profiles, browser_tools, open_browser_with, save_screenshot,
+    start_driver, wait_for_css, wait_for_text, wait_loaded_and_connected,
 };
 
 /// Desktop, then a phone held upright.
@@ -49,8 +50,8 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
             open_browser_with(&driver, &chromium, &profiles.0.join(scheme), switches).await;
         for (width, height) in SIZES {
             let at = format!("{scheme}, {width}×{height}");
-            browser.goto(&app.url("/")).await.unwrap();
             fit_viewport(&browser, width, height).await;
+            browser.goto(&app.url("/")).await.unwrap();
             wait_loaded_and_connected(&browser).await;
             let dark = browser
                 .execute(
@@ -75,14 +76,19 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
                 .await
                 .unwrap();
             assert_eq!(fits, json!(true), "no horizontal scrolling ({at})");
+            // The README's phone pictures are the light ones.
+            let shoot = scheme == "light" && width < 700;
             if width < 700 {
-                phone_sidebar(&browser, &at).await;
+                phone_sidebar(&browser, &at, shoot).await;
             }
 
             let live = format!("a live message for the {scheme} page at {width} px");
             seeder.say(&live).await;
             wait_for_text(&browser, &live).await;
             assert_accessible(&browser, &format!("the chat after a live message ({at})")).await;
+            if shoot {
+                save_screenshot(&browser, "screenshot-phone.png").await;
+            }
 
             let name = browser.find(Locator::Css("#name")).await.unwrap();
             name.clear().await.unwrap();
@@ -118,7 +124,7 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
 
 /// On a phone the room list and the people fold behind a button: it opens them (and says
 /// so), the page still passes, and Escape closes them with the focus back on the button.
-async fn phone_sidebar(browser: &Client, at: &str) {
+async fn phone_sidebar(browser: &Client, at: &str, shoot: bool) {
     let shown = "return getComputedStyle(document.getElementById('sidebar')).display !== 'none';";
     assert_eq!(
         browser.execute(shown, vec![]).await.unwrap(),
@@ -133,6 +139,9 @@ async fn phone_sidebar(browser: &Client, at: &str) {
     );
     assert_eq!(browser.execute(shown, vec![]).await.unwrap(), json!(true));
     assert_accessible(browser, &format!("the chat with the sidebar open ({at})")).await;
+    if shoot {
+        save_screenshot(browser, "screenshot-phone-sidebar.png").await;
+    }
     browser
         .active_element()
         .await
@@ -179,4 +188,153 @@ async fn fit_viewport(browser: &Client, width: u32, height: u32) {
         .await
         .unwrap();
     assert_eq!(inner, json!([width, height]), "the viewport");
+}
+
+const TAB: &str = "\u{E004}";
+const SHIFT: &str = "\u{E008}";
+const CONTROL: &str = "\u{E009}";
+const HOME: &str = "\u{E011}";
+const ESCAPE: &str = "\u{E00C}";
+
+/// Sends keys to whatever has the focus, as a keyboard does: no element is ever clicked or
+/// typed into directly.
+async fn press(browser: &Client, keys: &str) {
+    browser
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(keys)
+        .await
+        .unwrap();
+}
+
+/// What has the focus, as `tag#id` (or `tag.class`, or `tag`).
+async fn focused(browser: &Client) -> String {
+    let value = browser
+        .execute(
+            "const e = document.activeElement;
+             return e.tagName.toLowerCase() + (e.id ? '#' + e.id : e.className ? '.' + e.className : '');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    value.as_str().unwrap().to_owned()
+}
+
+/// Presses Tab (or Shift-Tab) until the element matching `css` has the focus; fails,
+/// listing the focus order it saw, after 40 presses.
+async fn tab_to(browser: &Client, css: &str, backwards: bool) {
+    let matches = "return document.activeElement.matches(arguments[0]);";
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        if browser.execute(matches, vec![json!(css)]).await.unwrap() == json!(true) {
+            return;
+        }
+        seen.push(focused(browser).await);
+        if backwards {
+            press(browser, &format!("{SHIFT}{TAB}{SHIFT}")).await;
+        } else {
+            press(browser, TAB).await;
+        }
+    }
+    panic!("Tab never reached {css}; the focus went {seen:?}");
+}
+
+/// One whole session with the keyboard alone: skip to the messages, send, rename, page
+/// back through the history, change rooms, and on a phone open and close the folded
+/// sidebar.
+#[tokio::test]
+async fn a_whole_session_with_the_keyboard_alone() {
+    let Some((chromium, chromedriver, _one_at_a_time)) =
+        browser_tools("accessibility::keyboard_alone").await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    let mut seeder = app.connect().await;
+    for i in 0..80 {
+        seeder.say(&format!("history {i}")).await;
+    }
+    seeder.wait_for_shown(80).await;
+    let driver = start_driver(&chromedriver).await;
+    let profiles = Profiles(
+        std::env::temp_dir().join(format!("hubbub-browser-{}-keyboard", std::process::id())),
+    );
+    let browser = open_browser_with(&driver, &chromium, &profiles.0.join("keys"), &[]).await;
+    browser.goto(&app.url("/")).await.unwrap();
+    fit_viewport(&browser, 1280, 800).await;
+    wait_loaded_and_connected(&browser).await;
+
+    // The composer has the focus; the first thing before it in the page is the skip link,
+    // which takes the focus to the messages.
+    assert_eq!(focused(&browser).await, "input#text");
+    tab_to(&browser, ".skip-link", true).await;
+    press(&browser, ENTER).await;
+    assert_eq!(
+        focused(&browser).await,
+        "div#messages",
+        "skipped to the messages"
+    );
+
+    // Send a message.
+    tab_to(&browser, "#text", false).await;
+    press(&browser, &format!("typed, not clicked{ENTER}")).await;
+    wait_for_text(&browser, "typed, not clicked").await;
+
+    // Rename: the name field, everything in it replaced, Enter.
+    tab_to(&browser, "#name", true).await;
+    press(&browser, &format!("{CONTROL}a{CONTROL}Keyboard Kim{ENTER}")).await;
+    browser
+        .wait()
+        .at_most(BROWSER_PATIENCE)
+        .for_element(Locator::XPath(
+            "//p[@id='notice' and text()='You are now Keyboard Kim.']",
+        ))
+        .await
+        .expect("the rename is confirmed");
+
+    // Page back: the message log takes the focus and scrolls with the keys; reaching the
+    // top loads the older messages.
+    let shown = crate::support::browser::shown_texts(&browser).await.len();
+    tab_to(&browser, "#messages", false).await;
+    press(&browser, HOME).await;
+    eventually_more(&browser, shown).await;
+
+    // Change rooms with the form in the sidebar.
+    tab_to(&browser, "#room-name", true).await;
+    press(&browser, &format!("quiet-corner{ENTER}")).await;
+    wait_for_css(&browser, ".layout[data-room='quiet-corner']").await;
+    wait_loaded_and_connected(&browser).await;
+    assert_eq!(focused(&browser).await, "input#text");
+    press(&browser, &format!("hello from the keyboard{ENTER}")).await;
+    wait_for_text(&browser, "hello from the keyboard").await;
+
+    // On a phone: the folded sidebar opens with Enter on its button (the focus moves into
+    // it) and Escape closes it (the focus comes back).
+    fit_viewport(&browser, 390, 844).await;
+    tab_to(&browser, "#sidebar-toggle", true).await;
+    press(&browser, ENTER).await;
+    let inside = browser
+        .execute(
+            "return document.getElementById('sidebar').contains(document.activeElement);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inside, json!(true), "the focus moved into the sidebar");
+    press(&browser, ESCAPE).await;
+    assert_eq!(focused(&browser).await, "button#sidebar-toggle");
+
+    browser.close().await.unwrap();
+    drop(driver);
+    drop(profiles);
+}
+
+/// Waits until more than `before` messages are shown.
+async fn eventually_more(browser: &Client, before: usize) {
+    crate::support::eventually::eventually("older messages to load", async || {
+        let now = crate::support::browser::shown_texts(browser).await.len();
+        if now > before { Ok(()) } else { Err(now) }
+    })
+    .await;
 }
