@@ -88,14 +88,25 @@
     var data = detail && detail.message && detail.message.data;
     return typeof data === "string" && data.indexOf('id="messages" hx-swap-oob="innerHTML"') >= 0;
   }
+  // "Load older" replaces its own element, so the events after the swap fire on an
+  // element no longer in the page and never reach the document: the log is made live
+  // again on whichever event does arrive first, or after a while in any case.
+  var loadingOlder = null;
+  function olderDone() {
+    if (loadingOlder === null) return;
+    clearTimeout(loadingOlder);
+    loadingOlder = null;
+    // After the swap, not before: the inserted messages stay unannounced.
+    setTimeout(function () { quiet(messages(), false); }, 0);
+  }
   document.addEventListener("htmx:before:request", function (event) {
-    if (event.target && event.target.id === "older") quiet(messages(), true);
+    if (!event.target || event.target.id !== "older") return;
+    quiet(messages(), true);
+    clearTimeout(loadingOlder);
+    loadingOlder = setTimeout(olderDone, 10000);
   });
-  document.addEventListener("htmx:finally:request", function (event) {
-    if (event.target && event.target.id === "older") {
-      // After the swap has settled, not before: the inserted messages stay unannounced.
-      setTimeout(function () { quiet(messages(), false); }, 0);
-    }
+  ["htmx:after:swap", "htmx:after:settle", "htmx:finally:request", "htmx:error"].forEach(function (name) {
+    document.addEventListener(name, olderDone);
   });
 
   // Narrow screens: the button in the bar shows and hides the room list and the people.
