@@ -67,6 +67,9 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
             );
             wait_for_css(&browser, "#messages article:nth-of-type(50)").await;
             assert_accessible(&browser, &format!("the chat with its history ({at})")).await;
+            if width >= 700 {
+                every_name_colour(&browser, &at).await;
+            }
 
             let fits = browser
                 .execute(
@@ -120,6 +123,33 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
     }
     drop(driver);
     drop(profiles);
+}
+
+/// Names take one of twelve colours; a page shows only some. A list with a name in each,
+/// put beside the people online, must pass too (then it is taken away).
+async fn every_name_colour(browser: &Client, at: &str) {
+    browser
+        .execute(
+            "const list = document.createElement('ul');
+             list.id = 'every-colour';
+             for (let i = 0; i < 12; i++) {
+                 const item = document.createElement('li');
+                 const name = document.createElement('span');
+                 name.className = 'author c' + i;
+                 name.textContent = 'name in colour ' + i;
+                 item.append(name);
+                 list.append(item);
+             }
+             document.getElementById('sidebar').append(list);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_accessible(browser, &format!("every name colour ({at})")).await;
+    browser
+        .execute("document.getElementById('every-colour').remove();", vec![])
+        .await
+        .unwrap();
 }
 
 /// On a phone the room list and the people fold behind a button: it opens them (and says

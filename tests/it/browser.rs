@@ -11,6 +11,7 @@ use fantoccini::Locator;
 use serde_json::json;
 
 use crate::support::app::{spawn_app, spawn_app_on};
+use crate::support::axe::assert_accessible;
 use crate::support::browser::{
     BROWSER_PATIENCE, ENTER, Profiles, assert_no_csp_violations, author_of, browser_tools,
     open_browser, own_name, present, save_screenshot, say, shown_texts, start_driver, wait_for_css,
@@ -139,6 +140,17 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
         all,
         "the whole history, once, in order"
     );
+    // The older messages went in unannounced, and the log is live again for new ones.
+    let log = bob
+        .execute(
+            "const log = document.getElementById('messages');
+             return [log.getAttribute('aria-live'), log.getAttribute('aria-busy')];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(log, json!(["polite", null]), "the log is live and not busy");
+    assert_accessible(&bob, "the chat after loading older messages to the start").await;
 
     // And Bob answers: both directions work.
     say(&bob, "hi alice, I see your tests are all text").await;
@@ -307,6 +319,23 @@ async fn rooms_names_presence_and_a_killed_server() {
         )))
         .await
         .expect("Alice sees Bob typing");
+    assert_accessible(&alice, "the chat with someone typing").await;
+    // What changes all the time is not read out: typing and presence are no live regions.
+    let quiet = alice
+        .execute(
+            "return ['typing', 'presence', 'rooms'].map(id => {
+                 const e = document.getElementById(id);
+                 return e.getAttribute('aria-live') || e.getAttribute('role') || '';
+             });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        quiet,
+        json!(["", "", ""]),
+        "typing, presence and rooms stay quiet"
+    );
     bob.find(Locator::Css("#text"))
         .await
         .unwrap()
@@ -324,6 +353,8 @@ async fn rooms_names_presence_and_a_killed_server() {
     // reconnected by itself, shows the message once.
     server.signal("-KILL");
     let _ = server.wait().await;
+    wait_for_css(&alice, "#status[data-state='closed']").await;
+    assert_accessible(&alice, "the chat while reconnecting").await;
     let server = ChildServer::start_on(&db, &addr, &[]).await;
     say(&bob, "after the crash").await;
     wait_for_text(&alice, "after the crash").await;
