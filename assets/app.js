@@ -73,10 +73,14 @@
   });
 
   // A screen reader announces what is added to the log (role="log"): new messages, once.
-  // A whole history is not news; while it goes in, the log is busy and silent.
-  function quiet(list, on) {
+  // A whole history is not news; while it goes in, the log is busy and silent. Two things
+  // can hold it so at once (a history replaced on connect, older messages loading), and it
+  // is live again only when neither does.
+  var holds = { history: false, older: false };
+  function quiet(list, reason, on) {
+    holds[reason] = on;
     if (!list) return;
-    if (on) {
+    if (holds.history || holds.older) {
       list.setAttribute("aria-busy", "true");
       list.setAttribute("aria-live", "off");
     } else {
@@ -90,20 +94,26 @@
   }
   // "Load older" replaces its own element, so the events after the swap fire on an
   // element no longer in the page and never reach the document: the log is made live
-  // again on whichever event does arrive first, or after a while in any case.
+  // again on whichever event does arrive first once that element is gone (a live message
+  // swapped in meanwhile ends nothing), or after a while in any case.
   var loadingOlder = null;
-  function olderDone() {
+  var olderLink = null;
+  function olderDone(event) {
     if (loadingOlder === null) return;
+    var timedOut = !event;
+    if (!timedOut && olderLink && olderLink.isConnected && event.target !== olderLink) return;
     clearTimeout(loadingOlder);
     loadingOlder = null;
+    olderLink = null;
     // After the swap, not before: the inserted messages stay unannounced.
-    setTimeout(function () { quiet(messages(), false); }, 0);
+    setTimeout(function () { quiet(messages(), "older", false); }, 0);
   }
   document.addEventListener("htmx:before:request", function (event) {
     if (!event.target || event.target.id !== "older") return;
-    quiet(messages(), true);
+    quiet(messages(), "older", true);
     clearTimeout(loadingOlder);
-    loadingOlder = setTimeout(olderDone, 10000);
+    olderLink = event.target;
+    loadingOlder = setTimeout(function () { olderDone(null); }, 10000);
   });
   ["htmx:after:swap", "htmx:after:settle", "htmx:finally:request", "htmx:error"].forEach(function (name) {
     document.addEventListener(name, olderDone);
@@ -165,7 +175,7 @@
   document.addEventListener("htmx:ws:before:message:incoming", function (event) {
     var list = messages();
     replacing = replacesHistory(event.detail);
-    if (replacing) quiet(list, true);
+    if (replacing) quiet(list, "history", true);
     stickToBottom = !list || nearBottom(list);
     articlesBefore = list ? list.querySelectorAll("article").length : 0;
   });
@@ -177,7 +187,7 @@
     if (!list) return;
     if (replacing) {
       replacing = false;
-      setTimeout(function () { quiet(list, false); }, 0);
+      setTimeout(function () { quiet(list, "history", false); }, 0);
     }
     localTimes(list);
     if (stickToBottom) list.scrollTop = list.scrollHeight;

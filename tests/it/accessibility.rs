@@ -4,6 +4,7 @@
 //! arrives live, with a notice shown, and the error pages. And one whole session driven
 //! with the keyboard alone. `HUBBUB_SCREENSHOTS=docs` saves the README's phone pictures.
 
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::{Client, Locator};
 use serde_json::json;
 
@@ -223,19 +224,37 @@ async fn fit_viewport(browser: &Client, width: u32, height: u32) {
 const TAB: &str = "\u{E004}";
 const SHIFT: &str = "\u{E008}";
 const CONTROL: &str = "\u{E009}";
+const SHIFT_KEY: char = '\u{E008}';
+const CONTROL_KEY: char = '\u{E009}';
 const HOME: &str = "\u{E011}";
 const ESCAPE: &str = "\u{E00C}";
 
 /// Sends keys to whatever has the focus, as a keyboard does: no element is ever clicked or
-/// typed into directly.
+/// typed into directly. The keys go through WebDriver's actions (a key down and up for each
+/// character; Shift and Control held from one mention to the next), which, unlike sending
+/// keys to an element, do not first require the focused element to be in view.
 async fn press(browser: &Client, keys: &str) {
-    browser
-        .active_element()
-        .await
-        .unwrap()
-        .send_keys(keys)
-        .await
-        .unwrap();
+    let mut actions = KeyActions::new("keyboard".into());
+    let mut held = Vec::new();
+    for key in keys.chars() {
+        if key == SHIFT_KEY || key == CONTROL_KEY {
+            if let Some(at) = held.iter().position(|&k| k == key) {
+                held.remove(at);
+                actions = actions.then(KeyAction::Up { value: key });
+            } else {
+                held.push(key);
+                actions = actions.then(KeyAction::Down { value: key });
+            }
+        } else {
+            actions = actions
+                .then(KeyAction::Down { value: key })
+                .then(KeyAction::Up { value: key });
+        }
+    }
+    for key in held {
+        actions = actions.then(KeyAction::Up { value: key });
+    }
+    browser.perform_actions(actions).await.unwrap();
 }
 
 /// What has the focus, as `tag#id` (or `tag.class`, or `tag`).
@@ -251,16 +270,39 @@ async fn focused(browser: &Client) -> String {
     value.as_str().unwrap().to_owned()
 }
 
+/// Whether the focused element shows a focus ring a sighted keyboard user can see: it
+/// matches `:focus-visible` and draws an outline at least 2px wide in a colour that is not
+/// transparent.
+async fn ring_visible(browser: &Client) -> bool {
+    let value = browser
+        .execute(
+            "const e = document.activeElement;
+             if (!e || e === document.body || !e.matches(':focus-visible')) return false;
+             const s = getComputedStyle(e);
+             return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2
+                 && !/rgba\\(.*, 0\\)$|transparent/.test(s.outlineColor);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    value == json!(true)
+}
+
 /// Presses Tab (or Shift-Tab) until the element matching `css` has the focus; fails,
-/// listing the focus order it saw, after 40 presses.
+/// listing the focus order it saw, after 40 presses. Every element on the way must show
+/// a visible focus ring.
 async fn tab_to(browser: &Client, css: &str, backwards: bool) {
     let matches = "return document.activeElement.matches(arguments[0]);";
     let mut seen = Vec::new();
     for _ in 0..40 {
+        let here = focused(browser).await;
+        if here != "body" && !ring_visible(browser).await {
+            panic!("{here} has the focus but shows no visible focus ring");
+        }
         if browser.execute(matches, vec![json!(css)]).await.unwrap() == json!(true) {
             return;
         }
-        seen.push(focused(browser).await);
+        seen.push(here);
         if backwards {
             press(browser, &format!("{SHIFT}{TAB}{SHIFT}")).await;
         } else {

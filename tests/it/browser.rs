@@ -14,8 +14,9 @@ use crate::support::app::{spawn_app, spawn_app_on};
 use crate::support::axe::assert_accessible;
 use crate::support::browser::{
     BROWSER_PATIENCE, ENTER, Profiles, assert_no_csp_violations, author_of, browser_tools,
-    open_browser, own_name, present, save_screenshot, say, shown_texts, start_driver, wait_for_css,
-    wait_for_text, wait_loaded_and_connected, watch_csp, xpath_literal,
+    open_browser, own_name, present, save_screenshot, say, shown_texts, start_driver,
+    take_insertions, wait_for_css, wait_for_text, wait_loaded_and_connected, watch_announcements,
+    watch_csp, xpath_literal,
 };
 use crate::support::db::TestDb;
 use crate::support::eventually::eventually;
@@ -108,6 +109,7 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     watch_csp(&bob).await;
     wait_for_text(&bob, "sentinel").await;
     assert_eq!(shown_texts(&bob).await, all[all.len() - 50..]);
+    watch_announcements(&bob).await;
 
     // Scrolling to the top loads older messages, page by page, to the start.
     for _ in 0..10 {
@@ -150,11 +152,27 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
         .await
         .unwrap();
     assert_eq!(log, json!(["polite", null]), "the log is live and not busy");
+    let older = take_insertions(&bob).await;
+    assert_eq!(
+        older.len(),
+        all.len() - 50,
+        "each older message went in once"
+    );
+    let read_out: Vec<_> = older.iter().filter(|(_, announced)| *announced).collect();
+    assert!(
+        read_out.is_empty(),
+        "older messages were announced: {read_out:?}"
+    );
     assert_accessible(&bob, "the chat after loading older messages to the start").await;
 
     // And Bob answers: both directions work.
     say(&bob, "hi alice, I see your tests are all text").await;
     wait_for_text(&alice, "hi alice, I see your tests are all text").await;
+    assert_eq!(
+        take_insertions(&bob).await,
+        [("hi alice, I see your tests are all text".to_owned(), true)],
+        "a new message is announced, once"
+    );
     all.push("hi alice, I see your tests are all text".into());
 
     save_screenshot(&alice, "screenshot-xss.png").await;
@@ -196,6 +214,21 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     say(&alice, "after the restart").await;
     wait_for_text(&bob, "after the restart").await;
     all.push("after the restart".into());
+    // Bob's page put the whole recent history back in on reconnecting, without reading it
+    // out (the new message may have come with it or after it).
+    let replaced = take_insertions(&bob).await;
+    let read_out: Vec<_> = replaced
+        .iter()
+        .filter(|(text, announced)| *announced && text != "after the restart")
+        .collect();
+    assert!(
+        read_out.is_empty(),
+        "the replaced history was announced: {read_out:?}"
+    );
+    assert!(
+        replaced.len() >= 50,
+        "the history was replaced: {replaced:?}"
+    );
     for browser in [&alice, &bob] {
         let shown = shown_texts(browser).await;
         assert_eq!(

@@ -211,6 +211,46 @@ pub async fn watch_csp(browser: &Client) {
         .unwrap();
 }
 
+/// Starts recording, for each message put into the log, whether a screen reader would read
+/// it out: the log's `aria-live` and `aria-busy` as they stood when it went in. The
+/// observer's callback runs as a microtask right after the insertion, before any later
+/// task can change them, so a log made live again in the same task would be caught.
+pub async fn watch_announcements(browser: &Client) {
+    browser
+        .execute(
+            "const log = document.getElementById('messages');
+             window.logInsertions = [];
+             new MutationObserver(records => {
+                 const announced = log.getAttribute('aria-live') === 'polite'
+                     && log.getAttribute('aria-busy') !== 'true';
+                 for (const r of records) for (const n of r.addedNodes) {
+                     if (n.nodeType === 1 && n.matches('article')) {
+                         const t = n.querySelector('.text');
+                         window.logInsertions.push([t ? t.textContent : '', announced]);
+                     }
+                 }
+             }).observe(log, { childList: true });",
+            vec![],
+        )
+        .await
+        .unwrap();
+}
+
+/// The messages put into the log since the last call (or since `watch_announcements`),
+/// each with whether it was announced.
+pub async fn take_insertions(browser: &Client) -> Vec<(String, bool)> {
+    let value = browser
+        .execute(
+            "const seen = window.logInsertions || [];
+             window.logInsertions = [];
+             return seen;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(value).unwrap()
+}
+
 pub async fn assert_no_csp_violations(browser: &Client) {
     let seen = browser
         .execute("return window.cspViolations || ['not watching'];", vec![])
