@@ -32,7 +32,8 @@
 
   function setStatus(state, text) {
     var status = document.getElementById("status");
-    if (status) {
+    // The status is a live region: said once when it changes, not again on every retry.
+    if (status && status.textContent !== text) {
       status.dataset.state = state;
       status.textContent = text;
     }
@@ -88,6 +89,13 @@
       list.setAttribute("aria-live", "polite");
     }
   }
+  // The browser tells screen readers of a change a moment after it is made, not at once:
+  // the log is made live again only well after the history went in, or that history
+  // would be read out after all. A message arriving within that moment is not announced.
+  var SETTLE_MS = 300;
+  function releaseLater(reason) {
+    setTimeout(function () { quiet(messages(), reason, false); }, SETTLE_MS);
+  }
   function replacesHistory(detail) {
     var data = detail && detail.message && detail.message.data;
     return typeof data === "string" && data.indexOf('id="messages" hx-swap-oob="innerHTML"') >= 0;
@@ -106,7 +114,7 @@
     loadingOlder = null;
     olderLink = null;
     // After the swap, not before: the inserted messages stay unannounced.
-    setTimeout(function () { quiet(messages(), "older", false); }, 0);
+    releaseLater("older");
   }
   document.addEventListener("htmx:before:request", function (event) {
     if (!event.target || event.target.id !== "older") return;
@@ -187,7 +195,7 @@
     if (!list) return;
     if (replacing) {
       replacing = false;
-      setTimeout(function () { quiet(list, "history", false); }, 0);
+      releaseLater("history");
     }
     localTimes(list);
     if (stickToBottom) list.scrollTop = list.scrollHeight;

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::support::app::spawn_app;
 use crate::support::axe::assert_accessible;
 use crate::support::browser::{
-    BROWSER_PATIENCE, ENTER, Profiles, browser_tools, open_browser_with, save_screenshot,
+    BROWSER_PATIENCE, ENTER, Profiles, browser_tools, open_browser_with, save_screenshot, say,
     start_driver, wait_for_css, wait_for_text, wait_loaded_and_connected,
 };
 
@@ -72,14 +72,7 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
                 every_name_colour(&browser, &at).await;
             }
 
-            let fits = browser
-                .execute(
-                    "return document.documentElement.scrollWidth <= innerWidth;",
-                    vec![],
-                )
-                .await
-                .unwrap();
-            assert_eq!(fits, json!(true), "no horizontal scrolling ({at})");
+            assert_fits(&browser, &format!("the chat with its history ({at})")).await;
             // The README's phone pictures are the light ones.
             let shoot = scheme == "light" && width < 700;
             if width < 700 {
@@ -109,6 +102,26 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
                 .expect("the rename's notice is shown");
             assert_accessible(&browser, &format!("the chat with a notice ({at})")).await;
 
+            // The longest names there are, unbroken: a room of 64 characters, a display
+            // name of 32, in a message with a long word. All of it wraps.
+            let long_room = "r".repeat(64);
+            browser
+                .goto(&app.url(&format!("/rooms/{long_room}")))
+                .await
+                .unwrap();
+            wait_loaded_and_connected(&browser).await;
+            let name = browser.find(Locator::Css("#name")).await.unwrap();
+            name.clear().await.unwrap();
+            name.send_keys(&format!("{}{ENTER}", "W".repeat(32)))
+                .await
+                .unwrap();
+            wait_for_css(&browser, "#notice:not(:empty)").await;
+            let long = format!("{}{width}", "unbroken".repeat(12));
+            say(&browser, &long).await;
+            wait_for_text(&browser, &long).await;
+            assert_fits(&browser, &format!("the longest names ({at})")).await;
+            assert_accessible(&browser, &format!("the longest names ({at})")).await;
+
             for (path, what) in [
                 ("/no-such-page", "404"),
                 ("/rooms/not%20a%20room", "400"),
@@ -124,6 +137,24 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
     }
     drop(driver);
     drop(profiles);
+}
+
+/// Nothing scrolls sideways: not the page, and not the message log or the sidebar (which
+/// scroll on their own, so a too-wide message would widen only them).
+async fn assert_fits(browser: &Client, at: &str) {
+    let wide = browser
+        .execute(
+            "const wide = [];
+             if (document.documentElement.scrollWidth > innerWidth) wide.push('the page');
+             for (const e of document.querySelectorAll('#messages, #sidebar, .bar, .composer')) {
+                 if (e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1) wide.push(e.id || e.className);
+             }
+             return wide;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(wide, json!([]), "these scroll sideways: {at}");
 }
 
 /// Names take one of twelve colours; a page shows only some. A list with a name in each,
