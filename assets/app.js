@@ -9,7 +9,11 @@
 // - on narrow screens, folds the room list and the people online behind a button, and
 //   closes it again with Escape;
 // - keeps screen readers to new messages: a whole history (on connect, or "load older")
-//   is put in while the log is marked busy and not live, so it is not read out.
+//   is put in while the log is marked busy and not live, so it is not read out;
+// - offers "Edit" and "Delete" on your own messages (the server decides; this only shows
+//   the buttons), edits in place (Enter saves, Escape cancels, Up in an empty composer
+//   edits your last message), asks before deleting;
+// - gives each message the composer sends an id of its own, so a resend is stored once.
 (function () {
   "use strict";
 
@@ -157,6 +161,93 @@
     }
   });
 
+  // Your own messages carry your tag (the page's data-me); they get the buttons.
+  function markMine(root) {
+    var layout = document.querySelector(".layout[data-me]");
+    var me = layout && layout.dataset.me;
+    if (!me || !/^[0-9a-f]+$/.test(me) || !root) return;
+    root.querySelectorAll('article[data-author="' + me + '"]:not(.mine)').forEach(function (a) {
+      a.classList.add("mine");
+    });
+  }
+
+  // A fresh id for the next message the composer sends (hex of 16 random bytes; the
+  // Web Crypto random source works on plain http too).
+  function newClientId() {
+    var field = document.getElementById("client-id");
+    if (!field || !window.crypto || !crypto.getRandomValues) return;
+    var bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    field.value = Array.prototype.map.call(bytes, function (b) {
+      return (b < 16 ? "0" : "") + b.toString(16);
+    }).join("");
+  }
+
+  function messageId(article) { return article.id.replace(/^msg-/, ""); }
+
+  // Editing: the message turns into a form with its text (a copy of the page's template),
+  // sent over the socket like the composer. The new version replaces the article for
+  // everyone, this page included.
+  function startEdit(article) {
+    var open = article.querySelector("form.edit-form");
+    if (open) { open.querySelector('input[name="text"]').focus(); return; }
+    var template = document.getElementById("edit-template");
+    var text = article.querySelector(".text");
+    if (!template || !text || article.classList.contains("deleted")) return;
+    var form = template.content.firstElementChild.cloneNode(true);
+    var id = messageId(article);
+    var input = form.querySelector('input[name="text"]');
+    form.querySelector('input[name="id"]').value = id;
+    input.id = "edit-" + id;
+    form.querySelector("label").htmlFor = input.id;
+    input.value = text.textContent;
+    article.classList.add("editing");
+    article.appendChild(form);
+    if (window.htmx) htmx.process(form);
+    input.focus();
+    input.setSelectionRange(input.value.length, input.value.length);
+  }
+  function endEdit(form, focusEditButton) {
+    var article = form && form.closest("article");
+    if (!form) return;
+    form.remove();
+    if (!article) return;
+    article.classList.remove("editing");
+    var edit = article.querySelector('button[data-act="edit"]');
+    if (focusEditButton && edit) edit.focus();
+  }
+  function askDelete(article) {
+    var change = document.getElementById("change");
+    if (!change) return;
+    if (!window.confirm("Delete this message? Everyone will see \u201cmessage deleted\u201d in its place.")) return;
+    change.querySelector('input[name="id"]').value = messageId(article);
+    change.requestSubmit();
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button[data-act]");
+    if (!button) return;
+    var article = button.closest("article.msg");
+    var act = button.dataset.act;
+    if (act === "edit" && article) startEdit(article);
+    else if (act === "delete" && article) askDelete(article);
+    else if (act === "cancel") endEdit(button.closest("form.edit-form"), true);
+  });
+  document.addEventListener("keydown", function (event) {
+    var target = event.target;
+    if (event.key === "Escape" && target.closest && target.closest("form.edit-form")) {
+      endEdit(target.closest("form.edit-form"), true);
+      event.preventDefault();
+      event.stopPropagation();
+    } else if (event.key === "ArrowUp" && target.id === "text" && target.value === "") {
+      // Up in an empty composer edits your last message, as in most chats.
+      var mine = document.querySelectorAll("#messages article.mine:not(.deleted)");
+      if (mine.length) {
+        startEdit(mine[mine.length - 1]);
+        event.preventDefault();
+      }
+    }
+  }, true);
+
   var stickToBottom = true;
   var articlesBefore = 0;
   var replacing = false;
@@ -198,6 +289,7 @@
       releaseLater("history");
     }
     localTimes(list);
+    markMine(list);
     if (stickToBottom) list.scrollTop = list.scrollHeight;
     if (document.hidden) {
       var added = list.querySelectorAll("article").length - articlesBefore;
@@ -211,7 +303,10 @@
   // Older messages arrive over plain HTTP ("load older"): give them local times too.
   document.addEventListener("htmx:after:swap", function () {
     var list = messages();
-    if (list) localTimes(list);
+    if (list) {
+      localTimes(list);
+      markMine(list);
+    }
   });
 
   // Fired when the form's values have been collected, whether the socket is open (sent at
@@ -227,14 +322,23 @@
     }
     var form = event.target.closest ? event.target.closest("form") : null;
     if (form) form.reset();
+    if (form && form.id === "composer") newClientId();
+    if (form && form.classList.contains("edit-form")) {
+      // Sent: the new version will replace the message; typing goes on in the composer.
+      setTimeout(function () { endEdit(form, false); }, 0);
+      var composer = document.getElementById("text");
+      if (composer) composer.focus();
+    }
     var notice = document.getElementById("notice");
     if (notice) notice.textContent = "";
   });
 
   document.addEventListener("DOMContentLoaded", function () {
     markCurrentRoom();
+    newClientId();
     var list = messages();
     if (list) {
+      markMine(list);
       localTimes(list);
       list.scrollTop = list.scrollHeight;
     }

@@ -72,18 +72,24 @@ fn message_frame(text: &str) -> String {
 /// What a session does with an inbound frame before it submits anything.
 fn parse_frame(frame: &str) -> Option<MessageText> {
     match Inbound::parse(frame).unwrap() {
-        Inbound::Message { text } => MessageText::parse(&text, MAX_CHARS).unwrap(),
-        Inbound::Typing => None,
+        Inbound::Message { text, .. } => MessageText::parse(&text, MAX_CHARS).unwrap(),
+        _ => None,
     }
 }
 
 fn stored(id: u64, author: &str, text: &str) -> ChatMessage {
+    // As a browser's message is: with its author's id (the page's "Edit" and "Delete"
+    // go by a tag of it).
     ChatMessage {
         id,
+        seq: id,
         room: RoomName::general(),
         author: DisplayName::parse(author).unwrap(),
+        author_id: Some(hubbub::domain::UserId::generate()),
         sent_at: OffsetDateTime::now_utc(),
         text: MessageText::parse(text, MAX_CHARS).unwrap().unwrap(),
+        edited: false,
+        deleted: false,
     }
 }
 

@@ -42,7 +42,12 @@ async fn burst(committer: &Committer, messages: usize) {
                 .unwrap()
                 .unwrap();
                 let message = NewMessage::now(RoomName::general(), author.clone(), text);
-                committer.submit(message).unwrap().await.unwrap().unwrap();
+                committer
+                    .submit(hubbub::domain::Write::Post(message))
+                    .unwrap()
+                    .await
+                    .unwrap()
+                    .unwrap();
             }
         }
     });

@@ -1,6 +1,7 @@
 //! The one place that hands committed messages to the hub: in global id order, each id at
 //! most once, whichever way a batch arrives (this node's own commit, or another node's
-//! through the broker, or both).
+//! through the broker, or both). The ids here are positions (`ChatMessage::seq`): a
+//! message's own id, or the id of the change (an edit, a delete) that made a version of it.
 //!
 //! Ids commit in id order across every writer of the store (see `crate::store`), and every
 //! batch carries `prev`, the newest id committed before it. So the sequencer only keeps
@@ -222,15 +223,15 @@ impl Sequencer {
     /// [`Hub::fanout_caught_up`]: a wait while a room is too far behind, so the writer
     /// commits no faster than the slowest room can send.
     async fn deliver(&mut self, messages: &[ChatMessage]) {
-        let known = messages.partition_point(|m| m.id <= self.last);
+        let known = messages.partition_point(|m| m.seq <= self.last);
         if known > 0 {
             self.hub.metrics().duplicates(known);
         }
-        let Some(newest) = messages.last().filter(|m| m.id > self.last) else {
+        let Some(newest) = messages.last().filter(|m| m.seq > self.last) else {
             return;
         };
-        self.last = newest.id;
-        self.known = self.known.max(newest.id);
+        self.last = newest.seq;
+        self.known = self.known.max(newest.seq);
         self.hub.deliver(&messages[known..]);
         self.hub.fanout_caught_up().await;
     }

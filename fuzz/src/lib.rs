@@ -8,7 +8,7 @@
 
 use bytes::BytesMut;
 use hubbub::domain::{
-    DisplayName, GuestName, Inbound, InboundError, MessageText, RoomName, UserId,
+    ClientId, DisplayName, GuestName, Inbound, InboundError, MessageText, RoomName, UserId,
 };
 use hubbub_wire::{self as wire, Decoder, Incoming, ProtocolError, Role};
 use serde_json::Value;
@@ -205,7 +205,7 @@ fn inbound_frame(frame: &str) {
     let kind = object.get("kind").filter(|kind| !kind.is_null());
     match inbound {
         Inbound::Typing => assert_eq!(kind, Some(&Value::from("typing")), "{frame:?}"),
-        Inbound::Message { text } => {
+        Inbound::Message { text, client_id } => {
             assert!(
                 kind.is_none() || kind == Some(&Value::from("message")),
                 "{frame:?} read as a message"
@@ -215,9 +215,26 @@ fn inbound_frame(frame: &str) {
                 Some(&Value::from(text.as_str())),
                 "{frame:?}"
             );
+            if let Some(id) = client_id {
+                assert_eq!(object.get("client_id"), Some(&Value::from(id.as_str())));
+                assert!(
+                    id.as_str()
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                );
+            }
             for max_chars in [1, 16, 2000] {
                 message_text(&text, max_chars);
             }
+        }
+        Inbound::Edit { id, text } => {
+            assert_eq!(kind, Some(&Value::from("edit")), "{frame:?}");
+            assert!(id > 0, "{frame:?}");
+            assert_eq!(object.get("text"), Some(&Value::from(text.as_str())));
+        }
+        Inbound::Delete { id } => {
+            assert_eq!(kind, Some(&Value::from("delete")), "{frame:?}");
+            assert!(id > 0, "{frame:?}");
         }
     }
 }
@@ -239,13 +256,15 @@ enum Json {
 fn inbound_structured(src: &mut Source<'_>) {
     let mut entries = Vec::new();
     for _ in 0..src.byte() % 6 {
-        let key = match src.byte() % 6 {
+        let key = match src.byte() % 8 {
             0 | 1 => "kind".to_owned(),
             2 | 3 => "text".to_owned(),
             4 => "HEADERS".to_owned(),
+            5 => "id".to_owned(),
+            6 => "client_id".to_owned(),
             _ => src.string(),
         };
-        let value = match src.byte() % 8 {
+        let value = match src.byte() % 12 {
             0 => Json::Null,
             1 => Json::Number(i16::from_le_bytes([src.byte(), src.byte()])),
             2 => Json::Bool,
@@ -253,6 +272,10 @@ fn inbound_structured(src: &mut Source<'_>) {
             4 => Json::Object,
             5 => Json::String("typing".to_owned()),
             6 => Json::String("message".to_owned()),
+            7 => Json::String("edit".to_owned()),
+            8 => Json::String("delete".to_owned()),
+            9 => Json::String(u16::from_le_bytes([src.byte(), src.byte()]).to_string()),
+            10 => Json::String("0f3a9c2e-7b1d-4e5f-a6b7-c8d9e0f1a2b3".to_owned()),
             _ => Json::String(src.string()),
         };
         entries.push((key, value));
@@ -304,27 +327,61 @@ fn inbound_structured(src: &mut Source<'_>) {
     inbound_frame(&frame);
 }
 
-/// What an object with these entries means (`None`: malformed). `kind` and `text` are
-/// strings or null (null is the same as absent) and appear at most once; every other field
-/// is ignored.
+/// What an object with these entries means (`None`: malformed). `kind`, `text` and
+/// `client_id` are strings or null (null is the same as absent), `id` a string or a
+/// number that is not negative, each at most once; every other field is ignored. An edit
+/// and a delete name a message by a positive whole number (digits only, as a string); a
+/// client id is 8 to 64 letters, digits or `-` (empty: none).
 fn expected_inbound(entries: &[(String, Json)]) -> Option<Inbound> {
-    let field = |name: &str| -> Option<Option<&str>> {
+    let one = |name: &str| -> Option<Option<&Json>> {
         let mut found = entries.iter().filter(|(key, _)| key == name);
         let first = found.next();
         if found.next().is_some() {
             return None;
         }
-        match first.map(|(_, value)| value) {
-            None | Some(Json::Null) => Some(None),
+        Some(
+            first
+                .map(|(_, value)| value)
+                .filter(|v| !matches!(v, Json::Null)),
+        )
+    };
+    let string = |name: &str| -> Option<Option<&str>> {
+        match one(name)? {
+            None => Some(None),
             Some(Json::String(s)) => Some(Some(s.as_str())),
             Some(_) => None,
         }
     };
-    match (field("kind")?, field("text")?) {
-        (Some("typing"), _) => Some(Inbound::Typing),
-        (None | Some("message"), Some(text)) => Some(Inbound::Message {
-            text: text.to_owned(),
+    let (kind, text, client_id) = (string("kind")?, string("text")?, string("client_id")?);
+    let id: Option<Option<u64>> = match one("id")? {
+        None => None,
+        Some(Json::Number(n)) if *n >= 0 => Some(Some(*n as u64).filter(|n| *n > 0)),
+        Some(Json::String(s)) => Some(
+            s.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| s.parse::<u64>().ok())
+                .flatten()
+                .filter(|n| *n > 0),
+        ),
+        Some(_) => return None,
+    };
+    match kind {
+        Some("typing") => Some(Inbound::Typing),
+        None | Some("message") => {
+            let client_id = match client_id {
+                None | Some("") => None,
+                Some(raw) => Some(ClientId::parse(raw).ok()?),
+            };
+            Some(Inbound::Message {
+                text: text?.to_owned(),
+                client_id,
+            })
+        }
+        Some("edit") => Some(Inbound::Edit {
+            id: id??,
+            text: text?.to_owned(),
         }),
+        Some("delete") => Some(Inbound::Delete { id: id?? }),
         _ => None,
     }
 }
@@ -400,7 +457,9 @@ fn message_text(raw: &str, max_chars: usize) {
                 "{raw:?}"
             );
         }
-        Err(InboundError::Malformed(_)) => panic!("{raw:?}: text is never malformed"),
+        Err(InboundError::Malformed(_) | InboundError::EmptyEdit) => {
+            panic!("{raw:?}: text alone is never malformed or an edit")
+        }
     }
 }
 

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::writer::{Writer, write_loop};
 use crate::broker::Broker;
-use crate::domain::{Committed, NewMessage, RoomName};
+use crate::domain::{ChangeRefused, Committed, RoomName, Write};
 use crate::hub::Hub;
 use crate::metrics::Rejection;
 use crate::sequencer::Sequencer;
@@ -57,6 +57,9 @@ pub enum CommitError {
     Stopped,
     #[error("the commit queue is full")]
     Busy,
+    /// A change the rules refuse; nothing was stored.
+    #[error("{0}")]
+    Refused(ChangeRefused),
 }
 
 impl CommitError {
@@ -66,15 +69,17 @@ impl CommitError {
             CommitError::Store(err) => store_rejection(err),
             CommitError::Stopped => Rejection::ShuttingDown,
             CommitError::Busy => Rejection::Busy,
+            CommitError::Refused(_) => Rejection::NotAllowed,
         }
     }
 
     /// One sentence for the sender.
-    pub fn user_message(&self) -> &'static str {
+    pub fn user_message(&self) -> String {
         match self {
-            CommitError::Store(err) => err.user_message(),
-            CommitError::Stopped => "the server is restarting; try again in a moment.",
-            CommitError::Busy => "the server is busy; try again in a moment.",
+            CommitError::Store(err) => err.user_message().to_owned(),
+            CommitError::Stopped => "the server is restarting; try again in a moment.".to_owned(),
+            CommitError::Busy => "the server is busy; try again in a moment.".to_owned(),
+            CommitError::Refused(why) => why.to_string(),
         }
     }
 }
@@ -99,7 +104,7 @@ pub struct CommitSettings {
 }
 
 struct Pending {
-    message: NewMessage,
+    write: Write,
     reply: oneshot::Sender<Result<u64, CommitError>>,
 }
 
@@ -204,19 +209,20 @@ impl Committer {
         }
     }
 
-    /// Queues a message for the next commit, at once: once this returns `Ok`, the message
-    /// will be stored (or its sender told why not) whatever happens to the session. The
-    /// receiver answers with the message's id once it is committed and broadcast.
+    /// Queues a message or a change for the next commit, at once: once this returns `Ok`,
+    /// it will be stored (or its sender told why not) whatever happens to the session. The
+    /// receiver answers with its position once it is committed and broadcast (a resend of
+    /// a stored message: the first one's id).
     ///
     /// A full queue means the store has fallen far behind the room; the sender is told to
     /// try again rather than made to wait without a word.
     pub fn submit(
         &self,
-        message: NewMessage,
+        write: Write,
     ) -> Result<oneshot::Receiver<Result<u64, CommitError>>, CommitError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .try_send(Job::Store(Pending { message, reply }))
+            .try_send(Job::Store(Pending { write, reply }))
             .map_err(|err| match err {
                 mpsc::error::TrySendError::Full(_) => CommitError::Busy,
                 mpsc::error::TrySendError::Closed(_) => CommitError::Stopped,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::Write;
 
 #[tokio::test]
 async fn health_reports_a_stopped_writer() {
@@ -33,20 +34,20 @@ async fn the_writer_retries_a_failed_catch_up_by_itself() {
         .await
         .unwrap();
     let say = |text: &str| {
-        NewMessage::now(
+        Write::Post(crate::domain::NewMessage::now(
             RoomName::general(),
             crate::domain::DisplayName::parse("other").unwrap(),
             crate::domain::MessageText::parse(text, 100)
                 .unwrap()
                 .unwrap(),
-        )
+        ))
     };
     other.append(&[say("a"), say("b")]).await.unwrap(); // never published
     let batch = [say("c")];
     let appended = other.append(&batch).await.unwrap();
     let published = Committed {
         prev: appended.prev,
-        messages: vec![batch[0].clone().stored(appended.ids[0])],
+        messages: appended.committed(),
     };
 
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();

@@ -11,11 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CommitError, CommitSettings, Job, Pending, Reply, WriterStatus, store_rejection};
 use crate::broker::Broker;
-use crate::domain::{ChatMessage, Committed, NewMessage, RoomName};
+use crate::domain::{Committed, RoomName, Write};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::sequencer::Sequencer;
-use crate::store::{Appended, Store, StoreError};
+use crate::store::{Appended, Outcome, Store, StoreError};
 
 /// What the writer task owns.
 pub(super) struct Writer {
@@ -117,7 +117,7 @@ const APPEND_TIMEOUT: Duration = Duration::from_secs(10);
 async fn append(
     store: &dyn Store,
     metrics: &Metrics,
-    messages: &[NewMessage],
+    messages: &[Write],
 ) -> Result<Appended, StoreError> {
     let started = Instant::now();
     let stored = tokio::time::timeout(APPEND_TIMEOUT, store.append(messages))
@@ -159,7 +159,7 @@ impl Writer {
     }
 
     /// Stores one batch and records whether the store took it.
-    async fn append(&self, messages: &[NewMessage]) -> Result<Appended, StoreError> {
+    async fn append(&self, messages: &[Write]) -> Result<Appended, StoreError> {
         let stored = append(self.store.as_ref(), self.hub().metrics(), messages).await;
         // A refusal of the data itself says nothing about the store's health.
         self.status
@@ -217,29 +217,29 @@ impl Writer {
     }
 
     async fn commit(&mut self, batch: Vec<Pending>) {
-        let (messages, replies): (Vec<NewMessage>, Vec<_>) =
-            batch.into_iter().map(|p| (p.message, p.reply)).unzip();
+        let (writes, replies): (Vec<Write>, Vec<_>) =
+            batch.into_iter().map(|p| (p.write, p.reply)).unzip();
         let started = Instant::now();
-        match self.append(&messages).await {
+        match self.append(&writes).await {
             Ok(appended) => {
                 let elapsed = started.elapsed();
                 if elapsed >= SLOW_COMMIT {
                     // Every message of the room waits behind this one: worth an operator's
                     // look (a checkpoint, a slow disk, a busy database).
-                    tracing::warn!(messages = appended.ids.len(), ?elapsed, "slow commit");
+                    tracing::warn!(writes = writes.len(), ?elapsed, "slow commit");
                 } else {
-                    tracing::trace!(messages = appended.ids.len(), ?elapsed, "committed");
+                    tracing::trace!(writes = writes.len(), ?elapsed, "committed");
                 }
-                self.deliver(messages, appended, replies).await;
+                self.deliver(appended, replies).await;
             }
-            Err(err) if err.is_rejected() && messages.len() > 1 => {
+            Err(err) if err.is_rejected() && writes.len() > 1 => {
                 // The database refused something in this batch. One sender's bad message
                 // must not sink everyone else's: store them one by one.
-                tracing::warn!(error = %err, messages = messages.len(), "a batch was refused; storing its messages one by one");
-                for (message, reply) in messages.into_iter().zip(replies) {
-                    let one = [message];
+                tracing::warn!(error = %err, writes = writes.len(), "a batch was refused; storing its writes one by one");
+                for (write, reply) in writes.into_iter().zip(replies) {
+                    let one = [write];
                     match self.append(&one).await {
-                        Ok(appended) => self.deliver(one.into(), appended, vec![reply]).await,
+                        Ok(appended) => self.deliver(appended, vec![reply]).await,
                         Err(err) => refuse(self.hub(), err, vec![reply]),
                     }
                 }
@@ -250,26 +250,34 @@ impl Writer {
 
     /// A committed batch: to this node's sessions first (through the sequencer, so they
     /// are served whatever the broker's state), then to the other nodes, then the answers.
-    async fn deliver(
-        &mut self,
-        messages: Vec<NewMessage>,
-        appended: Appended,
-        replies: Vec<Reply>,
-    ) {
-        let Appended { prev, ids } = appended;
-        let committed = Committed {
-            prev,
-            messages: messages
-                .into_iter()
-                .zip(&ids)
-                .map(|(m, id)| m.stored(*id))
-                .collect::<Vec<ChatMessage>>(),
-        };
-        self.sequencer.accept(&committed).await;
-        self.broker.publish(&committed);
-        for (reply, id) in replies.into_iter().zip(ids) {
+    /// A resend stored before is answered as sent and not shown again; a refused change is
+    /// answered with why.
+    async fn deliver(&mut self, appended: Appended, replies: Vec<Reply>) {
+        let Appended { prev, outcomes } = appended;
+        let mut answers = Vec::with_capacity(outcomes.len());
+        let mut messages = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            answers.push(match outcome {
+                Outcome::Stored(message) => {
+                    let seq = message.seq;
+                    messages.push(message);
+                    Ok(seq)
+                }
+                Outcome::Duplicate(id) => Ok(id),
+                Outcome::Refused(why) => Err(CommitError::Refused(why)),
+            });
+        }
+        if !messages.is_empty() {
+            let committed = Committed { prev, messages };
+            self.sequencer.accept(&committed).await;
+            self.broker.publish(&committed);
+        }
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            if let Err(err) = &answer {
+                self.hub().metrics().rejected(err.rejection());
+            }
             // The sender may have gone; the message is stored and broadcast anyway.
-            let _ = reply.send(Ok(id));
+            let _ = reply.send(answer);
         }
     }
 }

@@ -27,6 +27,19 @@ impl UserId {
         Self(bytes)
     }
 
+    /// What pages show of a user: 16 hex digits of a hash of the id, the same on every
+    /// node and after every restart. It tells a page which messages are its user's own (to
+    /// offer "Edit" and "Delete" on them) without showing anyone the id itself; nothing
+    /// is decided by it (the store checks the id).
+    pub fn tag(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"hubbub author tag\0")
+            .chain_update(self.0)
+            .finalize();
+        hex(&digest[..8])
+    }
+
     /// Accepts exactly what [`UserId`]'s `Display` writes: 32 lower-case hex digits.
     pub fn parse(raw: &str) -> Option<Self> {
         if !is_lower_hex(raw, 32) {

@@ -6,18 +6,28 @@
 
 use serde::Deserialize;
 
+use super::message::ClientId;
+
 /// What the htmx WebSocket extension sends.
 ///
-/// Submitting the form sends `{"text": …, "headers": {…}}` (htmx 4) or
+/// Submitting the form sends `{"text": …, "client_id": …, "headers": {…}}` (htmx 4) or
 /// `{"text": …, "HEADERS": {…}}` (htmx 2); the typing element sends
-/// `{"kind": "typing", …}`. Every other field (headers included) is ignored, so both
-/// shapes, and future ones that add fields, are accepted.
+/// `{"kind": "typing", …}`; an edit `{"kind": "edit", "id": "12", "text": …}`, a delete
+/// `{"kind": "delete", "id": "12"}`. Every other field (headers included) is ignored, so
+/// both shapes, and future ones that add fields, are accepted.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inbound {
-    /// A chat message, not yet validated.
-    Message { text: String },
+    /// A chat message, not yet validated, with the page's id for it if it sent one.
+    Message {
+        text: String,
+        client_id: Option<ClientId>,
+    },
     /// The sender is typing.
     Typing,
+    /// New text for one of the sender's messages, not yet validated.
+    Edit { id: u64, text: String },
+    /// Delete one of the sender's messages.
+    Delete { id: u64 },
 }
 
 #[derive(Deserialize)]
@@ -26,6 +36,34 @@ struct RawInbound {
     kind: Option<String>,
     #[serde(default)]
     text: Option<String>,
+    /// Form values arrive as strings; a number is taken too.
+    #[serde(default)]
+    id: Option<IdValue>,
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IdValue {
+    Number(u64),
+    Text(String),
+}
+
+impl RawInbound {
+    /// The message a change names: a positive whole number.
+    fn id(&self) -> Result<u64, InboundError> {
+        let id = match &self.id {
+            None => return Err(InboundError::Malformed("missing field `id`".into())),
+            Some(IdValue::Number(id)) => Some(*id),
+            Some(IdValue::Text(text)) if text.bytes().all(|b| b.is_ascii_digit()) => {
+                text.parse().ok()
+            }
+            Some(IdValue::Text(_)) => None,
+        };
+        id.filter(|id| *id > 0)
+            .ok_or_else(|| InboundError::Malformed("`id` must be a message id".into()))
+    }
 }
 
 impl Inbound {
@@ -42,13 +80,25 @@ impl Inbound {
         }
         let raw: RawInbound =
             serde_json::from_str(frame).map_err(|err| InboundError::Malformed(err.to_string()))?;
-        match (raw.kind.as_deref(), raw.text) {
-            (Some("typing"), _) => Ok(Inbound::Typing),
-            (Some("message") | None, Some(text)) => Ok(Inbound::Message { text }),
-            (Some("message") | None, None) => {
-                Err(InboundError::Malformed("missing field `text`".into()))
+        let missing_text = || InboundError::Malformed("missing field `text`".into());
+        match raw.kind.as_deref() {
+            Some("typing") => Ok(Inbound::Typing),
+            Some("message") | None => {
+                // A page without the script that draws ids sends none, or an empty one.
+                let client_id = match raw.client_id.as_deref() {
+                    None | Some("") => None,
+                    Some(id) => Some(ClientId::parse(id)?),
+                };
+                let text = raw.text.ok_or_else(missing_text)?;
+                Ok(Inbound::Message { text, client_id })
             }
-            (Some(other), _) => Err(InboundError::Malformed(format!("unknown kind {other:?}"))),
+            Some("edit") => {
+                let id = raw.id()?;
+                let text = raw.text.ok_or_else(missing_text)?;
+                Ok(Inbound::Edit { id, text })
+            }
+            Some("delete") => Ok(Inbound::Delete { id: raw.id()? }),
+            Some(other) => Err(InboundError::Malformed(format!("unknown kind {other:?}"))),
         }
     }
 }
@@ -65,6 +115,8 @@ pub enum InboundError {
         "That message contains control characters; only text, tabs and line breaks can be sent."
     )]
     ControlCharacters,
+    #[error("An edit cannot leave a message empty; delete it instead.")]
+    EmptyEdit,
 }
 
 #[cfg(test)]
@@ -79,7 +131,10 @@ mod tests {
         for frame in [v4, v2, extra] {
             assert_eq!(
                 Inbound::parse(frame).unwrap(),
-                Inbound::Message { text: "hi".into() },
+                Inbound::Message {
+                    text: "hi".into(),
+                    client_id: None
+                },
                 "{frame}"
             );
         }
@@ -105,7 +160,10 @@ mod tests {
         let spaced = " \t\r\n{\"text\":\"hi\"}";
         assert_eq!(
             Inbound::parse(spaced).unwrap(),
-            Inbound::Message { text: "hi".into() }
+            Inbound::Message {
+                text: "hi".into(),
+                client_id: None
+            }
         );
     }
 
@@ -124,11 +182,54 @@ mod tests {
             r#"{"kind":"dance","text":"x"}"#,
             r#"{"kind":7,"text":"x"}"#,
             r#"{"text":"\ud800"}"#,
+            r#"{"kind":"edit","text":"x"}"#,
+            r#"{"kind":"edit","id":"12"}"#,
+            r#"{"kind":"edit","id":"1e3","text":"x"}"#,
+            r#"{"kind":"edit","id":"-4","text":"x"}"#,
+            r#"{"kind":"edit","id":0,"text":"x"}"#,
+            r#"{"kind":"edit","id":" 12","text":"x"}"#,
+            r#"{"kind":"delete","id":"99999999999999999999999"}"#,
+            r#"{"kind":"delete","id":[1]}"#,
+            r#"{"kind":"delete"}"#,
+            r#"{"text":"hi","client_id":"short"}"#,
+            r#"{"text":"hi","client_id":"has spaces in it"}"#,
+            r#"{"text":"hi","client_id":"<script>alert(1)</script>"}"#,
+            r#"{"text":"hi","client_id":7}"#,
         ] {
             assert!(
                 matches!(Inbound::parse(frame), Err(InboundError::Malformed(_))),
                 "{frame:?} should be malformed"
             );
         }
+    }
+
+    #[test]
+    fn edits_deletes_and_client_ids_parse() {
+        assert_eq!(
+            Inbound::parse(r#"{"kind":"edit","id":"12","text":"fixed","headers":{}}"#).unwrap(),
+            Inbound::Edit {
+                id: 12,
+                text: "fixed".into()
+            }
+        );
+        assert_eq!(
+            Inbound::parse(r#"{"kind":"delete","id":7}"#).unwrap(),
+            Inbound::Delete { id: 7 }
+        );
+        let uuid = "6f1c2a4e-9b7d-4c3a-8e2f-0a1b2c3d4e5f";
+        assert_eq!(
+            Inbound::parse(&format!(r#"{{"text":"hi","client_id":"{uuid}"}}"#)).unwrap(),
+            Inbound::Message {
+                text: "hi".into(),
+                client_id: Some(ClientId::parse(uuid).unwrap())
+            }
+        );
+        assert_eq!(
+            Inbound::parse(r#"{"text":"hi","client_id":""}"#).unwrap(),
+            Inbound::Message {
+                text: "hi".into(),
+                client_id: None
+            }
+        );
     }
 }

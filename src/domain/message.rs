@@ -1,8 +1,16 @@
 //! A chat message from sending to storing: its text, the message before the store numbers
-//! it, the stored message, and the committed batch every node learns of.
+//! it, the changes its author may make to it, the stored message (one version of it), and
+//! the committed batch every node learns of.
+//!
+//! A message and every change to it take the same road: each is a [`Write`] the commit
+//! writer stores, and each stored one takes the next position in the store's one order
+//! (its `seq`). A change's entry carries the message's new version whole, so whoever
+//! receives it (this node's hub, another node, a catch-up from the store) only replaces
+//! what it shows; nothing is patched.
 
 use time::OffsetDateTime;
 
+use super::ids::UserId;
 use super::inbound::InboundError;
 use super::names::{DisplayName, RoomName};
 
@@ -39,6 +47,35 @@ impl MessageText {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The text of a deleted message: nothing.
+    pub(crate) fn gone() -> Self {
+        Self(String::new())
+    }
+}
+
+/// An id the sender's page drew for one message, so that the same message sent twice (a
+/// double submit, a resend after a reconnect) is stored once: 8 to 64 ASCII letters,
+/// digits and `-` (a UUID fits).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn parse(raw: &str) -> Result<Self, InboundError> {
+        let fits = (8..=64).contains(&raw.len())
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if fits {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InboundError::Malformed(
+                "client_id must be 8 to 64 letters, digits or '-'".into(),
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A message accepted from a sender, not yet stored.
@@ -46,6 +83,11 @@ impl MessageText {
 pub struct NewMessage {
     pub room: RoomName,
     pub author: DisplayName,
+    /// Who wrote it: only they may change it. `None` for messages from before authors
+    /// were kept (and in some tests).
+    pub author_id: Option<UserId>,
+    /// The page's id for it, when the page sent one.
+    pub client_id: Option<ClientId>,
     pub sent_at: OffsetDateTime,
     pub text: MessageText,
 }
@@ -53,75 +95,198 @@ pub struct NewMessage {
 impl NewMessage {
     /// A message sent now.
     pub fn now(room: RoomName, author: DisplayName, text: MessageText) -> Self {
-        let now = OffsetDateTime::now_utc();
-        // The store keeps microseconds: keep no more, so a message reads the same live and
-        // from the store.
-        let sent_at = now
-            .replace_nanosecond(now.nanosecond() / 1000 * 1000)
-            .unwrap_or(now);
         Self {
             room,
             author,
-            sent_at,
+            author_id: None,
+            client_id: None,
+            sent_at: now(),
             text,
         }
+    }
+
+    /// The same message, written by `user`.
+    pub fn by(mut self, user: UserId) -> Self {
+        self.author_id = Some(user);
+        self
+    }
+
+    /// The same message, with the page's id for it.
+    pub fn with_client_id(mut self, id: Option<ClientId>) -> Self {
+        self.client_id = id;
+        self
     }
 
     /// The stored message, once the store has given it an id.
     pub fn stored(self, id: u64) -> ChatMessage {
         ChatMessage {
             id,
+            seq: id,
             room: self.room,
             author: self.author,
+            author_id: self.author_id,
             sent_at: self.sent_at,
             text: self.text,
+            edited: false,
+            deleted: false,
         }
     }
 }
 
-/// A stored message: numbered, attributed, timestamped.
+/// Now, to the microsecond the store keeps: a message reads the same live and from the
+/// store.
+fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now)
+}
+
+/// A change its author asks for to a stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The room the change was sent from: a message of another room is not found.
+    pub room: RoomName,
+    /// The message to change.
+    pub id: u64,
+    /// Who asks: the message's author, or the change is refused.
+    pub by: UserId,
+    pub at: OffsetDateTime,
+    pub what: ChangeKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// New text for the message.
+    Edit(MessageText),
+    /// The message's text is removed for good; a "message deleted" stays in its place.
+    Delete,
+}
+
+impl Change {
+    pub fn now(room: RoomName, id: u64, by: UserId, what: ChangeKind) -> Self {
+        Self {
+            room,
+            id,
+            by,
+            at: now(),
+            what,
+        }
+    }
+}
+
+/// What a session hands the commit writer: a new message or a change to one.
+#[derive(Debug, Clone)]
+pub enum Write {
+    Post(NewMessage),
+    Change(Change),
+}
+
+impl Write {
+    /// The room it happens in.
+    pub fn room(&self) -> &RoomName {
+        match self {
+            Write::Post(message) => &message.room,
+            Write::Change(change) => &change.room,
+        }
+    }
+}
+
+/// Why the store refused a change. Checked inside the change's own transaction, so two
+/// nodes cannot both pass the check on a message one of them is deleting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeRefused {
+    #[error("that message is not in this room (it may never have existed).")]
+    NotFound,
+    #[error("only its author can change a message.")]
+    NotYours,
+    #[error("that message was deleted.")]
+    Deleted,
+}
+
+/// One version of a stored message: numbered, attributed, timestamped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
-    /// The store's id: unique and increasing in commit order.
+    /// The store's id for the message: unique and increasing in commit order, the
+    /// `msg-{id}` of its element and the cursor for paging back.
     pub id: u64,
+    /// Where this version sits in the store's order: `id` for the message as first sent,
+    /// the change's own id for a version an edit or a delete made. The sequencer delivers
+    /// by it.
+    pub seq: u64,
     pub room: RoomName,
     pub author: DisplayName,
+    /// Who wrote it (`None` for messages stored before authors were kept).
+    pub author_id: Option<UserId>,
     pub sent_at: OffsetDateTime,
+    /// Empty once deleted.
     pub text: MessageText,
+    pub edited: bool,
+    pub deleted: bool,
 }
 
 impl ChatMessage {
     /// Rebuilds a message from a stored row. The values were parsed before they were
     /// stored; a row that no longer parses (edited by hand, say) is shown as it is rather
     /// than dropped, since it is escaped on output anyway.
-    pub(crate) fn from_row(id: u64, room: &str, author: String, body: String, micros: i64) -> Self {
-        let sent_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+    pub(crate) fn from_row(row: StoredRow) -> Self {
+        let sent_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.at) * 1000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let deleted = row.deleted;
         Self {
-            id,
-            room: RoomName::parse(room).unwrap_or_else(|_| RoomName::general()),
-            author: DisplayName(author),
+            id: row.id,
+            seq: row.seq,
+            room: RoomName::parse(&row.room).unwrap_or_else(|_| RoomName::general()),
+            author: DisplayName(row.author),
+            author_id: row.author_id.as_deref().and_then(UserId::parse),
             sent_at,
-            text: MessageText(body),
+            text: if deleted {
+                MessageText::gone()
+            } else {
+                MessageText(row.body)
+            },
+            edited: row.edited,
+            deleted,
         }
+    }
+
+    /// Whether this is a later version of a message (after an edit or a delete), rather
+    /// than the message as first sent.
+    pub fn is_change(&self) -> bool {
+        self.seq != self.id
     }
 }
 
-/// One committed batch, as every node learns of it: the messages of one store transaction
-/// (in id order) and the newest id committed before them. Because ids commit in id order
-/// across all writers, `prev` says exactly what a node must have delivered before these
-/// messages: everything up to `prev`, nothing more. Built only from a successful append.
+/// A message's row as the store reads it, before it is checked into a [`ChatMessage`].
+#[derive(Debug, Clone)]
+pub(crate) struct StoredRow {
+    pub seq: u64,
+    pub id: u64,
+    pub room: String,
+    pub author: String,
+    pub author_id: Option<String>,
+    pub body: String,
+    /// Unix time in microseconds.
+    pub at: i64,
+    pub edited: bool,
+    pub deleted: bool,
+}
+
+/// One committed batch, as every node learns of it: the entries of one store transaction
+/// (messages and changes, in `seq` order) and the newest position committed before them.
+/// Because positions commit in order across all writers, `prev` says exactly what a node
+/// must have delivered before these: everything up to `prev`, nothing more. Built only
+/// from a successful append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
     pub prev: u64,
-    /// In increasing id order, every id above `prev`.
+    /// In increasing `seq` order, every position above `prev`.
     pub messages: Vec<ChatMessage>,
 }
 
 impl Committed {
-    /// The newest id of the batch (`prev` for an empty one).
+    /// The newest position of the batch (`prev` for an empty one).
     pub fn newest(&self) -> u64 {
-        self.messages.last().map_or(self.prev, |m| m.id)
+        self.messages.last().map_or(self.prev, |m| m.seq)
     }
 }
 
@@ -152,7 +317,17 @@ mod tests {
     #[test]
     fn stored_times_round_trip_to_the_microsecond() {
         let at = time::macros::datetime!(2026-11-28 08:16:22.123456 UTC);
-        let row = ChatMessage::from_row(1, "general", "a".into(), "b".into(), unix_micros(at));
+        let row = ChatMessage::from_row(StoredRow {
+            seq: 1,
+            id: 1,
+            room: "general".into(),
+            author: "a".into(),
+            author_id: None,
+            body: "b".into(),
+            at: unix_micros(at),
+            edited: false,
+            deleted: false,
+        });
         assert_eq!(row.sent_at, at);
     }
 

@@ -7,8 +7,8 @@
 //! - [`inbound`]: what the htmx WebSocket extension sends, and why a frame was refused.
 //! - [`names`]: room names and display names (guest names included).
 //! - [`ids`]: who someone is across visits, and the hex ids are written in.
-//! - [`message`]: a message's text, the message before and after the store numbers it, and
-//!   the committed batch.
+//! - [`message`]: a message's text, the message before and after the store numbers it, the
+//!   changes its author may make, and the committed batch.
 
 mod ids;
 mod inbound;
@@ -17,6 +17,9 @@ mod names;
 
 pub use self::ids::{UserId, hex, is_lower_hex};
 pub use self::inbound::{Inbound, InboundError};
-pub(crate) use self::message::unix_micros;
-pub use self::message::{ChatMessage, Committed, MessageText, NewMessage};
+pub use self::message::{
+    Change, ChangeKind, ChangeRefused, ChatMessage, ClientId, Committed, MessageText, NewMessage,
+    Write,
+};
+pub(crate) use self::message::{StoredRow, unix_micros};
 pub use self::names::{DisplayName, DisplayNameError, GuestName, RoomName, RoomNameError};

@@ -69,6 +69,7 @@ async fn show(
         assets: super::assets::urls(),
         room: &room,
         me: identity.name.as_str(),
+        me_tag: &identity.user.tag(),
         max_chars: state.config.max_message_chars,
         history: &history,
         rooms: &state.hub.room_counts(),

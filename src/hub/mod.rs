@@ -324,7 +324,12 @@ impl Hub {
             let Some(entry) = entry else {
                 continue;
             };
-            let authors: Vec<&DisplayName> = list.iter().map(|m| &m.author).collect();
+            // Sending a message ends its author's typing; editing one does not.
+            let authors: Vec<&DisplayName> = list
+                .iter()
+                .filter(|m| !m.is_change())
+                .map(|m| &m.author)
+                .collect();
             let started = std::time::Instant::now();
             let mut fx = Effects::default();
             let inline = entry.lock().deliver(rendered, &authors, limit, &mut fx);

@@ -244,7 +244,11 @@ impl RoomState {
         let inline = !self.queue.is_busy() && self.members.len() <= fanout::INLINE_MEMBERS;
         self.send(out, fx);
         for message in messages {
-            self.history.remember(message, limit);
+            if message.replaces {
+                self.history.replace(message);
+            } else {
+                self.history.remember(message, limit);
+            }
         }
         inline
     }
@@ -417,6 +421,15 @@ impl History {
             self.has_older = true;
         }
         self.frame = None;
+    }
+
+    /// A later version of a message: it takes the earlier one's place, if that is among
+    /// the newest kept (an older message is read from the store as it is now).
+    fn replace(&mut self, message: Rendered) {
+        if let Some(kept) = self.messages.iter_mut().rev().find(|m| m.id == message.id) {
+            *kept = message;
+            self.frame = None;
+        }
     }
 
     fn frame(&mut self, room: &RoomName) -> Html {

@@ -83,10 +83,12 @@ pub enum Rejection {
     StoreUnavailable,
     /// The store refused the data itself.
     StoreRefused,
+    /// A change to a message the rules do not allow (someone else's, deleted, unknown).
+    NotAllowed,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 8] = [
+    pub const ALL: [Rejection; 9] = [
         Rejection::RateLimited,
         Rejection::AddressRateLimited,
         Rejection::TooLong,
@@ -95,6 +97,7 @@ impl Rejection {
         Rejection::ShuttingDown,
         Rejection::StoreUnavailable,
         Rejection::StoreRefused,
+        Rejection::NotAllowed,
     ];
 
     pub fn label(self) -> &'static str {
@@ -107,6 +110,7 @@ impl Rejection {
             Rejection::ShuttingDown => "shutting_down",
             Rejection::StoreUnavailable => "store_unavailable",
             Rejection::StoreRefused => "store_refused",
+            Rejection::NotAllowed => "not_allowed",
         }
     }
 }

@@ -1,6 +1,8 @@
-//! Messages: the fragment that appends one to every open page, and the history list a
-//! page or a reconnecting socket starts from.
+//! Messages: the fragment that appends one to every open page (or, for a version an edit
+//! or a delete made, replaces it where it is shown), and the history list a page or a
+//! reconnecting socket starts from.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use askama::Template;
@@ -8,12 +10,17 @@ use askama::Template;
 use super::{Html, clock, colour, datetime, fragment};
 use crate::domain::{ChatMessage, RoomName};
 
-/// One message, rendered once: the frame that appends it to every open page, and the
-/// `<article>` inside it that the history is made of.
+/// One message, rendered once: the frame that appends it to every open page (or replaces
+/// its earlier version), and the `<article>` inside it that the history is made of.
 #[derive(Debug, Clone)]
 pub struct Rendered {
     pub id: u64,
-    /// `<div id="messages" hx-swap-oob="beforeend"><article …>…</article></div>`
+    /// Whether this replaces a version already shown (an edit, a delete) rather than
+    /// adding a message.
+    pub replaces: bool,
+    /// `<div id="messages" hx-swap-oob="beforeend"><article …>…</article></div>`, or for a
+    /// later version `<hx-partial hx-target="#msg-{id}" hx-swap="outerHTML">…`: htmx puts
+    /// it in place of the article with that id, on pages that show it, and nowhere else.
     fragment: Html,
     /// Where the `<article>` sits inside `fragment`.
     article: Range<usize>,
@@ -34,6 +41,7 @@ impl Rendered {
 const APPEND_OPEN: &str = r#"<div id="messages" hx-swap-oob="beforeend">"#;
 const REPLACE_OPEN: &str = r#"<div id="messages" hx-swap-oob="innerHTML">"#;
 const CLOSE: &str = "</div>";
+const PARTIAL_CLOSE: &str = "</hx-partial>";
 const EMPTY_HISTORY: &str = r#"<p class="empty">No messages yet. Say hello!</p>"#;
 
 #[derive(Template)]
@@ -41,6 +49,10 @@ const EMPTY_HISTORY: &str = r#"<p class="empty">No messages yet. Say hello!</p>"
 struct MessageTemplate<'a> {
     id: u64,
     author: &'a str,
+    /// [`crate::domain::UserId::tag`]: a page shows "Edit" and "Delete" on its user's own.
+    author_tag: Option<String>,
+    edited: bool,
+    deleted: bool,
     colour: u8,
     datetime: String,
     clock: String,
@@ -113,25 +125,40 @@ fn find_link_start(text: &str) -> Option<usize> {
     None
 }
 
-/// Renders a message into the fragment that appends it to the list.
+/// Renders a message into the fragment that appends it to the list, or, for a version
+/// after a change, the one that replaces it where it is shown.
 pub fn message(message: &ChatMessage) -> Rendered {
     let article = fragment(&MessageTemplate {
         id: message.id,
         author: message.author.as_str(),
+        author_tag: message.author_id.as_ref().map(|user| user.tag()),
+        edited: message.edited,
+        deleted: message.deleted,
         colour: colour(message.author.as_str()),
         datetime: datetime(message.sent_at),
         clock: clock(message.sent_at),
         parts: linkify(message.text.as_str()),
     });
-    let mut fragment = String::with_capacity(APPEND_OPEN.len() + article.len() + CLOSE.len());
-    fragment.push_str(APPEND_OPEN);
+    let replaces = message.is_change();
+    let (open, close): (Cow<str>, _) = if replaces {
+        let open = format!(
+            r##"<hx-partial hx-target="#msg-{}" hx-swap="outerHTML">"##,
+            message.id
+        );
+        (open.into(), PARTIAL_CLOSE)
+    } else {
+        (APPEND_OPEN.into(), CLOSE)
+    };
+    let mut fragment = String::with_capacity(open.len() + article.len() + close.len());
+    fragment.push_str(&open);
     fragment.push_str(article.trim_end());
     let end = fragment.len();
-    fragment.push_str(CLOSE);
+    fragment.push_str(close);
     Rendered {
         id: message.id,
+        replaces,
         fragment: Html::from(fragment),
-        article: APPEND_OPEN.len()..end,
+        article: open.len()..end,
     }
 }
 
@@ -201,10 +228,14 @@ mod tests {
     fn chat(id: u64, text: &str) -> ChatMessage {
         ChatMessage {
             id,
+            seq: id,
             room: RoomName::general(),
             author: DisplayName::parse("guest-00ff").unwrap(),
+            author_id: None,
             sent_at: time::macros::datetime!(2026-11-28 08:16:22 UTC),
             text: MessageText::parse(text, 10_000).unwrap().unwrap(),
+            edited: false,
+            deleted: false,
         }
     }
 

@@ -22,6 +22,8 @@ struct PageTemplate<'a> {
     assets: &'a AssetUrls,
     room: &'a str,
     me: &'a str,
+    me_tag: &'a str,
+    max_chars: u32,
     history: &'a str,
     input: &'a str,
     room_list: &'a str,
@@ -34,6 +36,9 @@ pub struct Page<'a> {
     pub assets: &'a AssetUrls,
     pub room: &'a RoomName,
     pub me: &'a str,
+    /// [`crate::domain::UserId::tag`] of the reader: the page offers "Edit" and "Delete"
+    /// on the messages that carry it.
+    pub me_tag: &'a str,
     pub max_chars: u32,
     /// Already-rendered list contents, from [`history_inner`].
     pub history: &'a str,
@@ -49,6 +54,8 @@ pub fn page(page: &Page<'_>) -> Result<String, RenderError> {
         assets: page.assets,
         room: page.room.as_str(),
         me: page.me,
+        me_tag: page.me_tag,
+        max_chars: page.max_chars,
         history: page.history,
         input: &input(page.room, page.max_chars),
         room_list: rooms.as_str(),

@@ -3,7 +3,7 @@
 //! node commits.
 
 use super::*;
-use crate::domain::{DisplayName, MessageText, NewMessage, RoomName};
+use crate::domain::{DisplayName, MessageText, NewMessage, RoomName, Write};
 use crate::hub::HubSettings;
 use crate::store::{DatabaseUrl, open};
 
@@ -44,11 +44,11 @@ impl Fixture {
     /// Commits texts (each `room:text` or just `text` for `general`) in one transaction,
     /// without telling any sequencer: what another node's commit looks like from here.
     async fn commit(&self, texts: &[&str]) -> Committed {
-        let batch: Vec<NewMessage> = texts
+        let batch: Vec<Write> = texts
             .iter()
             .map(|t| match t.split_once(':') {
-                Some((room, text)) => message(room, text),
-                None => message("general", t),
+                Some((room, text)) => Write::Post(message(room, text)),
+                None => Write::Post(message("general", t)),
             })
             .collect();
         let appended = self
@@ -58,11 +58,7 @@ impl Fixture {
             .unwrap_or_else(|err| panic!("{err}"));
         Committed {
             prev: appended.prev,
-            messages: batch
-                .into_iter()
-                .zip(appended.ids)
-                .map(|(m, id)| m.stored(id))
-                .collect(),
+            messages: appended.committed(),
         }
     }
 

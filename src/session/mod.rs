@@ -41,7 +41,8 @@ use self::limits::{Limits, Verdict};
 use crate::commit::{CommitError, Committer};
 use crate::config::Config;
 use crate::domain::{
-    DisplayName, Inbound, InboundError, MessageText, NewMessage, RoomName, UserId,
+    Change, ChangeKind, ClientId, DisplayName, Inbound, InboundError, MessageText, NewMessage,
+    RoomName, UserId, Write,
 };
 use crate::hub::{Hub, Membership, NotLoaded, SessionId};
 use crate::limits::{ClientLimits, per_second};
@@ -96,14 +97,22 @@ pub struct Room {
     pub address: Option<ClientLimits>,
 }
 
-/// A submitted message waiting for its commit: the text (to put back if it fails) and
-/// the outcome.
-type InFlight = BoxFuture<'static, (MessageText, Result<u64, CommitError>)>;
+/// A submitted write waiting for its commit: what it was (a message's text is put back if
+/// it fails) and the outcome.
+type InFlight = BoxFuture<'static, (Attempt, Result<u64, CommitError>)>;
+
+/// What a session submitted, for telling its sender what went wrong.
+enum Attempt {
+    Post(MessageText),
+    Edit,
+    Delete,
+}
 
 /// What one text frame asks for.
 enum Request {
     Nothing,
-    Post(MessageText),
+    Post(MessageText, Option<ClientId>),
+    Change(u64, ChangeKind),
     Typing,
 }
 
@@ -141,6 +150,7 @@ pub async fn run(
         hub,
         committer,
         room,
+        user,
         name,
         id: membership.id,
         settings,
@@ -161,6 +171,8 @@ struct Session {
     hub: Hub,
     committer: Committer,
     room: RoomName,
+    /// Who this is: the author of what it posts, and the only one who may change it.
+    user: UserId,
     /// The name the session connected under; it posts under the hub's current one.
     name: DisplayName,
     id: SessionId,
@@ -218,14 +230,13 @@ impl Session {
                 () = tokio::time::sleep_until(write_deadline), if flushing.is_some() => {
                     return End::WriteTimeout;
                 }
-                Some((text, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                Some((attempt, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     // Messages left undecoded while too many were in flight go next.
                     decode_now = !self.conn.pending.is_empty();
-                    if let Err(err) = outcome {
-                        let notice = self.not_sent(err.user_message(), &text);
-                        if let Err(end) = self.conn.send(&Frame::text(notice.as_str())) {
-                            return end;
-                        }
+                    if let Err(err) = outcome
+                        && let Err(end) = self.failed(&attempt, &err.user_message())
+                    {
+                        return end;
                     }
                 }
                 ready = socket.readable(), if self.in_flight.len() < MAX_IN_FLIGHT => {
@@ -275,9 +286,13 @@ impl Session {
             match parse(&text, &self.settings) {
                 Ok(Request::Typing) => self.typing()?,
                 Ok(Request::Nothing) => self.hub.metrics().received(),
-                Ok(Request::Post(text)) => {
+                Ok(Request::Post(text, client_id)) => {
                     self.hub.metrics().received();
-                    self.post(text)?;
+                    self.post(text, client_id)?;
+                }
+                Ok(Request::Change(id, what)) => {
+                    self.hub.metrics().received();
+                    self.change(id, what)?;
                 }
                 Err(err) => {
                     self.hub.metrics().received();
@@ -302,39 +317,69 @@ impl Session {
 
     /// A post: submitted for commit if the limits allow, "not sent" with the text put back
     /// otherwise.
-    fn post(&mut self, text: MessageText) -> Result<(), End> {
+    fn post(&mut self, text: MessageText, client_id: Option<ClientId>) -> Result<(), End> {
+        // The name may have changed since the connection opened.
+        let author = self
+            .hub
+            .name_of(&self.room, self.id)
+            .unwrap_or_else(|| self.name.clone());
+        let message = NewMessage::now(self.room.clone(), author, text.clone())
+            .by(self.user.clone())
+            .with_client_id(client_id);
+        self.submit(Write::Post(message), Attempt::Post(text))
+    }
+
+    /// An edit or a delete of one of this user's messages: the same road, and the same
+    /// limits, as a post. Whether the message is theirs is the store's to check, inside
+    /// the change's transaction.
+    fn change(&mut self, id: u64, what: ChangeKind) -> Result<(), End> {
+        let attempt = match what {
+            ChangeKind::Edit(_) => Attempt::Edit,
+            ChangeKind::Delete => Attempt::Delete,
+        };
+        let change = Change::now(self.room.clone(), id, self.user.clone(), what);
+        self.submit(Write::Change(change), attempt)
+    }
+
+    /// Submits a write for commit if the limits allow; tells the sender why not otherwise.
+    fn submit(&mut self, write: Write, attempt: Attempt) -> Result<(), End> {
         let (rejection, reason) = match self.limits.allow(false)? {
-            Verdict::Allowed => {
-                // The name may have changed since the connection opened.
-                let author = self
-                    .hub
-                    .name_of(&self.room, self.id)
-                    .unwrap_or_else(|| self.name.clone());
-                let message = NewMessage::now(self.room.clone(), author, text.clone());
-                // Queued at once: from here on the message is stored (or its sender told
-                // why not) even if this session ends before the answer comes.
-                match self.committer.submit(message) {
-                    Ok(answer) => {
-                        self.in_flight.push_back(
-                            async move { (text, answer.await.unwrap_or(Err(CommitError::Stopped))) }
-                                .boxed(),
-                        );
-                        return Ok(());
-                    }
-                    Err(err) => (err.rejection(), err.user_message()),
+            // Queued at once: from here on the write is stored (or its sender told why not)
+            // even if this session ends before the answer comes.
+            Verdict::Allowed => match self.committer.submit(write) {
+                Ok(answer) => {
+                    self.in_flight.push_back(
+                        async move {
+                            let outcome = answer.await.unwrap_or(Err(CommitError::Stopped));
+                            (attempt, outcome)
+                        }
+                        .boxed(),
+                    );
+                    return Ok(());
                 }
-            }
+                Err(err) => (err.rejection(), err.user_message()),
+            },
             Verdict::Connection => (
                 Rejection::RateLimited,
-                "you are sending too fast; wait a moment.",
+                "you are sending too fast; wait a moment.".to_owned(),
             ),
             Verdict::Address => (
                 Rejection::AddressRateLimited,
-                "too many messages from your address; wait a moment.",
+                "too many messages from your address; wait a moment.".to_owned(),
             ),
         };
         self.hub.metrics().rejected(rejection);
-        let notice = self.not_sent(reason, &text);
+        self.failed(&attempt, &reason)
+    }
+
+    /// Tells the sender that what they sent did not go through, and why: a message's text
+    /// is put back in the input.
+    fn failed(&self, attempt: &Attempt, reason: &str) -> Result<(), End> {
+        let notice = match attempt {
+            Attempt::Post(text) => self.not_sent(reason, text),
+            Attempt::Edit => render::notice(&format!("Not saved: {reason}")),
+            Attempt::Delete => render::notice(&format!("Not deleted: {reason}")),
+        };
         self.notice(&notice)
     }
 
@@ -377,10 +422,16 @@ async fn join(
 
 /// Parses one text frame into what it asks for, or why it cannot be sent.
 fn parse(frame: &str, settings: &Settings) -> Result<Request, InboundError> {
+    let max = settings.max_message_chars as usize;
     match Inbound::parse(frame)? {
         Inbound::Typing => Ok(Request::Typing),
-        Inbound::Message { text } => MessageText::parse(&text, settings.max_message_chars as usize)
-            .map(|text| text.map_or(Request::Nothing, Request::Post)),
+        Inbound::Message { text, client_id } => MessageText::parse(&text, max)
+            .map(|text| text.map_or(Request::Nothing, |text| Request::Post(text, client_id))),
+        Inbound::Edit { id, text } => match MessageText::parse(&text, max)? {
+            Some(text) => Ok(Request::Change(id, ChangeKind::Edit(text))),
+            None => Err(InboundError::EmptyEdit),
+        },
+        Inbound::Delete { id } => Ok(Request::Change(id, ChangeKind::Delete)),
     }
 }
 
@@ -388,6 +439,8 @@ fn parse(frame: &str, settings: &Settings) -> Result<Request, InboundError> {
 fn inbound_rejection(err: &InboundError) -> Rejection {
     match err {
         InboundError::TooLong { .. } => Rejection::TooLong,
-        InboundError::Malformed(_) | InboundError::ControlCharacters => Rejection::Invalid,
+        InboundError::Malformed(_) | InboundError::ControlCharacters | InboundError::EmptyEdit => {
+            Rejection::Invalid
+        }
     }
 }

@@ -12,6 +12,8 @@
 //!
 //! Ids come from the store and increase in commit order, so an id is also a cursor: "the
 //! 50 messages before id 812" means the same thing however many messages arrive meanwhile.
+//! A change to a message (an edit, a delete) is a row of its own with the next id (its
+//! `seq`), naming the message it changed; the message's row holds its current version.
 
 mod error;
 mod postgres;
@@ -27,28 +29,56 @@ use self::postgres::Postgres;
 use self::sql::SqlStore;
 use self::sqlite::Sqlite;
 pub use crate::config::DatabaseUrl;
-use crate::domain::{ChatMessage, NewMessage, RoomName};
+use crate::domain::{ChangeRefused, ChatMessage, RoomName, Write};
 
-/// What [`Store::append`] returns: the batch's ids, and where the batch sits in the global
-/// order of commits.
+/// What [`Store::append`] returns: what became of each write, and where the batch sits in
+/// the global order of commits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
-    /// The largest id committed before this batch (0 when there was none), read inside the
-    /// batch's own transaction, under its write lock. Every id in `(prev, ids[0])` was
-    /// skipped (a rolled-back transaction consumed it) and will never be committed.
+    /// The largest position committed before this batch (0 when there was none), read
+    /// inside the batch's own transaction, under its write lock. Every position between it
+    /// and the batch's first was skipped (a rolled-back transaction, or a resend that was
+    /// not stored, consumed it) and will never be committed.
     pub prev: u64,
-    /// The ids, in the batch's order (increasing).
-    pub ids: Vec<u64>,
+    /// One for each write, in the batch's order.
+    pub outcomes: Vec<Outcome>,
 }
 
 impl Appended {
-    /// From the rows' ids (sorted) and the `prev` query.
-    fn from_rows(prev: i64, ids: Vec<i64>) -> Self {
-        Self {
-            prev: prev as u64,
-            ids: ids.into_iter().map(|id| id as u64).collect(),
-        }
+    /// The positions of what was stored, in order.
+    pub fn ids(&self) -> Vec<u64> {
+        self.outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                Outcome::Stored(message) => Some(message.seq),
+                _ => None,
+            })
+            .collect()
     }
+
+    /// What was stored, in position order: the batch as every node delivers it.
+    pub fn committed(&self) -> Vec<ChatMessage> {
+        self.outcomes
+            .iter()
+            .filter_map(|outcome| match outcome {
+                Outcome::Stored(message) => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// What became of one write of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored, at `seq`: the new message, or the message's version after the change.
+    Stored(ChatMessage),
+    /// A message whose client id its author had already used: not stored again. The id
+    /// is the first one's.
+    Duplicate(u64),
+    /// A change the rules refuse (someone else's message, a deleted one, …): nothing
+    /// stored.
+    Refused(ChangeRefused),
 }
 
 /// A place to keep messages. Implementations are cheap to share (`Arc<dyn Store>`).
@@ -57,13 +87,16 @@ impl Appended {
 /// id N, no id below N can appear later. (SQLite has one writer; PostgreSQL inserts take an
 /// advisory lock held until commit.) The sequencer (`crate::sequencer`) relies on it.
 pub trait Store: Send + Sync + 'static {
-    /// Stores a batch in one transaction, returning the ids in the batch's order and the
-    /// newest id committed before it. Either every message is committed or none is.
-    fn append<'a>(&'a self, batch: &'a [NewMessage])
-    -> BoxFuture<'a, Result<Appended, StoreError>>;
+    /// Stores a batch in one transaction: new messages (each once per client id) and
+    /// changes (each checked against the message's author and state inside the same
+    /// transaction). Returns what became of each write and the newest position committed
+    /// before the batch. Either everything the batch stores is committed or nothing is.
+    fn append<'a>(&'a self, batch: &'a [Write]) -> BoxFuture<'a, Result<Appended, StoreError>>;
 
-    /// At most `limit` messages of every room with `after < id <= upto`, oldest first: what
-    /// a node missed, read back in commit order.
+    /// At most `limit` entries of every room with `after < seq <= upto`, oldest first: what
+    /// a node missed, read back in commit order. A change's entry carries its message as
+    /// it is now (a later change may have changed it again: delivering the newer version
+    /// early is harmless, the later entry brings the same).
     fn between(
         &self,
         after: u64,
@@ -74,13 +107,21 @@ pub trait Store: Send + Sync + 'static {
     /// The newest committed id (0 for an empty store).
     fn newest_id(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
 
-    /// The newest `limit` messages of a room with an id below `before`, oldest first.
+    /// The newest `limit` messages of a room with an id below `before`, oldest first, each
+    /// as it is now.
     fn before<'a>(
         &'a self,
         room: &'a RoomName,
         before: u64,
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>>;
+
+    /// One message of a room as it is now, if there is one with that id.
+    fn message<'a>(
+        &'a self,
+        room: &'a RoomName,
+        id: u64,
+    ) -> BoxFuture<'a, Result<Option<ChatMessage>, StoreError>>;
 
     /// Every room that has messages, by name.
     fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomName>, StoreError>>;

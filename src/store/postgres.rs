@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 
 use super::StoreError;
 use super::error::Class;
-use super::sql::Backend;
+use super::sql::{Backend, Inserted};
 use crate::domain::{NewMessage, unix_micros};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -67,33 +67,52 @@ impl Backend for Postgres {
         MIGRATOR.run(writer).await
     }
 
-    /// Takes the insert lock first: held until the transaction ends, so under it a fresh
-    /// statement (READ COMMITTED), such as the read of `prev`, sees every batch that
-    /// committed before this one (they released the lock only once committed).
-    async fn insert(conn: &mut PgConnection, batch: &[NewMessage]) -> Result<Vec<i64>, StoreError> {
-        let rooms: Vec<&str> = batch.iter().map(|m| m.room.as_str()).collect();
-        let authors: Vec<&str> = batch.iter().map(|m| m.author.as_str()).collect();
-        let bodies: Vec<&str> = batch.iter().map(|m| m.text.as_str()).collect();
-        let times: Vec<i64> = batch.iter().map(|m| unix_micros(m.sent_at)).collect();
-
+    /// The insert lock: held until the transaction ends, so under it a fresh statement
+    /// (READ COMMITTED), such as the read of `prev`, sees every batch that committed
+    /// before this one (they released the lock only once committed).
+    async fn lock(conn: &mut PgConnection) -> Result<(), StoreError> {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(INSERT_LOCK)
             .execute(&mut *conn)
             .await
             .map_err(Self::error)?;
-        // The identity is drawn row by row in UNNEST's order.
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (room, author, body, created_at) \
-             SELECT room, author, body, created_at \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) \
-                  WITH ORDINALITY AS batch (room, author, body, created_at, position) \
+        Ok(())
+    }
+
+    async fn insert(
+        conn: &mut PgConnection,
+        batch: &[&NewMessage],
+    ) -> Result<Vec<Inserted>, StoreError> {
+        let rooms: Vec<&str> = batch.iter().map(|m| m.room.as_str()).collect();
+        let authors: Vec<&str> = batch.iter().map(|m| m.author.as_str()).collect();
+        let bodies: Vec<&str> = batch.iter().map(|m| m.text.as_str()).collect();
+        let times: Vec<i64> = batch.iter().map(|m| unix_micros(m.sent_at)).collect();
+        let author_ids: Vec<Option<String>> = batch
+            .iter()
+            .map(|m| m.author_id.as_ref().map(ToString::to_string))
+            .collect();
+        let client_ids: Vec<Option<&str>> = batch
+            .iter()
+            .map(|m| m.client_id.as_ref().map(|id| id.as_str()))
+            .collect();
+
+        // The identity is drawn row by row in UNNEST's order (a skipped resend uses one
+        // up: ids may skip).
+        let inserted: Vec<Inserted> = sqlx::query_as(
+            "INSERT INTO messages (room, author, body, created_at, author_id, client_id) \
+             SELECT room, author, body, created_at, author_id, client_id \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[]) \
+                  WITH ORDINALITY AS batch (room, author, body, created_at, author_id, client_id, position) \
              ORDER BY position \
-             RETURNING id",
+             ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL DO NOTHING \
+             RETURNING id, author_id, client_id",
         )
         .bind(&rooms)
         .bind(&authors)
         .bind(&bodies)
         .bind(&times)
+        .bind(&author_ids)
+        .bind(&client_ids)
         .fetch_all(&mut *conn)
         .await
         .map_err(Self::error)?;
@@ -108,6 +127,6 @@ impl Backend for Postgres {
         .execute(&mut *conn)
         .await
         .map_err(Self::error)?;
-        Ok(ids)
+        Ok(inserted)
     }
 }

@@ -17,8 +17,11 @@ use sqlx::pool::{Pool, PoolOptions};
 use sqlx::{ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments, Type};
 
 use super::error::Class;
-use super::{Appended, DatabaseUrl, Store, StoreError};
-use crate::domain::{ChatMessage, NewMessage, RoomName};
+use super::{Appended, DatabaseUrl, Outcome, Store, StoreError};
+use crate::domain::{
+    Change, ChangeKind, ChangeRefused, ChatMessage, NewMessage, RoomName, StoredRow, Write,
+    unix_micros,
+};
 
 /// What differs between the SQL backends; everything else is [`SqlStore`].
 pub(super) trait Backend: Send + Sync + 'static {
@@ -43,12 +46,20 @@ pub(super) trait Backend: Send + Sync + 'static {
     /// Runs the embedded migrations for this database.
     fn migrate(writer: &Pool<Self::Db>) -> impl Future<Output = Result<(), MigrateError>> + Send;
 
-    /// Inserts a batch, in its order, and creates the rooms it is the first message of,
-    /// inside the transaction `conn` is in. Returns the new ids, in any order.
+    /// Takes whatever lock makes positions commit in position order, first thing in a
+    /// batch's transaction (held until it ends).
+    fn lock(
+        conn: &mut <Self::Db as Database>::Connection,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Inserts messages, in their order, skipping any whose `(author_id, client_id)` is
+    /// already stored (or comes earlier in the same call), and creates the rooms they are
+    /// the first message of, inside the transaction `conn` is in. Returns the inserted
+    /// rows, in any order.
     fn insert(
         conn: &mut <Self::Db as Database>::Connection,
-        batch: &[NewMessage],
-    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
+        batch: &[&NewMessage],
+    ) -> impl Future<Output = Result<Vec<Inserted>, StoreError>> + Send;
 
     /// What an error code of this database (`sqlx::error::DatabaseError::code`) means.
     fn classify(code: &str) -> Class;
@@ -58,6 +69,9 @@ pub(super) trait Backend: Send + Sync + 'static {
         StoreError::classified(err, Self::classify)
     }
 }
+
+/// A row [`Backend::insert`] inserted: `(id, author_id, client_id)`.
+pub(super) type Inserted = (i64, Option<String>, Option<String>);
 
 /// A backend's connect options.
 pub(super) type Options<B> = <<<B as Backend>::Db as Database>::Connection as Connection>::Options;
@@ -107,11 +121,48 @@ const NEWEST: &str = "SELECT COALESCE(MAX(id), 0) FROM messages";
 /// read snapshot that the insert could then fail to upgrade) and PostgreSQL the insert lock.
 const PREV: &str = "SELECT COALESCE(MAX(id), 0) FROM messages WHERE id < $1";
 
-const BETWEEN: &str = "SELECT id, room, author, body, created_at FROM messages \
-                       WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3";
+/// Every entry in a range, a change's with its message as it is now.
+const BETWEEN: &str = "SELECT e.id, m.id, m.room, m.author, m.author_id, m.body, m.created_at, \
+                       m.edited_at IS NOT NULL, m.deleted_at IS NOT NULL \
+                       FROM messages e JOIN messages m ON m.id = COALESCE(e.target, e.id) \
+                       WHERE e.id > $1 AND e.id <= $2 ORDER BY e.id LIMIT $3";
 
-const BEFORE: &str = "SELECT id, room, author, body, created_at FROM messages \
-                      WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
+const BEFORE: &str = "SELECT m.id, m.id, m.room, m.author, m.author_id, m.body, m.created_at, \
+                      m.edited_at IS NOT NULL, m.deleted_at IS NOT NULL FROM messages m \
+                      WHERE m.room = $1 AND m.id < $2 AND m.target IS NULL \
+                      ORDER BY m.id DESC LIMIT $3";
+
+const MESSAGE: &str = "SELECT m.id, m.id, m.room, m.author, m.author_id, m.body, m.created_at, \
+                       m.edited_at IS NOT NULL, m.deleted_at IS NOT NULL FROM messages m \
+                       WHERE m.room = $1 AND m.id = $2 AND m.target IS NULL";
+
+/// A message as a change left it (its entry's position is set afterwards).
+const VERSION: &str = "SELECT m.id, m.id, m.room, m.author, m.author_id, m.body, m.created_at, \
+                       m.edited_at IS NOT NULL, m.deleted_at IS NOT NULL FROM messages m \
+                       WHERE m.id = $1";
+
+/// The message a resend repeats: [`Outcome::Duplicate`].
+const FIRST_SENT: &str = "SELECT id FROM messages WHERE author_id = $1 AND client_id = $2";
+
+/// An edit, if the message is in the room, its author's, and not deleted.
+const EDIT: &str = "UPDATE messages SET body = $1, edited_at = $2 \
+                    WHERE id = $3 AND room = $4 AND author_id = $5 \
+                    AND target IS NULL AND deleted_at IS NULL \
+                    RETURNING id, room, author";
+
+/// A delete, on the same conditions: the text is gone from the row for good.
+const DELETE: &str = "UPDATE messages SET body = '', deleted_at = $1 \
+                      WHERE id = $2 AND room = $3 AND author_id = $4 \
+                      AND target IS NULL AND deleted_at IS NULL \
+                      RETURNING id, room, author";
+
+/// Why a change found nothing to change.
+const CHANGEABLE: &str = "SELECT deleted_at IS NOT NULL FROM messages \
+                          WHERE id = $1 AND room = $2 AND target IS NULL";
+
+/// A change's own entry: the next position, naming its message, holding no text.
+const CHANGE_ENTRY: &str = "INSERT INTO messages (room, author, body, created_at, author_id, target) \
+                            VALUES ($1, $2, '', $3, $4, $5) RETURNING id";
 
 const ROOMS: &str = "SELECT name FROM rooms ORDER BY name";
 
@@ -120,8 +171,19 @@ const KEEP_COOKIE_KEY: &str = "INSERT INTO settings (name, value) VALUES ('cooki
 
 const COOKIE_KEY: &str = "SELECT value FROM settings WHERE name = 'cookie_key'";
 
-/// `(id, room, author, body, created_at)` as the queries select it.
-type Row = (i64, String, String, String, i64);
+/// `(seq, id, room, author, author_id, body, created_at, edited, deleted)` as the queries
+/// select it.
+type Row = (
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    bool,
+    bool,
+);
 
 impl<B: Backend> Store for SqlStore<B>
 where
@@ -130,33 +192,90 @@ where
     usize: ColumnIndex<<B::Db as Database>::Row>,
     i64: Type<B::Db> + for<'q> Encode<'q, B::Db> + for<'r> Decode<'r, B::Db>,
     String: Type<B::Db> + for<'q> Encode<'q, B::Db> + for<'r> Decode<'r, B::Db>,
+    bool: Type<B::Db> + for<'r> Decode<'r, B::Db>,
     for<'q> &'q str: Type<B::Db> + Encode<'q, B::Db>,
 {
-    fn append<'a>(
-        &'a self,
-        batch: &'a [NewMessage],
-    ) -> BoxFuture<'a, Result<Appended, StoreError>> {
+    fn append<'a>(&'a self, batch: &'a [Write]) -> BoxFuture<'a, Result<Appended, StoreError>> {
         async move {
             let mut conn = self.writer.acquire().await.map_err(B::error)?;
             let transaction = async {
                 let mut tx = conn.begin().await.map_err(B::error)?;
-                let mut ids = B::insert(&mut tx, batch).await?;
-                if ids.len() != batch.len() {
-                    // Dropping the transaction rolls it back: nothing half-stored.
-                    return Err(StoreError::Inconsistent {
-                        sent: batch.len(),
-                        got: ids.len(),
-                    });
+                B::lock(&mut tx).await?;
+                let mut outcomes = Vec::with_capacity(batch.len());
+                let mut rest = batch;
+                while let Some(first) = rest.first() {
+                    if let Write::Change(change) = first {
+                        outcomes.push(apply::<B>(&mut tx, change).await?);
+                        rest = &rest[1..];
+                        continue;
+                    }
+                    // A run of messages goes in as one statement.
+                    let run = rest
+                        .iter()
+                        .position(|write| matches!(write, Write::Change(_)))
+                        .unwrap_or(rest.len());
+                    let posts: Vec<&NewMessage> = rest[..run]
+                        .iter()
+                        .filter_map(|write| match write {
+                            Write::Post(message) => Some(message),
+                            Write::Change(_) => None,
+                        })
+                        .collect();
+                    let mut inserted = B::insert(&mut tx, &posts).await?;
+                    // RETURNING does not promise an order; the ids were drawn in the run's.
+                    inserted.sort_unstable_by_key(|row| row.0);
+                    let mut rows = inserted.into_iter().peekable();
+                    for post in posts {
+                        let author = post.author_id.as_ref().map(ToString::to_string);
+                        let client = post.client_id.as_ref().map(|id| id.as_str().to_owned());
+                        let mine = rows.peek().is_some_and(|(_, a, c)| {
+                            client.is_none() || (a.as_ref() == author.as_ref() && *c == client)
+                        });
+                        if mine && let Some((id, _, _)) = rows.next() {
+                            outcomes.push(Outcome::Stored(post.clone().stored(id as u64)));
+                            continue;
+                        }
+                        let (Some(author), Some(client)) = (author, client) else {
+                            // Only a message with a client id can be skipped.
+                            return Err(StoreError::Inconsistent {
+                                sent: batch.len(),
+                                got: outcomes.len(),
+                            });
+                        };
+                        let first: i64 = sqlx::query_scalar(FIRST_SENT)
+                            .bind(author.as_str())
+                            .bind(client.as_str())
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(B::error)?;
+                        outcomes.push(Outcome::Duplicate(first as u64));
+                    }
+                    if rows.next().is_some() {
+                        // Dropping the transaction rolls it back: nothing half-stored.
+                        return Err(StoreError::Inconsistent {
+                            sent: batch.len(),
+                            got: outcomes.len() + 1,
+                        });
+                    }
+                    rest = &rest[run..];
                 }
-                // RETURNING does not promise an order; the ids were drawn in the batch's.
-                ids.sort_unstable();
-                let prev: i64 = sqlx::query_scalar(PREV)
-                    .bind(ids.first().copied().unwrap_or(i64::MAX))
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(B::error)?;
+                let first = outcomes.iter().find_map(|outcome| match outcome {
+                    Outcome::Stored(message) => Some(message.seq),
+                    _ => None,
+                });
+                let prev: i64 = match first {
+                    Some(first) => sqlx::query_scalar(PREV)
+                        .bind(sql_id(first))
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(B::error)?,
+                    None => 0,
+                };
                 tx.commit().await.map_err(B::error)?;
-                Ok(Appended::from_rows(prev, ids))
+                Ok(Appended {
+                    prev: prev as u64,
+                    outcomes,
+                })
             };
             let stored = match B::WRITE_TIMEOUT {
                 Some(limit) => tokio::time::timeout(limit, transaction)
@@ -223,6 +342,23 @@ where
         .boxed()
     }
 
+    fn message<'a>(
+        &'a self,
+        room: &'a RoomName,
+        id: u64,
+    ) -> BoxFuture<'a, Result<Option<ChatMessage>, StoreError>> {
+        async move {
+            let row: Option<Row> = sqlx::query_as(MESSAGE)
+                .bind(room.as_str())
+                .bind(sql_id(id))
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(B::error)?;
+            Ok(row.map(message))
+        }
+        .boxed()
+    }
+
     fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomName>, StoreError>> {
         async move {
             let names: Vec<String> = sqlx::query_scalar(ROOMS)
@@ -268,11 +404,93 @@ fn sql_id(id: u64) -> i64 {
 
 /// Rows selected oldest first.
 fn in_order(rows: Vec<Row>) -> Vec<ChatMessage> {
-    rows.into_iter()
-        .map(|(id, room, author, body, at)| {
-            ChatMessage::from_row(id as u64, &room, author, body, at)
-        })
-        .collect()
+    rows.into_iter().map(message).collect()
+}
+
+fn message(row: Row) -> ChatMessage {
+    let (seq, id, room, author, author_id, body, at, edited, deleted) = row;
+    ChatMessage::from_row(StoredRow {
+        seq: seq as u64,
+        id: id as u64,
+        room,
+        author,
+        author_id,
+        body,
+        at,
+        edited,
+        deleted,
+    })
+}
+
+/// Applies one change inside the batch's transaction: the message's row gets its new
+/// version (if the rules allow) and the change its own entry, at the next position.
+async fn apply<B: Backend>(
+    tx: &mut <B::Db as Database>::Connection,
+    change: &Change,
+) -> Result<Outcome, StoreError>
+where
+    for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    usize: ColumnIndex<<B::Db as Database>::Row>,
+    i64: Type<B::Db> + for<'q> Encode<'q, B::Db> + for<'r> Decode<'r, B::Db>,
+    String: Type<B::Db> + for<'q> Encode<'q, B::Db> + for<'r> Decode<'r, B::Db>,
+    bool: Type<B::Db> + for<'r> Decode<'r, B::Db>,
+    for<'q> &'q str: Type<B::Db> + Encode<'q, B::Db>,
+{
+    let by = change.by.to_string();
+    let at = unix_micros(change.at);
+    let changed: Option<(i64, String, String)> = match &change.what {
+        ChangeKind::Edit(text) => {
+            sqlx::query_as(EDIT)
+                .bind(text.as_str())
+                .bind(at)
+                .bind(sql_id(change.id))
+                .bind(change.room.as_str())
+                .bind(by.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+        }
+        ChangeKind::Delete => {
+            sqlx::query_as(DELETE)
+                .bind(at)
+                .bind(sql_id(change.id))
+                .bind(change.room.as_str())
+                .bind(by.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+        }
+    }
+    .map_err(B::error)?;
+    let Some((id, room, author)) = changed else {
+        let deleted: Option<bool> = sqlx::query_scalar(CHANGEABLE)
+            .bind(sql_id(change.id))
+            .bind(change.room.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(B::error)?;
+        return Ok(Outcome::Refused(match deleted {
+            None => ChangeRefused::NotFound,
+            Some(true) => ChangeRefused::Deleted,
+            Some(false) => ChangeRefused::NotYours,
+        }));
+    };
+    let seq: i64 = sqlx::query_scalar(CHANGE_ENTRY)
+        .bind(room.as_str())
+        .bind(author.as_str())
+        .bind(at)
+        .bind(by.as_str())
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(B::error)?;
+    let version: Row = sqlx::query_as(VERSION)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(B::error)?;
+    let mut version = message(version);
+    version.seq = seq as u64;
+    Ok(Outcome::Stored(version))
 }
 
 /// Parses room names from the store, skipping (and logging) any that no longer parse.

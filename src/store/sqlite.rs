@@ -14,7 +14,7 @@ use sqlx::sqlite::{
 
 use super::StoreError;
 use super::error::Class;
-use super::sql::Backend;
+use super::sql::{Backend, Inserted};
 use crate::domain::{NewMessage, unix_micros};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -69,13 +69,26 @@ impl Backend for Sqlite {
         MIGRATOR.run(writer).await
     }
 
+    /// The write lock comes with the first write; one writer connection anyway.
+    async fn lock(_conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn insert(
         conn: &mut SqliteConnection,
-        batch: &[NewMessage],
-    ) -> Result<Vec<i64>, StoreError> {
+        batch: &[&NewMessage],
+    ) -> Result<Vec<Inserted>, StoreError> {
         // One statement for the whole batch: the rows travel as one JSON array and SQLite
         // inserts them in array order, numbering them in that order.
-        let rows: Vec<(&str, &str, &str, i64)> = batch
+        type Json<'a> = (
+            &'a str,
+            &'a str,
+            &'a str,
+            i64,
+            Option<String>,
+            Option<&'a str>,
+        );
+        let rows: Vec<Json> = batch
             .iter()
             .map(|m| {
                 (
@@ -83,15 +96,20 @@ impl Backend for Sqlite {
                     m.author.as_str(),
                     m.text.as_str(),
                     unix_micros(m.sent_at),
+                    m.author_id.as_ref().map(ToString::to_string),
+                    m.client_id.as_ref().map(|id| id.as_str()),
                 )
             })
             .collect();
         let json = serde_json::to_string(&rows)
             .map_err(|err| StoreError::Unavailable(sqlx::Error::Encode(err.into())))?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO messages (room, author, body, created_at) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?) ORDER BY key \
-             RETURNING id",
+        // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT.
+        let inserted: Vec<Inserted> = sqlx::query_as(
+            "INSERT INTO messages (room, author, body, created_at, author_id, client_id) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
+             FROM json_each(?) WHERE true ORDER BY key \
+             ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL DO NOTHING \
+             RETURNING id, author_id, client_id",
         )
         .bind(&json)
         .fetch_all(&mut *conn)
@@ -107,6 +125,6 @@ impl Backend for Sqlite {
         .execute(&mut *conn)
         .await
         .map_err(Self::error)?;
-        Ok(ids)
+        Ok(inserted)
     }
 }

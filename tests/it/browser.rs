@@ -7,7 +7,7 @@
 
 use std::net::TcpListener as StdListener;
 
-use fantoccini::Locator;
+use fantoccini::{Client, Locator};
 use serde_json::json;
 
 use crate::support::app::{spawn_app, spawn_app_on};
@@ -15,12 +15,16 @@ use crate::support::axe::assert_accessible;
 use crate::support::browser::{
     BROWSER_PATIENCE, ENTER, Profiles, assert_no_csp_violations, author_of, browser_tools,
     open_browser, own_name, present, save_screenshot, say, shown_texts, start_driver,
-    take_insertions, wait_for_css, wait_for_text, wait_loaded_and_connected, watch_announcements,
-    watch_csp, xpath_literal,
+    take_insertions, texts_of, wait_for_css, wait_for_text, wait_loaded_and_connected,
+    watch_announcements, watch_csp, xpath_literal,
 };
 use crate::support::db::TestDb;
 use crate::support::eventually::eventually;
 use crate::support::faults::ChildServer;
+
+const ARROW_UP: &str = "\u{E013}";
+const ESCAPE: &str = "\u{E00C}";
+const CONTROL: &str = "\u{E009}";
 
 #[tokio::test]
 async fn two_browsers_chat_and_hostile_text_stays_text() {
@@ -95,7 +99,7 @@ async fn two_browsers_chat_and_hostile_text_stays_text() {
     );
     let clean = bob
         .execute(
-            "return window.__xss === undefined && document.querySelectorAll('#messages article :not(header, span, time, p)').length === 0",
+            "return window.__xss === undefined && document.querySelectorAll('#messages article :not(header, span, time, p, .actions, .actions > button)').length === 0",
             vec![],
         )
         .await
@@ -416,4 +420,135 @@ async fn rooms_names_presence_and_a_killed_server() {
     bob.close().await.unwrap();
     drop(driver);
     drop(profiles);
+}
+
+/// Editing and deleting in a real Chromium: Up in the empty composer edits your last
+/// message, Escape cancels an edit and gives the focus back, "Edit" saves with Enter,
+/// "Delete" asks first; the other page sees each version in place; only your own messages
+/// offer the buttons. The accessibility check runs with the edit form open.
+#[tokio::test]
+async fn edit_and_delete_in_place() {
+    let Some((chromium, chromedriver, _one_at_a_time)) =
+        browser_tools("browser::edit_and_delete_in_place").await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    let driver = start_driver(&chromedriver).await;
+    let profiles = Profiles(
+        std::env::temp_dir().join(format!("hubbub-browser-{}-changes", std::process::id())),
+    );
+    let alice = open_browser(&driver, &chromium, &profiles.0.join("alice")).await;
+    let bob = open_browser(&driver, &chromium, &profiles.0.join("bob")).await;
+    for browser in [&alice, &bob] {
+        browser.goto(&app.url("/")).await.unwrap();
+        wait_loaded_and_connected(browser).await;
+        watch_csp(browser).await;
+    }
+    say(&alice, "helo").await;
+    say(&alice, "a second thought").await;
+    say(&bob, "bob was here").await;
+    for browser in [&alice, &bob] {
+        wait_for_text(browser, "bob was here").await;
+    }
+    // Each page offers the buttons on its own messages only.
+    let mine = |browser: &Client| {
+        let browser = browser.clone();
+        async move { texts_of(&browser, "#messages article.mine .text").await }
+    };
+    assert_eq!(mine(&alice).await, ["helo", "a second thought"]);
+    assert_eq!(mine(&bob).await, ["bob was here"]);
+
+    // Up in the empty composer edits Alice's last message; Escape cancels it.
+    let input = alice.find(Locator::Css("#text")).await.unwrap();
+    input.send_keys(ARROW_UP).await.unwrap();
+    wait_for_css(
+        &alice,
+        "article.editing form.edit-form input[name='text']:focus",
+    )
+    .await;
+    assert_accessible(&alice, "a message being edited").await;
+    let editing = alice.active_element().await.unwrap();
+    assert_eq!(
+        editing.prop("value").await.unwrap().as_deref(),
+        Some("a second thought")
+    );
+    editing.send_keys(ESCAPE).await.unwrap();
+    let focused = alice
+        .execute(
+            "return document.activeElement.dataset.act + ' ' + document.querySelectorAll('form.edit-form').length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        focused,
+        json!("edit 0"),
+        "Escape closes the form, focus on Edit"
+    );
+
+    // "Edit" on the first message: new text, Enter; both pages show it, marked, in place.
+    let first = message_button(&alice, "helo", "edit").await;
+    first.click().await.unwrap();
+    let field = alice.active_element().await.unwrap();
+    field
+        .send_keys(&format!("{CONTROL}a{CONTROL}hello, world{ENTER}"))
+        .await
+        .unwrap();
+    for browser in [&alice, &bob] {
+        wait_for_text(browser, "hello, world").await;
+        wait_for_css(browser, "#messages article:first-of-type .edited").await;
+        assert_eq!(
+            shown_texts(browser).await,
+            ["hello, world", "a second thought", "bob was here"]
+        );
+    }
+
+    // "Delete" asks; dismissed, nothing happens; accepted, both pages show it deleted.
+    message_button(&alice, "a second thought", "delete")
+        .await
+        .click()
+        .await
+        .unwrap();
+    alice.dismiss_alert().await.unwrap();
+    message_button(&alice, "a second thought", "delete")
+        .await
+        .click()
+        .await
+        .unwrap();
+    alice.accept_alert().await.unwrap();
+    for browser in [&alice, &bob] {
+        wait_for_css(browser, "#messages article.deleted .text.gone").await;
+        assert_eq!(
+            texts_of(browser, "#messages article .text").await,
+            ["hello, world", "message deleted", "bob was here"]
+        );
+    }
+    assert_accessible(&bob, "the chat with an edited and a deleted message").await;
+    save_screenshot(&alice, "screenshot-edit.png").await;
+    for browser in [&alice, &bob] {
+        assert_no_csp_violations(browser).await;
+    }
+    alice.close().await.unwrap();
+    bob.close().await.unwrap();
+    drop(driver);
+    drop(profiles);
+}
+
+/// A button ("edit", "delete") of the message with exactly this text, shown as it is when
+/// the focus is on the message (they show on hover or focus).
+async fn message_button(browser: &Client, text: &str, act: &str) -> fantoccini::elements::Element {
+    let xpath = format!(
+        "//article[p[@class='text' and text()={}]]//button[@data-act='{act}']",
+        xpath_literal(text)
+    );
+    let button = browser.find(Locator::XPath(&xpath)).await.unwrap();
+    browser
+        .execute(
+            "arguments[0].focus();",
+            vec![serde_json::to_value(&button).unwrap()],
+        )
+        .await
+        .unwrap();
+    button
 }

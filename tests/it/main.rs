@@ -8,6 +8,7 @@ mod support;
 
 mod accessibility;
 mod browser;
+mod changes;
 mod chat;
 mod cluster;
 mod cluster_presence;

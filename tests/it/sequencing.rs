@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use hubbub::domain::{DisplayName, MessageText, NewMessage, RoomName};
+use hubbub::domain::{DisplayName, MessageText, NewMessage, RoomName, Write};
 use hubbub::store::{self, Appended, Store};
 
 use crate::both_backends;
@@ -21,9 +21,9 @@ fn message(room: &str, text: &str) -> NewMessage {
 }
 
 async fn append(store: &dyn Store, texts: &[(&str, &str)]) -> Appended {
-    let batch: Vec<NewMessage> = texts
+    let batch: Vec<Write> = texts
         .iter()
-        .map(|(room, text)| message(room, text))
+        .map(|(room, text)| Write::Post(message(room, text)))
         .collect();
     store.append(&batch).await.unwrap()
 }
@@ -34,10 +34,10 @@ async fn store_reports_prev_and_reads_back_by_id(db: Arc<TestDb>) {
 
     let first = append(store.as_ref(), &[("general", "a"), ("other", "b")]).await;
     assert_eq!(first.prev, 0, "nothing before the first batch");
-    assert_eq!(first.ids.len(), 2);
-    assert!(first.ids[0] < first.ids[1]);
+    assert_eq!(first.ids().len(), 2);
+    assert!(first.ids()[0] < first.ids()[1]);
     let second = append(store.as_ref(), &[("general", "c")]).await;
-    assert_eq!(second.prev, first.ids[1]);
+    assert_eq!(second.prev, first.ids()[1]);
 
     // A rolled-back insert may consume ids (PostgreSQL's identity does): `prev` is what was
     // committed, never "first id - 1".
@@ -47,14 +47,14 @@ async fn store_reports_prev_and_reads_back_by_id(db: Arc<TestDb>) {
     .await
     .unwrap();
     let third = append(store.as_ref(), &[("general", "d")]).await;
-    assert_eq!(third.prev, second.ids[0]);
+    assert_eq!(third.prev, second.ids()[0]);
     if db.backend == Backend::Postgres {
         assert!(
-            third.ids[0] > third.prev + 1,
+            third.ids()[0] > third.prev + 1,
             "the rolled-back id was skipped"
         );
     }
-    assert_eq!(store.newest_id().await.unwrap(), third.ids[0]);
+    assert_eq!(store.newest_id().await.unwrap(), third.ids()[0]);
 
     // Every room, oldest first, `after < id <= upto`, limited.
     let all = store.between(0, u64::MAX, 100).await.unwrap();
@@ -62,17 +62,17 @@ async fn store_reports_prev_and_reads_back_by_id(db: Arc<TestDb>) {
     assert_eq!(texts, ["a", "b", "c", "d"]);
     assert_eq!(all[1].room.as_str(), "other");
     let middle = store
-        .between(first.ids[0], second.ids[0], 100)
+        .between(first.ids()[0], second.ids()[0], 100)
         .await
         .unwrap();
     let ids: Vec<u64> = middle.iter().map(|m| m.id).collect();
-    assert_eq!(ids, [first.ids[1], second.ids[0]]);
+    assert_eq!(ids, [first.ids()[1], second.ids()[0]]);
     let limited = store.between(0, u64::MAX, 2).await.unwrap();
     let ids: Vec<u64> = limited.iter().map(|m| m.id).collect();
-    assert_eq!(ids, first.ids);
+    assert_eq!(ids, first.ids());
     assert!(
         store
-            .between(third.ids[0], u64::MAX, 10)
+            .between(third.ids()[0], u64::MAX, 10)
             .await
             .unwrap()
             .is_empty()
@@ -99,12 +99,12 @@ async fn concurrent_writers_chain_their_batches(db: Arc<TestDb>) {
         batches
     });
     let mut batches: Vec<Appended> = join_all(writers).await.into_iter().flatten().collect();
-    batches.sort_by_key(|b| b.ids[0]);
+    batches.sort_by_key(|b| b.ids()[0]);
     let mut newest = 0;
     for batch in &batches {
         assert_eq!(batch.prev, newest, "{batches:?}");
-        assert!(batch.ids.windows(2).all(|w| w[0] < w[1]));
-        newest = *batch.ids.last().unwrap();
+        assert!(batch.ids().windows(2).all(|w| w[0] < w[1]));
+        newest = *batch.ids().last().unwrap();
     }
     assert_eq!(stores[0].newest_id().await.unwrap(), newest);
 }

@@ -1,15 +1,18 @@
-//! A committed batch as it travels on the Redis channel: JSON, version 1. Reading one
-//! checks it as strictly as a message from a browser (names, text, ids in order), so a
-//! stray or broken payload cannot put invalid values on a page.
+//! A committed batch as it travels on the Redis channel: JSON, version 2 (version 1, from
+//! before messages could change, is still read). Reading one checks it as strictly as a
+//! message from a browser (names, text, positions in order), so a stray or broken payload
+//! cannot put invalid values on a page.
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ChatMessage, Committed, DisplayName, MessageText, RoomName, unix_micros};
+use crate::domain::{
+    ChatMessage, Committed, DisplayName, MessageText, RoomName, UserId, unix_micros,
+};
 
 /// The longest text accepted from the channel: the most `--max-message-chars` allows.
 const MAX_TEXT_CHARS: usize = 100_000;
 
-/// A batch on the channel: version 1.
+/// A batch on the channel.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireBatch {
@@ -18,30 +21,51 @@ struct WireBatch {
     messages: Vec<WireMessage>,
 }
 
+/// One entry: a message, or a message's version after a change.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireMessage {
+    /// The message's id.
     id: u64,
+    /// The entry's position (version 2; a version 1 entry is the message itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
     room: String,
     author: String,
+    /// The author's user id, as 32 hex digits (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uid: Option<String>,
     /// Unix time in microseconds.
     at: i64,
+    /// Empty when deleted.
     text: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    edited: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    deleted: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 pub(super) fn encode(batch: &Committed) -> Vec<u8> {
     let wire = WireBatch {
-        v: 1,
+        v: 2,
         prev: batch.prev,
         messages: batch
             .messages
             .iter()
             .map(|m| WireMessage {
                 id: m.id,
+                seq: (m.seq != m.id).then_some(m.seq),
                 room: m.room.as_str().to_owned(),
                 author: m.author.as_str().to_owned(),
+                uid: m.author_id.as_ref().map(ToString::to_string),
                 at: unix_micros(m.sent_at),
                 text: m.text.as_str().to_owned(),
+                edited: m.edited,
+                deleted: m.deleted,
             })
             .collect(),
     };
@@ -52,32 +76,58 @@ pub(super) fn encode(batch: &Committed) -> Vec<u8> {
 /// Reads a batch, checking it as strictly as a message from a browser.
 pub(super) fn decode(payload: &[u8]) -> Result<Committed, String> {
     let wire: WireBatch = serde_json::from_slice(payload).map_err(|err| err.to_string())?;
-    if wire.v != 1 {
+    if wire.v != 1 && wire.v != 2 {
         return Err(format!("unknown version {}", wire.v));
     }
     let mut newest = wire.prev;
     let mut messages = Vec::with_capacity(wire.messages.len());
     for m in wire.messages {
-        if m.id <= newest {
-            return Err("ids are not increasing above prev".to_owned());
+        if wire.v == 1 && (m.seq.is_some() || m.uid.is_some() || m.edited || m.deleted) {
+            return Err("version 2 fields in a version 1 batch".to_owned());
         }
-        newest = m.id;
+        let seq = m.seq.unwrap_or(m.id);
+        if seq <= newest {
+            return Err("positions are not increasing above prev".to_owned());
+        }
+        if m.id > seq || (m.seq.is_some() && m.id == seq) {
+            return Err("a change before its message".to_owned());
+        }
+        if seq != m.id && !(m.edited || m.deleted) {
+            return Err("a change that changed nothing".to_owned());
+        }
+        newest = seq;
         let room = RoomName::parse(&m.room).map_err(|err| err.to_string())?;
         let author = DisplayName::parse(&m.author).map_err(|err| err.to_string())?;
-        let text = MessageText::parse(&m.text, MAX_TEXT_CHARS)
-            .map_err(|err| err.to_string())?
-            .ok_or("an empty message")?;
-        if text.as_str() != m.text {
-            return Err("untrimmed text".to_owned());
-        }
+        let author_id = match &m.uid {
+            Some(uid) => Some(UserId::parse(uid).ok_or("a malformed user id")?),
+            None => None,
+        };
+        let text = if m.deleted {
+            if !m.text.is_empty() {
+                return Err("text in a deleted message".to_owned());
+            }
+            MessageText::gone()
+        } else {
+            let text = MessageText::parse(&m.text, MAX_TEXT_CHARS)
+                .map_err(|err| err.to_string())?
+                .ok_or("an empty message")?;
+            if text.as_str() != m.text {
+                return Err("untrimmed text".to_owned());
+            }
+            text
+        };
         let sent_at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m.at) * 1000)
             .map_err(|_| "a time out of range".to_owned())?;
         messages.push(ChatMessage {
             id: m.id,
+            seq,
             room,
             author,
+            author_id,
             sent_at,
             text,
+            edited: m.edited,
+            deleted: m.deleted,
         });
     }
     if messages.is_empty() {
@@ -97,10 +147,14 @@ mod tests {
         let at = time::macros::datetime!(2026-11-28 08:16:22.123456 UTC);
         let message = |id, text: &str| ChatMessage {
             id,
+            seq: id,
             room: RoomName::general(),
             author: DisplayName::parse("alice").unwrap(),
+            author_id: None,
             sent_at: at,
             text: MessageText::parse(text, 100).unwrap().unwrap(),
+            edited: false,
+            deleted: false,
         };
         Committed {
             prev: 4,
@@ -108,10 +162,75 @@ mod tests {
         }
     }
 
+    /// A message by a known author, then an edit of it and a delete of another.
+    fn changes() -> Committed {
+        let mut batch = batch();
+        let author = Some(UserId::parse("00112233445566778899aabbccddeeff").unwrap());
+        batch.messages[0].author_id = author.clone();
+        let mut edited = batch.messages[0].clone();
+        edited.seq = 10;
+        edited.text = MessageText::parse("fixed", 100).unwrap().unwrap();
+        edited.edited = true;
+        let mut deleted = batch.messages[1].clone();
+        deleted.seq = 11;
+        deleted.author_id = author;
+        deleted.text = MessageText::gone();
+        deleted.deleted = true;
+        batch.messages.extend([edited, deleted]);
+        batch
+    }
+
     #[test]
     fn batches_round_trip() {
         let batch = batch();
         assert_eq!(decode(&encode(&batch)).unwrap(), batch);
+        let changes = changes();
+        assert_eq!(decode(&encode(&changes)).unwrap(), changes);
+    }
+
+    #[test]
+    fn version_1_batches_from_older_nodes_are_read() {
+        let v1 = r#"{"v":1,"prev":4,"messages":[{"id":7,"room":"general","author":"alice","at":1795853782123456,"text":"hi"}]}"#;
+        let batch = decode(v1.as_bytes()).unwrap();
+        assert_eq!((batch.messages[0].id, batch.messages[0].seq), (7, 7));
+        let with_v2_fields = v1.replace(r#""text":"hi""#, r#""text":"hi","edited":true"#);
+        assert!(decode(with_v2_fields.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn hostile_changes_are_refused() {
+        let good = String::from_utf8(encode(&changes())).unwrap();
+        assert!(
+            good.contains(r#""seq":10"#) && good.contains(r#""deleted":true"#),
+            "{good}"
+        );
+        let cases = [
+            // A change numbered before its message, or as the message itself.
+            good.replace(r#""seq":10"#, r#""seq":5"#),
+            good.replace(r#""seq":10"#, r#""seq":7"#),
+            // Positions out of order.
+            good.replace(r#""seq":11"#, r#""seq":10"#),
+            // A change that changed nothing.
+            good.replace(r#""seq":10,"#, r#""seq":10,"x":0,"#),
+            good.replacen(r#","edited":true"#, "", 1),
+            // A deleted message that still has its text.
+            good.replace(
+                r#""text":"","deleted":true"#,
+                r#""text":"back","deleted":true"#,
+            ),
+            // A user id that is not one.
+            good.replacen("00112233445566778899aabbccddeeff", "0011", 1),
+            good.replacen("00112233445566778899aabbccddeeff", "<script>", 1),
+            good.replacen(
+                r#""uid":"00112233445566778899aabbccddeeff""#,
+                r#""uid":7"#,
+                1,
+            ),
+        ];
+        for payload in cases {
+            assert_ne!(payload, good);
+            assert!(decode(payload.as_bytes()).is_err(), "{payload}");
+        }
     }
 
     #[test]
@@ -122,7 +241,7 @@ mod tests {
             "null".to_owned(),
             "{".to_owned(),
             "[]".to_owned(),
-            good.replace(r#""v":1"#, r#""v":2"#),
+            good.replace(r#""v":2"#, r#""v":3"#),
             good.replace(r#""prev":4"#, r#""prev":7"#),
             good.replace(r#""id":9"#, r#""id":7"#),
             good.replace(r#""room":"general""#, r#""room":"../x""#),

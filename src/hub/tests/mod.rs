@@ -14,10 +14,14 @@ use crate::domain::MessageText;
 fn stored(id: u64, room: &str, author: &str, text: &str) -> ChatMessage {
     ChatMessage {
         id,
+        seq: id,
         room: RoomName::parse(room).unwrap(),
         author: DisplayName::parse(author).unwrap(),
+        author_id: None,
         sent_at: OffsetDateTime::now_utc(),
         text: MessageText::parse(text, 100).unwrap().unwrap(),
+        edited: false,
+        deleted: false,
     }
 }
 

@@ -157,7 +157,10 @@ impl Cluster {
     pub async fn history(&self) -> Vec<u64> {
         let store = store::open(&self.db.url).await.unwrap();
         let all = store.between(0, u64::MAX, 100_000).await.unwrap();
-        all.iter().map(|m| m.id).collect()
+        all.iter()
+            .filter(|m| !m.is_change())
+            .map(|m| m.id)
+            .collect()
     }
 
     /// Each client has seen every stored message once, in the store's order, and nothing

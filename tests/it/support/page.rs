@@ -12,7 +12,14 @@ use std::fmt;
 pub struct ShownMessage {
     pub id: u64,
     pub author: String,
+    /// Empty once deleted.
     pub text: String,
+    /// Marked "(edited)".
+    pub edited: bool,
+    /// Shown as "message deleted".
+    pub deleted: bool,
+    /// The `data-author` tag a page uses to offer "Edit" and "Delete" on its own messages.
+    pub author_tag: Option<String>,
 }
 
 /// The parts of a page that frames change: the message list, the notice, presence, the
@@ -51,6 +58,11 @@ pub enum Older {
 }
 
 impl PageModel {
+    /// The message shown with this id.
+    pub fn message(&self, id: u64) -> Option<&ShownMessage> {
+        self.shown.iter().find(|m| m.id == id)
+    }
+
     /// The texts of the messages shown, in order.
     pub fn texts(&self) -> Vec<String> {
         self.shown.iter().map(|m| m.text.clone()).collect()
@@ -141,13 +153,29 @@ impl PageModel {
                     .collect();
                 self.count("rooms");
                 rest = after;
+            } else if let Some(after) = rest.strip_prefix(r##"<hx-partial hx-target="#msg-"##) {
+                // A later version of a message (an edit, a delete): it replaces the
+                // article with that id where the page shows it, and nothing else.
+                let id: u64 = after[..after.find('"').unwrap()].parse().unwrap();
+                let tag = &after[..after.find('>').unwrap()];
+                assert!(tag.ends_with(r#"" hx-swap="outerHTML""#), "{tag}");
+                let body = &after[after.find('>').unwrap() + 1..];
+                let end = body
+                    .find("</hx-partial>")
+                    .unwrap_or_else(|| panic!("unclosed partial in {frame}"));
+                let articles = parse_articles(&body[..end]);
+                assert_eq!(articles.len(), 1, "one article per partial: {frame}");
+                assert_eq!(articles[0].id, id, "the partial targets its own article");
+                if let Some(shown) = self.shown.iter_mut().find(|m| m.id == id) {
+                    *shown = articles.into_iter().next().unwrap();
+                }
+                self.count("replace");
+                rest = &body[end + "</hx-partial>".len()..];
             } else if let Some(after) = rest.strip_prefix(LIST) {
                 let swap = &after[..after.find('"').unwrap()];
                 let body = &after[after.find('>').unwrap() + 1..];
                 let (older, body) = parse_older(body);
-                let end = body
-                    .find("</div>")
-                    .unwrap_or_else(|| panic!("unclosed list in {frame}"));
+                let end = closing_div(body).unwrap_or_else(|| panic!("unclosed list in {frame}"));
                 let content = &body[..end];
                 let articles = parse_articles(content);
                 match swap {
@@ -226,6 +254,28 @@ fn parse_older(body: &str) -> (Option<Older>, &str) {
     }
 }
 
+/// Where the `</div>` closing an element whose inside starts `html` is (divs nest: a
+/// message's actions are one).
+fn closing_div(html: &str) -> Option<usize> {
+    let mut depth = 0_usize;
+    let mut at = 0;
+    loop {
+        let open = html[at..].find("<div").map(|i| at + i);
+        let close = html[at..].find("</div>").map(|i| at + i)?;
+        match open {
+            Some(open) if open < close => {
+                depth += 1;
+                at = open + 4;
+            }
+            _ if depth == 0 => return Some(close),
+            _ => {
+                depth -= 1;
+                at = close + 6;
+            }
+        }
+    }
+}
+
 /// The element `html` starts with is swapped out of band (by its id), as every part of the
 /// page but the message list is.
 fn assert_out_of_band(html: &str) {
@@ -276,15 +326,36 @@ fn parse_articles(html: &str) -> Vec<ShownMessage> {
         .skip(1)
         .map(|article| {
             let id = between(article, "id=\"msg-", "\"").parse().unwrap();
-            let author_tag = between(article, "<span class=\"author c", "</span>");
-            let author = unescape(&author_tag[author_tag.find('>').unwrap() + 1..]);
-            let text_raw = unlink(between(article, "<p class=\"text\">", "</p>"));
-            let text = unescape(&text_raw);
-            assert!(
-                !text_raw.contains(['<', '>', '"']),
-                "unescaped markup in message text: {text_raw:?}"
-            );
-            ShownMessage { id, author, text }
+            let author_span = between(article, "<span class=\"author c", "</span>");
+            let author = unescape(&author_span[author_span.find('>').unwrap() + 1..]);
+            let open = &article[..article.find('>').unwrap()];
+            let author_tag = open
+                .split_once(" data-author=\"")
+                .map(|(_, tag)| tag[..tag.find('"').unwrap()].to_owned());
+            let edited = article.contains("<span class=\"edited\">(edited)</span>");
+            let deleted = article.contains("<p class=\"text gone\">message deleted</p>");
+            let text = if deleted {
+                assert!(
+                    !edited && open.contains("class=\"msg deleted\""),
+                    "{article}"
+                );
+                String::new()
+            } else {
+                let text_raw = unlink(between(article, "<p class=\"text\">", "</p>"));
+                assert!(
+                    !text_raw.contains(['<', '>', '"']),
+                    "unescaped markup in message text: {text_raw:?}"
+                );
+                unescape(&text_raw)
+            };
+            ShownMessage {
+                id,
+                author,
+                text,
+                edited,
+                deleted,
+                author_tag,
+            }
         })
         .collect()
 }
