@@ -161,13 +161,16 @@
     }
   });
 
-  // Your own messages carry your tag (the page's data-me); they get the buttons.
+  // Your own messages carry your tag (the page's data-me); they get the buttons, from a
+  // template in the page (the same bytes go to everyone, so they are not in a message).
   function markMine(root) {
     var layout = document.querySelector(".layout[data-me]");
     var me = layout && layout.dataset.me;
-    if (!me || !/^[0-9a-f]+$/.test(me) || !root) return;
+    var actions = document.getElementById("own-actions");
+    if (!me || !/^[0-9a-f]+$/.test(me) || !root || !actions) return;
     root.querySelectorAll('article[data-author="' + me + '"]:not(.mine)').forEach(function (a) {
       a.classList.add("mine");
+      if (!a.classList.contains("deleted")) a.appendChild(actions.content.firstElementChild.cloneNode(true));
     });
   }
 

@@ -321,6 +321,49 @@ mod tests {
     }
 
     #[test]
+    fn a_later_version_replaces_its_article_and_a_deleted_one_shows_no_text() {
+        let user = crate::domain::UserId::generate();
+        let mut edited = chat(7, "fixed <b>");
+        edited.seq = 9;
+        edited.edited = true;
+        edited.author_id = Some(user.clone());
+        let rendered = message(&edited);
+        assert!(rendered.replaces);
+        let html = rendered.fragment().as_str();
+        assert!(
+            html.starts_with(r##"<hx-partial hx-target="#msg-7" hx-swap="outerHTML"><article"##)
+                && html.ends_with("</article></hx-partial>"),
+            "{html}"
+        );
+        let article = rendered.article();
+        assert!(
+            article.contains(r#"<span class="edited">(edited)</span>"#),
+            "{article}"
+        );
+        assert!(article.contains(&format!(r#"data-author="{}""#, user.tag())));
+        assert!(
+            !article.contains(&user.to_string()),
+            "the id itself is never shown"
+        );
+        assert!(article.contains("fixed &#60;b&#62;") || article.contains("fixed &lt;b&gt;"));
+
+        let mut deleted = chat(8, "secret");
+        deleted.seq = 10;
+        deleted.deleted = true;
+        deleted.text = MessageText::gone();
+        let article = message(&deleted).article().to_owned();
+        assert!(
+            article.contains(r#"<p class="text gone">message deleted</p>"#),
+            "{article}"
+        );
+        assert!(
+            article.starts_with(r#"<article class="msg deleted""#),
+            "{article}"
+        );
+        assert!(!message(&chat(8, "new")).replaces);
+    }
+
+    #[test]
     fn names_keep_their_colour() {
         assert_eq!(colour("alice"), colour("alice"));
         assert!((0..12).contains(&colour("bob")));
