@@ -12,7 +12,8 @@
 //   is put in while the log is marked busy and not live, so it is not read out;
 // - offers "Edit" and "Delete" on your own messages (the server decides; this only shows
 //   the buttons), edits in place (Enter saves, Escape cancels, Up in an empty composer
-//   edits your last message), asks before deleting;
+//   edits your last message), asks before deleting; offers "React" on every message and
+//   toggles reactions, showing yours pressed;
 // - gives each message the composer sends an id of its own, so a resend is stored once.
 (function () {
   "use strict";
@@ -161,17 +162,66 @@
     }
   });
 
-  // Your own messages carry your tag (the page's data-me); they get the buttons, from a
-  // template in the page (the same bytes go to everyone, so they are not in a message).
-  function markMine(root) {
+  // Every message gets "React", and your own (they carry your tag, the page's data-me)
+  // "Edit" and "Delete", from a template in the page: the same bytes go to everyone, so
+  // no buttons are in a message. A reaction you made shows pressed.
+  function myTag() {
     var layout = document.querySelector(".layout[data-me]");
     var me = layout && layout.dataset.me;
-    var actions = document.getElementById("own-actions");
-    if (!me || !/^[0-9a-f]+$/.test(me) || !root || !actions) return;
-    root.querySelectorAll('article[data-author="' + me + '"]:not(.mine)').forEach(function (a) {
-      a.classList.add("mine");
-      if (!a.classList.contains("deleted")) a.appendChild(actions.content.firstElementChild.cloneNode(true));
+    return me && /^[0-9a-f]+$/.test(me) ? me : "";
+  }
+  function prepareArticles(root) {
+    var actions = document.getElementById("msg-actions");
+    var me = myTag();
+    if (!root || !actions) return;
+    root.querySelectorAll("article.msg:not([data-ready])").forEach(function (a) {
+      a.setAttribute("data-ready", "");
+      var mine = me !== "" && a.dataset.author === me;
+      if (mine) a.classList.add("mine");
+      a.querySelectorAll("button.reaction").forEach(function (r) {
+        var by = (r.dataset.by || "").split(" ");
+        r.setAttribute("aria-pressed", me !== "" && by.indexOf(me) >= 0 ? "true" : "false");
+      });
+      if (a.classList.contains("deleted")) return;
+      var row = actions.content.firstElementChild.cloneNode(true);
+      if (!mine) row.querySelectorAll(".own").forEach(function (b) { b.remove(); });
+      a.appendChild(row);
     });
+  }
+
+  // Reacting: "React" opens the picker above the composer (outside the log, so nothing
+  // swapped into the log can take it away); an emoji there, or a reaction on a message,
+  // toggles yours.
+  var pickingFor = null;
+  function openPicker(article, button) {
+    var picker = document.getElementById("picker");
+    if (!picker) return;
+    pickingFor = { id: messageId(article), button: button };
+    var author = article.querySelector(".author");
+    document.getElementById("picker-label").textContent =
+      "React to " + (author ? author.textContent : "the message") + ":";
+    picker.hidden = false;
+    button.setAttribute("aria-expanded", "true");
+    var first = picker.querySelector("button");
+    if (first) first.focus();
+  }
+  function closePicker(focusBack) {
+    var picker = document.getElementById("picker");
+    if (picker) picker.hidden = true;
+    if (!pickingFor) return;
+    var button = pickingFor.button;
+    pickingFor = null;
+    button.setAttribute("aria-expanded", "false");
+    if (focusBack && button.isConnected) button.focus();
+    else if (focusBack) { var t = document.getElementById("text"); if (t) t.focus(); }
+  }
+  function sendChange(kind, id, emoji) {
+    var change = document.getElementById("change");
+    if (!change) return;
+    change.querySelector('input[name="kind"]').value = kind;
+    change.querySelector('input[name="id"]').value = id;
+    change.querySelector('input[name="emoji"]').value = emoji || "";
+    change.requestSubmit();
   }
 
   // A fresh id for the next message the composer sends (hex of 16 random bytes; the
@@ -220,11 +270,8 @@
     if (focusEditButton && edit) edit.focus();
   }
   function askDelete(article) {
-    var change = document.getElementById("change");
-    if (!change) return;
     if (!window.confirm("Delete this message? Everyone will see \u201cmessage deleted\u201d in its place.")) return;
-    change.querySelector('input[name="id"]').value = messageId(article);
-    change.requestSubmit();
+    sendChange("delete", messageId(article));
   }
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("button[data-act]");
@@ -234,11 +281,21 @@
     if (act === "edit" && article) startEdit(article);
     else if (act === "delete" && article) askDelete(article);
     else if (act === "cancel") endEdit(button.closest("form.edit-form"), true);
+    else if (act === "react" && article) sendChange("react", messageId(article), button.dataset.emoji);
+    else if (act === "pick" && article) openPicker(article, button);
+    else if (act === "pick-emoji" && pickingFor) {
+      sendChange("react", pickingFor.id, button.dataset.emoji);
+      closePicker(true);
+    } else if (act === "pick-cancel") closePicker(true);
   });
   document.addEventListener("keydown", function (event) {
     var target = event.target;
     if (event.key === "Escape" && target.closest && target.closest("form.edit-form")) {
       endEdit(target.closest("form.edit-form"), true);
+      event.preventDefault();
+      event.stopPropagation();
+    } else if (event.key === "Escape" && pickingFor) {
+      closePicker(true);
       event.preventDefault();
       event.stopPropagation();
     } else if (event.key === "ArrowUp" && target.id === "text" && target.value === "") {
@@ -274,7 +331,32 @@
     }
   });
 
+  // A message replaced while the focus is on one of its buttons (someone reacted, you
+  // reacted): the focus goes to the same button of the new version, not to the page.
+  var focusedIn = null;
+  function rememberFocus() {
+    var active = document.activeElement;
+    var article = active && active.closest && active.closest("#messages article.msg");
+    focusedIn = article && active.dataset && active.dataset.act
+      ? { article: article.id, act: active.dataset.act, emoji: active.dataset.emoji || "" }
+      : null;
+  }
+  function restoreFocus() {
+    if (!focusedIn) return;
+    var was = focusedIn;
+    focusedIn = null;
+    var article = document.getElementById(was.article);
+    if (!article || article.contains(document.activeElement)) return;
+    var buttons = article.querySelectorAll('button[data-act="' + was.act + '"]');
+    for (var i = 0; i < buttons.length; i++) {
+      if ((buttons[i].dataset.emoji || "") === was.emoji) { buttons[i].focus(); return; }
+    }
+    var any = article.querySelector('button[data-act="pick"]');
+    if (any) any.focus();
+  }
+
   document.addEventListener("htmx:ws:before:message:incoming", function (event) {
+    rememberFocus();
     var list = messages();
     replacing = replacesHistory(event.detail);
     if (replacing) quiet(list, "history", true);
@@ -282,17 +364,19 @@
     articlesBefore = list ? list.querySelectorAll("article").length : 0;
   });
   document.addEventListener("htmx:ws:after:message:incoming", function () {
+    var list = messages();
+    if (list) prepareArticles(list);
+    restoreFocus();
     var input = document.getElementById("text");
     if (input && document.activeElement === document.body) input.focus();
     markCurrentRoom();
-    var list = messages();
     if (!list) return;
     if (replacing) {
       replacing = false;
       releaseLater("history");
     }
     localTimes(list);
-    markMine(list);
+    prepareArticles(list);
     if (stickToBottom) list.scrollTop = list.scrollHeight;
     if (document.hidden) {
       var added = list.querySelectorAll("article").length - articlesBefore;
@@ -308,7 +392,7 @@
     var list = messages();
     if (list) {
       localTimes(list);
-      markMine(list);
+      prepareArticles(list);
     }
   });
 
@@ -341,7 +425,7 @@
     newClientId();
     var list = messages();
     if (list) {
-      markMine(list);
+      prepareArticles(list);
       localTimes(list);
       list.scrollTop = list.scrollHeight;
     }

@@ -90,6 +90,7 @@ fn stored(id: u64, author: &str, text: &str) -> ChatMessage {
         text: MessageText::parse(text, MAX_CHARS).unwrap().unwrap(),
         edited: false,
         deleted: false,
+        reactions: Vec::new(),
     }
 }
 

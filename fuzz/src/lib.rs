@@ -8,7 +8,7 @@
 
 use bytes::BytesMut;
 use hubbub::domain::{
-    ClientId, DisplayName, GuestName, Inbound, InboundError, MessageText, RoomName, UserId,
+    ClientId, DisplayName, Emoji, GuestName, Inbound, InboundError, MessageText, RoomName, UserId,
 };
 use hubbub_wire::{self as wire, Decoder, Incoming, ProtocolError, Role};
 use serde_json::Value;
@@ -196,6 +196,19 @@ fn inbound_frame(frame: &str) {
     let inbound = match Inbound::parse(frame) {
         Ok(inbound) => inbound,
         Err(InboundError::Malformed(_)) => return,
+        Err(InboundError::UnknownReaction) => {
+            let value: Option<Value> = serde_json::from_str(frame).ok();
+            let kind = value
+                .as_ref()
+                .and_then(|v| v.get("kind"))
+                .and_then(Value::as_str);
+            assert_eq!(
+                kind,
+                Some("react"),
+                "{frame:?}: only a reaction names an emoji"
+            );
+            return;
+        }
         Err(other) => panic!("{frame:?}: {other:?}, but parsing only knows malformed"),
     };
     let value: Option<Value> = serde_json::from_str(frame).ok();
@@ -236,6 +249,15 @@ fn inbound_frame(frame: &str) {
             assert_eq!(kind, Some(&Value::from("delete")), "{frame:?}");
             assert!(id > 0, "{frame:?}");
         }
+        Inbound::React { id, emoji } => {
+            assert_eq!(kind, Some(&Value::from("react")), "{frame:?}");
+            assert!(id > 0, "{frame:?}");
+            let sent = object
+                .get("emoji")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            assert!(sent == emoji.as_str() || (sent == "❤" && emoji == Emoji::Heart));
+        }
     }
 }
 
@@ -261,10 +283,10 @@ fn inbound_structured(src: &mut Source<'_>) {
             2 | 3 => "text".to_owned(),
             4 => "HEADERS".to_owned(),
             5 => "id".to_owned(),
-            6 => "client_id".to_owned(),
+            6 => ["client_id", "emoji"][usize::from(src.byte() & 1)].to_owned(),
             _ => src.string(),
         };
-        let value = match src.byte() % 12 {
+        let value = match src.byte() % 14 {
             0 => Json::Null,
             1 => Json::Number(i16::from_le_bytes([src.byte(), src.byte()])),
             2 => Json::Bool,
@@ -276,6 +298,10 @@ fn inbound_structured(src: &mut Source<'_>) {
             8 => Json::String("delete".to_owned()),
             9 => Json::String(u16::from_le_bytes([src.byte(), src.byte()]).to_string()),
             10 => Json::String("0f3a9c2e-7b1d-4e5f-a6b7-c8d9e0f1a2b3".to_owned()),
+            11 => Json::String("react".to_owned()),
+            12 => {
+                Json::String(["👍", "❤️", "❤", "🙂", "✅"][usize::from(src.byte() % 5)].to_owned())
+            }
             _ => Json::String(src.string()),
         };
         entries.push((key, value));
@@ -320,8 +346,9 @@ fn inbound_structured(src: &mut Source<'_>) {
 
     let expected = expected_inbound(&entries);
     match (Inbound::parse(&frame), expected) {
-        (Ok(got), Some(want)) => assert_eq!(got, want, "{frame:?}"),
-        (Err(InboundError::Malformed(_)), None) => {}
+        (Ok(got), Ok(want)) => assert_eq!(got, want, "{frame:?}"),
+        (Err(InboundError::Malformed(_)), Err(Refused::Malformed)) => {}
+        (Err(InboundError::UnknownReaction), Err(Refused::UnknownReaction)) => {}
         (got, want) => panic!("{frame:?}: got {got:?}, expected {want:?} (None: malformed)"),
     }
     inbound_frame(&frame);
@@ -332,7 +359,19 @@ fn inbound_structured(src: &mut Source<'_>) {
 /// number that is not negative, each at most once; every other field is ignored. An edit
 /// and a delete name a message by a positive whole number (digits only, as a string); a
 /// client id is 8 to 64 letters, digits or `-` (empty: none).
-fn expected_inbound(entries: &[(String, Json)]) -> Option<Inbound> {
+fn expected_inbound(entries: &[(String, Json)]) -> Result<Inbound, Refused> {
+    expected_or_malformed(entries).unwrap_or(Err(Refused::Malformed))
+}
+
+/// How the structured mode expects a frame to be refused.
+#[derive(Debug)]
+enum Refused {
+    Malformed,
+    UnknownReaction,
+}
+
+/// [`expected_inbound`], with `None` for malformed.
+fn expected_or_malformed(entries: &[(String, Json)]) -> Option<Result<Inbound, Refused>> {
     let one = |name: &str| -> Option<Option<&Json>> {
         let mut found = entries.iter().filter(|(key, _)| key == name);
         let first = found.next();
@@ -353,6 +392,7 @@ fn expected_inbound(entries: &[(String, Json)]) -> Option<Inbound> {
         }
     };
     let (kind, text, client_id) = (string("kind")?, string("text")?, string("client_id")?);
+    let emoji = string("emoji")?;
     let id: Option<Option<u64>> = match one("id")? {
         None => None,
         Some(Json::Number(n)) if *n >= 0 => Some(Some(*n as u64).filter(|n| *n > 0)),
@@ -365,25 +405,33 @@ fn expected_inbound(entries: &[(String, Json)]) -> Option<Inbound> {
         ),
         Some(_) => return None,
     };
-    match kind {
-        Some("typing") => Some(Inbound::Typing),
+    let inbound = match kind {
+        Some("typing") => Inbound::Typing,
         None | Some("message") => {
             let client_id = match client_id {
                 None | Some("") => None,
                 Some(raw) => Some(ClientId::parse(raw).ok()?),
             };
-            Some(Inbound::Message {
+            Inbound::Message {
                 text: text?.to_owned(),
                 client_id,
-            })
+            }
         }
-        Some("edit") => Some(Inbound::Edit {
+        Some("edit") => Inbound::Edit {
             id: id??,
             text: text?.to_owned(),
-        }),
-        Some("delete") => Some(Inbound::Delete { id: id?? }),
-        _ => None,
-    }
+        },
+        Some("delete") => Inbound::Delete { id: id?? },
+        Some("react") => {
+            let id = id??;
+            let Some(emoji) = Emoji::parse(emoji?) else {
+                return Some(Err(Refused::UnknownReaction));
+            };
+            Inbound::React { id, emoji }
+        }
+        _ => return None,
+    };
+    Some(Ok(inbound))
 }
 
 /// A JSON string literal; `escape_all` writes every character as `\u` escapes (surrogate
@@ -457,8 +505,10 @@ fn message_text(raw: &str, max_chars: usize) {
                 "{raw:?}"
             );
         }
-        Err(InboundError::Malformed(_) | InboundError::EmptyEdit) => {
-            panic!("{raw:?}: text alone is never malformed or an edit")
+        Err(
+            InboundError::Malformed(_) | InboundError::EmptyEdit | InboundError::UnknownReaction,
+        ) => {
+            panic!("{raw:?}: text alone is never malformed, an edit or a reaction")
         }
     }
 }

@@ -7,13 +7,15 @@
 use serde::Deserialize;
 
 use super::message::ClientId;
+use super::reaction::Emoji;
 
 /// What the htmx WebSocket extension sends.
 ///
 /// Submitting the form sends `{"text": …, "client_id": …, "headers": {…}}` (htmx 4) or
 /// `{"text": …, "HEADERS": {…}}` (htmx 2); the typing element sends
 /// `{"kind": "typing", …}`; an edit `{"kind": "edit", "id": "12", "text": …}`, a delete
-/// `{"kind": "delete", "id": "12"}`. Every other field (headers included) is ignored, so
+/// `{"kind": "delete", "id": "12"}`, a reaction `{"kind": "react", "id": "12", "emoji": "👍"}`.
+/// Every other field (headers included) is ignored, so
 /// both shapes, and future ones that add fields, are accepted.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inbound {
@@ -28,6 +30,8 @@ pub enum Inbound {
     Edit { id: u64, text: String },
     /// Delete one of the sender's messages.
     Delete { id: u64 },
+    /// Put an emoji on a message, or take the sender's off.
+    React { id: u64, emoji: Emoji },
 }
 
 #[derive(Deserialize)]
@@ -41,6 +45,8 @@ struct RawInbound {
     id: Option<IdValue>,
     #[serde(default)]
     client_id: Option<String>,
+    #[serde(default)]
+    emoji: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +104,14 @@ impl Inbound {
                 Ok(Inbound::Edit { id, text })
             }
             Some("delete") => Ok(Inbound::Delete { id: raw.id()? }),
+            Some("react") => {
+                let id = raw.id()?;
+                let raw_emoji = raw
+                    .emoji
+                    .ok_or_else(|| InboundError::Malformed("missing field `emoji`".into()))?;
+                let emoji = Emoji::parse(&raw_emoji).ok_or(InboundError::UnknownReaction)?;
+                Ok(Inbound::React { id, emoji })
+            }
             Some(other) => Err(InboundError::Malformed(format!("unknown kind {other:?}"))),
         }
     }
@@ -117,6 +131,8 @@ pub enum InboundError {
     ControlCharacters,
     #[error("An edit cannot leave a message empty; delete it instead.")]
     EmptyEdit,
+    #[error("That reaction is not one of 👍 ❤️ 😂 🎉 👀 ✅.")]
+    UnknownReaction,
 }
 
 #[cfg(test)]
@@ -216,6 +232,31 @@ mod tests {
             Inbound::parse(r#"{"kind":"delete","id":7}"#).unwrap(),
             Inbound::Delete { id: 7 }
         );
+        assert_eq!(
+            Inbound::parse(r#"{"kind":"react","id":"7","emoji":"🎉"}"#).unwrap(),
+            Inbound::React {
+                id: 7,
+                emoji: Emoji::Party
+            }
+        );
+        for emoji in [r#""🙂""#, r#""""#, r#""<img src=x>""#] {
+            let frame = format!(r#"{{"kind":"react","id":"7","emoji":{emoji}}}"#);
+            assert_eq!(
+                Inbound::parse(&frame),
+                Err(InboundError::UnknownReaction),
+                "{frame}"
+            );
+        }
+        for frame in [
+            r#"{"kind":"react","id":"7"}"#,
+            r#"{"kind":"react","emoji":"👍"}"#,
+            r#"{"kind":"react","id":"7","emoji":7}"#,
+        ] {
+            assert!(
+                matches!(Inbound::parse(frame), Err(InboundError::Malformed(_))),
+                "{frame}"
+            );
+        }
         let uuid = "6f1c2a4e-9b7d-4c3a-8e2f-0a1b2c3d4e5f";
         assert_eq!(
             Inbound::parse(&format!(r#"{{"text":"hi","client_id":"{uuid}"}}"#)).unwrap(),

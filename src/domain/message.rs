@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use super::ids::UserId;
 use super::inbound::InboundError;
 use super::names::{DisplayName, RoomName};
+use super::reaction::{Emoji, Reaction};
 
 /// The text of a chat message: trimmed, not empty, at most the configured length.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +130,7 @@ impl NewMessage {
             text: self.text,
             edited: false,
             deleted: false,
+            reactions: Vec::new(),
         }
     }
 }
@@ -160,6 +162,9 @@ pub enum ChangeKind {
     Edit(MessageText),
     /// The message's text is removed for good; a "message deleted" stays in its place.
     Delete,
+    /// Puts the emoji on the message for this user, or takes it off if it is there; the
+    /// name is theirs at the time, shown to those who look at who reacted.
+    React(Emoji, DisplayName),
 }
 
 impl Change {
@@ -192,7 +197,8 @@ impl Write {
 }
 
 /// Why the store refused a change. Checked inside the change's own transaction, so two
-/// nodes cannot both pass the check on a message one of them is deleting.
+/// nodes cannot both pass the check on a message one of them is deleting. Anyone may
+/// react to a message; only its author may edit or delete it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ChangeRefused {
     #[error("that message is not in this room (it may never have existed).")]
@@ -222,6 +228,8 @@ pub struct ChatMessage {
     pub text: MessageText,
     pub edited: bool,
     pub deleted: bool,
+    /// The emoji on it, in the order of the set, each with who put it there.
+    pub reactions: Vec<Reaction>,
 }
 
 impl ChatMessage {
@@ -246,6 +254,7 @@ impl ChatMessage {
             },
             edited: row.edited,
             deleted,
+            reactions: Vec::new(),
         }
     }
 

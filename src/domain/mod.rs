@@ -7,6 +7,7 @@
 //! - [`inbound`]: what the htmx WebSocket extension sends, and why a frame was refused.
 //! - [`names`]: room names and display names (guest names included).
 //! - [`ids`]: who someone is across visits, and the hex ids are written in.
+//! - [`reaction`]: the emoji a reader may put on a message, and who did.
 //! - [`message`]: a message's text, the message before and after the store numbers it, the
 //!   changes its author may make, and the committed batch.
 
@@ -14,6 +15,7 @@ mod ids;
 mod inbound;
 mod message;
 mod names;
+mod reaction;
 
 pub use self::ids::{UserId, hex, is_lower_hex};
 pub use self::inbound::{Inbound, InboundError};
@@ -23,3 +25,4 @@ pub use self::message::{
 };
 pub(crate) use self::message::{StoredRow, unix_micros};
 pub use self::names::{DisplayName, DisplayNameError, GuestName, RoomName, RoomNameError};
+pub use self::reaction::{Emoji, Reaction, Reactor};

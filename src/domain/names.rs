@@ -58,6 +58,12 @@ pub struct DisplayName(pub(super) String);
 impl DisplayName {
     pub const MAX_CHARS: usize = 32;
 
+    /// A name read back from the store, shown as it is: it was parsed before it was
+    /// stored, and it is escaped on output anyway.
+    pub(crate) fn stored(name: String) -> Self {
+        Self(name)
+    }
+
     pub fn parse(raw: &str) -> Result<Self, DisplayNameError> {
         let name = raw.trim();
         let len = name.chars().count();

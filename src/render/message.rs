@@ -8,7 +8,7 @@ use std::ops::Range;
 use askama::Template;
 
 use super::{Html, clock, colour, datetime, fragment};
-use crate::domain::{ChatMessage, RoomName};
+use crate::domain::{ChatMessage, Reaction, RoomName};
 
 /// One message, rendered once: the frame that appends it to every open page (or replaces
 /// its earlier version), and the `<article>` inside it that the history is made of.
@@ -57,6 +57,42 @@ struct MessageTemplate<'a> {
     datetime: String,
     clock: String,
     parts: Vec<Part<'a>>,
+    reactions: Vec<ReactionView>,
+}
+
+/// One emoji on a message as the page shows it: a button with the count that toggles the
+/// reader's own (the page marks it pressed by the tags), and who put it there.
+struct ReactionView {
+    emoji: &'static str,
+    label: &'static str,
+    count: usize,
+    /// Who reacted, by name, in the order they did.
+    names: String,
+    /// Their tags ([`crate::domain::UserId::tag`]), space-separated.
+    tags: String,
+}
+
+fn reaction_views(reactions: &[Reaction]) -> Vec<ReactionView> {
+    reactions
+        .iter()
+        .map(|r| ReactionView {
+            emoji: r.emoji.as_str(),
+            label: r.emoji.label(),
+            count: r.by.len(),
+            names: r
+                .by
+                .iter()
+                .map(|who| who.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            tags: r
+                .by
+                .iter()
+                .map(|who| who.user.tag())
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+        .collect()
 }
 
 /// A piece of message text: plain text, or a web address shown as a link.
@@ -138,6 +174,7 @@ pub fn message(message: &ChatMessage) -> Rendered {
         datetime: datetime(message.sent_at),
         clock: clock(message.sent_at),
         parts: linkify(message.text.as_str()),
+        reactions: reaction_views(&message.reactions),
     });
     let replaces = message.is_change();
     let (open, close): (Cow<str>, _) = if replaces {
@@ -236,6 +273,7 @@ mod tests {
             text: MessageText::parse(text, 10_000).unwrap().unwrap(),
             edited: false,
             deleted: false,
+            reactions: Vec::new(),
         }
     }
 

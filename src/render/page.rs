@@ -4,7 +4,7 @@ use askama::Template;
 
 use super::status::input;
 use super::{RenderError, RoomCount, presence, room_list};
-use crate::domain::{DisplayName, RoomName};
+use crate::domain::{DisplayName, Emoji, RoomName};
 
 /// The URLs a page links to for its scripts and styles (the embedded assets' hashed URLs,
 /// which the HTTP layer knows).
@@ -24,6 +24,8 @@ struct PageTemplate<'a> {
     me: &'a str,
     me_tag: &'a str,
     max_chars: u32,
+    /// The reactions the picker offers.
+    emoji: [Emoji; 6],
     history: &'a str,
     input: &'a str,
     room_list: &'a str,
@@ -56,6 +58,7 @@ pub fn page(page: &Page<'_>) -> Result<String, RenderError> {
         me: page.me,
         me_tag: page.me_tag,
         max_chars: page.max_chars,
+        emoji: Emoji::ALL,
         history: page.history,
         input: &input(page.room, page.max_chars),
         room_list: rooms.as_str(),

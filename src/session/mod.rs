@@ -41,8 +41,8 @@ use self::limits::{Limits, Verdict};
 use crate::commit::{CommitError, Committer};
 use crate::config::Config;
 use crate::domain::{
-    Change, ChangeKind, ClientId, DisplayName, Inbound, InboundError, MessageText, NewMessage,
-    RoomName, UserId, Write,
+    Change, ChangeKind, ClientId, DisplayName, Emoji, Inbound, InboundError, MessageText,
+    NewMessage, RoomName, UserId, Write,
 };
 use crate::hub::{Hub, Membership, NotLoaded, SessionId};
 use crate::limits::{ClientLimits, per_second};
@@ -106,6 +106,7 @@ enum Attempt {
     Post(MessageText),
     Edit,
     Delete,
+    React,
 }
 
 /// What one text frame asks for.
@@ -113,6 +114,8 @@ enum Request {
     Nothing,
     Post(MessageText, Option<ClientId>),
     Change(u64, ChangeKind),
+    /// Reacting needs the name the user has now, which the session looks up.
+    React(u64, Emoji),
     Typing,
 }
 
@@ -294,6 +297,11 @@ impl Session {
                     self.hub.metrics().received();
                     self.change(id, what)?;
                 }
+                Ok(Request::React(id, emoji)) => {
+                    self.hub.metrics().received();
+                    let name = self.current_name();
+                    self.change(id, ChangeKind::React(emoji, name))?;
+                }
                 Err(err) => {
                     self.hub.metrics().received();
                     self.hub.metrics().rejected(inbound_rejection(&err));
@@ -318,15 +326,18 @@ impl Session {
     /// A post: submitted for commit if the limits allow, "not sent" with the text put back
     /// otherwise.
     fn post(&mut self, text: MessageText, client_id: Option<ClientId>) -> Result<(), End> {
-        // The name may have changed since the connection opened.
-        let author = self
-            .hub
-            .name_of(&self.room, self.id)
-            .unwrap_or_else(|| self.name.clone());
+        let author = self.current_name();
         let message = NewMessage::now(self.room.clone(), author, text.clone())
             .by(self.user.clone())
             .with_client_id(client_id);
         self.submit(Write::Post(message), Attempt::Post(text))
+    }
+
+    /// The name the user has now: it may have changed since the connection opened.
+    fn current_name(&self) -> DisplayName {
+        self.hub
+            .name_of(&self.room, self.id)
+            .unwrap_or_else(|| self.name.clone())
     }
 
     /// An edit or a delete of one of this user's messages: the same road, and the same
@@ -336,6 +347,7 @@ impl Session {
         let attempt = match what {
             ChangeKind::Edit(_) => Attempt::Edit,
             ChangeKind::Delete => Attempt::Delete,
+            ChangeKind::React(..) => Attempt::React,
         };
         let change = Change::now(self.room.clone(), id, self.user.clone(), what);
         self.submit(Write::Change(change), attempt)
@@ -379,6 +391,7 @@ impl Session {
             Attempt::Post(text) => self.not_sent(reason, text),
             Attempt::Edit => render::notice(&format!("Not saved: {reason}")),
             Attempt::Delete => render::notice(&format!("Not deleted: {reason}")),
+            Attempt::React => render::notice(&format!("Not reacted: {reason}")),
         };
         self.notice(&notice)
     }
@@ -432,6 +445,7 @@ fn parse(frame: &str, settings: &Settings) -> Result<Request, InboundError> {
             None => Err(InboundError::EmptyEdit),
         },
         Inbound::Delete { id } => Ok(Request::Change(id, ChangeKind::Delete)),
+        Inbound::React { id, emoji } => Ok(Request::React(id, emoji)),
     }
 }
 
@@ -439,8 +453,9 @@ fn parse(frame: &str, settings: &Settings) -> Result<Request, InboundError> {
 fn inbound_rejection(err: &InboundError) -> Rejection {
     match err {
         InboundError::TooLong { .. } => Rejection::TooLong,
-        InboundError::Malformed(_) | InboundError::ControlCharacters | InboundError::EmptyEdit => {
-            Rejection::Invalid
-        }
+        InboundError::Malformed(_)
+        | InboundError::ControlCharacters
+        | InboundError::EmptyEdit
+        | InboundError::UnknownReaction => Rejection::Invalid,
     }
 }

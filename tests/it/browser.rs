@@ -504,6 +504,55 @@ async fn edit_and_delete_in_place() {
         );
     }
 
+    // Bob reacts with the keyboard: "React" opens the picker, its first emoji has the
+    // focus, Enter puts it on; the focus comes back to "React".
+    let react = message_button(&bob, "hello, world", "pick").await;
+    react.send_keys(ENTER).await.unwrap();
+    wait_for_css(&bob, "#picker:not([hidden]) button[data-emoji='👍']:focus").await;
+    assert_accessible(&bob, "the reaction picker open").await;
+    bob.active_element()
+        .await
+        .unwrap()
+        .send_keys(ENTER)
+        .await
+        .unwrap();
+    for browser in [&alice, &bob] {
+        wait_for_css(
+            browser,
+            "#messages article:first-of-type button.reaction[data-emoji='👍']",
+        )
+        .await;
+    }
+    wait_for_css(&bob, "#picker[hidden]").await;
+    let back = bob
+        .execute("return document.activeElement.dataset.act;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(back, json!("pick"), "the focus is back on React");
+    // Pressed for Bob, not for Alice; Alice's click adds hers; the label names both.
+    let pressed = "return [...document.querySelectorAll('#messages button.reaction')].map(b => b.getAttribute('aria-pressed') + ' ' + b.getAttribute('aria-label'));";
+    let bob_name = own_name(&bob).await;
+    let alice_name = own_name(&alice).await;
+    assert_eq!(
+        bob.execute(pressed, vec![]).await.unwrap(),
+        json!([format!("true thumbs up, 1: {bob_name}")])
+    );
+    assert_eq!(
+        alice.execute(pressed, vec![]).await.unwrap(),
+        json!([format!("false thumbs up, 1: {bob_name}")])
+    );
+    let thumb = alice
+        .find(Locator::Css("#messages button.reaction[data-emoji='👍']"))
+        .await
+        .unwrap();
+    thumb.click().await.unwrap();
+    let both = json!([format!("true thumbs up, 2: {bob_name}, {alice_name}")]);
+    eventually("Alice's reaction", async || {
+        let now = alice.execute(pressed, vec![]).await.unwrap();
+        if now == both { Ok(()) } else { Err(now) }
+    })
+    .await;
+
     // "Delete" asks; dismissed, nothing happens; accepted, both pages show it deleted.
     message_button(&alice, "a second thought", "delete")
         .await

@@ -61,6 +61,18 @@ async fn edit_then_delete(app: &TestApp) {
         assert_eq!(page.texts(), ["hello everyone", "a second thought"]);
         assert_eq!(page.ids(), [first, second], "edited in place");
     }
+    // Anyone may react; toggling twice leaves one reaction.
+    react(&mut bob, first, "👀").await;
+    react(&mut bob, second, "✅").await;
+    react(&mut bob, second, "✅").await;
+    react(&mut bob, second, "❤️").await;
+    alice
+        .until("bob's reactions", |page| {
+            page.message(second)
+                .is_some_and(|m| m.reactions.len() == 1 && m.reactions[0].0 == "❤️")
+        })
+        .await;
+    assert_eq!(reactions_of(&alice, first)[0].0, "👀");
     // The edit went the way of a message: committed, then broadcast as its own entry.
     let newcomer = app.connect().await;
     let shown = newcomer.message(first).unwrap();
@@ -69,6 +81,7 @@ async fn edit_then_delete(app: &TestApp) {
         ("hello everyone", true)
     );
 
+    assert_eq!(newcomer.message(first).unwrap().reactions.len(), 1);
     delete(&mut alice, second).await;
     for page in [&mut alice, &mut bob] {
         page.until("the delete", |page| {
@@ -81,6 +94,7 @@ async fn edit_then_delete(app: &TestApp) {
             "a deleted message keeps its place"
         );
         assert_eq!(page.message(second).unwrap().text, "");
+        assert!(page.message(second).unwrap().reactions.is_empty());
     }
     let stored = app.db.stored().await;
     assert!(
@@ -328,9 +342,11 @@ async fn an_edit_and_a_delete_cross_nodes() {
     let mut alice_on_b = b.connect_to("general", Some(&cookie)).await;
     edit(&mut alice, first, "first").await;
     delete(&mut alice_on_b, second).await;
+    react(&mut bob, first, "🎉").await;
     for page in [&mut alice, &mut bob, &mut alice_on_b] {
         page.until("the edit and the delete", |page| {
-            page.message(first).is_some_and(|m| m.edited)
+            page.message(first)
+                .is_some_and(|m| m.edited && m.reactions.len() == 1)
                 && page.message(second).is_some_and(|m| m.deleted)
         })
         .await;
@@ -343,4 +359,97 @@ async fn an_edit_and_a_delete_cross_nodes() {
     cluster
         .assert_everyone_saw_history(&[&a, &b], &mut [&mut alice, &mut bob])
         .await;
+}
+
+/// What htmx sends for a reaction.
+async fn react(client: &mut TestClient, id: u64, emoji: &str) {
+    let frame = json!({"kind": "react", "id": id.to_string(), "emoji": emoji, "headers": {"HX-Request": "true"}});
+    client.send_raw(frame.to_string()).await;
+}
+
+fn reactions_of(client: &TestClient, id: u64) -> Vec<(String, usize, String)> {
+    client
+        .message(id)
+        .map(|m| m.reactions.clone())
+        .unwrap_or_default()
+}
+
+/// Reactions toggle, live for everyone, count and name who reacted, come back in the
+/// history, and go with a deleted message; a reaction outside the set, to a deleted
+/// message or to one of another room is refused with a notice.
+#[tokio::test]
+async fn reactions_toggle_live_name_who_and_go_with_a_deleted_message() {
+    let app = spawn_app().await;
+    let alice_cookie = app.named("alice").await;
+    let bob_cookie = app.named("bob").await;
+    let mut alice = app.connect_to("general", Some(&alice_cookie)).await;
+    let mut bob = app.connect_to("general", Some(&bob_cookie)).await;
+    let id = posted(&mut alice, "lunch at noon?").await;
+    bob.until("the message", |page| page.message(id).is_some())
+        .await;
+
+    react(&mut bob, id, "👍").await;
+    react(&mut alice, id, "👍").await;
+    react(&mut alice, id, "🎉").await;
+    let both = |page: &crate::support::page::PageModel| {
+        page.message(id).is_some_and(|m| {
+            m.reactions
+                == [
+                    ("👍".to_owned(), 2, "bob, alice".to_owned()),
+                    ("🎉".to_owned(), 1, "alice".to_owned()),
+                ]
+        })
+    };
+    alice.until("both reactions", both).await;
+    bob.until("both reactions", both).await;
+    // The same emoji again takes it back.
+    react(&mut bob, id, "👍").await;
+    let one = |page: &crate::support::page::PageModel| {
+        page.message(id).is_some_and(|m| {
+            m.reactions
+                == [
+                    ("👍".to_owned(), 1, "alice".to_owned()),
+                    ("🎉".to_owned(), 1, "alice".to_owned()),
+                ]
+        })
+    };
+    alice.until("bob's thumb taken back", one).await;
+    // A newcomer's history has them; so does a page of older messages.
+    let newcomer = app.connect().await;
+    assert!(one(&newcomer), "{:?}", reactions_of(&newcomer, id));
+    let older = app
+        .get(&format!("/rooms/general/history?before={}", id + 100))
+        .await;
+    assert!(older.body.contains(r#"data-emoji="🎉""#), "{}", older.body);
+
+    // Refusals, each with a notice, nothing changed.
+    let mut elsewhere = app.connect_to("elsewhere", Some(&alice_cookie)).await;
+    let other_room = posted(&mut elsewhere, "in another room").await;
+    react(&mut bob, other_room, "👍").await;
+    assert!(
+        bob.wait_for_notice()
+            .await
+            .starts_with("Not reacted: that message is not in this room")
+    );
+    react(&mut bob, id, "🙂").await;
+    assert!(
+        bob.wait_for_notice()
+            .await
+            .contains("That reaction is not one of")
+    );
+    // Deleting takes the reactions with it; a deleted message takes none.
+    delete(&mut alice, id).await;
+    bob.until("the delete", |page| {
+        page.message(id)
+            .is_some_and(|m| m.deleted && m.reactions.is_empty())
+    })
+    .await;
+    react(&mut bob, id, "❤️").await;
+    assert!(
+        bob.wait_for_notice()
+            .await
+            .starts_with("Not reacted: that message was deleted.")
+    );
+    let left: Vec<(i64, String)> = app.db.stored().await;
+    assert!(left.iter().all(|(_, body)| body != "lunch at noon?"));
 }

@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    ChatMessage, Committed, DisplayName, MessageText, RoomName, UserId, unix_micros,
+    ChatMessage, Committed, DisplayName, Emoji, MessageText, Reaction, Reactor, RoomName, UserId,
+    unix_micros,
 };
 
 /// The longest text accepted from the channel: the most `--max-message-chars` allows.
@@ -43,7 +44,22 @@ struct WireMessage {
     edited: bool,
     #[serde(default, skip_serializing_if = "is_false")]
     deleted: bool,
+    /// The emoji on it (version 2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reactions: Vec<WireReaction>,
 }
+
+/// One emoji on a message: the emoji and who put it there, as `[user id, name]` pairs.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireReaction {
+    e: String,
+    by: Vec<(String, String)>,
+}
+
+/// The most reactors one emoji may list in a payload (a bound on what one batch can make
+/// a node hold, far above any room).
+const MAX_REACTORS: usize = 100_000;
 
 fn is_false(value: &bool) -> bool {
     !*value
@@ -66,6 +82,18 @@ pub(super) fn encode(batch: &Committed) -> Vec<u8> {
                 text: m.text.as_str().to_owned(),
                 edited: m.edited,
                 deleted: m.deleted,
+                reactions: m
+                    .reactions
+                    .iter()
+                    .map(|r| WireReaction {
+                        e: r.emoji.as_str().to_owned(),
+                        by: r
+                            .by
+                            .iter()
+                            .map(|who| (who.user.to_string(), who.name.as_str().to_owned()))
+                            .collect(),
+                    })
+                    .collect(),
             })
             .collect(),
     };
@@ -82,7 +110,8 @@ pub(super) fn decode(payload: &[u8]) -> Result<Committed, String> {
     let mut newest = wire.prev;
     let mut messages = Vec::with_capacity(wire.messages.len());
     for m in wire.messages {
-        if wire.v == 1 && (m.seq.is_some() || m.uid.is_some() || m.edited || m.deleted) {
+        let v2_fields = m.seq.is_some() || m.uid.is_some() || m.edited || m.deleted;
+        if wire.v == 1 && (v2_fields || !m.reactions.is_empty()) {
             return Err("version 2 fields in a version 1 batch".to_owned());
         }
         let seq = m.seq.unwrap_or(m.id);
@@ -92,8 +121,8 @@ pub(super) fn decode(payload: &[u8]) -> Result<Committed, String> {
         if m.id > seq || (m.seq.is_some() && m.id == seq) {
             return Err("a change before its message".to_owned());
         }
-        if seq != m.id && !(m.edited || m.deleted) {
-            return Err("a change that changed nothing".to_owned());
+        if m.deleted && !m.reactions.is_empty() {
+            return Err("reactions on a deleted message".to_owned());
         }
         newest = seq;
         let room = RoomName::parse(&m.room).map_err(|err| err.to_string())?;
@@ -118,6 +147,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<Committed, String> {
         };
         let sent_at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m.at) * 1000)
             .map_err(|_| "a time out of range".to_owned())?;
+        let reactions = reactions(m.reactions)?;
         messages.push(ChatMessage {
             id: m.id,
             seq,
@@ -128,6 +158,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<Committed, String> {
             text,
             edited: m.edited,
             deleted: m.deleted,
+            reactions,
         });
     }
     if messages.is_empty() {
@@ -137,6 +168,32 @@ pub(super) fn decode(payload: &[u8]) -> Result<Committed, String> {
         prev: wire.prev,
         messages,
     })
+}
+
+/// A message's reactions, checked: offered emoji, each once, in the set's order; each
+/// reactor a real user id and name, once per emoji.
+fn reactions(wire: Vec<WireReaction>) -> Result<Vec<Reaction>, String> {
+    let mut reactions: Vec<Reaction> = Vec::with_capacity(wire.len());
+    for r in wire {
+        let emoji = Emoji::parse(&r.e).ok_or("an emoji not offered")?;
+        if reactions.last().is_some_and(|last| last.emoji >= emoji) {
+            return Err("reactions out of order".to_owned());
+        }
+        if r.by.is_empty() || r.by.len() > MAX_REACTORS {
+            return Err("a reaction with no one or too many behind it".to_owned());
+        }
+        let mut by: Vec<Reactor> = Vec::with_capacity(r.by.len());
+        for (user, name) in r.by {
+            let user = UserId::parse(&user).ok_or("a malformed user id")?;
+            if by.iter().any(|who| who.user == user) {
+                return Err("the same reactor twice".to_owned());
+            }
+            let name = DisplayName::parse(&name).map_err(|err| err.to_string())?;
+            by.push(Reactor { user, name });
+        }
+        reactions.push(Reaction { emoji, by });
+    }
+    Ok(reactions)
 }
 
 #[cfg(test)]
@@ -155,6 +212,7 @@ mod tests {
             text: MessageText::parse(text, 100).unwrap().unwrap(),
             edited: false,
             deleted: false,
+            reactions: Vec::new(),
         };
         Committed {
             prev: 4,
@@ -171,6 +229,22 @@ mod tests {
         edited.seq = 10;
         edited.text = MessageText::parse("fixed", 100).unwrap().unwrap();
         edited.edited = true;
+        edited.reactions = vec![
+            Reaction {
+                emoji: Emoji::ThumbsUp,
+                by: vec![Reactor {
+                    user: author.clone().unwrap(),
+                    name: DisplayName::parse("alice").unwrap(),
+                }],
+            },
+            Reaction {
+                emoji: Emoji::Party,
+                by: vec![Reactor {
+                    user: UserId::parse("ffeeddccbbaa99887766554433221100").unwrap(),
+                    name: DisplayName::parse("bob <b>").unwrap(),
+                }],
+            },
+        ];
         let mut deleted = batch.messages[1].clone();
         deleted.seq = 11;
         deleted.author_id = author;
@@ -210,9 +284,19 @@ mod tests {
             good.replace(r#""seq":10"#, r#""seq":7"#),
             // Positions out of order.
             good.replace(r#""seq":11"#, r#""seq":10"#),
-            // A change that changed nothing.
+            // An unknown field.
             good.replace(r#""seq":10,"#, r#""seq":10,"x":0,"#),
-            good.replacen(r#","edited":true"#, "", 1),
+            // Reactions: an emoji not offered, out of order, nobody behind one, the same
+            // reactor twice, a bad name, on a deleted message.
+            good.replace("🎉", "🙂"),
+            good.replace("🎉", "👀").replace("👍", "🎉").replace("👀", "👍"),
+            good.replace(r#""by":[["ffeeddccbbaa99887766554433221100","bob <b>"]]"#, r#""by":[]"#),
+            good.replace(
+                r#"["ffeeddccbbaa99887766554433221100","bob <b>"]"#,
+                r#"["ffeeddccbbaa99887766554433221100","bob <b>"],["ffeeddccbbaa99887766554433221100","x"]"#,
+            ),
+            good.replace("bob <b>", ""),
+            good.replace(r#""deleted":true"#, r#""deleted":true,"reactions":[{"e":"👍","by":[["00112233445566778899aabbccddeeff","a"]]}]"#),
             // A deleted message that still has its text.
             good.replace(
                 r#""text":"","deleted":true"#,

@@ -22,6 +22,7 @@ fn stored(id: u64, room: &str, author: &str, text: &str) -> ChatMessage {
         text: MessageText::parse(text, 100).unwrap().unwrap(),
         edited: false,
         deleted: false,
+        reactions: Vec::new(),
     }
 }
 

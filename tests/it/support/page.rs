@@ -20,6 +20,8 @@ pub struct ShownMessage {
     pub deleted: bool,
     /// The `data-author` tag a page uses to offer "Edit" and "Delete" on its own messages.
     pub author_tag: Option<String>,
+    /// The emoji on it: `(emoji, count, who by name)`.
+    pub reactions: Vec<(String, usize, String)>,
 }
 
 /// The parts of a page that frames change: the message list, the notice, presence, the
@@ -348,6 +350,27 @@ fn parse_articles(html: &str) -> Vec<ShownMessage> {
                 );
                 unescape(&text_raw)
             };
+            let reactions = article
+                .split("<button type=\"button\" class=\"reaction\"")
+                .skip(1)
+                .map(|button| {
+                    let emoji = between(button, "data-emoji=\"", "\"").to_owned();
+                    let shown = between(button, "<span aria-hidden=\"true\">", "</span>");
+                    let (shown_emoji, count) = shown.rsplit_once(' ').unwrap();
+                    assert_eq!(shown_emoji, emoji);
+                    let who = unescape(between(
+                        button,
+                        "<span class=\"who\" aria-hidden=\"true\">",
+                        "</span>",
+                    ));
+                    let label = between(button, "aria-label=\"", "\"");
+                    assert!(
+                        unescape(label).ends_with(&format!(", {count}: {who}")),
+                        "{label}"
+                    );
+                    (emoji, count.parse().unwrap(), who)
+                })
+                .collect();
             ShownMessage {
                 id,
                 author,
@@ -355,6 +378,7 @@ fn parse_articles(html: &str) -> Vec<ShownMessage> {
                 edited,
                 deleted,
                 author_tag,
+                reactions,
             }
         })
         .collect()
