@@ -176,6 +176,10 @@
     if (!root || !actions) return;
     root.querySelectorAll("article.msg:not([data-ready])").forEach(function (a) {
       a.setAttribute("data-ready", "");
+      // Messages are reached with the arrow keys, not one Tab stop per button (see
+      // below): a message and its buttons are out of the Tab order until it is picked.
+      a.setAttribute("tabindex", "-1");
+      a.querySelectorAll("button").forEach(function (b) { b.setAttribute("tabindex", "-1"); });
       var mine = me !== "" && a.dataset.author === me;
       if (mine) a.classList.add("mine");
       a.querySelectorAll("button.reaction").forEach(function (r) {
@@ -188,6 +192,54 @@
       a.appendChild(row);
     });
   }
+
+  // The log with the keyboard: it scrolls with the arrow keys; Enter picks the newest
+  // message, Up and Down (Home, End) move between messages, Tab reaches the picked
+  // message's buttons (only that message's are in the Tab order), Escape goes back to
+  // the log. One Tab stop for the log however many messages it holds.
+  function articles() {
+    var list = messages();
+    return list ? Array.prototype.slice.call(list.querySelectorAll("article.msg")) : [];
+  }
+  function pick(article) {
+    if (!article) return;
+    article.focus();
+    article.scrollIntoView({ block: "nearest" });
+  }
+  document.addEventListener("keydown", function (event) {
+    var list = messages();
+    var target = event.target;
+    if (!list || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (target === list && event.key === "Enter") {
+      var all = articles();
+      pick(all[all.length - 1]);
+      event.preventDefault();
+      return;
+    }
+    if (event.key === "Escape" && target.closest && target.closest("#messages article.msg")) {
+      list.focus();
+      event.preventDefault();
+      return;
+    }
+    if (!target.matches || !target.matches("#messages article.msg")) return;
+    var all = articles();
+    var at = all.indexOf(target);
+    var next = null;
+    if (event.key === "ArrowUp") next = all[at - 1];
+    else if (event.key === "ArrowDown") next = all[at + 1];
+    else if (event.key === "Home") next = all[0];
+    else if (event.key === "End") next = all[all.length - 1];
+    else return;
+    event.preventDefault();
+    pick(next || target);
+  });
+  document.addEventListener("focusin", function (event) {
+    var article = event.target.closest && event.target.closest("#messages article.msg");
+    articles().forEach(function (a) {
+      var tab = a === article ? "0" : "-1";
+      a.querySelectorAll("button").forEach(function (b) { b.setAttribute("tabindex", tab); });
+    });
+  });
 
   // Reacting: "React" opens the picker above the composer (outside the log, so nothing
   // swapped into the log can take it away); an emoji there, or a reaction on a message,
@@ -337,8 +389,8 @@
   function rememberFocus() {
     var active = document.activeElement;
     var article = active && active.closest && active.closest("#messages article.msg");
-    focusedIn = article && active.dataset && active.dataset.act
-      ? { article: article.id, act: active.dataset.act, emoji: active.dataset.emoji || "" }
+    focusedIn = article
+      ? { article: article.id, act: active.dataset.act || "", emoji: active.dataset.emoji || "" }
       : null;
   }
   function restoreFocus() {
@@ -347,6 +399,7 @@
     focusedIn = null;
     var article = document.getElementById(was.article);
     if (!article || article.contains(document.activeElement)) return;
+    if (!was.act) { article.focus(); return; }
     var buttons = article.querySelectorAll('button[data-act="' + was.act + '"]');
     for (var i = 0; i < buttons.length; i++) {
       if ((buttons[i].dataset.emoji || "") === was.emoji) { buttons[i].focus(); return; }

@@ -258,6 +258,7 @@ const CONTROL: &str = "\u{E009}";
 const SHIFT_KEY: char = '\u{E008}';
 const CONTROL_KEY: char = '\u{E009}';
 const HOME: &str = "\u{E011}";
+const ARROW_UP: &str = "\u{E013}";
 const ESCAPE: &str = "\u{E00C}";
 
 /// Sends keys to whatever has the focus, as a keyboard does: no element is ever clicked or
@@ -402,6 +403,45 @@ async fn a_whole_session_with_the_keyboard_alone() {
     tab_to(&browser, "#messages", false).await;
     press(&browser, HOME).await;
     eventually_more(&browser, shown).await;
+
+    // Pick a message with the keyboard: Enter on the log picks the newest, Up the one
+    // before; Tab reaches its React button (the only buttons in the Tab order are the
+    // picked message's); the picker's first emoji reacts; Escape goes back to the log.
+    tab_to(&browser, "#messages", true).await;
+    press(&browser, ENTER).await;
+    press(&browser, ARROW_UP).await;
+    let picked = browser
+        .execute(
+            "const a = document.activeElement; return a.matches('#messages article.msg') ? a.querySelector('.text').textContent : null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let picked = picked.as_str().expect("a message has the focus").to_owned();
+    press(&browser, TAB).await;
+    assert_eq!(focused(&browser).await, "button", "its first button");
+    assert!(
+        ring_visible(&browser).await,
+        "the button shows a focus ring"
+    );
+    press(&browser, ENTER).await;
+    wait_for_css(&browser, "#picker:not([hidden]) button:focus").await;
+    press(&browser, ENTER).await;
+    wait_for_css(&browser, "#messages button.reaction[aria-pressed='true']").await;
+    let reacted = browser
+        .execute(
+            "return document.querySelector('#messages button.reaction[aria-pressed=\"true\"]').closest('article').querySelector('.text').textContent;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        reacted,
+        json!(picked),
+        "the picked message got the reaction"
+    );
+    press(&browser, ESCAPE).await;
+    assert_eq!(focused(&browser).await, "div#messages", "Escape goes back to the log");
 
     // Change rooms with the form in the sidebar.
     tab_to(&browser, "#room-name", true).await;
