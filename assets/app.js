@@ -305,12 +305,29 @@
     form.querySelector('input[name="id"]').value = id;
     input.id = "edit-" + id;
     form.querySelector("label").htmlFor = input.id;
+    // What the page shows is rendered Markdown: the field gets the text as written, from
+    // the server (what is shown stands in until it comes, and if it cannot).
     input.value = text.textContent;
     article.classList.add("editing");
     article.appendChild(form);
     if (window.htmx) htmx.process(form);
     input.focus();
     input.setSelectionRange(input.value.length, input.value.length);
+    var layout = document.querySelector(".layout[data-room]");
+    if (layout && window.fetch) {
+      var edited = input.value;
+      fetch("/rooms/" + encodeURIComponent(layout.dataset.room) + "/messages/" + id + "/source", {
+        credentials: "same-origin", cache: "no-store"
+      }).then(function (response) {
+        return response.ok ? response.text() : null;
+      }).then(function (source) {
+        // Only if the reader has not started typing meanwhile.
+        if (source !== null && input.isConnected && input.value === edited) {
+          input.value = source;
+          input.setSelectionRange(source.length, source.length);
+        }
+      }).catch(function () {});
+    }
   }
   function endEdit(form, focusEditButton) {
     var article = form && form.closest("article");

@@ -22,6 +22,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("inbound", inbound),
     ("domain", domain),
     ("paging_cursor", paging_cursor),
+    ("markdown", markdown),
 ];
 
 /// Reads the fuzzer's bytes front to back; once they run out, every read is zero, so any
@@ -623,4 +624,99 @@ pub fn paging_cursor(data: &[u8]) {
         (got, want) => panic!("{query:?}: got {got:?}, expected {want:?}"),
     }
     assert!(hubbub::http::parse_cursor(None).is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// markdown
+
+/// Input: message text (lossily decoded as UTF-8). Its HTML holds only the allow-listed
+/// elements (`hubbub::render::ALLOWED_IN_MESSAGES`); the only attributes are a link's
+/// `href` (`http://` or `https://`), `rel` and `target`, and a list's `start` (digits);
+/// outside the tags there is no `<`, `>` or `"`; an inline body has no block elements;
+/// elements open and close in order.
+pub fn markdown(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let body = hubbub::render::message_body(&text);
+    let html = body.html.as_str();
+    let mut open: Vec<String> = Vec::new();
+    let mut rest = html;
+    loop {
+        let Some(at) = rest.find('<') else {
+            assert!(!rest.contains(['>', '"']), "{html:?}");
+            break;
+        };
+        assert!(
+            !rest[..at].contains(['>', '"']),
+            "text with markup characters: {html:?}"
+        );
+        let end = at
+            + rest[at..]
+                .find('>')
+                .unwrap_or_else(|| panic!("unclosed tag: {html:?}"));
+        let tag = &rest[at + 1..end];
+        assert!(!tag.contains('<'), "{html:?}");
+        let closing = tag.starts_with('/');
+        let inside = tag.trim_start_matches('/');
+        let name: String = inside
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect();
+        assert!(
+            hubbub::render::ALLOWED_IN_MESSAGES.contains(&name.as_str()),
+            "<{tag}> is not allowed: {html:?}"
+        );
+        let attributes = &inside[name.len()..];
+        if closing {
+            assert!(attributes.is_empty(), "{html:?}");
+            assert_eq!(
+                open.pop().as_deref(),
+                Some(name.as_str()),
+                "out of order: {html:?}"
+            );
+        } else {
+            match name.as_str() {
+                "a" => {
+                    let href = attributes
+                        .strip_prefix(" href=\"")
+                        .and_then(|a| {
+                            a.strip_suffix("\" rel=\"noopener nofollow ugc\" target=\"_blank\"")
+                        })
+                        .unwrap_or_else(|| panic!("a link's attributes: <{tag}> in {html:?}"));
+                    let lower = href.to_ascii_lowercase();
+                    assert!(
+                        lower.starts_with("http://") || lower.starts_with("https://"),
+                        "a link to {href:?}: {html:?}"
+                    );
+                    assert!(!href.contains(['"', '<', '>']), "{html:?}");
+                }
+                "ol" => {
+                    assert!(
+                        attributes.is_empty()
+                            || attributes
+                                .strip_prefix(" start=\"")
+                                .and_then(|n| n.strip_suffix('"'))
+                                .is_some_and(
+                                    |n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                                ),
+                        "{html:?}"
+                    )
+                }
+                _ => assert!(attributes.is_empty(), "attributes on <{tag}>: {html:?}"),
+            }
+            if body.inline {
+                assert!(
+                    !matches!(
+                        name.as_str(),
+                        "p" | "pre" | "blockquote" | "ul" | "ol" | "li"
+                    ),
+                    "a block in an inline body: {html:?}"
+                );
+            }
+            if name != "br" {
+                open.push(name);
+            }
+        }
+        rest = &rest[end + 1..];
+    }
+    assert!(open.is_empty(), "left open {open:?}: {html:?}");
 }

@@ -2,6 +2,9 @@
 //! the 50 messages before `ID`, led by the next "load older" element or "start of
 //! conversation". Ids are the cursor, so pages neither shift nor overlap when new
 //! messages arrive.
+//!
+//! `GET /rooms/{room}/messages/{id}/source` is one message's text as it was written (its
+//! Markdown), for the edit form: what a page shows is rendered and cannot be read back.
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -16,7 +19,9 @@ use crate::render;
 pub(crate) const PAGE: u32 = 50;
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/rooms/{room}/history", get(older))
+    Router::new()
+        .route("/rooms/{room}/history", get(older))
+        .route("/rooms/{room}/messages/{id}/source", get(source))
 }
 
 async fn older(
@@ -41,6 +46,37 @@ async fn older(
     }
     let html = render::older_page(&room, &messages, has_more);
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
+}
+
+/// A message's text as written: plain text, not cached (an edit changes it). A message
+/// that is not in the room, or deleted, is not found.
+async fn source(
+    State(state): State<AppState>,
+    Path((room, id)): Path<(String, String)>,
+) -> Result<Response, HttpError> {
+    let room = super::page::parse_room(&room)?;
+    let id = Some(&id)
+        .filter(|raw| raw.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|raw| raw.parse::<u64>().ok())
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            HttpError::BadRequest("expected a message id (a positive whole number)".into())
+        })?;
+    let message = state.store.message(&room, id).await.map_err(|err| {
+        tracing::error!(error = %err, "reading a message failed");
+        HttpError::StoreUnavailable
+    })?;
+    match message {
+        Some(message) if !message.deleted => Ok((
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            message.text.as_str().to_owned(),
+        )
+            .into_response()),
+        _ => Err(HttpError::NotFound),
+    }
 }
 
 /// The paging cursor from a history request's query string: `before=ID` with ID a

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use askama::Template;
 
-use super::{Html, clock, colour, datetime, fragment};
+use super::{Html, clock, colour, datetime, fragment, markdown};
 use crate::domain::{ChatMessage, Reaction, RoomName};
 
 /// One message, rendered once: the frame that appends it to every open page (or replaces
@@ -56,7 +56,10 @@ struct MessageTemplate<'a> {
     colour: u8,
     datetime: String,
     clock: String,
-    parts: Vec<Part<'a>>,
+    /// The text as HTML ([`markdown::render`]): escaped, only allow-listed elements.
+    body: String,
+    /// One paragraph of inline content (in a `<p>`), or blocks (in a `<div>`).
+    inline: bool,
     reactions: Vec<ReactionView>,
 }
 
@@ -97,14 +100,14 @@ fn reaction_views(reactions: &[Reaction]) -> Vec<ReactionView> {
 
 /// A piece of message text: plain text, or a web address shown as a link.
 #[derive(Debug, PartialEq, Eq)]
-enum Part<'a> {
+pub(super) enum Part<'a> {
     Text(&'a str),
     Link(&'a str),
 }
 
 /// Splits text into plain runs and `http(s)://` addresses. Only those two schemes become
 /// links, so `javascript:` and friends stay text; trailing punctuation stays outside.
-fn linkify(text: &str) -> Vec<Part<'_>> {
+pub(super) fn linkify(text: &str) -> Vec<Part<'_>> {
     let mut parts = Vec::new();
     let mut rest = text;
     while let Some(start) = find_link_start(rest) {
@@ -164,6 +167,7 @@ fn find_link_start(text: &str) -> Option<usize> {
 /// Renders a message into the fragment that appends it to the list, or, for a version
 /// after a change, the one that replaces it where it is shown.
 pub fn message(message: &ChatMessage) -> Rendered {
+    let body = markdown::render(message.text.as_str());
     let article = fragment(&MessageTemplate {
         id: message.id,
         author: message.author.as_str(),
@@ -173,7 +177,8 @@ pub fn message(message: &ChatMessage) -> Rendered {
         colour: colour(message.author.as_str()),
         datetime: datetime(message.sent_at),
         clock: clock(message.sent_at),
-        parts: linkify(message.text.as_str()),
+        body: body.html,
+        inline: body.inline,
         reactions: reaction_views(&message.reactions),
     });
     let replaces = message.is_change();

@@ -13,12 +13,14 @@ use askama::Template;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+pub use self::markdown::{ALLOWED as ALLOWED_IN_MESSAGES, Body, render as message_body};
 pub use self::message::{Rendered, history_frame, history_inner, message, older_page};
 pub use self::page::{AssetUrls, Page, error_page, page};
 pub use self::status::{
     PRESENCE_SHOWN, RoomCount, event, not_sent, notice, presence, presence_count, room_list, typing,
 };
 
+mod markdown;
 mod message;
 mod page;
 mod status;

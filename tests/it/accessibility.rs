@@ -441,7 +441,11 @@ async fn a_whole_session_with_the_keyboard_alone() {
         "the picked message got the reaction"
     );
     press(&browser, ESCAPE).await;
-    assert_eq!(focused(&browser).await, "div#messages", "Escape goes back to the log");
+    assert_eq!(
+        focused(&browser).await,
+        "div#messages",
+        "Escape goes back to the log"
+    );
 
     // Change rooms with the form in the sidebar.
     tab_to(&browser, "#room-name", true).await;

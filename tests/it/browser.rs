@@ -573,6 +573,52 @@ async fn edit_and_delete_in_place() {
             ["hello, world", "message deleted", "bob was here"]
         );
     }
+    // Markdown renders; hostile HTML in it stays text; editing it starts from the text as
+    // written (the page fetches it), not from what is shown.
+    let marked = "**bold** `code` [link](javascript:alert(1)) <img src=x onerror=window.__xss=5>";
+    say(&alice, marked).await;
+    wait_for_css(&bob, "#messages article:last-of-type .text strong").await;
+    let rendered = bob
+        .execute(
+            "const t = document.querySelector('#messages article:last-of-type .text');
+             return [t.querySelector('strong').textContent, t.querySelector('code').textContent,
+                     t.querySelectorAll('a, img').length, window.__xss === undefined, t.textContent];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rendered,
+        json!([
+            "bold",
+            "code",
+            0,
+            true,
+            "bold code link <img src=x onerror=window.__xss=5>"
+        ])
+    );
+    let input = alice.find(Locator::Css("#text")).await.unwrap();
+    input.send_keys(ARROW_UP).await.unwrap();
+    wait_for_css(&alice, "form.edit-form input[name='text']:focus").await;
+    eventually("the edit field to hold the text as written", async || {
+        let value = alice
+            .execute("return document.activeElement.value;", vec![])
+            .await
+            .unwrap();
+        if value == json!(marked) {
+            Ok(())
+        } else {
+            Err(value)
+        }
+    })
+    .await;
+    alice
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(ESCAPE)
+        .await
+        .unwrap();
     assert_accessible(&bob, "the chat with an edited and a deleted message").await;
     save_screenshot(&alice, "screenshot-edit.png").await;
     for browser in [&alice, &bob] {

@@ -181,5 +181,67 @@ async fn hostile_text_is_shown_as_text() {
     // `apply` asserts that no message text contains raw markup.
     reader.wait_for_shown(payloads.len()).await;
     let texts = reader.texts();
-    assert_eq!(texts, payloads, "every payload round-trips as plain text");
+    // Markdown reads character references, as CommonMark does; the result is still text.
+    let mut expected = payloads.map(str::to_owned);
+    expected[6] = "<already escaped> & 'quotes'".to_owned();
+    assert_eq!(texts, expected, "every payload round-trips as plain text");
+}
+
+/// The Markdown subset renders to its elements, and hostile input in every construct stays
+/// text: the page model checks every element against the renderer's allow-list.
+#[tokio::test]
+async fn markdown_renders_a_safe_subset_and_nothing_else() {
+    let app = spawn_app().await;
+    let mut sender = app.connect().await;
+    let mut reader = app.connect().await;
+    let messages = [
+        ("**bold** *it* ~~gone~~ `a<b`", "bold it gone a<b"),
+        (
+            "[docs](https://docs.rs/x) and https://e.example/",
+            "docs and https://e.example/",
+        ),
+        ("> quoted <b>\n\nafter", "quoted <b>after"),
+        ("- one\n- two", "onetwo"),
+        (
+            "```\n<script>alert(1)</script>\n```",
+            "<script>alert(1)</script>\n",
+        ),
+        ("[click](javascript:alert(1))", "click"),
+        ("![tracker](https://t.example/p.png)", "tracker"),
+        (
+            "**<img src=x onerror=alert(1)>**",
+            "<img src=x onerror=alert(1)>",
+        ),
+        (
+            "[x](https://a.example/\" onmouseover=\"alert(1))",
+            "[x](https://a.example/\" onmouseover=\"alert(1))",
+        ),
+        ("# <h1>big</h1>", "<h1>big</h1>"),
+    ];
+    for (text, _) in messages {
+        sender.say(text).await;
+    }
+    reader.wait_for_shown(messages.len()).await;
+    let shown: Vec<String> = reader.texts();
+    let expected: Vec<&str> = messages.iter().map(|(_, shown)| *shown).collect();
+    assert_eq!(shown, expected);
+    // The elements themselves, as the frames carried them.
+    let history = app.get("/rooms/general/history?before=1000").await.body;
+    for element in [
+        "<strong>bold</strong>",
+        "<em>it</em>",
+        "<del>gone</del>",
+        "<code>a&lt;b</code>",
+        "<blockquote><p>quoted &lt;b&gt;</p></blockquote>",
+        "<ul><li>one</li><li>two</li></ul>",
+        "<pre><code>&lt;script&gt;alert(1)&lt;/script&gt;\n</code></pre>",
+        r#"<a href="https://docs.rs/x" rel="noopener nofollow ugc" target="_blank">docs</a>"#,
+    ] {
+        assert!(
+            history.contains(element),
+            "{element} missing from {history}"
+        );
+    }
+    assert!(!history.contains("javascript:alert(1)\""), "{history}");
+    assert!(!history.contains("<img"), "{history}");
 }

@@ -315,12 +315,49 @@ fn unlink(html: &str) -> String {
             "{tag}"
         );
         let close = tag_end + rest[tag_end..].find("</a>").unwrap();
-        assert_eq!(&rest[tag_end..close], href, "a link shows its address");
-        text.push_str(href);
+        // A bare address shows itself; a Markdown link shows its label.
+        text.push_str(&rest[tag_end..close]);
         rest = &rest[close + "</a>".len()..];
     }
     text.push_str(rest);
     text
+}
+
+/// A message body as a reader sees its text: links checked and turned back into what they
+/// show, every other element checked against the renderer's allow-list and dropped, line
+/// breaks as `\n`, entities decoded; no `<`, `>` or `"` is left unescaped.
+fn shown_text(body: &str) -> String {
+    let unlinked = unlink(body);
+    let mut text = String::new();
+    let mut rest = unlinked.as_str();
+    while let Some(at) = rest.find('<') {
+        text.push_str(&rest[..at]);
+        let end = at + rest[at..].find('>').unwrap();
+        let tag = rest[at + 1..end].trim_start_matches('/');
+        let name: String = tag
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect();
+        assert!(
+            hubbub::render::ALLOWED_IN_MESSAGES.contains(&name.as_str()) && name != "a",
+            "an element outside the allow-list in a message: <{tag}> in {body:?}"
+        );
+        let attributes = &tag[name.len()..];
+        assert!(
+            attributes.is_empty() || (name == "ol" && attributes.starts_with(" start=\"")),
+            "attributes on <{tag}> in {body:?}"
+        );
+        if name == "br" {
+            text.push('\n');
+        }
+        rest = &rest[end + 1..];
+    }
+    text.push_str(rest);
+    assert!(
+        !text.contains(['<', '>', '"']),
+        "unescaped markup in message text: {text:?}"
+    );
+    unescape(&text)
 }
 
 fn parse_articles(html: &str) -> Vec<ShownMessage> {
@@ -342,13 +379,10 @@ fn parse_articles(html: &str) -> Vec<ShownMessage> {
                     "{article}"
                 );
                 String::new()
+            } else if article.contains("<p class=\"text\">") {
+                shown_text(between(article, "<p class=\"text\">", "</p>"))
             } else {
-                let text_raw = unlink(between(article, "<p class=\"text\">", "</p>"));
-                assert!(
-                    !text_raw.contains(['<', '>', '"']),
-                    "unescaped markup in message text: {text_raw:?}"
-                );
-                unescape(&text_raw)
+                shown_text(between(article, "<div class=\"text\">", "</div>"))
             };
             let reactions = article
                 .split("<button type=\"button\" class=\"reaction\"")
