@@ -49,6 +49,10 @@ const LINKS_TEXT: &str = "the fix is in https://github.com/hubbub/hubbub/pull/14
      http://staging.example.com:8080/rooms/general?debug=1.";
 
 /// Exactly `MAX_CHARS` characters of ordinary prose: the longest message accepted.
+/// A message that uses Markdown: bold, code, a link, a strikethrough.
+const MARKDOWN_TEXT: &str = "**deploy** is done: run `cargo run --release` and see \
+     [the notes](https://github.com/hubbub/hubbub/releases) ~~tomorrow~~ today";
+
 fn long_text() -> String {
     let prose = "A long message pasted into the chat, with words, punctuation and spaces \
                  like any other paragraph of text. ";
@@ -122,12 +126,19 @@ fn render(c: &mut Criterion) {
     let typical = stored(1_000_001, "alice", TYPICAL_TEXT);
     let links = stored(1_000_002, "alice", LINKS_TEXT);
     assert!(render::message(&links).article().contains("<a href="));
+    let markdown = stored(1_000_003, "alice", MARKDOWN_TEXT);
+    assert!(
+        render::message(&markdown)
+            .article()
+            .contains("<strong>deploy</strong>")
+    );
 
     let mut group = c.benchmark_group("render");
     group.throughput(Throughput::Elements(1));
     for (label, message) in [
         ("typical message", &typical),
         ("message with links", &links),
+        ("message with Markdown", &markdown),
     ] {
         group.bench_with_input(BenchmarkId::new("message", label), message, |b, message| {
             b.iter(|| render::message(std::hint::black_box(message)));
