@@ -13,7 +13,8 @@
 // - offers "Edit" and "Delete" on your own messages (the server decides; this only shows
 //   the buttons), edits in place (Enter saves, Escape cancels, Up in an empty composer
 //   edits your last message), asks before deleting; offers "React" on every message and
-//   toggles reactions, showing yours pressed;
+//   toggles reactions, showing yours pressed; "Reply" shows what you answer above the
+//   composer and sends its id with your message;
 // - gives each message the composer sends an id of its own, so a resend is stored once.
 (function () {
   "use strict";
@@ -267,6 +268,30 @@
     if (focusBack && button.isConnected) button.focus();
     else if (focusBack) { var t = document.getElementById("text"); if (t) t.focus(); }
   }
+  // Replying: "Reply" shows what you answer above the composer (with a way to cancel)
+  // and puts its id in the composer's reply_to field; sending or cancelling clears both.
+  function startReply(article) {
+    var field = document.getElementById("reply-to");
+    var bar = document.getElementById("replying");
+    if (!field || !bar) return;
+    var author = article.querySelector(".author");
+    var text = article.querySelector(".text");
+    var excerpt = text ? text.textContent.trim() : "";
+    if (excerpt.length > 80) excerpt = excerpt.slice(0, 80) + "\u2026";
+    field.value = messageId(article);
+    document.getElementById("replying-text").textContent =
+      "Replying to " + (author ? author.textContent : "a message") + ": " + excerpt;
+    bar.hidden = false;
+    var input = document.getElementById("text");
+    if (input) input.focus();
+  }
+  function endReply() {
+    var field = document.getElementById("reply-to");
+    var bar = document.getElementById("replying");
+    if (field) field.value = "";
+    if (bar) bar.hidden = true;
+  }
+
   function sendChange(kind, id, emoji) {
     var change = document.getElementById("change");
     if (!change) return;
@@ -352,6 +377,12 @@
     else if (act === "cancel") endEdit(button.closest("form.edit-form"), true);
     else if (act === "react" && article) sendChange("react", messageId(article), button.dataset.emoji);
     else if (act === "pick" && article) openPicker(article, button);
+    else if (act === "reply" && article) startReply(article);
+    else if (act === "reply-cancel") {
+      endReply();
+      var input = document.getElementById("text");
+      if (input) input.focus();
+    }
     else if (act === "pick-emoji" && pickingFor) {
       sendChange("react", pickingFor.id, button.dataset.emoji);
       closePicker(true);
@@ -361,6 +392,10 @@
     var target = event.target;
     if (event.key === "Escape" && target.closest && target.closest("form.edit-form")) {
       endEdit(target.closest("form.edit-form"), true);
+      event.preventDefault();
+      event.stopPropagation();
+    } else if (event.key === "Escape" && target.id === "text" && !document.getElementById("replying").hidden) {
+      endReply();
       event.preventDefault();
       event.stopPropagation();
     } else if (event.key === "Escape" && pickingFor) {
@@ -479,7 +514,10 @@
     }
     var form = event.target.closest ? event.target.closest("form") : null;
     if (form) form.reset();
-    if (form && form.id === "composer") newClientId();
+    if (form && form.id === "composer") {
+      newClientId();
+      endReply();
+    }
     if (form && form.classList.contains("edit-form")) {
       // Sent: the new version will replace the message; typing goes on in the composer.
       setTimeout(function () { endEdit(form, false); }, 0);

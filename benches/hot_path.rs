@@ -95,6 +95,7 @@ fn stored(id: u64, author: &str, text: &str) -> ChatMessage {
         edited: false,
         deleted: false,
         reactions: Vec::new(),
+        reply: None,
     }
 }
 

@@ -219,7 +219,12 @@ fn inbound_frame(frame: &str) {
     let kind = object.get("kind").filter(|kind| !kind.is_null());
     match inbound {
         Inbound::Typing => assert_eq!(kind, Some(&Value::from("typing")), "{frame:?}"),
-        Inbound::Message { text, client_id } => {
+        Inbound::Message {
+            text,
+            client_id,
+            reply_to,
+        } => {
+            assert!(reply_to.is_none_or(|id| id > 0), "{frame:?}");
             assert!(
                 kind.is_none() || kind == Some(&Value::from("message")),
                 "{frame:?} read as a message"
@@ -284,7 +289,7 @@ fn inbound_structured(src: &mut Source<'_>) {
             2 | 3 => "text".to_owned(),
             4 => "HEADERS".to_owned(),
             5 => "id".to_owned(),
-            6 => ["client_id", "emoji"][usize::from(src.byte() & 1)].to_owned(),
+            6 => ["client_id", "emoji", "reply_to"][usize::from(src.byte() % 3)].to_owned(),
             _ => src.string(),
         };
         let value = match src.byte() % 14 {
@@ -394,18 +399,24 @@ fn expected_or_malformed(entries: &[(String, Json)]) -> Option<Result<Inbound, R
     };
     let (kind, text, client_id) = (string("kind")?, string("text")?, string("client_id")?);
     let emoji = string("emoji")?;
-    let id: Option<Option<u64>> = match one("id")? {
-        None => None,
-        Some(Json::Number(n)) if *n >= 0 => Some(Some(*n as u64).filter(|n| *n > 0)),
-        Some(Json::String(s)) => Some(
-            s.bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| s.parse::<u64>().ok())
-                .flatten()
-                .filter(|n| *n > 0),
-        ),
-        Some(_) => return None,
+    // An id field: absent (None), or Some(the id if it is a valid one).
+    let id_field = |name: &str| -> Option<Option<Option<u64>>> {
+        Some(match one(name)? {
+            None => None,
+            Some(Json::Number(n)) if *n >= 0 => Some(Some(*n as u64).filter(|n| *n > 0)),
+            Some(Json::String(s)) => Some(
+                s.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| s.parse::<u64>().ok())
+                    .flatten()
+                    .filter(|n| *n > 0),
+            ),
+            Some(_) => return None,
+        })
     };
+    let id = id_field("id")?;
+    let reply_to = id_field("reply_to")?;
+    let empty_reply = matches!(one("reply_to")?, Some(Json::String(s)) if s.is_empty());
     let inbound = match kind {
         Some("typing") => Inbound::Typing,
         None | Some("message") => {
@@ -413,9 +424,15 @@ fn expected_or_malformed(entries: &[(String, Json)]) -> Option<Result<Inbound, R
                 None | Some("") => None,
                 Some(raw) => Some(ClientId::parse(raw).ok()?),
             };
+            let reply_to = match reply_to {
+                None => None,
+                Some(_) if empty_reply => None,
+                Some(valid) => Some(valid?),
+            };
             Inbound::Message {
                 text: text?.to_owned(),
                 client_id,
+                reply_to,
             }
         }
         Some("edit") => Inbound::Edit {

@@ -75,7 +75,13 @@ fn digit(b: u8) -> u8 {
 
 /// Bytes as lower-case hex, two digits each (ids, keys).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// Whether `raw` is exactly `digits` lower-case hex digits, as [`hex`] writes them.

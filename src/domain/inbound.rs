@@ -23,6 +23,8 @@ pub enum Inbound {
     Message {
         text: String,
         client_id: Option<ClientId>,
+        /// The message it answers (`reply_to`), if any.
+        reply_to: Option<u64>,
     },
     /// The sender is typing.
     Typing,
@@ -47,6 +49,8 @@ struct RawInbound {
     client_id: Option<String>,
     #[serde(default)]
     emoji: Option<String>,
+    #[serde(default)]
+    reply_to: Option<IdValue>,
 }
 
 #[derive(Deserialize)]
@@ -59,16 +63,33 @@ enum IdValue {
 impl RawInbound {
     /// The message a change names: a positive whole number.
     fn id(&self) -> Result<u64, InboundError> {
-        let id = match &self.id {
-            None => return Err(InboundError::Malformed("missing field `id`".into())),
-            Some(IdValue::Number(id)) => Some(*id),
-            Some(IdValue::Text(text)) if text.bytes().all(|b| b.is_ascii_digit()) => {
-                text.parse().ok()
-            }
-            Some(IdValue::Text(_)) => None,
+        match &self.id {
+            None => Err(InboundError::Malformed("missing field `id`".into())),
+            Some(id) => id.message_id("id"),
+        }
+    }
+
+    /// The message a message answers: none when absent or empty (the composer's field
+    /// when not replying).
+    fn reply_to(&self) -> Result<Option<u64>, InboundError> {
+        match &self.reply_to {
+            None => Ok(None),
+            Some(IdValue::Text(text)) if text.is_empty() => Ok(None),
+            Some(id) => id.message_id("reply_to").map(Some),
+        }
+    }
+}
+
+impl IdValue {
+    /// A positive whole number (digits only, when a string).
+    fn message_id(&self, field: &str) -> Result<u64, InboundError> {
+        let id = match self {
+            IdValue::Number(id) => Some(*id),
+            IdValue::Text(text) if text.bytes().all(|b| b.is_ascii_digit()) => text.parse().ok(),
+            IdValue::Text(_) => None,
         };
         id.filter(|id| *id > 0)
-            .ok_or_else(|| InboundError::Malformed("`id` must be a message id".into()))
+            .ok_or_else(|| InboundError::Malformed(format!("`{field}` must be a message id")))
     }
 }
 
@@ -95,8 +116,13 @@ impl Inbound {
                     None | Some("") => None,
                     Some(id) => Some(ClientId::parse(id)?),
                 };
+                let reply_to = raw.reply_to()?;
                 let text = raw.text.ok_or_else(missing_text)?;
-                Ok(Inbound::Message { text, client_id })
+                Ok(Inbound::Message {
+                    text,
+                    client_id,
+                    reply_to,
+                })
             }
             Some("edit") => {
                 let id = raw.id()?;
@@ -149,7 +175,8 @@ mod tests {
                 Inbound::parse(frame).unwrap(),
                 Inbound::Message {
                     text: "hi".into(),
-                    client_id: None
+                    client_id: None,
+                    reply_to: None
                 },
                 "{frame}"
             );
@@ -178,7 +205,8 @@ mod tests {
             Inbound::parse(spaced).unwrap(),
             Inbound::Message {
                 text: "hi".into(),
-                client_id: None
+                client_id: None,
+                reply_to: None
             }
         );
     }
@@ -247,7 +275,18 @@ mod tests {
                 "{frame}"
             );
         }
+        assert_eq!(
+            Inbound::parse(r#"{"text":"yes","reply_to":"12","client_id":""}"#).unwrap(),
+            Inbound::Message {
+                text: "yes".into(),
+                client_id: None,
+                reply_to: Some(12)
+            }
+        );
         for frame in [
+            r#"{"text":"x","reply_to":"0"}"#,
+            r#"{"text":"x","reply_to":"a1"}"#,
+            r#"{"text":"x","reply_to":true}"#,
             r#"{"kind":"react","id":"7"}"#,
             r#"{"kind":"react","emoji":"👍"}"#,
             r#"{"kind":"react","id":"7","emoji":7}"#,
@@ -262,14 +301,16 @@ mod tests {
             Inbound::parse(&format!(r#"{{"text":"hi","client_id":"{uuid}"}}"#)).unwrap(),
             Inbound::Message {
                 text: "hi".into(),
-                client_id: Some(ClientId::parse(uuid).unwrap())
+                client_id: Some(ClientId::parse(uuid).unwrap()),
+                reply_to: None
             }
         );
         assert_eq!(
             Inbound::parse(r#"{"text":"hi","client_id":""}"#).unwrap(),
             Inbound::Message {
                 text: "hi".into(),
-                client_id: None
+                client_id: None,
+                reply_to: None
             }
         );
     }

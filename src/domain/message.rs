@@ -89,6 +89,8 @@ pub struct NewMessage {
     pub author_id: Option<UserId>,
     /// The page's id for it, when the page sent one.
     pub client_id: Option<ClientId>,
+    /// The message it answers (of the same room: the store checks).
+    pub reply_to: Option<u64>,
     pub sent_at: OffsetDateTime,
     pub text: MessageText,
 }
@@ -101,6 +103,7 @@ impl NewMessage {
             author,
             author_id: None,
             client_id: None,
+            reply_to: None,
             sent_at: now(),
             text,
         }
@@ -109,6 +112,12 @@ impl NewMessage {
     /// The same message, written by `user`.
     pub fn by(mut self, user: UserId) -> Self {
         self.author_id = Some(user);
+        self
+    }
+
+    /// The same message, answering `id`.
+    pub fn replying_to(mut self, id: Option<u64>) -> Self {
+        self.reply_to = id;
         self
     }
 
@@ -131,6 +140,7 @@ impl NewMessage {
             edited: false,
             deleted: false,
             reactions: Vec::new(),
+            reply: None,
         }
     }
 }
@@ -207,6 +217,11 @@ pub enum ChangeRefused {
     NotYours,
     #[error("that message was deleted.")]
     Deleted,
+    /// A reply to a message that is not in the room (or never was).
+    #[error("the message you answer is not in this room.")]
+    ReplyNotFound,
+    #[error("the message you answer was deleted.")]
+    ReplyDeleted,
 }
 
 /// One version of a stored message: numbered, attributed, timestamped.
@@ -230,6 +245,55 @@ pub struct ChatMessage {
     pub deleted: bool,
     /// The emoji on it, in the order of the set, each with who put it there.
     pub reactions: Vec<Reaction>,
+    /// The message it answers, as that message is now (boxed: most messages answer none).
+    pub reply: Option<Box<Quote>>,
+}
+
+/// The message a reply answers, as the reply shows it: who wrote it and the start of what
+/// it says now (nothing once it is deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    pub id: u64,
+    pub author: DisplayName,
+    /// At most [`Quote::EXCERPT_CHARS`] characters of its text, as written.
+    pub excerpt: String,
+    pub edited: bool,
+    pub deleted: bool,
+}
+
+impl Quote {
+    /// How much of the original a reply shows.
+    pub const EXCERPT_CHARS: usize = 100;
+
+    /// A quote of a message as it stands (the values the store keeps for it).
+    pub(crate) fn of(id: u64, author: String, text: &str, edited: bool, deleted: bool) -> Self {
+        let excerpt = if deleted {
+            String::new()
+        } else {
+            match text.char_indices().nth(Self::EXCERPT_CHARS) {
+                Some((cut, _)) => format!("{}…", text[..cut].trim_end()),
+                None => text.to_owned(),
+            }
+        };
+        Self {
+            id,
+            author: DisplayName(author),
+            excerpt,
+            edited: edited && !deleted,
+            deleted,
+        }
+    }
+
+    /// The quote a version of a message makes for the replies to it.
+    pub fn of_message(message: &ChatMessage) -> Self {
+        Self::of(
+            message.id,
+            message.author.as_str().to_owned(),
+            message.text.as_str(),
+            message.edited,
+            message.deleted,
+        )
+    }
 }
 
 impl ChatMessage {
@@ -255,6 +319,7 @@ impl ChatMessage {
             edited: row.edited,
             deleted,
             reactions: Vec::new(),
+            reply: row.reply.map(Box::new),
         }
     }
 
@@ -278,6 +343,8 @@ pub(crate) struct StoredRow {
     pub at: i64,
     pub edited: bool,
     pub deleted: bool,
+    /// The message it answers, as it is now.
+    pub reply: Option<Quote>,
 }
 
 /// One committed batch, as every node learns of it: the entries of one store transaction
@@ -336,6 +403,7 @@ mod tests {
             at: unix_micros(at),
             edited: false,
             deleted: false,
+            reply: None,
         });
         assert_eq!(row.sent_at, at);
     }

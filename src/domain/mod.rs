@@ -21,7 +21,7 @@ pub use self::ids::{UserId, hex, is_lower_hex};
 pub use self::inbound::{Inbound, InboundError};
 pub use self::message::{
     Change, ChangeKind, ChangeRefused, ChatMessage, ClientId, Committed, MessageText, NewMessage,
-    Write,
+    Quote, Write,
 };
 pub(crate) use self::message::{StoredRow, unix_micros};
 pub use self::names::{DisplayName, DisplayNameError, GuestName, RoomName, RoomNameError};

@@ -426,6 +426,17 @@ impl History {
     /// A later version of a message: it takes the earlier one's place, if that is among
     /// the newest kept (an older message is read from the store as it is now).
     fn replace(&mut self, message: Rendered) {
+        // The replies to it that are kept show its new quote.
+        if let Some(quote) = &message.quote {
+            for reply in self
+                .messages
+                .iter_mut()
+                .filter(|m| m.quote_of == Some(message.id))
+            {
+                *reply = reply.with_quote(quote);
+                self.frame = None;
+            }
+        }
         if let Some(kept) = self.messages.iter_mut().rev().find(|m| m.id == message.id) {
             *kept = message;
             self.frame = None;

@@ -8,7 +8,7 @@ use std::ops::Range;
 use askama::Template;
 
 use super::{Html, clock, colour, datetime, fragment, markdown};
-use crate::domain::{ChatMessage, Reaction, RoomName};
+use crate::domain::{ChatMessage, Quote, Reaction, RoomName};
 
 /// One message, rendered once: the frame that appends it to every open page (or replaces
 /// its earlier version), and the `<article>` inside it that the history is made of.
@@ -18,6 +18,11 @@ pub struct Rendered {
     /// Whether this replaces a version already shown (an edit, a delete) rather than
     /// adding a message.
     pub replaces: bool,
+    /// The message this one answers: its quote here is brought up to date when that
+    /// message changes ([`Rendered::with_quote`]).
+    pub quote_of: Option<u64>,
+    /// For a later version: the quote that replies to this message now show.
+    pub quote: Option<String>,
     /// `<div id="messages" hx-swap-oob="beforeend"><article …>…</article></div>`, or for a
     /// later version `<hx-partial hx-target="#msg-{id}" hx-swap="outerHTML">…`: htmx puts
     /// it in place of the article with that id, on pages that show it, and nowhere else.
@@ -36,6 +41,59 @@ impl Rendered {
     pub fn article(&self) -> &str {
         &self.fragment.as_str()[self.article.clone()]
     }
+
+    /// This reply with `quote` in place of the quote it shows (the message it answers has
+    /// changed). Only the history keeps it afterwards, so only the article matters.
+    pub fn with_quote(&self, quote: &str) -> Self {
+        let article = self.article();
+        let Some(start) = article.find(r#"<a class="quote quote-of-"#) else {
+            return self.clone();
+        };
+        let Some(end) = article[start..]
+            .find("</a>")
+            .map(|end| start + end + "</a>".len())
+        else {
+            return self.clone();
+        };
+        let mut fragment = String::with_capacity(APPEND_OPEN.len() + article.len() + CLOSE.len());
+        fragment.push_str(APPEND_OPEN);
+        fragment.push_str(&article[..start]);
+        fragment.push_str(quote);
+        fragment.push_str(&article[end..]);
+        let article_end = fragment.len();
+        fragment.push_str(CLOSE);
+        Self {
+            id: self.id,
+            replaces: false,
+            quote_of: self.quote_of,
+            quote: None,
+            fragment: Html::from(fragment),
+            article: APPEND_OPEN.len()..article_end,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "quote.html")]
+struct QuoteTemplate<'a> {
+    id: u64,
+    author: &'a str,
+    excerpt: &'a str,
+    edited: bool,
+    deleted: bool,
+}
+
+/// How a reply shows the message it answers.
+fn quote(quote: &Quote) -> String {
+    fragment(&QuoteTemplate {
+        id: quote.id,
+        author: quote.author.as_str(),
+        excerpt: &quote.excerpt,
+        edited: quote.edited,
+        deleted: quote.deleted,
+    })
+    .trim_end()
+    .to_owned()
 }
 
 const APPEND_OPEN: &str = r#"<div id="messages" hx-swap-oob="beforeend">"#;
@@ -56,6 +114,8 @@ struct MessageTemplate<'a> {
     colour: u8,
     datetime: String,
     clock: String,
+    /// The quote of the message it answers, rendered (or empty).
+    quote: String,
     /// The text as HTML ([`markdown::render`]): escaped, only allow-listed elements.
     body: String,
     /// One paragraph of inline content (in a `<p>`), or blocks (in a `<div>`).
@@ -177,6 +237,7 @@ pub fn message(message: &ChatMessage) -> Rendered {
         colour: colour(message.author.as_str()),
         datetime: datetime(message.sent_at),
         clock: clock(message.sent_at),
+        quote: message.reply.as_deref().map(quote).unwrap_or_default(),
         body: body.html,
         inline: body.inline,
         reactions: reaction_views(&message.reactions),
@@ -196,9 +257,20 @@ pub fn message(message: &ChatMessage) -> Rendered {
     fragment.push_str(article.trim_end());
     let end = fragment.len();
     fragment.push_str(close);
+    // A later version also brings the quotes of the replies to it up to date, on every
+    // page that shows one (a page that shows none ignores it).
+    let new_quote = replaces.then(|| quote(&Quote::of_message(message)));
+    if let Some(new_quote) = &new_quote {
+        fragment.push_str(&format!(
+            r#"<hx-partial hx-target=".quote-of-{}" hx-swap="outerHTML">{new_quote}</hx-partial>"#,
+            message.id
+        ));
+    }
     Rendered {
         id: message.id,
         replaces,
+        quote_of: message.reply.as_ref().map(|q| q.id),
+        quote: new_quote,
         fragment: Html::from(fragment),
         article: open.len()..end,
     }
@@ -279,6 +351,7 @@ mod tests {
             edited: false,
             deleted: false,
             reactions: Vec::new(),
+            reply: None,
         }
     }
 

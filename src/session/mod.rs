@@ -112,7 +112,7 @@ enum Attempt {
 /// What one text frame asks for.
 enum Request {
     Nothing,
-    Post(MessageText, Option<ClientId>),
+    Post(MessageText, Option<ClientId>, Option<u64>),
     Change(u64, ChangeKind),
     /// Reacting needs the name the user has now, which the session looks up.
     React(u64, Emoji),
@@ -289,9 +289,9 @@ impl Session {
             match parse(&text, &self.settings) {
                 Ok(Request::Typing) => self.typing()?,
                 Ok(Request::Nothing) => self.hub.metrics().received(),
-                Ok(Request::Post(text, client_id)) => {
+                Ok(Request::Post(text, client_id, reply_to)) => {
                     self.hub.metrics().received();
-                    self.post(text, client_id)?;
+                    self.post(text, client_id, reply_to)?;
                 }
                 Ok(Request::Change(id, what)) => {
                     self.hub.metrics().received();
@@ -325,11 +325,17 @@ impl Session {
 
     /// A post: submitted for commit if the limits allow, "not sent" with the text put back
     /// otherwise.
-    fn post(&mut self, text: MessageText, client_id: Option<ClientId>) -> Result<(), End> {
+    fn post(
+        &mut self,
+        text: MessageText,
+        client_id: Option<ClientId>,
+        reply_to: Option<u64>,
+    ) -> Result<(), End> {
         let author = self.current_name();
         let message = NewMessage::now(self.room.clone(), author, text.clone())
             .by(self.user.clone())
-            .with_client_id(client_id);
+            .with_client_id(client_id)
+            .replying_to(reply_to);
         self.submit(Write::Post(message), Attempt::Post(text))
     }
 
@@ -438,8 +444,15 @@ fn parse(frame: &str, settings: &Settings) -> Result<Request, InboundError> {
     let max = settings.max_message_chars as usize;
     match Inbound::parse(frame)? {
         Inbound::Typing => Ok(Request::Typing),
-        Inbound::Message { text, client_id } => MessageText::parse(&text, max)
-            .map(|text| text.map_or(Request::Nothing, |text| Request::Post(text, client_id))),
+        Inbound::Message {
+            text,
+            client_id,
+            reply_to,
+        } => MessageText::parse(&text, max).map(|text| {
+            text.map_or(Request::Nothing, |text| {
+                Request::Post(text, client_id, reply_to)
+            })
+        }),
         Inbound::Edit { id, text } => match MessageText::parse(&text, max)? {
             Some(text) => Ok(Request::Change(id, ChangeKind::Edit(text))),
             None => Err(InboundError::EmptyEdit),

@@ -95,14 +95,20 @@ impl Backend for Postgres {
             .iter()
             .map(|m| m.client_id.as_ref().map(|id| id.as_str()))
             .collect();
+        let replies: Vec<Option<i64>> = batch
+            .iter()
+            .map(|m| m.reply_to.map(|id| i64::try_from(id).unwrap_or(i64::MAX)))
+            .collect();
 
         // The identity is drawn row by row in UNNEST's order (a skipped resend uses one
         // up: ids may skip).
         let inserted: Vec<Inserted> = sqlx::query_as(
-            "INSERT INTO messages (room, author, body, created_at, author_id, client_id) \
-             SELECT room, author, body, created_at, author_id, client_id \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[]) \
-                  WITH ORDINALITY AS batch (room, author, body, created_at, author_id, client_id, position) \
+            "INSERT INTO messages (room, author, body, created_at, author_id, client_id, reply_to) \
+             SELECT room, author, body, created_at, author_id, client_id, reply_to \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], \
+                         $7::bigint[]) \
+                  WITH ORDINALITY AS batch (room, author, body, created_at, author_id, client_id, \
+                                            reply_to, position) \
              ORDER BY position \
              ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL DO NOTHING \
              RETURNING id, author_id, client_id",
@@ -113,6 +119,7 @@ impl Backend for Postgres {
         .bind(&times)
         .bind(&author_ids)
         .bind(&client_ids)
+        .bind(&replies)
         .fetch_all(&mut *conn)
         .await
         .map_err(Self::error)?;

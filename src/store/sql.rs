@@ -19,8 +19,8 @@ use sqlx::{ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArgu
 use super::error::Class;
 use super::{Appended, DatabaseUrl, Outcome, Store, StoreError};
 use crate::domain::{
-    Change, ChangeKind, ChangeRefused, ChatMessage, DisplayName, Emoji, NewMessage, Reaction,
-    Reactor, RoomName, StoredRow, UserId, Write, unix_micros,
+    Change, ChangeKind, ChangeRefused, ChatMessage, DisplayName, Emoji, NewMessage, Quote,
+    Reaction, Reactor, RoomName, StoredRow, UserId, Write, unix_micros,
 };
 
 /// What differs between the SQL backends; everything else is [`SqlStore`].
@@ -122,24 +122,49 @@ const NEWEST: &str = "SELECT COALESCE(MAX(id), 0) FROM messages";
 const PREV: &str = "SELECT COALESCE(MAX(id), 0) FROM messages WHERE id < $1";
 
 /// Every entry in a range, a change's with its message as it is now.
-const BETWEEN: &str = "SELECT e.id, m.id, m.room, m.author, m.author_id, m.body, m.created_at, \
-                       m.edited_at IS NOT NULL, m.deleted_at IS NOT NULL \
-                       FROM messages e JOIN messages m ON m.id = COALESCE(e.target, e.id) \
-                       WHERE e.id > $1 AND e.id <= $2 ORDER BY e.id LIMIT $3";
+/// A message's columns as [`Row`] reads them after the entry's position: the message `m`
+/// and the one it answers, `q` (NULL when it answers none).
+macro_rules! message_columns {
+    () => {
+        "m.id, m.room, m.author, m.author_id, m.body, m.created_at, \
+         m.edited_at IS NOT NULL, m.deleted_at IS NOT NULL, \
+         q.id, q.author, q.body, q.edited_at IS NOT NULL, q.deleted_at IS NOT NULL"
+    };
+}
 
-const BEFORE: &str = "SELECT m.id, m.id, m.room, m.author, m.author_id, m.body, m.created_at, \
-                      m.edited_at IS NOT NULL, m.deleted_at IS NOT NULL FROM messages m \
-                      WHERE m.room = $1 AND m.id < $2 AND m.target IS NULL \
-                      ORDER BY m.id DESC LIMIT $3";
+/// Every entry in a range, a change's with its message as it is now.
+const BETWEEN: &str = concat!(
+    "SELECT e.id, ",
+    message_columns!(),
+    " FROM messages e JOIN messages m ON m.id = COALESCE(e.target, e.id) \
+     LEFT JOIN messages q ON q.id = m.reply_to \
+     WHERE e.id > $1 AND e.id <= $2 ORDER BY e.id LIMIT $3"
+);
 
-const MESSAGE: &str = "SELECT m.id, m.id, m.room, m.author, m.author_id, m.body, m.created_at, \
-                       m.edited_at IS NOT NULL, m.deleted_at IS NOT NULL FROM messages m \
-                       WHERE m.room = $1 AND m.id = $2 AND m.target IS NULL";
+const BEFORE: &str = concat!(
+    "SELECT m.id, ",
+    message_columns!(),
+    " FROM messages m LEFT JOIN messages q ON q.id = m.reply_to \
+     WHERE m.room = $1 AND m.id < $2 AND m.target IS NULL ORDER BY m.id DESC LIMIT $3"
+);
+
+const MESSAGE: &str = concat!(
+    "SELECT m.id, ",
+    message_columns!(),
+    " FROM messages m LEFT JOIN messages q ON q.id = m.reply_to \
+     WHERE m.room = $1 AND m.id = $2 AND m.target IS NULL"
+);
 
 /// A message as a change left it (its entry's position is set afterwards).
-const VERSION: &str = "SELECT m.id, m.id, m.room, m.author, m.author_id, m.body, m.created_at, \
-                       m.edited_at IS NOT NULL, m.deleted_at IS NOT NULL FROM messages m \
-                       WHERE m.id = $1";
+const VERSION: &str = concat!(
+    "SELECT m.id, ",
+    message_columns!(),
+    " FROM messages m LEFT JOIN messages q ON q.id = m.reply_to WHERE m.id = $1"
+);
+
+/// The message a reply answers, if it is a message: its room, author, text and state.
+const QUOTED: &str = "SELECT room, author, body, edited_at IS NOT NULL, deleted_at IS NOT NULL \
+                      FROM messages WHERE id = $1 AND target IS NULL";
 
 /// The message a resend repeats: [`Outcome::Duplicate`].
 const FIRST_SENT: &str = "SELECT id FROM messages WHERE author_id = $1 AND client_id = $2";
@@ -188,8 +213,8 @@ const KEEP_COOKIE_KEY: &str = "INSERT INTO settings (name, value) VALUES ('cooki
 
 const COOKIE_KEY: &str = "SELECT value FROM settings WHERE name = 'cookie_key'";
 
-/// `(seq, id, room, author, author_id, body, created_at, edited, deleted)` as the queries
-/// select it.
+/// `(seq, id, room, author, author_id, body, created_at, edited, deleted)` and the
+/// answered message's `(id, author, body, edited, deleted)` as the queries select them.
 type Row = (
     i64,
     i64,
@@ -200,6 +225,11 @@ type Row = (
     i64,
     bool,
     bool,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<bool>,
+    Option<bool>,
 );
 
 impl<B: Backend> Store for SqlStore<B>
@@ -231,25 +261,52 @@ where
                         .iter()
                         .position(|write| matches!(write, Write::Change(_)))
                         .unwrap_or(rest.len());
-                    let posts: Vec<&NewMessage> = rest[..run]
+                    let run_posts: Vec<&NewMessage> = rest[..run]
                         .iter()
                         .filter_map(|write| match write {
                             Write::Post(message) => Some(message),
                             Write::Change(_) => None,
                         })
                         .collect();
-                    let mut inserted = B::insert(&mut tx, &posts).await?;
+                    // A reply goes in only if what it answers is a message of its room.
+                    let mut quotes = Vec::with_capacity(run_posts.len());
+                    for post in &run_posts {
+                        quotes.push(match post.reply_to {
+                            None => Ok(None),
+                            Some(id) => Self::quote(&mut tx, post, id).await?.map(Some),
+                        });
+                    }
+                    let posts: Vec<&NewMessage> = run_posts
+                        .iter()
+                        .zip(&quotes)
+                        .filter(|(_, quote)| quote.is_ok())
+                        .map(|(post, _)| *post)
+                        .collect();
+                    let mut inserted = if posts.is_empty() {
+                        Vec::new()
+                    } else {
+                        B::insert(&mut tx, &posts).await?
+                    };
                     // RETURNING does not promise an order; the ids were drawn in the run's.
                     inserted.sort_unstable_by_key(|row| row.0);
                     let mut rows = inserted.into_iter().peekable();
-                    for post in posts {
+                    for (post, quote) in run_posts.into_iter().zip(quotes) {
+                        let quote = match quote {
+                            Ok(quote) => quote,
+                            Err(why) => {
+                                outcomes.push(Outcome::Refused(why));
+                                continue;
+                            }
+                        };
                         let author = post.author_id.as_ref().map(ToString::to_string);
                         let client = post.client_id.as_ref().map(|id| id.as_str().to_owned());
                         let mine = rows.peek().is_some_and(|(_, a, c)| {
                             client.is_none() || (a.as_ref() == author.as_ref() && *c == client)
                         });
                         if mine && let Some((id, _, _)) = rows.next() {
-                            outcomes.push(Outcome::Stored(post.clone().stored(id as u64)));
+                            let mut stored = post.clone().stored(id as u64);
+                            stored.reply = quote.map(Box::new);
+                            outcomes.push(Outcome::Stored(stored));
                             continue;
                         }
                         let (Some(author), Some(client)) = (author, client) else {
@@ -448,6 +505,30 @@ where
         Ok(messages)
     }
 
+    /// The quote a reply to `id` carries, or why it may not answer it: the message must
+    /// be one of the reply's room and not deleted.
+    async fn quote(
+        tx: &mut <B::Db as Database>::Connection,
+        post: &NewMessage,
+        id: u64,
+    ) -> Result<Result<Quote, ChangeRefused>, StoreError> {
+        let found: Option<(String, String, String, bool, bool)> = sqlx::query_as(QUOTED)
+            .bind(sql_id(id))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(B::error)?;
+        Ok(match found {
+            Some((room, _, _, _, _)) if room != post.room.as_str() => {
+                Err(ChangeRefused::ReplyNotFound)
+            }
+            None => Err(ChangeRefused::ReplyNotFound),
+            Some((_, _, _, _, true)) => Err(ChangeRefused::ReplyDeleted),
+            Some((_, author, body, edited, deleted)) => {
+                Ok(Quote::of(id, author, &body, edited, deleted))
+            }
+        })
+    }
+
     /// Applies one change inside the batch's transaction: the message's row gets its new
     /// version (if the rules allow) and the change its own entry, at the next position.
     async fn apply(
@@ -619,7 +700,19 @@ fn attach_reactions(messages: &mut [ChatMessage], rows: Vec<ReactionRow>) {
 }
 
 fn message(row: Row) -> ChatMessage {
-    let (seq, id, room, author, author_id, body, at, edited, deleted) = row;
+    let (seq, id, room, author, author_id, body, at, edited, deleted) = (
+        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8,
+    );
+    let reply = match (row.9, row.10, row.11) {
+        (Some(id), Some(author), Some(body)) => Some(Quote::of(
+            id as u64,
+            author,
+            &body,
+            row.12.unwrap_or(false),
+            row.13.unwrap_or(false),
+        )),
+        _ => None,
+    };
     ChatMessage::from_row(StoredRow {
         seq: seq as u64,
         id: id as u64,
@@ -630,6 +723,7 @@ fn message(row: Row) -> ChatMessage {
         at,
         edited,
         deleted,
+        reply,
     })
 }
 

@@ -424,6 +424,13 @@ async fn a_whole_session_with_the_keyboard_alone() {
         ring_visible(&browser).await,
         "the button shows a focus ring"
     );
+    // Reply, then React.
+    press(&browser, TAB).await;
+    let act = browser
+        .execute("return document.activeElement.dataset.act;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(act, json!("pick"), "React follows Reply");
     press(&browser, ENTER).await;
     wait_for_css(&browser, "#picker:not([hidden]) button:focus").await;
     press(&browser, ENTER).await;

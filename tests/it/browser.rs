@@ -553,6 +553,44 @@ async fn edit_and_delete_in_place() {
     })
     .await;
 
+    // Bob replies: "Reply" says what he answers above the composer, where the focus goes;
+    // the sent reply quotes it, linked, on both pages; the bar goes away.
+    message_button(&bob, "hello, world", "reply")
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for_css(&bob, "#replying:not([hidden])").await;
+    let bar = bob
+        .find(Locator::Css("#replying-text"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(bar, format!("Replying to {alice_name}: hello, world"));
+    assert_accessible(&bob, "replying to a message").await;
+    bob.active_element()
+        .await
+        .unwrap()
+        .send_keys(&format!("agreed{ENTER}"))
+        .await
+        .unwrap();
+    for browser in [&alice, &bob] {
+        wait_for_text(browser, "agreed").await;
+        let quote = browser
+            .execute(
+                "const q = [...document.querySelectorAll('#messages article')].pop().querySelector('a.quote');
+                 const first = document.querySelector('#messages article');
+                 return [q.getAttribute('href') === '#' + first.id, q.querySelector('.quote-text').textContent];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(quote, json!([true, "hello, world"]));
+    }
+    wait_for_css(&bob, "#replying[hidden]").await;
+
     // "Delete" asks; dismissed, nothing happens; accepted, both pages show it deleted.
     message_button(&alice, "a second thought", "delete")
         .await
@@ -570,7 +608,7 @@ async fn edit_and_delete_in_place() {
         wait_for_css(browser, "#messages article.deleted .text.gone").await;
         assert_eq!(
             texts_of(browser, "#messages article .text").await,
-            ["hello, world", "message deleted", "bob was here"]
+            ["hello, world", "message deleted", "bob was here", "agreed"]
         );
     }
     // Markdown renders; hostile HTML in it stays text; editing it starts from the text as

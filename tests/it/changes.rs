@@ -453,3 +453,120 @@ async fn reactions_toggle_live_name_who_and_go_with_a_deleted_message() {
     let left: Vec<(i64, String)> = app.db.stored().await;
     assert!(left.iter().all(|(_, body)| body != "lunch at noon?"));
 }
+
+/// A reply, as the composer sends it.
+async fn reply(client: &mut TestClient, to: u64, text: &str) {
+    let frame = json!({"text": text, "reply_to": to.to_string(), "client_id": "", "headers": {"HX-Request": "true"}});
+    client.send_raw(frame.to_string()).await;
+}
+
+/// A reply carries a quote of what it answers that links to it; the quote follows the
+/// original's edits and deletion, live and in the history; a reply to a message of another
+/// room, a deleted one or an unknown one is refused with the text put back.
+#[tokio::test]
+async fn a_reply_quotes_what_it_answers_and_the_quote_keeps_up() {
+    let app = spawn_app().await;
+    let alice_cookie = app.named("alice").await;
+    let mut alice = app.connect_to("general", Some(&alice_cookie)).await;
+    let mut bob = app.connect().await;
+    let question = posted(&mut alice, "who has the keys?").await;
+    bob.until("the question", |page| page.message(question).is_some())
+        .await;
+    reply(&mut bob, question, "I do").await;
+    let answered = |page: &crate::support::page::PageModel| {
+        page.shown.iter().any(|m| {
+            m.text == "I do"
+                && m.reply.as_ref().is_some_and(|q| {
+                    q.id == question && q.author == "alice" && q.text == "who has the keys?"
+                })
+        })
+    };
+    alice.until("the reply with its quote", answered).await;
+    bob.until("the reply with its quote", answered).await;
+
+    // The original is edited: every reply's quote says so, live and for a newcomer.
+    edit(&mut alice, question, "who has the car keys?").await;
+    let follows = |page: &crate::support::page::PageModel| {
+        page.shown.iter().any(|m| {
+            m.reply
+                .as_ref()
+                .is_some_and(|q| q.id == question && q.text == "who has the car keys?" && q.edited)
+        })
+    };
+    bob.until("the quote after the edit", follows).await;
+    assert!(follows(&app.connect().await.page), "a newcomer's history");
+    let older = app.get("/rooms/general/history?before=1000").await.body;
+    assert!(
+        older.contains("who has the car keys?</span> <span class=\"edited\">"),
+        "{older}"
+    );
+
+    // Deleted: the quote says so, and a new reply to it is refused.
+    delete(&mut alice, question).await;
+    let gone = |page: &crate::support::page::PageModel| {
+        page.shown.iter().any(|m| {
+            m.reply
+                .as_ref()
+                .is_some_and(|q| q.id == question && q.deleted)
+        })
+    };
+    bob.until("the quote after the delete", gone).await;
+    assert!(gone(&app.connect().await.page), "a newcomer's history");
+    reply(&mut bob, question, "too late").await;
+    let said = bob.wait_for_notice().await;
+    assert!(
+        said.starts_with("Not sent: the message you answer was deleted."),
+        "{said}"
+    );
+    assert_eq!(bob.restored_input.as_deref(), Some("too late"));
+
+    // Another room's message, or none at all: refused, nothing stored.
+    let mut elsewhere = app.connect_to("elsewhere", Some(&alice_cookie)).await;
+    let other = posted(&mut elsewhere, "over here").await;
+    for to in [other, 999_999] {
+        reply(&mut bob, to, "cross-room").await;
+        let said = bob.wait_for_notice().await;
+        assert!(
+            said.starts_with("Not sent: the message you answer is not in this room."),
+            "{said}"
+        );
+    }
+    let stored = app.db.stored().await;
+    assert!(
+        stored
+            .iter()
+            .all(|(_, body)| body != "cross-room" && body != "too late")
+    );
+}
+
+/// A reply crosses nodes with its quote, and the quote follows an edit made on the other
+/// node.
+#[tokio::test]
+async fn a_reply_and_its_quote_cross_nodes() {
+    let Some(cluster) = Cluster::new("changes::a_reply_and_its_quote_cross_nodes").await else {
+        return;
+    };
+    let [a, b] = cluster.nodes().await;
+    let (cookie, _) = a.visit("/").await;
+    let mut alice = a.connect_to("general", Some(&cookie)).await;
+    let mut bob = b.connect().await;
+    let first = posted(&mut alice, "first draft").await;
+    bob.until("it", |page| page.message(first).is_some()).await;
+    reply(&mut bob, first, "looks good").await;
+    alice
+        .until("the reply", |page| {
+            page.shown
+                .iter()
+                .any(|m| m.reply.as_ref().is_some_and(|q| q.text == "first draft"))
+        })
+        .await;
+    edit(&mut alice, first, "second draft").await;
+    bob.until("the quote after the edit", |page| {
+        page.shown.iter().any(|m| {
+            m.reply
+                .as_ref()
+                .is_some_and(|q| q.text == "second draft" && q.edited)
+        })
+    })
+    .await;
+}

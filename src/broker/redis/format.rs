@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    ChatMessage, Committed, DisplayName, Emoji, MessageText, Reaction, Reactor, RoomName, UserId,
-    unix_micros,
+    ChatMessage, Committed, DisplayName, Emoji, MessageText, Quote, Reaction, Reactor, RoomName,
+    UserId, unix_micros,
 };
 
 /// The longest text accepted from the channel: the most `--max-message-chars` allows.
@@ -47,6 +47,22 @@ struct WireMessage {
     /// The emoji on it (version 2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     reactions: Vec<WireReaction>,
+    /// The message it answers, as it is now (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reply: Option<WireQuote>,
+}
+
+/// A reply's quote: the answered message's id, author and text (empty once deleted).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireQuote {
+    id: u64,
+    author: String,
+    text: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    edited: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    deleted: bool,
 }
 
 /// One emoji on a message: the emoji and who put it there, as `[user id, name]` pairs.
@@ -94,6 +110,13 @@ pub(super) fn encode(batch: &Committed) -> Vec<u8> {
                             .collect(),
                     })
                     .collect(),
+                reply: m.reply.as_ref().map(|q| WireQuote {
+                    id: q.id,
+                    author: q.author.as_str().to_owned(),
+                    text: q.excerpt.clone(),
+                    edited: q.edited,
+                    deleted: q.deleted,
+                }),
             })
             .collect(),
     };
@@ -111,7 +134,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<Committed, String> {
     let mut messages = Vec::with_capacity(wire.messages.len());
     for m in wire.messages {
         let v2_fields = m.seq.is_some() || m.uid.is_some() || m.edited || m.deleted;
-        if wire.v == 1 && (v2_fields || !m.reactions.is_empty()) {
+        if wire.v == 1 && (v2_fields || !m.reactions.is_empty() || m.reply.is_some()) {
             return Err("version 2 fields in a version 1 batch".to_owned());
         }
         let seq = m.seq.unwrap_or(m.id);
@@ -148,6 +171,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<Committed, String> {
         let sent_at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(m.at) * 1000)
             .map_err(|_| "a time out of range".to_owned())?;
         let reactions = reactions(m.reactions)?;
+        let reply = m.reply.map(|q| quote(q, m.id)).transpose()?.map(Box::new);
         messages.push(ChatMessage {
             id: m.id,
             seq,
@@ -159,6 +183,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<Committed, String> {
             edited: m.edited,
             deleted: m.deleted,
             reactions,
+            reply,
         });
     }
     if messages.is_empty() {
@@ -168,6 +193,36 @@ pub(super) fn decode(payload: &[u8]) -> Result<Committed, String> {
         prev: wire.prev,
         messages,
     })
+}
+
+/// A reply's quote, checked: an earlier message, a real name, its text no longer than a
+/// quote's and empty exactly when deleted.
+fn quote(wire: WireQuote, reply: u64) -> Result<Quote, String> {
+    if wire.id == 0 || wire.id >= reply {
+        return Err("a reply to a message that is not earlier".to_owned());
+    }
+    let author = DisplayName::parse(&wire.author).map_err(|err| err.to_string())?;
+    if wire.deleted != wire.text.is_empty() {
+        return Err("a quote's text does not match its state".to_owned());
+    }
+    // An excerpt is at most so many characters of the text, and an ellipsis.
+    if wire.text.chars().count() > Quote::EXCERPT_CHARS + 1
+        || wire
+            .text
+            .chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+    {
+        return Err("a quote that is not an excerpt".to_owned());
+    }
+    let mut quote = Quote::of(
+        wire.id,
+        String::new(),
+        &wire.text,
+        wire.edited,
+        wire.deleted,
+    );
+    quote.author = author;
+    Ok(quote)
 }
 
 /// A message's reactions, checked: offered emoji, each once, in the set's order; each
@@ -213,6 +268,7 @@ mod tests {
             edited: false,
             deleted: false,
             reactions: Vec::new(),
+            reply: None,
         };
         Committed {
             prev: 4,
@@ -225,6 +281,13 @@ mod tests {
         let mut batch = batch();
         let author = Some(UserId::parse("00112233445566778899aabbccddeeff").unwrap());
         batch.messages[0].author_id = author.clone();
+        batch.messages[1].reply = Some(Box::new(Quote::of(
+            7,
+            "alice".into(),
+            "hi <b>",
+            true,
+            false,
+        )));
         let mut edited = batch.messages[0].clone();
         edited.seq = 10;
         edited.text = MessageText::parse("fixed", 100).unwrap().unwrap();
@@ -302,6 +365,11 @@ mod tests {
                 r#""text":"","deleted":true"#,
                 r#""text":"back","deleted":true"#,
             ),
+            // A quote of a later message, of nobody, with text though deleted, too long.
+            good.replacen(r#""reply":{"id":7"#, r#""reply":{"id":9"#, 1),
+            good.replacen(r#""reply":{"id":7,"author":"alice""#, r#""reply":{"id":7,"author":"""#, 1),
+            good.replacen(r#""edited":true}"#, r#""deleted":true}"#, 1),
+            good.replacen(r#""text":"hi <b>","edited":true}"#, &format!(r#""text":"{}","edited":true}}"#, "x".repeat(102)), 1),
             // A user id that is not one.
             good.replacen("00112233445566778899aabbccddeeff", "0011", 1),
             good.replacen("00112233445566778899aabbccddeeff", "<script>", 1),

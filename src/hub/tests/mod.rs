@@ -23,6 +23,7 @@ fn stored(id: u64, room: &str, author: &str, text: &str) -> ChatMessage {
         edited: false,
         deleted: false,
         reactions: Vec::new(),
+        reply: None,
     }
 }
 

@@ -22,6 +22,19 @@ pub struct ShownMessage {
     pub author_tag: Option<String>,
     /// The emoji on it: `(emoji, count, who by name)`.
     pub reactions: Vec<(String, usize, String)>,
+    /// The message it answers, as its quote shows it.
+    pub reply: Option<Quoted>,
+}
+
+/// A reply's quote of the message it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quoted {
+    pub id: u64,
+    pub author: String,
+    /// Empty once deleted.
+    pub text: String,
+    pub edited: bool,
+    pub deleted: bool,
 }
 
 /// The parts of a page that frames change: the message list, the notice, presence, the
@@ -155,6 +168,24 @@ impl PageModel {
                     .collect();
                 self.count("rooms");
                 rest = after;
+            } else if let Some(after) = rest.strip_prefix(r#"<hx-partial hx-target=".quote-of-"#) {
+                // The quote replies to a changed message show: every reply to it here.
+                let id: u64 = after[..after.find('"').unwrap()].parse().unwrap();
+                let body = &after[after.find('>').unwrap() + 1..];
+                let end = body.find("</hx-partial>").unwrap();
+                let parsed = parse_articles(&format!(
+                    "<article id=\"msg-0\"><header><span class=\"author c0\">x</span></header>{}<p class=\"text\">x</p>",
+                    &body[..end]
+                ));
+                let new_quote = parsed[0].reply.clone().expect("a quote");
+                assert_eq!(new_quote.id, id, "the partial targets its own quotes");
+                for shown in &mut self.shown {
+                    if shown.reply.as_ref().is_some_and(|q| q.id == id) {
+                        shown.reply = Some(new_quote.clone());
+                    }
+                }
+                self.count("quote");
+                rest = &body[end + "</hx-partial>".len()..];
             } else if let Some(after) = rest.strip_prefix(r##"<hx-partial hx-target="#msg-"##) {
                 // A later version of a message (an edit, a delete): it replaces the
                 // article with that id where the page shows it, and nothing else.
@@ -371,7 +402,34 @@ fn parse_articles(html: &str) -> Vec<ShownMessage> {
             let author_tag = open
                 .split_once(" data-author=\"")
                 .map(|(_, tag)| tag[..tag.find('"').unwrap()].to_owned());
-            let edited = article.contains("<span class=\"edited\">(edited)</span>");
+            let header = between(article, "<header>", "</header>");
+            let edited = header.contains("<span class=\"edited\">(edited)</span>");
+            let reply = article
+                .split_once("<a class=\"quote quote-of-")
+                .map(|(_, quote)| {
+                    let quote = &quote[..quote.find("</a>").unwrap()];
+                    let id: u64 = quote[..quote.find('"').unwrap()].parse().unwrap();
+                    assert!(quote.contains(&format!("href=\"#msg-{id}\"")), "{quote}");
+                    let deleted =
+                        quote.contains("<span class=\"quote-text gone\">message deleted</span>");
+                    Quoted {
+                        id,
+                        author: unescape(between(
+                            quote,
+                            "<span class=\"quote-author\">",
+                            "</span>",
+                        )),
+                        text: if deleted {
+                            String::new()
+                        } else {
+                            let text = between(quote, "<span class=\"quote-text\">", "</span>");
+                            assert!(!text.contains(['<', '>', '"']), "{quote}");
+                            unescape(text)
+                        },
+                        edited: quote.contains("<span class=\"edited\">(edited)</span>"),
+                        deleted,
+                    }
+                });
             let deleted = article.contains("<p class=\"text gone\">message deleted</p>");
             let text = if deleted {
                 assert!(
@@ -413,6 +471,7 @@ fn parse_articles(html: &str) -> Vec<ShownMessage> {
                 deleted,
                 author_tag,
                 reactions,
+                reply,
             }
         })
         .collect()
