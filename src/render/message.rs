@@ -446,10 +446,22 @@ mod tests {
         let rendered = message(&edited);
         assert!(rendered.replaces);
         let html = rendered.fragment().as_str();
+        // The article in place, then the quote every reply to it shows.
         assert!(
-            html.starts_with(r##"<hx-partial hx-target="#msg-7" hx-swap="outerHTML"><article"##)
-                && html.ends_with("</article></hx-partial>"),
+            html.starts_with(r##"<hx-partial hx-target="#msg-7" hx-swap="outerHTML"><article"##),
             "{html}"
+        );
+        assert!(
+            html.contains(r##"</article></hx-partial><hx-partial hx-target=".quote-of-7" hx-swap="outerHTML"><a class="quote quote-of-7" href="#msg-7">"##)
+                && html.ends_with("</a></hx-partial>"),
+            "{html}"
+        );
+        assert_eq!(
+            rendered
+                .quote
+                .as_deref()
+                .map(|q| q.contains("fixed &#60;b&#62;")),
+            Some(true)
         );
         let article = rendered.article();
         assert!(
