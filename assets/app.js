@@ -320,13 +320,13 @@
   // everyone, this page included.
   function startEdit(article) {
     var open = article.querySelector("form.edit-form");
-    if (open) { open.querySelector('input[name="text"]').focus(); return; }
+    if (open) { open.querySelector('textarea[name="text"]').focus(); return; }
     var template = document.getElementById("edit-template");
     var text = article.querySelector(".text");
     if (!template || !text || article.classList.contains("deleted")) return;
     var form = template.content.firstElementChild.cloneNode(true);
     var id = messageId(article);
-    var input = form.querySelector('input[name="text"]');
+    var input = form.querySelector('textarea[name="text"]');
     form.querySelector('input[name="id"]').value = id;
     input.id = "edit-" + id;
     form.querySelector("label").htmlFor = input.id;
@@ -402,6 +402,12 @@
       closePicker(true);
       event.preventDefault();
       event.stopPropagation();
+    } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing &&
+               target.matches && target.matches("#text, form.edit-form textarea")) {
+      // Enter sends (or saves); Shift+Enter is a new line, for lists and code blocks.
+      event.preventDefault();
+      var form = target.form;
+      if (form && target.value.trim() !== "") form.requestSubmit();
     } else if (event.key === "ArrowUp" && target.id === "text" && target.value === "") {
       // Up in an empty composer edits your last message, as in most chats.
       var mine = document.querySelectorAll("#messages article.mine:not(.deleted)");
@@ -411,6 +417,17 @@
       }
     }
   }, true);
+
+  // The composer grows with what is typed (up to a few lines), and shrinks when sent.
+  function fitComposer() {
+    var input = document.getElementById("text");
+    if (!input || input.tagName !== "TEXTAREA") return;
+    var lines = input.value.split("\n").length;
+    input.rows = Math.min(Math.max(lines, 1), 6);
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target && event.target.id === "text") fitComposer();
+  });
 
   var stickToBottom = true;
   var articlesBefore = 0;
@@ -517,6 +534,7 @@
     if (form && form.id === "composer") {
       newClientId();
       endReply();
+      setTimeout(fitComposer, 0);
     }
     if (form && form.classList.contains("edit-form")) {
       // Sent: the new version will replace the message; typing goes on in the composer.

@@ -218,9 +218,10 @@ mod tests {
         );
         let html = html.as_str();
         assert!(html.contains("Not sent: the store is down."));
-        assert!(html.contains(r#"<input id="text""#) && html.contains(r#"hx-swap-oob="true""#));
+        assert!(html.contains(r#"<textarea id="text""#) && html.contains(r#"hx-swap-oob="true""#));
         assert!(
-            !html.contains("<text>") && html.contains("value=\"my "),
+            !html.contains("<text>") && html.contains(">my &#34;&#60;text&#62;&#34;</textarea>")
+                || html.contains(">my &quot;&lt;text&gt;&quot;</textarea>"),
             "{html}"
         );
     }

@@ -371,7 +371,7 @@ async fn a_whole_session_with_the_keyboard_alone() {
 
     // The composer has the focus; the first thing before it in the page is the skip link,
     // which takes the focus to the messages.
-    assert_eq!(focused(&browser).await, "input#text");
+    assert_eq!(focused(&browser).await, "textarea#text");
     tab_to(&browser, ".skip-link", true).await;
     press(&browser, ENTER).await;
     assert_eq!(
@@ -459,7 +459,7 @@ async fn a_whole_session_with_the_keyboard_alone() {
     press(&browser, &format!("quiet-corner{ENTER}")).await;
     wait_for_css(&browser, ".layout[data-room='quiet-corner']").await;
     wait_loaded_and_connected(&browser).await;
-    assert_eq!(focused(&browser).await, "input#text");
+    assert_eq!(focused(&browser).await, "textarea#text");
     press(&browser, &format!("hello from the keyboard{ENTER}")).await;
     wait_for_text(&browser, "hello from the keyboard").await;
 

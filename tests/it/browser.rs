@@ -25,6 +25,7 @@ use crate::support::faults::ChildServer;
 const ARROW_UP: &str = "\u{E013}";
 const ESCAPE: &str = "\u{E00C}";
 const CONTROL: &str = "\u{E009}";
+const SHIFT: &str = "\u{E008}";
 
 #[tokio::test]
 async fn two_browsers_chat_and_hostile_text_stays_text() {
@@ -464,7 +465,7 @@ async fn edit_and_delete_in_place() {
     input.send_keys(ARROW_UP).await.unwrap();
     wait_for_css(
         &alice,
-        "article.editing form.edit-form input[name='text']:focus",
+        "article.editing form.edit-form textarea[name='text']:focus",
     )
     .await;
     assert_accessible(&alice, "a message being edited").await;
@@ -635,9 +636,59 @@ async fn edit_and_delete_in_place() {
             "bold code link <img src=x onerror=window.__xss=5>"
         ])
     );
+    // Shift+Enter is a new line in the composer, so a list can be written; Enter sends.
     let input = alice.find(Locator::Css("#text")).await.unwrap();
+    input
+        .send_keys(&format!("- one{SHIFT}{ENTER}{SHIFT}- two{ENTER}"))
+        .await
+        .unwrap();
+    wait_for_css(
+        &bob,
+        "#messages article:last-of-type .text ul li:nth-child(2)",
+    )
+    .await;
+    assert_eq!(
+        texts_of(&bob, "#messages article:last-of-type .text li").await,
+        ["one", "two"]
+    );
+    let rows = alice
+        .execute("return document.getElementById('text').rows;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(rows, json!(1), "the composer shrinks back once sent");
+    // Up edits the last message: the field holds it as written, line break and all.
     input.send_keys(ARROW_UP).await.unwrap();
-    wait_for_css(&alice, "form.edit-form input[name='text']:focus").await;
+    wait_for_css(&alice, "form.edit-form textarea[name='text']:focus").await;
+    eventually("the list's source in the edit field", async || {
+        let value = alice
+            .execute("return document.activeElement.value;", vec![])
+            .await
+            .unwrap();
+        if value == json!("- one\n- two") {
+            Ok(())
+        } else {
+            Err(value)
+        }
+    })
+    .await;
+    alice
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(ESCAPE)
+        .await
+        .unwrap();
+    // The Markdown message before it, edited from its source.
+    alice
+        .execute(
+            "const a = [...document.querySelectorAll('#messages article.mine')]
+                 .find(a => a.querySelector('.text strong'));
+             a.querySelector('button[data-act=\"edit\"]').click();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    wait_for_css(&alice, "form.edit-form textarea[name='text']:focus").await;
     eventually("the edit field to hold the text as written", async || {
         let value = alice
             .execute("return document.activeElement.value;", vec![])

@@ -106,15 +106,15 @@ impl PageModel {
                 self.notice = Some(unescape(inner));
                 self.count("notice");
                 rest = after;
-            } else if rest.starts_with(r#"<input id="text""#) {
+            } else if rest.starts_with(r#"<textarea id="text""#) {
                 let end = rest.find('>').unwrap() + 1;
                 let tag = &rest[..end];
                 assert!(tag.contains(r#"hx-swap-oob="true""#), "{tag}");
-                self.restored_input = tag
-                    .split_once(" value=\"")
-                    .map(|(_, v)| unescape(&v[..v.find('"').unwrap()]));
+                let (inner, after) = element(rest, "</textarea>");
+                assert!(!inner.contains(['<', '>', '"']), "{inner}");
+                self.restored_input = Some(unescape(inner)).filter(|text| !text.is_empty());
                 self.count("input");
-                rest = &rest[end..];
+                rest = after;
             } else if rest.starts_with(r#"<p id="typing""#) {
                 assert_out_of_band(rest);
                 let (inner, after) = element(rest, "</p>");
