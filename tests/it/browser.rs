@@ -658,26 +658,7 @@ async fn edit_and_delete_in_place() {
     assert_eq!(rows, json!(1), "the composer shrinks back once sent");
     // Up edits the last message: the field holds it as written, line break and all.
     input.send_keys(ARROW_UP).await.unwrap();
-    wait_for_css(&alice, "form.edit-form textarea[name='text']:focus").await;
-    eventually("the list's source in the edit field", async || {
-        let value = alice
-            .execute("return document.activeElement.value;", vec![])
-            .await
-            .unwrap();
-        if value == json!("- one\n- two") {
-            Ok(())
-        } else {
-            Err(value)
-        }
-    })
-    .await;
-    alice
-        .active_element()
-        .await
-        .unwrap()
-        .send_keys(ESCAPE)
-        .await
-        .unwrap();
+    edit_field_holds_then_cancel(&alice, "- one\n- two").await;
     // The Markdown message before it, edited from its source.
     alice
         .execute(
@@ -688,26 +669,7 @@ async fn edit_and_delete_in_place() {
         )
         .await
         .unwrap();
-    wait_for_css(&alice, "form.edit-form textarea[name='text']:focus").await;
-    eventually("the edit field to hold the text as written", async || {
-        let value = alice
-            .execute("return document.activeElement.value;", vec![])
-            .await
-            .unwrap();
-        if value == json!(marked) {
-            Ok(())
-        } else {
-            Err(value)
-        }
-    })
-    .await;
-    alice
-        .active_element()
-        .await
-        .unwrap()
-        .send_keys(ESCAPE)
-        .await
-        .unwrap();
+    edit_field_holds_then_cancel(&alice, marked).await;
     assert_accessible(&bob, "the chat with an edited and a deleted message").await;
     // The README's picture: from the top of the log, nothing focused.
     alice
@@ -743,4 +705,29 @@ async fn message_button(browser: &Client, text: &str, act: &str) -> fantoccini::
         .await
         .unwrap();
     button
+}
+
+/// Waits until the open edit field has the focus and holds `source` (the page fetches the
+/// text as written), then cancels with Escape.
+async fn edit_field_holds_then_cancel(browser: &Client, source: &str) {
+    wait_for_css(browser, "form.edit-form textarea[name='text']:focus").await;
+    eventually("the edit field to hold the text as written", async || {
+        let value = browser
+            .execute("return document.activeElement.value;", vec![])
+            .await
+            .unwrap();
+        if value == json!(source) {
+            Ok(())
+        } else {
+            Err(value)
+        }
+    })
+    .await;
+    browser
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys(ESCAPE)
+        .await
+        .unwrap();
 }
