@@ -14,7 +14,8 @@
 //   the buttons), edits in place (Enter saves, Escape cancels, Up in an empty composer
 //   edits your last message), asks before deleting; offers "React" on every message and
 //   toggles reactions, showing yours pressed; "Reply" shows what you answer above the
-//   composer and sends its id with your message;
+//   composer and sends its id with your message; a quote's link loads older messages
+//   until the one it quotes is there;
 // - gives each message the composer sends an id of its own, so a resend is stored once.
 (function () {
   "use strict";
@@ -292,6 +293,25 @@
     if (bar) bar.hidden = true;
   }
 
+  // A quote links to the message it answers. If that message is older than what the page
+  // has loaded, older pages are loaded (as scrolling up would) until it is there, at most
+  // 40 pages; then it is scrolled to, marked for a moment and given the focus.
+  function reveal(id, pagesLeft) {
+    var target = document.getElementById(id);
+    var list = messages();
+    if (target) {
+      target.scrollIntoView({ block: "center" });
+      target.classList.add("sought");
+      setTimeout(function () { target.classList.remove("sought"); }, 2500);
+      target.focus({ preventScroll: true });
+      return;
+    }
+    var older = document.getElementById("older");
+    if (!list || !older || !older.hasAttribute("hx-get") || pagesLeft <= 0) return;
+    list.scrollTop = 0;
+    setTimeout(function () { reveal(id, pagesLeft - 1); }, 250);
+  }
+
   function sendChange(kind, id, emoji) {
     var change = document.getElementById("change");
     if (!change) return;
@@ -368,6 +388,12 @@
     sendChange("delete", messageId(article));
   }
   document.addEventListener("click", function (event) {
+    var quote = event.target.closest && event.target.closest("#messages a.quote");
+    if (quote) {
+      event.preventDefault();
+      reveal(quote.getAttribute("href").slice(1), 40);
+      return;
+    }
     var button = event.target.closest && event.target.closest("button[data-act]");
     if (!button) return;
     var article = button.closest("article.msg");

@@ -731,3 +731,67 @@ async fn edit_field_holds_then_cancel(browser: &Client, source: &str) {
         .await
         .unwrap();
 }
+
+/// A reply's quote links to what it answers; when that is older than the page has loaded,
+/// following the link loads older messages until it is there, then takes you to it.
+#[tokio::test]
+async fn a_quote_of_an_old_message_brings_it_into_view() {
+    let Some((chromium, chromedriver, _one_at_a_time)) =
+        browser_tools("browser::a_quote_of_an_old_message").await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    let mut seeder = app.connect().await;
+    seeder.say("the original question").await;
+    let original = seeder.wait_for_shown(1).await[0].id;
+    for i in 0..120 {
+        seeder.say(&format!("chatter {i}")).await;
+    }
+    let answer = json!({"text": "the answer, much later", "reply_to": original.to_string()});
+    seeder.send_raw(answer.to_string()).await;
+    seeder.wait_for_shown(122).await;
+
+    let driver = start_driver(&chromedriver).await;
+    let profiles =
+        Profiles(std::env::temp_dir().join(format!("hubbub-browser-{}-quote", std::process::id())));
+    let browser = open_browser(&driver, &chromium, &profiles.0.join("reader")).await;
+    browser.goto(&app.url("/")).await.unwrap();
+    wait_loaded_and_connected(&browser).await;
+    wait_for_text(&browser, "the answer, much later").await;
+    let target = format!("msg-{original}");
+    let loaded = browser
+        .execute(
+            "return document.getElementById(arguments[0]) !== null;",
+            vec![json!(target)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(loaded, json!(false), "the original is not on the page yet");
+    browser
+        .find(Locator::Css("#messages article:last-of-type a.quote"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the original, loaded and focused", async || {
+        let state = browser
+            .execute(
+                "const a = document.activeElement;
+                 return [a.id, a.classList.contains('sought'), a.querySelector('.text') && a.querySelector('.text').textContent];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if state == json!([target, true, "the original question"]) {
+            Ok(())
+        } else {
+            Err(state)
+        }
+    })
+    .await;
+    browser.close().await.unwrap();
+    drop(driver);
+    drop(profiles);
+}
