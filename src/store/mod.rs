@@ -5,7 +5,8 @@
 //! are embedded in the binary and run on open. This module and its children are the only
 //! place in hubbub that knows SQL.
 //!
-//! `sql.rs` implements [`Store`] once, over sqlx, as `SqlStore<B>`; `sqlite.rs` and
+//! `sql.rs` implements [`Store`] once, over sqlx, as `SqlStore<B>` (`changes.rs` adds what
+//! edits, deletes, reactions and replies need to it); `sqlite.rs` and
 //! `postgres.rs` each hold only what is particular to their database (a `Backend`: connect
 //! options and pool size, migrations, the batch insert, error codes); `error.rs` holds
 //! [`StoreError`].
@@ -15,6 +16,7 @@
 //! A change to a message (an edit, a delete) is a row of its own with the next id (its
 //! `seq`), naming the message it changed; the message's row holds its current version.
 
+mod changes;
 mod error;
 mod postgres;
 mod sql;
