@@ -570,3 +570,52 @@ async fn a_reply_and_its_quote_cross_nodes() {
     })
     .await;
 }
+
+/// The edit form's source: the text as written, plain; a bad id is a 400 that says what is
+/// expected; an unknown, deleted or other room's message is a 404.
+#[tokio::test]
+async fn a_messages_source_is_its_text_as_written_and_bad_ids_are_clear_errors() {
+    let app = spawn_app().await;
+    let (cookie, _) = app.visit("/").await;
+    let mut alice = app.connect_to("general", Some(&cookie)).await;
+    alice.say("**bold** <b>raw</b>").await;
+    let id = alice.wait_for_shown(1).await[0].id;
+    let gone = posted(&mut alice, "soon gone").await;
+    delete(&mut alice, gone).await;
+    alice
+        .until("the delete", |page| {
+            page.message(gone).is_some_and(|m| m.deleted)
+        })
+        .await;
+
+    let source = app
+        .get(&format!("/rooms/general/messages/{id}/source"))
+        .await;
+    assert_eq!(source.status, 200);
+    assert_eq!(source.body, "**bold** <b>raw</b>");
+    assert!(
+        source
+            .headers
+            .get("content-type")
+            .is_some_and(|t| t.to_str().unwrap().starts_with("text/plain")),
+        "{:?}",
+        source.headers
+    );
+    for bad in ["0", "x", "-1", "1e3", "99999999999999999999999"] {
+        let response = app
+            .get(&format!("/rooms/general/messages/{bad}/source"))
+            .await;
+        assert_eq!(response.status, 400, "{bad}");
+        assert!(
+            response.body.contains("expected a message id"),
+            "{bad}: {}",
+            response.body
+        );
+    }
+    for (room, id) in [("general", 999_999), ("general", gone), ("elsewhere", id)] {
+        let response = app
+            .get(&format!("/rooms/{room}/messages/{id}/source"))
+            .await;
+        assert_eq!(response.status, 404, "{room} {id}");
+    }
+}
