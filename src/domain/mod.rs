@@ -10,12 +10,14 @@
 //! - [`reaction`]: the emoji a reader may put on a message, and who did.
 //! - [`message`]: a message's text, the message before and after the store numbers it, the
 //!   changes its author may make, and the committed batch.
+//! - [`search`]: the words a reader searches for, and what a search finds.
 
 mod ids;
 mod inbound;
 mod message;
 mod names;
 mod reaction;
+mod search;
 
 pub use self::ids::{UserId, hex, is_lower_hex};
 pub use self::inbound::{Inbound, InboundError};
@@ -26,3 +28,4 @@ pub use self::message::{
 pub(crate) use self::message::{StoredRow, unix_micros};
 pub use self::names::{DisplayName, DisplayNameError, GuestName, RoomName, RoomNameError};
 pub use self::reaction::{Emoji, Reaction, Reactor};
+pub use self::search::{Found, SearchError, SearchTerms};

@@ -13,6 +13,7 @@ pub mod identity;
 mod ops;
 pub mod origin;
 mod page;
+mod search;
 pub mod serve;
 mod ws;
 
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(page::router())
         .merge(ws::router())
         .merge(history::router())
+        .merge(search::router())
         .merge(identity::router())
         .merge(assets::router())
         .merge(ops::router())

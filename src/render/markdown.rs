@@ -280,7 +280,7 @@ fn write_text(out: &mut String, text: &str, links: bool) {
 }
 
 /// Escapes text for HTML content and double-quoted attribute values.
-fn escape(out: &mut String, text: &str) {
+pub(super) fn escape(out: &mut String, text: &str) {
     let mut rest = text;
     while let Some(at) = rest.find(['&', '<', '>', '"', '\'']) {
         out.push_str(&rest[..at]);

@@ -16,6 +16,7 @@ use time::macros::format_description;
 pub use self::markdown::{ALLOWED as ALLOWED_IN_MESSAGES, Body, render as message_body};
 pub use self::message::{Rendered, history_frame, history_inner, message, older_page};
 pub use self::page::{AssetUrls, Page, error_page, page};
+pub use self::search::{SearchPage, excerpt, search_page};
 pub use self::status::{
     PRESENCE_SHOWN, RoomCount, event, not_sent, notice, presence, presence_count, room_list, typing,
 };
@@ -23,6 +24,7 @@ pub use self::status::{
 mod markdown;
 mod message;
 mod page;
+mod search;
 mod status;
 
 /// What rendering can fail with. Askama only fails on a broken template or a failing

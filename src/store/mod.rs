@@ -31,7 +31,7 @@ use self::postgres::Postgres;
 use self::sql::SqlStore;
 use self::sqlite::Sqlite;
 pub use crate::config::DatabaseUrl;
-use crate::domain::{ChangeRefused, ChatMessage, RoomName, Write};
+use crate::domain::{ChangeRefused, ChatMessage, Found, RoomName, SearchTerms, Write};
 
 /// What [`Store::append`] returns: what became of each write, and where the batch sits in
 /// the global order of commits.
@@ -124,6 +124,27 @@ pub trait Store: Send + Sync + 'static {
         room: &'a RoomName,
         id: u64,
     ) -> BoxFuture<'a, Result<Option<ChatMessage>, StoreError>>;
+
+    /// The oldest `limit` messages of a room with an id above `after`, oldest first, each as
+    /// it is now: reading forward from a message opened in context.
+    fn after<'a>(
+        &'a self,
+        room: &'a RoomName,
+        after: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>>;
+
+    /// At most `limit` messages with an id below `before` that contain every word of
+    /// `terms` (as the store stems them), newest first, in one room or in all. Only what
+    /// messages say now is found: never an edited-away or deleted text. The messages come
+    /// without their reactions.
+    fn search<'a>(
+        &'a self,
+        terms: &'a SearchTerms,
+        room: Option<&'a RoomName>,
+        before: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Found>, StoreError>>;
 
     /// Every room that has messages, by name.
     fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomName>, StoreError>>;

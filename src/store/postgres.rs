@@ -12,8 +12,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 
 use super::StoreError;
 use super::error::Class;
-use super::sql::{Backend, Inserted};
-use crate::domain::{NewMessage, unix_micros};
+use super::sql::{Backend, Inserted, message_columns};
+use crate::domain::{NewMessage, SearchTerms, unix_micros};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -27,6 +27,34 @@ const SESSION_OPTIONS: [(&str, &str); 3] = [
     ("lock_timeout", "5s"),
     ("idle_in_transaction_session_timeout", "10s"),
 ];
+
+/// `ts_headline`'s options: matches between U+0001 and U+0002 (`Found::MARK_START`,
+/// `Found::MARK_END`), about as much text around them as SQLite's snippet gives.
+macro_rules! headline_options {
+    () => {
+        "'StartSel=' || chr(1) || ', StopSel=' || chr(2) || \
+         ', MaxWords=30, MinWords=12, ShortWord=2'"
+    };
+}
+
+/// A search, with `$filter` added to its conditions. The GIN index finds the matches (or,
+/// for a common word, the planner walks the primary key backwards and stops at the
+/// limit); `ts_headline` runs on the results alone.
+macro_rules! search {
+    ($filter:literal) => {
+        concat!(
+            "SELECT m.id, ",
+            message_columns!(),
+            ", ts_headline('english', m.body, query, ",
+            headline_options!(),
+            ") FROM plainto_tsquery('english', $1) query, messages m \
+             LEFT JOIN messages q ON q.id = m.reply_to \
+             WHERE m.search @@ query AND m.target IS NULL AND m.id < $2",
+            $filter,
+            " ORDER BY m.id DESC LIMIT $3"
+        )
+    };
+}
 
 /// What is particular to PostgreSQL.
 pub(super) struct Postgres;
@@ -51,6 +79,17 @@ impl Backend for Postgres {
             _ if code.starts_with("22") || code.starts_with("23") => Class::Rejected,
             _ => Class::Other,
         }
+    }
+
+    /// The GIN index finds the matches (or, for a common word, the planner walks the
+    /// primary key backwards and stops at the limit); `ts_headline` runs on the results
+    /// alone.
+    const SEARCH: &'static str = search!("");
+    const SEARCH_ROOM: &'static str = search!(" AND m.room = $4");
+
+    /// The words, for `plainto_tsquery` (which stems them and requires them all).
+    fn match_query(terms: &SearchTerms) -> String {
+        terms.text()
     }
 
     fn connect_options(url: &str) -> Result<(PgConnectOptions, PgConnectOptions), sqlx::Error> {

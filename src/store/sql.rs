@@ -19,7 +19,9 @@ use sqlx::{ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArgu
 
 use super::error::Class;
 use super::{Appended, DatabaseUrl, Outcome, Store, StoreError};
-use crate::domain::{ChatMessage, NewMessage, Quote, RoomName, StoredRow, Write};
+use crate::domain::{
+    ChatMessage, Found, NewMessage, Quote, RoomName, SearchTerms, StoredRow, Write,
+};
 
 /// What differs between the SQL backends; everything else is [`SqlStore`].
 pub(super) trait Backend: Send + Sync + 'static {
@@ -61,6 +63,16 @@ pub(super) trait Backend: Send + Sync + 'static {
 
     /// What an error code of this database (`sqlx::error::DatabaseError::code`) means.
     fn classify(code: &str) -> Class;
+
+    /// A search of every room: `$1` is [`Backend::match_query`], `$2` the id the results
+    /// are below, `$3` how many; rows are [`SearchRow`]s, newest first.
+    const SEARCH: &'static str;
+    /// The same, in one room: `$4` is the room.
+    const SEARCH_ROOM: &'static str;
+
+    /// What this database's full-text search is given for `$1` of [`Backend::SEARCH`]:
+    /// built from the words alone, never from what a reader typed.
+    fn match_query(terms: &SearchTerms) -> String;
 
     /// A database error as a [`StoreError`], classified by [`Backend::classify`].
     fn error(err: sqlx::Error) -> StoreError {
@@ -129,6 +141,7 @@ macro_rules! message_columns {
          q.id, q.author, q.body, q.edited_at IS NOT NULL, q.deleted_at IS NOT NULL"
     };
 }
+pub(super) use message_columns;
 
 /// Every entry in a range, a change's with its message as it is now.
 const BETWEEN: &str = concat!(
@@ -160,6 +173,14 @@ pub(super) const VERSION: &str = concat!(
     " FROM messages m LEFT JOIN messages q ON q.id = m.reply_to WHERE m.id = $1"
 );
 
+/// A room's messages after an id, oldest first (the window's "load newer").
+const AFTER: &str = concat!(
+    "SELECT m.id, ",
+    message_columns!(),
+    " FROM messages m LEFT JOIN messages q ON q.id = m.reply_to \
+     WHERE m.room = $1 AND m.id > $2 AND m.target IS NULL ORDER BY m.id LIMIT $3"
+);
+
 /// The message a resend repeats: [`Outcome::Duplicate`].
 const FIRST_SENT: &str = "SELECT id FROM messages WHERE author_id = $1 AND client_id = $2";
 
@@ -170,24 +191,37 @@ const KEEP_COOKIE_KEY: &str = "INSERT INTO settings (name, value) VALUES ('cooki
 
 const COOKIE_KEY: &str = "SELECT value FROM settings WHERE name = 'cookie_key'";
 
+/// The Rust types of [`message_columns!`] after the entry's position, and of any columns a
+/// query adds after them.
+macro_rules! row_type {
+    ($($extra:ty),*) => {
+        (
+            i64,
+            i64,
+            String,
+            String,
+            Option<String>,
+            String,
+            i64,
+            bool,
+            bool,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<bool>,
+            Option<bool>,
+            $($extra),*
+        )
+    };
+}
+
 /// `(seq, id, room, author, author_id, body, created_at, edited, deleted)` and the
 /// answered message's `(id, author, body, edited, deleted)` as the queries select them.
-pub(super) type Row = (
-    i64,
-    i64,
-    String,
-    String,
-    Option<String>,
-    String,
-    i64,
-    bool,
-    bool,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<bool>,
-    Option<bool>,
-);
+pub(super) type Row = row_type!();
+
+/// A [`Row`] and a search's excerpt (its matches between [`Found::MARK_START`] and
+/// [`Found::MARK_END`]).
+pub(super) type SearchRow = row_type!(String);
 
 impl<B: Backend> Store for SqlStore<B>
 where
@@ -387,6 +421,65 @@ where
                 .map_err(B::error)?;
             let found = self.with_reactions(row.map(message).into_iter().collect());
             Ok(found.await?.pop())
+        }
+        .boxed()
+    }
+
+    fn after<'a>(
+        &'a self,
+        room: &'a RoomName,
+        after: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>> {
+        async move {
+            let rows: Vec<Row> = sqlx::query_as(AFTER)
+                .bind(room.as_str())
+                .bind(sql_id(after))
+                .bind(i64::from(limit))
+                .fetch_all(&self.readers)
+                .await
+                .map_err(B::error)?;
+            self.with_reactions(in_order(rows)).await
+        }
+        .boxed()
+    }
+
+    fn search<'a>(
+        &'a self,
+        terms: &'a SearchTerms,
+        room: Option<&'a RoomName>,
+        before: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<Found>, StoreError>> {
+        async move {
+            let query = B::match_query(terms);
+            let sql = if room.is_some() {
+                B::SEARCH_ROOM
+            } else {
+                B::SEARCH
+            };
+            let mut select = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(query)
+                .bind(sql_id(before))
+                .bind(i64::from(limit));
+            if let Some(room) = room {
+                select = select.bind(room.as_str());
+            }
+            let rows: Vec<SearchRow> = select.fetch_all(&self.readers).await.map_err(B::error)?;
+            Ok(rows
+                .into_iter()
+                .map(|row| {
+                    let excerpt = row.14.clone();
+                    let row = (
+                        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
+                        row.10, row.11, row.12, row.13,
+                    );
+                    Found {
+                        message: message(row),
+                        excerpt,
+                    }
+                })
+                .collect())
         }
         .boxed()
     }

@@ -14,13 +14,30 @@ use sqlx::sqlite::{
 
 use super::StoreError;
 use super::error::Class;
-use super::sql::{Backend, Inserted};
-use crate::domain::{NewMessage, unix_micros};
+use super::sql::{Backend, Inserted, message_columns};
+use crate::domain::{NewMessage, SearchTerms, unix_micros};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// How long a statement waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A search, with `$filter` added to its conditions. FTS5 walks its index newest first
+/// and stops at the limit; the row and the quote are read for the results alone.
+macro_rules! search {
+    ($filter:literal) => {
+        concat!(
+            "SELECT m.id, ",
+            message_columns!(),
+            ", snippet(messages_search, 0, char(1), char(2), '…', 24) \
+             FROM messages_search JOIN messages m ON m.id = messages_search.rowid \
+             LEFT JOIN messages q ON q.id = m.reply_to \
+             WHERE messages_search MATCH $1 AND messages_search.rowid < $2",
+            $filter,
+            " ORDER BY messages_search.rowid DESC LIMIT $3"
+        )
+    };
+}
 
 /// What is particular to SQLite.
 pub(super) struct Sqlite;
@@ -52,6 +69,20 @@ impl Backend for Sqlite {
             Ok(18 | 19 | 20 | 25) => Class::Rejected, // TOOBIG, CONSTRAINT, MISMATCH, RANGE
             _ => Class::Other,
         }
+    }
+
+    /// FTS5 walks its index newest first and stops at the limit; the row and the quote are
+    /// read for the results alone.
+    const SEARCH: &'static str = search!("");
+    /// The room is a filter on what the index finds (`+` keeps SQLite from starting at
+    /// the room's messages instead, and testing each against the index).
+    const SEARCH_ROOM: &'static str = search!(" AND +m.room = $4");
+
+    /// Each word as an FTS5 string (so no word is read as an operator or a column), all
+    /// of them required. Words hold only letters and digits: nothing to escape.
+    fn match_query(terms: &SearchTerms) -> String {
+        let quoted: Vec<String> = terms.words().iter().map(|w| format!("\"{w}\"")).collect();
+        quoted.join(" AND ")
     }
 
     fn connect_options(

@@ -10,13 +10,13 @@ use crate::support::cluster::Cluster;
 use crate::support::db::TestDb;
 
 /// What htmx sends for the edit form.
-async fn edit(client: &mut TestClient, id: u64, text: &str) {
+pub(crate) async fn edit(client: &mut TestClient, id: u64, text: &str) {
     let frame = json!({"kind": "edit", "id": id.to_string(), "text": text, "headers": {"HX-Request": "true"}});
     client.send_raw(frame.to_string()).await;
 }
 
 /// What htmx sends for the delete form.
-async fn delete(client: &mut TestClient, id: u64) {
+pub(crate) async fn delete(client: &mut TestClient, id: u64) {
     let frame = json!({"kind": "delete", "id": id.to_string(), "headers": {"HX-Request": "true"}});
     client.send_raw(frame.to_string()).await;
 }
@@ -28,7 +28,7 @@ async fn say_once(client: &mut TestClient, text: &str, client_id: &str) {
 }
 
 /// Says `text` and waits until `client` shows it; returns its id.
-async fn posted(client: &mut TestClient, text: &str) -> u64 {
+pub(crate) async fn posted(client: &mut TestClient, text: &str) -> u64 {
     client.say(text).await;
     client
         .until(text, |page| page.shown.iter().any(|m| m.text == text))

@@ -20,6 +20,7 @@ mod limits;
 mod load;
 mod observability;
 mod rooms;
+mod search;
 mod sequencing;
 mod shutdown;
 mod slow_client;
