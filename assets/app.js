@@ -16,7 +16,10 @@
 //   toggles reactions, showing yours pressed; "Reply" shows what you answer above the
 //   composer and sends its id with your message; a quote's link loads older messages
 //   until the one it quotes is there;
-// - gives each message the composer sends an id of its own, so a resend is stored once.
+// - gives each message the composer sends an id of its own, so a resend is stored once;
+// - opened at a message (?around=ID, where a search result leads), scrolls to it and
+//   marks it, and keeps the messages around it when the socket's history arrives: "load
+//   newer" fills in between them and the recent ones, where live messages still arrive.
 (function () {
   "use strict";
 
@@ -124,7 +127,7 @@
     releaseLater("older");
   }
   document.addEventListener("htmx:before:request", function (event) {
-    if (!event.target || event.target.id !== "older") return;
+    if (!event.target || (event.target.id !== "older" && event.target.id !== "newer")) return;
     quiet(messages(), "older", true);
     clearTimeout(loadingOlder);
     olderLink = event.target;
@@ -310,6 +313,75 @@
     if (!list || !older || !older.hasAttribute("hx-get") || pagesLeft <= 0) return;
     list.scrollTop = 0;
     setTimeout(function () { reveal(id, pagesLeft - 1); }, 250);
+  }
+
+  // A room opened at one of its messages: the log holds the messages around it, then,
+  // unless they reach the present, a "load newer" element and the room's recent
+  // messages. The history the socket sends on (re)connect replaces the log; the messages
+  // older than its first are put back above it, with "load newer" between, which joins
+  // the two parts when what it loads meets the recent ones.
+  function aroundId() {
+    var layout = document.querySelector(".layout[data-around]");
+    return layout && /^[0-9]+$/.test(layout.dataset.around) ? layout.dataset.around : "";
+  }
+  function idOf(article) { return parseInt(article.id.replace(/^msg-/, ""), 10); }
+  function elementOf(html) {
+    var holder = document.createElement("div");
+    holder.innerHTML = html;
+    return holder.firstElementChild;
+  }
+  var keptWindow = null;
+  var revealedOnce = false;
+  function keepWindow(list) {
+    keptWindow = list ? Array.prototype.slice.call(list.children) : null;
+  }
+  function restoreWindow(list) {
+    var saved = keptWindow;
+    keptWindow = null;
+    var layout = document.querySelector(".layout[data-room]");
+    if (!saved || !list || !layout) return;
+    var firstLive = list.querySelector("article.msg");
+    var from = firstLive ? idOf(firstLive) : Infinity;
+    var older = null;
+    var kept = [];
+    var newest = 0;
+    saved.forEach(function (node) {
+      if (node.id === "older") older = node.outerHTML;
+      else if (node.matches("article.msg") && idOf(node) < from) {
+        kept.push(node);
+        newest = Math.max(newest, idOf(node));
+      }
+    });
+    if (!kept.length) return;
+    var liveOlder = list.querySelector("#older");
+    if (liveOlder) liveOlder.remove();
+    var anchor = list.firstChild;
+    var added = [];
+    if (older) added.push(elementOf(older));
+    added = added.concat(kept);
+    if (firstLive) {
+      added.push(elementOf('<div id="newer" class="newer" hx-get="/rooms/' +
+        encodeURIComponent(layout.dataset.room) + "/history?after=" + newest +
+        '" hx-trigger="revealed" hx-swap="outerHTML">Loading newer messages\u2026</div>'));
+    }
+    added.forEach(function (node) {
+      list.insertBefore(node, anchor);
+      if (!node.matches("article") && window.htmx) htmx.process(node);
+    });
+  }
+  // After "load newer": a message shown twice (what it loaded reached the recent ones)
+  // stays only in the later place, and then the two parts are one: "load newer" goes.
+  function joinWindow() {
+    var newer = document.getElementById("newer");
+    var seen = {};
+    var met = false;
+    var all = articles();
+    for (var i = all.length - 1; i >= 0; i--) {
+      if (!seen[all[i].id]) { seen[all[i].id] = true; continue; }
+      if (newer && (all[i].compareDocumentPosition(newer) & Node.DOCUMENT_POSITION_FOLLOWING)) met = true;
+      all[i].remove();
+    }
+    if (newer && met) newer.remove();
   }
 
   function sendChange(kind, id, emoji) {
@@ -508,6 +580,7 @@
     var list = messages();
     replacing = replacesHistory(event.detail);
     if (replacing) quiet(list, "history", true);
+    if (replacing && aroundId()) keepWindow(list);
     stickToBottom = !list || nearBottom(list);
     articlesBefore = list ? list.querySelectorAll("article").length : 0;
   });
@@ -519,13 +592,19 @@
     if (input && document.activeElement === document.body) input.focus();
     markCurrentRoom();
     if (!list) return;
+    var arrived = replacing;
     if (replacing) {
       replacing = false;
+      restoreWindow(list);
       releaseLater("history");
     }
     localTimes(list);
     prepareArticles(list);
-    if (stickToBottom) list.scrollTop = list.scrollHeight;
+    if (arrived && aroundId() && !revealedOnce) {
+      // The first history: back to the message the room was opened at.
+      revealedOnce = true;
+      reveal("msg-" + aroundId(), 0);
+    } else if (stickToBottom) list.scrollTop = list.scrollHeight;
     if (document.hidden) {
       var added = list.querySelectorAll("article").length - articlesBefore;
       if (added > 0) {
@@ -535,10 +614,12 @@
     }
   });
 
-  // Older messages arrive over plain HTTP ("load older"): give them local times too.
+  // Older messages arrive over plain HTTP ("load older", "load newer"): give them local
+  // times too.
   document.addEventListener("htmx:after:swap", function () {
     var list = messages();
     if (list) {
+      joinWindow();
       localTimes(list);
       prepareArticles(list);
     }
@@ -579,7 +660,11 @@
     if (list) {
       prepareArticles(list);
       localTimes(list);
-      list.scrollTop = list.scrollHeight;
+      if (aroundId()) reveal("msg-" + aroundId(), 0);
+      else list.scrollTop = list.scrollHeight;
     }
+    // The search page's results show times in the reader's time zone too.
+    var results = document.getElementById("results");
+    if (results) localTimes(results);
   });
 })();

@@ -3,6 +3,10 @@
 //! conversation". Ids are the cursor, so pages neither shift nor overlap when new
 //! messages arrive.
 //!
+//! `GET /rooms/{room}/history?after=ID` answers a "load newer" element (a room opened at an
+//! older message, `/rooms/{room}?around=ID`) with the 50 messages after `ID`, followed by
+//! the next "load newer" element while there are more.
+//!
 //! `GET /rooms/{room}/messages/{id}/source` is one message's text as it was written (its
 //! Markdown), for the edit form: what a page shows is rendered and cannot be read back.
 
@@ -13,6 +17,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use super::{AppState, HttpError};
+use crate::domain::RoomName;
 use crate::render;
 
 /// Messages per page.
@@ -20,17 +25,31 @@ pub(crate) const PAGE: u32 = 50;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/rooms/{room}/history", get(older))
+        .route("/rooms/{room}/history", get(page))
         .route("/rooms/{room}/messages/{id}/source", get(source))
 }
 
-async fn older(
-    State(state): State<AppState>,
+/// `?before=ID` ("load older") or `?after=ID` ("load newer").
+async fn page(
+    state: State<AppState>,
     Path(room): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, HttpError> {
     let room = super::page::parse_room(&room)?;
-    let before = parse_cursor(query.as_deref()).map_err(HttpError::BadRequest)?;
+    let query = query.as_deref();
+    if names(query).any(|name| name == "after") {
+        let after = named_cursor(query, "after").map_err(HttpError::BadRequest)?;
+        return newer(state, room, after).await;
+    }
+    let before = parse_cursor(query).map_err(HttpError::BadRequest)?;
+    older(state, room, before).await
+}
+
+async fn older(
+    State(state): State<AppState>,
+    room: RoomName,
+    before: u64,
+) -> Result<Response, HttpError> {
     // One more than a page tells whether there is another page after this one.
     let mut messages = state
         .store
@@ -45,6 +64,26 @@ async fn older(
         messages.remove(0);
     }
     let html = render::older_page(&room, &messages, has_more);
+    Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
+}
+
+async fn newer(
+    State(state): State<AppState>,
+    room: RoomName,
+    after: u64,
+) -> Result<Response, HttpError> {
+    // One more than a page tells whether there is another page after this one.
+    let mut messages = state
+        .store
+        .after(&room, after, PAGE + 1)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "loading newer messages failed");
+            HttpError::StoreUnavailable
+        })?;
+    let has_more = messages.len() > PAGE as usize;
+    messages.truncate(PAGE as usize);
+    let html = render::newer_page(&room, &messages, has_more);
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
 
@@ -83,24 +122,42 @@ async fn source(
 /// positive decimal integer, given once; other parameters are ignored. Anything else is an
 /// error that says what is expected.
 pub fn parse_cursor(query: Option<&str>) -> Result<u64, String> {
-    const EXPECTED: &str =
-        "expected ?before=ID, where ID is a message id (a positive whole number)";
-    let mut before = None;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        // A name without `=` still names the parameter (with an empty value), as in any
-        // form-encoded query: `before&before=2` gives `before` twice.
-        match pair.split_once('=').unwrap_or((pair, "")) {
-            ("before", value) if before.is_none() => before = Some(value),
-            ("before", _) => return Err(format!("'before' is given twice; {EXPECTED}")),
-            _ => {}
+    named_cursor(query, "before")
+}
+
+/// The names in a query string, in order (a name without `=` still names a parameter).
+pub(super) fn names(query: Option<&str>) -> impl Iterator<Item = &str> {
+    pairs(query).map(|(name, _)| name)
+}
+
+fn pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+}
+
+/// A message id named `name` in a query string, given once: see [`parse_cursor`].
+pub(super) fn named_cursor(query: Option<&str>, name: &str) -> Result<u64, String> {
+    let expected =
+        format!("expected ?{name}=ID, where ID is a message id (a positive whole number)");
+    let mut found = None;
+    // A name without `=` still names the parameter (with an empty value), as in any
+    // form-encoded query: `before&before=2` gives `before` twice.
+    for (key, value) in pairs(query) {
+        match key {
+            _ if key != name => {}
+            _ if found.is_none() => found = Some(value),
+            _ => return Err(format!("'{name}' is given twice; {expected}")),
         }
     }
-    let Some(raw) = before else {
-        return Err(format!("'before' is missing; {EXPECTED}"));
+    let Some(raw) = found else {
+        return Err(format!("'{name}' is missing; {expected}"));
     };
     match raw.parse::<u64>() {
         Ok(id) if id > 0 && raw.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
-        _ => Err(format!("'before' is not a message id; {EXPECTED}")),
+        _ => Err(format!("'{name}' is not a message id; {expected}")),
     }
 }
 

@@ -2,7 +2,7 @@
 //! the "create or join" form.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -26,17 +26,25 @@ async fn general(
     headers: HeaderMap,
     jar: SignedCookieJar,
 ) -> Result<Response, HttpError> {
-    show(state, &headers, jar, RoomName::general()).await
+    show(state, &headers, jar, RoomName::general(), None).await
 }
 
+/// `/rooms/{room}`, or `/rooms/{room}?around=ID`: the room opened at one of its messages
+/// (where a search result leads).
 async fn room_page(
     state: State<AppState>,
     Path(room): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     jar: SignedCookieJar,
 ) -> Result<Response, HttpError> {
     let room = parse_room(&room)?;
-    show(state, &headers, jar, room).await
+    let query = query.as_deref();
+    let around = match super::history::names(query).any(|name| name == "around") {
+        true => Some(super::history::named_cursor(query, "around").map_err(HttpError::BadRequest)?),
+        false => None,
+    };
+    show(state, &headers, jar, room, around).await
 }
 
 #[derive(Deserialize)]
@@ -61,10 +69,15 @@ async fn show(
     headers: &HeaderMap,
     jar: SignedCookieJar,
     room: RoomName,
+    around: Option<u64>,
 ) -> Result<Response, HttpError> {
     let known = Identity::from_jar(&jar);
     let identity = known.clone().unwrap_or_else(Identity::new_guest);
     let history = super::loaded_history(&state, &room).await?;
+    let history = match around {
+        None => history,
+        Some(id) => around_message(&state, &room, id, &history).await?,
+    };
     let html = render::page(&Page {
         assets: super::assets::urls(),
         room: &room,
@@ -72,6 +85,7 @@ async fn show(
         me_tag: &identity.user.tag(),
         max_chars: state.config.max_message_chars,
         history: &history,
+        around,
         rooms: &state.hub.room_counts(),
         present: &state.hub.present(&room),
     })
@@ -84,4 +98,54 @@ async fn show(
             (jar.add(cookie), page).into_response()
         }
     })
+}
+
+/// Messages shown on each side of the one a room is opened at.
+const CONTEXT: u32 = 25;
+
+/// The log of a room opened at message `id`: the messages around it and, unless they
+/// reach the room's newest, a "load newer" element and the room's recent history, so live
+/// messages still arrive below. The page's script keeps the two parts apart until "load
+/// newer" joins them. A message not in the room is not found.
+async fn around_message(
+    state: &AppState,
+    room: &RoomName,
+    id: u64,
+    history: &str,
+) -> Result<String, HttpError> {
+    let unavailable = |err: crate::store::StoreError| {
+        tracing::error!(error = %err, "reading a message's context failed");
+        HttpError::StoreUnavailable
+    };
+    if state
+        .store
+        .message(room, id)
+        .await
+        .map_err(unavailable)?
+        .is_none()
+    {
+        return Err(HttpError::NotFound);
+    }
+    // One more on each side tells whether there is more beyond.
+    let mut before = state
+        .store
+        .before(room, id.saturating_add(1), CONTEXT + 2)
+        .await
+        .map_err(unavailable)?;
+    let has_older = before.len() > CONTEXT as usize + 1;
+    if has_older {
+        before.remove(0);
+    }
+    let mut after = state
+        .store
+        .after(room, id, CONTEXT + 1)
+        .await
+        .map_err(unavailable)?;
+    let has_newer = after.len() > CONTEXT as usize;
+    after.truncate(CONTEXT as usize);
+    let mut html = render::window(room, &before, has_older, &after, has_newer);
+    if has_newer {
+        html.push_str(render::history_articles(history));
+    }
+    Ok(html)
 }

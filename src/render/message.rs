@@ -319,6 +319,58 @@ pub fn older_page(room: &RoomName, messages: &[ChatMessage], has_more: bool) -> 
     history_inner(room, &rendered, has_more)
 }
 
+#[derive(Template)]
+#[template(path = "newer.html")]
+struct NewerTemplate<'a> {
+    room: &'a str,
+    /// The newest message above the element: it fetches the ones after it.
+    after: u64,
+}
+
+/// A page of newer messages, answering a "load newer" element (in a room opened at an
+/// older message): the messages, followed by the next such element when there are more.
+/// Without one, the page has reached the room's present.
+pub fn newer_page(room: &RoomName, messages: &[ChatMessage], has_more: bool) -> String {
+    let mut html = String::new();
+    for message in messages {
+        html.push_str(self::message(message).article());
+    }
+    if let (true, Some(last)) = (has_more, messages.last()) {
+        html.push_str(&fragment(&NewerTemplate {
+            room: room.as_str(),
+            after: last.id,
+        }));
+    }
+    html
+}
+
+/// A room opened at one of its messages: the messages around it (`before` ends with it,
+/// oldest first; `after` follows it), led by "load older" and, when they do not reach the
+/// room's newest message, followed by "load newer".
+pub fn window(
+    room: &RoomName,
+    before: &[ChatMessage],
+    has_older: bool,
+    after: &[ChatMessage],
+    has_newer: bool,
+) -> String {
+    let rendered: Vec<Rendered> = before.iter().chain(after).map(message).collect();
+    let mut html = history_inner(room, &rendered, has_older);
+    if let (true, Some(last)) = (has_newer, rendered.last()) {
+        html.push_str(&fragment(&NewerTemplate {
+            room: room.as_str(),
+            after: last.id,
+        }));
+    }
+    html
+}
+
+/// The messages of [`history_inner`]'s output without its lead ("load older", "start of
+/// conversation", "no messages yet"): what follows a [`window`] that does not reach them.
+pub fn history_articles(history: &str) -> &str {
+    history.find("<article").map_or("", |at| &history[at..])
+}
+
 /// The frame a client gets on every (re)connect: it *replaces* the whole list, so a
 /// reconnect can never duplicate what the page already shows.
 pub fn history_frame<'a>(

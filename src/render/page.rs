@@ -27,6 +27,7 @@ struct PageTemplate<'a> {
     /// The reactions the picker offers.
     emoji: [Emoji; 6],
     history: &'a str,
+    around: Option<u64>,
     input: &'a str,
     room_list: &'a str,
     presence: &'a str,
@@ -44,6 +45,9 @@ pub struct Page<'a> {
     pub max_chars: u32,
     /// Already-rendered list contents, from [`history_inner`].
     pub history: &'a str,
+    /// The message the room is opened at (`?around=ID`), if any: the page scrolls to it
+    /// and marks it.
+    pub around: Option<u64>,
     pub rooms: &'a [RoomCount],
     pub present: &'a [DisplayName],
 }
@@ -60,6 +64,7 @@ pub fn page(page: &Page<'_>) -> Result<String, RenderError> {
         max_chars: page.max_chars,
         emoji: Emoji::ALL,
         history: page.history,
+        around: page.around,
         input: &input(page.room, page.max_chars),
         room_list: rooms.as_str(),
         presence: present.as_str(),

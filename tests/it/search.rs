@@ -259,3 +259,109 @@ async fn hostile_queries_and_messages_stay_text() {
     let room = app.get("/rooms/no%20such%20room/search?q=oops").await;
     assert_eq!(room.status, 400);
 }
+
+/// The ids of the messages in an HTML fragment, in order.
+fn article_ids(html: &str) -> Vec<u64> {
+    html.split(r#"<article class="msg"#)
+        .skip(1)
+        .map(|rest| {
+            let from = rest.find(r#"id="msg-"#).unwrap() + r#"id="msg-"#.len();
+            rest[from..][..rest[from..].find('"').unwrap()]
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+/// The `after` cursor of a "load newer" element, if the fragment has one.
+fn newer_cursor(html: &str) -> Option<u64> {
+    let from = html.find("/history?after=")? + "/history?after=".len();
+    Some(
+        html[from..][..html[from..].find('"').unwrap()]
+            .parse()
+            .unwrap(),
+    )
+}
+
+/// A search result's link opens the room at the message: the messages around it, then
+/// "load newer" and the recent ones (where live messages arrive). Following "load newer"
+/// fills in every message between, once each.
+#[tokio::test]
+async fn a_result_opens_the_room_at_the_message_with_the_present_below() {
+    let app = spawn_app_on(Arc::new(TestDb::sqlite()), "127.0.0.1:0", |config| {
+        config.message_burst = 200;
+        config.ip_message_burst = 200;
+    })
+    .await;
+    let mut client = app.connect().await;
+    let mut other = app.connect_to("elsewhere", None).await;
+    let elsewhere = posted(&mut other, "not in general").await;
+    let mut ids = Vec::new();
+    for n in 0..160 {
+        ids.push(posted(&mut client, &format!("line {n}")).await);
+    }
+    let sought = ids[40];
+    let found = search(&app, "/rooms/general/search?q=line+40").await;
+    assert_eq!(found[0].id, sought);
+
+    let page = app.get(&format!("/rooms/general?around={sought}")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(&format!(r#"data-around="{sought}""#)));
+    let log = &page.body[page.body.find(r#"id="messages""#).unwrap()..];
+    let log = &log[..log
+        .find("</div>\n    <p id=\"typing\"")
+        .unwrap_or(log.len())];
+    let shown = article_ids(log);
+    // 25 before it, it, 25 after; then the 50 most recent.
+    assert_eq!(&shown[..51], &ids[15..66]);
+    assert_eq!(&shown[51..], &ids[110..]);
+    assert!(
+        log.contains(&format!("/history?before={}", ids[15])),
+        "load older"
+    );
+    let mut after = newer_cursor(log).expect("load newer");
+    assert_eq!(after, ids[65]);
+
+    // "Load newer" until it meets what is shown: every message once, in order.
+    let mut filled = shown[..51].to_vec();
+    loop {
+        let next = app
+            .get(&format!("/rooms/general/history?after={after}"))
+            .await;
+        assert_eq!(next.status, 200);
+        filled.extend(article_ids(&next.body));
+        match newer_cursor(&next.body) {
+            Some(cursor) => after = cursor,
+            None => break,
+        }
+    }
+    assert_eq!(filled, ids[15..]);
+
+    // Near the present there is nothing between: no "load newer", nothing twice.
+    let recent = app
+        .get(&format!("/rooms/general?around={}", ids[150]))
+        .await;
+    let shown = article_ids(&recent.body);
+    assert_eq!(shown, ids[125..]);
+    assert!(newer_cursor(&recent.body).is_none());
+
+    // Not a message of this room, or not a message id at all.
+    for (path, status) in [
+        (format!("/rooms/general?around={elsewhere}"), 404),
+        ("/rooms/general?around=999999".to_owned(), 404),
+        ("/rooms/general?around=abc".to_owned(), 400),
+        ("/rooms/general?around=0".to_owned(), 400),
+        ("/rooms/general?around=1&around=2".to_owned(), 400),
+        ("/rooms/general/history?after=x".to_owned(), 400),
+        ("/rooms/general/history?after=0".to_owned(), 400),
+    ] {
+        let response = app.get(&path).await;
+        assert_eq!(response.status, status, "{path}: {}", response.body);
+        if status == 400 {
+            assert!(
+                response.body.contains("=ID, where ID is a message id"),
+                "{path}"
+            );
+        }
+    }
+}
