@@ -29,11 +29,13 @@
     return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   }
 
-  function localTimes(root) {
+  function localTimes(root, withDate) {
     root.querySelectorAll("time[datetime]:not([data-local])").forEach(function (el) {
       var when = new Date(el.getAttribute("datetime"));
       if (!isNaN(when)) {
-        el.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+        el.textContent = withDate
+          ? when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" })
+          : when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
         el.title = when.toLocaleString();
       }
       el.setAttribute("data-local", "");
@@ -665,6 +667,6 @@
     }
     // The search page's results show times in the reader's time zone too.
     var results = document.getElementById("results");
-    if (results) localTimes(results);
+    if (results) localTimes(results, true);
   });
 })();

@@ -10,8 +10,7 @@
 use super::ChatMessage;
 
 /// The words of a search, ready for a store: non-empty, at most
-/// [`SearchTerms::MAX_WORDS`], each at most [`SearchTerms::MAX_WORD_CHARS`] characters of
-/// letters and digits, lower-case.
+/// [`SearchTerms::MAX_WORDS`], each of letters and digits only, lower-case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchTerms {
     words: Vec<String>,
@@ -31,8 +30,6 @@ pub enum SearchError {
 impl SearchTerms {
     /// More words than this is a sentence, not a search (and each one costs the store).
     pub const MAX_WORDS: usize = 8;
-    /// Longer words are cut to this (no stem is longer).
-    pub const MAX_WORD_CHARS: usize = 64;
     /// The longest query taken at all, in characters.
     pub const MAX_QUERY_CHARS: usize = 200;
 
@@ -46,11 +43,7 @@ impl SearchTerms {
             if word.is_empty() {
                 continue;
             }
-            let word: String = word
-                .chars()
-                .take(Self::MAX_WORD_CHARS)
-                .flat_map(char::to_lowercase)
-                .collect();
+            let word: String = word.chars().flat_map(char::to_lowercase).collect();
             if !words.contains(&word) {
                 words.push(word);
             }
@@ -120,13 +113,9 @@ mod tests {
                 );
             }
         }
-        let long = "x".repeat(100);
-        assert_eq!(
-            SearchTerms::parse(&long).unwrap().words()[0]
-                .chars()
-                .count(),
-            SearchTerms::MAX_WORD_CHARS
-        );
+        // A long word is searched whole (it is indexed whole).
+        let long = "x".repeat(150);
+        assert_eq!(SearchTerms::parse(&long).unwrap().words(), [long]);
     }
 
     #[test]

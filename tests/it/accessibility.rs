@@ -1,7 +1,7 @@
 //! Every page state the browser tests reach passes axe-core's WCAG 2.0/2.1/2.2 A and AA
 //! rules and best practices (`support::axe`), in the light and the dark colour scheme, at
 //! desktop width and on a phone (390×844): the chat with its history, after a message
-//! arrives live, with a notice shown, and the error pages. And one whole session driven
+//! arrives live, with a notice shown, search results, and the error pages. And one whole session driven
 //! with the keyboard alone. `HUBBUB_SCREENSHOTS=docs` saves the README's phone pictures.
 
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
@@ -122,6 +122,16 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
             assert_fits(&browser, &format!("the longest names ({at})")).await;
             assert_accessible(&browser, &format!("the longest names ({at})")).await;
 
+            // Searching that room for the long word: the results wrap too, and the
+            // marked word is as readable as the rest.
+            browser
+                .goto(&app.url(&format!("/rooms/{long_room}/search?q={long}")))
+                .await
+                .unwrap();
+            wait_for_css(&browser, "#results mark").await;
+            assert_fits(&browser, &format!("search results ({at})")).await;
+            assert_accessible(&browser, &format!("search results ({at})")).await;
+
             for (path, what) in [
                 ("/no-such-page", "404"),
                 ("/rooms/not%20a%20room", "400"),
@@ -146,7 +156,7 @@ async fn assert_fits(browser: &Client, at: &str) {
         .execute(
             "const wide = [];
              if (document.documentElement.scrollWidth > innerWidth) wide.push('the page');
-             for (const e of document.querySelectorAll('#messages, #sidebar, .bar, .composer')) {
+             for (const e of document.querySelectorAll('#messages, #sidebar, .bar, .composer, #results')) {
                  if (e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1) wide.push(e.id || e.className);
              }
              return wide;",

@@ -795,3 +795,121 @@ async fn a_quote_of_an_old_message_brings_it_into_view() {
     drop(driver);
     drop(profiles);
 }
+
+/// Searching in a real Chromium: the sidebar's box finds a message by another form of its
+/// word, marked; its link opens the room at that message (scrolled to, marked, focused),
+/// with live messages still arriving below; "load newer" fills in between, every message
+/// once. The accessibility check runs on the results and on the room opened at one.
+#[tokio::test]
+async fn search_and_open_a_result_in_its_room() {
+    let Some((chromium, chromedriver, _one_at_a_time)) =
+        browser_tools("browser::search_and_open_a_result_in_its_room").await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    let mut seeder = app.connect().await;
+    seeder.say("the quarterly forecast is ready").await;
+    seeder
+        .say("Forecasting **next** quarter: the numbers are in the [sheet](https://example.com/q3)")
+        .await;
+    let seeded = seeder.wait_for_shown(2).await;
+    let (first, sought) = (seeded[0].id, seeded[1].id);
+    for i in 0..90 {
+        seeder.say(&format!("chatter {i}")).await;
+    }
+    seeder.wait_for_shown(92).await;
+
+    let driver = start_driver(&chromedriver).await;
+    let profiles = Profiles(
+        std::env::temp_dir().join(format!("hubbub-browser-{}-search", std::process::id())),
+    );
+    let browser = open_browser(&driver, &chromium, &profiles.0.join("reader")).await;
+    browser.goto(&app.url("/")).await.unwrap();
+    wait_loaded_and_connected(&browser).await;
+    let search = browser.find(Locator::Css("#search-q")).await.unwrap();
+    search
+        .send_keys(&format!("forecasts{ENTER}"))
+        .await
+        .unwrap();
+    wait_for_css(&browser, "#results mark").await;
+    assert_eq!(
+        texts_of(&browser, "#results mark").await,
+        ["Forecasting", "forecast"]
+    );
+    assert_eq!(
+        texts_of(&browser, "#summary").await,
+        ["Messages containing forecasts, newest first."]
+    );
+    assert_accessible(&browser, "search results").await;
+    save_screenshot(&browser, "screenshot-search.png").await;
+
+    browser
+        .find(Locator::Css("#results a.context"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_loaded_and_connected(&browser).await;
+    watch_csp(&browser).await;
+    let target = format!("msg-{sought}");
+    eventually("the result, shown, marked and focused", async || {
+        let state = browser
+            .execute(
+                "const a = document.activeElement;
+                 return [a.id, a.classList.contains('sought'), !!document.getElementById('newer')];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if state == json!([target, true, true]) {
+            Ok(())
+        } else {
+            Err(state)
+        }
+    })
+    .await;
+    assert_accessible(&browser, "a room opened at a search result").await;
+
+    // Live messages still arrive, below the recent ones.
+    seeder.say("said while reading the past").await;
+    wait_for_text(&browser, "said while reading the past").await;
+
+    // Scrolling down loads the messages in between until the two parts meet.
+    eventually("the window joined to the present", async || {
+        let left = browser
+            .execute(
+                "const n = document.getElementById('newer');
+                 if (n) n.scrollIntoView({block: 'center'});
+                 return !!n;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if left == json!(false) {
+            Ok(())
+        } else {
+            Err(left)
+        }
+    })
+    .await;
+    let ids = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('#messages article.msg'), a => Number(a.id.slice(4)));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let ids: Vec<u64> = serde_json::from_value(ids).unwrap();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "in order, once each: {ids:?}"
+    );
+    assert_eq!(ids.first(), Some(&first), "the room's first: {ids:?}");
+    assert_eq!(ids.len(), 93, "every message, once: {ids:?}");
+    assert_no_csp_violations(&browser).await;
+    browser.close().await.unwrap();
+    drop(driver);
+    drop(profiles);
+}
