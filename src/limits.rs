@@ -51,22 +51,33 @@ impl ClientLimits {
 pub struct AddressLimits {
     messages: DefaultKeyedRateLimiter<IpAddr>,
     renames: DefaultKeyedRateLimiter<IpAddr>,
+    /// Searches read the whole index; a loop of them from one address would keep the
+    /// store's readers from everyone else.
+    searches: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 impl AddressLimits {
     pub fn new(messages: Quota, renames: Quota) -> Self {
+        Self::with_searches(messages, renames, Quota::per_minute(nonzero(60)))
+    }
+
+    pub fn with_searches(messages: Quota, renames: Quota, searches: Quota) -> Self {
         Self {
             messages: DefaultKeyedRateLimiter::keyed(messages),
             renames: DefaultKeyedRateLimiter::keyed(renames),
+            searches: DefaultKeyedRateLimiter::keyed(searches),
         }
     }
 
-    /// From `--ip-message-rate`, `--ip-message-burst` and `--renames-per-minute`.
+    /// From `--ip-message-rate`, `--ip-message-burst`, `--renames-per-minute` and
+    /// `--searches-per-minute`.
     pub fn from_config(config: &Config) -> Self {
         let renames = nonzero(config.renames_per_minute);
-        Self::new(
+        let searches = nonzero(config.searches_per_minute);
+        Self::with_searches(
             per_second(config.ip_message_rate, config.ip_message_burst),
             Quota::per_minute(renames).allow_burst(renames),
+            Quota::per_minute(searches).allow_burst(searches),
         )
     }
 
@@ -82,18 +93,25 @@ impl AddressLimits {
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
+    /// Counts one search from `ip`: `Err` with how long until the next one is allowed.
+    pub fn allow_search(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.searches
+            .check_key(&ip)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+
     /// Drops the entries of addresses whose allowance is full again (they would behave
     /// the same as a fresh entry).
     pub fn forget_idle(&self) {
-        self.messages.retain_recent();
-        self.renames.retain_recent();
-        self.messages.shrink_to_fit();
-        self.renames.shrink_to_fit();
+        for limiter in [&self.messages, &self.renames, &self.searches] {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
     }
 
     /// Addresses with an entry, for tests and introspection.
     pub fn tracked(&self) -> usize {
-        self.messages.len() + self.renames.len()
+        self.messages.len() + self.renames.len() + self.searches.len()
     }
 }
 

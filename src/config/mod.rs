@@ -136,6 +136,12 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_RENAMES_PER_MINUTE", default_value_t = 10, value_parser = positive())]
     pub renames_per_minute: u32,
 
+    /// Searches (`/search`, `/rooms/{name}/search`) one client address may make per
+    /// minute (also its burst); more are answered 429 with `Retry-After`. Loopback peers
+    /// are exempt unless `--trust-proxy` is set.
+    #[arg(long, env = "HUBBUB_SEARCHES_PER_MINUTE", default_value_t = 60, value_parser = positive())]
+    pub searches_per_minute: u32,
+
     /// WebSocket connections the server holds at most; more are refused (503) before any
     /// memory is spent on them. Keep it below the process's open-file limit.
     #[arg(long, env = "HUBBUB_MAX_CONNECTIONS", default_value_t = 15_000, value_parser = positive())]

@@ -22,6 +22,9 @@ pub enum HttpError {
     TooManyConnections(super::client::Refused),
     #[error("{0}")]
     BadRequest(String),
+    /// Over a per-address allowance; the seconds until the next request is allowed.
+    #[error("Too many searches from your address; try again in {0} s.")]
+    TooManySearches(u64),
     /// The store failed; details are logged where it failed.
     #[error("Messages cannot be loaded right now; try again in a moment.")]
     StoreUnavailable,
@@ -40,6 +43,7 @@ impl HttpError {
             | HttpError::StoreUnavailable
             | HttpError::TooManyConnections(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::TooManySearches(_) => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -66,6 +70,11 @@ impl IntoResponse for HttpError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            HttpError::TooManySearches(seconds) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
             HttpError::NotWebSocket => {
                 response

@@ -3,16 +3,19 @@
 //! its room (`/rooms/{room}?around={id}`); `&before=ID` is the next page ("older
 //! results"), with ids as the cursor as in history.
 //!
-//! Without a query the page is just the form. A query with no words, or too long, gets
+//! Searches count against `--searches-per-minute` per client address (429 with
+//! `Retry-After` beyond it). Without a query the page is just the form. A query with no words, or too long, gets
 //! the page with the form and what to type instead (400); a malformed `before` is a 400
 //! that says what is expected.
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
+use super::client::{ClientAddr, Peer};
 use super::{AppState, HttpError};
 use crate::domain::{RoomName, SearchTerms};
 use crate::render::{self, SearchPage};
@@ -29,21 +32,30 @@ pub(super) fn router() -> Router<AppState> {
 /// A search's query string, as pairs (so a repeated or unknown name is ours to judge).
 type Params = Query<Vec<(String, String)>>;
 
-async fn everywhere(state: State<AppState>, Query(params): Params) -> Result<Response, HttpError> {
-    search(state, None, params).await
+async fn everywhere(
+    state: State<AppState>,
+    client: Client,
+    Query(params): Params,
+) -> Result<Response, HttpError> {
+    search(state, client, None, params).await
 }
 
 async fn in_room(
     state: State<AppState>,
+    client: Client,
     Path(room): Path<String>,
     Query(params): Params,
 ) -> Result<Response, HttpError> {
     let room = super::page::parse_room(&room)?;
-    search(state, Some(room), params).await
+    search(state, client, Some(room), params).await
 }
+
+/// Who asks: the peer and the headers that may name the client behind a proxy.
+type Client = (Option<Extension<Peer>>, HeaderMap);
 
 async fn search(
     State(state): State<AppState>,
+    (peer, headers): Client,
     room: Option<RoomName>,
     params: Vec<(String, String)>,
 ) -> Result<Response, HttpError> {
@@ -62,6 +74,18 @@ async fn search(
     };
     if query.trim().is_empty() {
         return respond(StatusCode::OK, &page);
+    }
+    let client = ClientAddr::of_request(
+        peer.map(|Extension(Peer(peer))| peer),
+        &headers,
+        state.config.trust_proxy,
+    );
+    if !client.exempt
+        && let Err(wait) = state.address_limits.allow_search(client.ip)
+    {
+        // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(HttpError::TooManySearches(seconds));
     }
     let terms = match SearchTerms::parse(query) {
         Ok(terms) => terms,

@@ -365,3 +365,42 @@ async fn a_result_opens_the_room_at_the_message_with_the_present_below() {
         }
     }
 }
+
+/// Searches count per client address: past `--searches-per-minute` a 429 says when to try
+/// again; another address, and the empty form, are not affected.
+#[tokio::test]
+async fn searches_are_limited_per_client_address() {
+    let app = crate::support::app::spawn_app_with(|config| {
+        config.trust_proxy = true;
+        config.searches_per_minute = 2;
+    })
+    .await;
+    let from = |ip: &'static str| {
+        let app = &app;
+        async move {
+            app.request_with("GET", "/search?q=hello", &[("x-forwarded-for", ip)])
+                .await
+        }
+    };
+    for _ in 0..2 {
+        assert_eq!(from("203.0.113.7").await.status, 200);
+    }
+    let refused = from("203.0.113.7").await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    let wait: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    assert!(
+        refused.body.contains("Too many searches"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(from("203.0.113.8").await.status, 200);
+    let form = app
+        .request_with("GET", "/search", &[("x-forwarded-for", "203.0.113.7")])
+        .await;
+    assert_eq!(form.status, 200, "the form alone is not a search");
+}
