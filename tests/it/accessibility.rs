@@ -131,6 +131,15 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
             wait_for_css(&browser, "#results mark").await;
             assert_fits(&browser, &format!("search results ({at})")).await;
             assert_accessible(&browser, &format!("search results ({at})")).await;
+            for (path, what) in [
+                ("/search", "the search form"),
+                ("/search?q=%21%21", "a search without words"),
+                ("/search?q=nothingmatchesthis", "a search that finds nothing"),
+            ] {
+                browser.goto(&app.url(path)).await.unwrap();
+                wait_for_css(&browser, "#q").await;
+                assert_accessible(&browser, &format!("{what} ({at})")).await;
+            }
 
             for (path, what) in [
                 ("/no-such-page", "404"),
