@@ -8,7 +8,8 @@
 
 use bytes::BytesMut;
 use hubbub::domain::{
-    ClientId, DisplayName, Emoji, GuestName, Inbound, InboundError, MessageText, RoomName, UserId,
+    ClientId, DisplayName, Emoji, GuestName, Inbound, InboundError, MessageText, RoomName,
+    SearchError, SearchTerms, UserId,
 };
 use hubbub_wire::{self as wire, Decoder, Incoming, ProtocolError, Role};
 use serde_json::Value;
@@ -488,6 +489,76 @@ pub fn domain(data: &[u8]) {
     display_name(&raw);
     user_id(&raw);
     guest_name(&raw);
+    search_terms(&raw);
+    search_excerpt(&raw);
+}
+
+/// A search is its words and nothing else: at most 8, none empty or repeated, with no
+/// whitespace, punctuation or control characters (so no store's query syntax), and no
+/// query over 200 characters is taken; words come in the order typed.
+fn search_terms(raw: &str) {
+    match SearchTerms::parse(raw) {
+        Ok(terms) => {
+            let words = terms.words();
+            assert!(raw.chars().count() <= SearchTerms::MAX_QUERY_CHARS);
+            assert!(!words.is_empty() && words.len() <= SearchTerms::MAX_WORDS);
+            for (i, word) in words.iter().enumerate() {
+                assert!(!word.is_empty());
+                assert!(!words[..i].contains(word), "{word:?} twice");
+                assert!(
+                    !word
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_ascii_punctuation() || c.is_control()),
+                    "{word:?} from {raw:?}"
+                );
+            }
+            assert_eq!(terms.text(), words.join(" "));
+        }
+        Err(SearchError::TooLong) => {
+            assert!(raw.chars().count() > SearchTerms::MAX_QUERY_CHARS);
+        }
+        Err(SearchError::NoWords) => assert!(!raw.chars().any(char::is_alphanumeric)),
+        Err(SearchError::TooManyWords) => {}
+    }
+}
+
+/// An excerpt's HTML has no element but `<mark>`, never nested and always closed, and
+/// reads back (tags dropped, entities decoded) as the text without its match markers.
+fn search_excerpt(raw: &str) {
+    let html = hubbub::render::excerpt(raw);
+    let mut open = false;
+    let mut text = String::new();
+    let mut rest = html.as_str();
+    while let Some(at) = rest.find(['<', '&']) {
+        text.push_str(&rest[..at]);
+        rest = &rest[at..];
+        if let Some(after) = rest.strip_prefix("<mark>") {
+            assert!(!open, "nested mark in {html:?}");
+            open = true;
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("</mark>") {
+            assert!(open, "closing an unopened mark in {html:?}");
+            open = false;
+            rest = after;
+        } else {
+            let entity = ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"]
+                .into_iter()
+                .find(|e| rest.starts_with(e))
+                .unwrap_or_else(|| panic!("markup in {html:?}"));
+            text.push(match entity {
+                "&amp;" => '&',
+                "&lt;" => '<',
+                "&gt;" => '>',
+                "&quot;" => '"',
+                _ => '\'',
+            });
+            rest = &rest[entity.len()..];
+        }
+    }
+    text.push_str(rest);
+    assert!(!open, "unclosed mark in {html:?}");
+    let plain: String = raw.chars().filter(|c| !matches!(c, '\u{1}' | '\u{2}')).collect();
+    assert_eq!(text, plain);
 }
 
 /// Tabs and line breaks are the only control characters a message may hold.
