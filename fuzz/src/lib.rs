@@ -557,7 +557,10 @@ fn search_excerpt(raw: &str) {
     }
     text.push_str(rest);
     assert!(!open, "unclosed mark in {html:?}");
-    let plain: String = raw.chars().filter(|c| !matches!(c, '\u{1}' | '\u{2}')).collect();
+    let plain: String = raw
+        .chars()
+        .filter(|c| !matches!(c, '\u{1}' | '\u{2}'))
+        .collect();
     assert_eq!(text, plain);
 }
 
