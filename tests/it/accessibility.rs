@@ -134,7 +134,10 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
             for (path, what) in [
                 ("/search", "the search form"),
                 ("/search?q=%21%21", "a search without words"),
-                ("/search?q=nothingmatchesthis", "a search that finds nothing"),
+                (
+                    "/search?q=nothingmatchesthis",
+                    "a search that finds nothing",
+                ),
             ] {
                 browser.goto(&app.url(path)).await.unwrap();
                 wait_for_css(&browser, "#q").await;
