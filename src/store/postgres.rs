@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 use super::StoreError;
 use super::error::Class;
 use super::sql::{Backend, Inserted, message_columns};
-use crate::domain::{NewMessage, SearchTerms, unix_micros};
+use crate::domain::{NewMessage, RoomName, SearchTerms, unix_micros};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -88,7 +88,7 @@ impl Backend for Postgres {
     const SEARCH_ROOM: &'static str = search!(" AND m.room = $4");
 
     /// The words, for `plainto_tsquery` (which stems them and requires them all).
-    fn match_query(terms: &SearchTerms) -> String {
+    fn match_query(terms: &SearchTerms, _room: Option<&RoomName>) -> String {
         terms.text()
     }
 

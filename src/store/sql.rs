@@ -70,9 +70,10 @@ pub(super) trait Backend: Send + Sync + 'static {
     /// The same, in one room: `$4` is the room.
     const SEARCH_ROOM: &'static str;
 
-    /// What this database's full-text search is given for `$1` of [`Backend::SEARCH`]:
-    /// built from the words alone, never from what a reader typed.
-    fn match_query(terms: &SearchTerms) -> String;
+    /// What this database's full-text search is given for `$1` of [`Backend::SEARCH`]
+    /// (and [`Backend::SEARCH_ROOM`], with its room): built from the words alone, never
+    /// from what a reader typed.
+    fn match_query(terms: &SearchTerms, room: Option<&RoomName>) -> String;
 
     /// A database error as a [`StoreError`], classified by [`Backend::classify`].
     fn error(err: sqlx::Error) -> StoreError {
@@ -225,6 +226,7 @@ pub(super) type SearchRow = row_type!(String);
 
 impl<B: Backend> Store for SqlStore<B>
 where
+    B::Db: sqlx::database::HasStatementCache,
     for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
     <B::Db as Database>::Arguments: IntoArguments<B::Db>,
     usize: ColumnIndex<<B::Db as Database>::Row>,
@@ -452,13 +454,17 @@ where
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<Found>, StoreError>> {
         async move {
-            let query = B::match_query(terms);
+            let query = B::match_query(terms, room);
             let sql = if room.is_some() {
                 B::SEARCH_ROOM
             } else {
                 B::SEARCH
             };
+            // Planned for its own words every time, not prepared once per connection: a
+            // plan made for one word (or PostgreSQL's generic plan, after five runs) can be
+            // hundreds of times too slow for another (BENCHMARKS.md, search).
             let mut select = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
                 .bind(query)
                 .bind(sql_id(before))
                 .bind(i64::from(limit));

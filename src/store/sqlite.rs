@@ -15,7 +15,7 @@ use sqlx::sqlite::{
 use super::StoreError;
 use super::error::Class;
 use super::sql::{Backend, Inserted, message_columns};
-use crate::domain::{NewMessage, SearchTerms, unix_micros};
+use crate::domain::{NewMessage, RoomName, SearchTerms, hex, unix_micros};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -74,15 +74,25 @@ impl Backend for Sqlite {
     /// FTS5 walks its index newest first and stops at the limit; the row and the quote are
     /// read for the results alone.
     const SEARCH: &'static str = search!("");
-    /// The room is a filter on what the index finds (`+` keeps SQLite from starting at
-    /// the room's messages instead, and testing each against the index).
+    /// The index finds the room's matches itself (the room is a column of it, see
+    /// [`Sqlite::match_query`]); the row's room is checked too (`+`: without using the
+    /// room's own index, which would test each of its messages against the search).
     const SEARCH_ROOM: &'static str = search!(" AND +m.room = $4");
 
-    /// Each word as an FTS5 string (so no word is read as an operator or a column), all
-    /// of them required. Words hold only letters and digits: nothing to escape.
-    fn match_query(terms: &SearchTerms) -> String {
-        let quoted: Vec<String> = terms.words().iter().map(|w| format!("\"{w}\"")).collect();
-        quoted.join(" AND ")
+    /// Each word as an FTS5 string in the `body` column (so no word is read as an
+    /// operator or a column), all of them required, and in one room also its name (in
+    /// hex, as migration 0007 indexes it) in the `room` column. Words hold only letters and
+    /// digits: nothing to escape.
+    fn match_query(terms: &SearchTerms, room: Option<&RoomName>) -> String {
+        let mut parts: Vec<String> = terms
+            .words()
+            .iter()
+            .map(|w| format!("body : \"{w}\""))
+            .collect();
+        if let Some(room) = room {
+            parts.push(format!("room : \"{}\"", hex(room.as_str().as_bytes())));
+        }
+        parts.join(" AND ")
     }
 
     fn connect_options(

@@ -404,3 +404,29 @@ async fn searches_are_limited_per_client_address() {
         .await;
     assert_eq!(form.status, 200, "the form alone is not a search");
 }
+
+/// A search in one room finds that room's messages only, however alike the names: names
+/// that differ by a `-` or `_`, by a final "n" or "s", or one the start of another.
+async fn one_room_is_one_room(db: Arc<TestDb>) {
+    let app = spawn_app_on(db, "127.0.0.1:0", |config| {
+        config.message_burst = 100;
+        config.ip_message_burst = 100;
+    })
+    .await;
+    let rooms = ["design", "designs", "a-b", "a_b", "ban", "ba", "banner", "n", "e"];
+    let mut said = Vec::new();
+    for room in rooms {
+        let mut client = app.connect_to(room, None).await;
+        said.push(posted(&mut client, &format!("launch plan for {room}")).await);
+    }
+    for (room, id) in rooms.iter().zip(&said) {
+        let found = search(&app, &format!("/rooms/{room}/search?q=launch+plans")).await;
+        assert_eq!(
+            found.iter().map(|h| h.id).collect::<Vec<_>>(),
+            [*id],
+            "{room}: {found:?}"
+        );
+    }
+    assert_eq!(search(&app, "/search?q=launch").await.len(), rooms.len());
+}
+both_backends!(one_room_is_one_room);
