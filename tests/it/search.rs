@@ -413,7 +413,9 @@ async fn one_room_is_one_room(db: Arc<TestDb>) {
         config.ip_message_burst = 100;
     })
     .await;
-    let rooms = ["design", "designs", "a-b", "a_b", "ban", "ba", "banner", "n", "e"];
+    let rooms = [
+        "design", "designs", "a-b", "a_b", "ban", "ba", "banner", "n", "e",
+    ];
     let mut said = Vec::new();
     for room in rooms {
         let mut client = app.connect_to(room, None).await;
