@@ -347,9 +347,13 @@
     var older = null;
     var kept = [];
     var newest = 0;
+    // Only what is above a "load newer" still waiting is known to be whole: below it were
+    // the recent messages of before, which the new history and "load newer" bring again.
+    var gap = false;
     saved.forEach(function (node) {
-      if (node.id === "older") older = node.outerHTML;
-      else if (node.matches("article.msg") && idOf(node) < from) {
+      if (node.id === "newer") gap = true;
+      else if (node.id === "older") older = node.outerHTML;
+      else if (!gap && node.matches("article.msg") && idOf(node) < from) {
         kept.push(node);
         newest = Math.max(newest, idOf(node));
       }
