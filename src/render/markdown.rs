@@ -83,6 +83,42 @@ pub fn render(text: &str) -> Body {
     }
 }
 
+/// A message's text (or a piece of it) as the words a reader sees, without Markdown's
+/// marks: for search excerpts, which show text, not formatting. A link is its text, code
+/// its content, raw HTML the text it is; lines and blocks end with a line break. Plain
+/// text comes back as it is. Not HTML: the caller escapes it.
+pub(super) fn plain_text(text: &str) -> String {
+    if !needs_parser(text) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut options = Options::empty();
+    options.insert(Options::ENABLE_STRIKETHROUGH);
+    for event in Parser::new_ext(text, options) {
+        match event {
+            Event::Text(piece)
+            | Event::Code(piece)
+            | Event::Html(piece)
+            | Event::InlineHtml(piece)
+            | Event::FootnoteReference(piece)
+            | Event::InlineMath(piece)
+            | Event::DisplayMath(piece) => out.push_str(&piece),
+            Event::SoftBreak | Event::HardBreak => out.push('\n'),
+            Event::End(
+                TagEnd::Paragraph
+                | TagEnd::Heading(_)
+                | TagEnd::CodeBlock
+                | TagEnd::Item
+                | TagEnd::HtmlBlock,
+            ) if !out.ends_with('\n') => out.push('\n'),
+            _ => {}
+        }
+    }
+    let kept = out.trim_end().len();
+    out.truncate(kept);
+    out
+}
+
 /// Whether the text could mean anything to Markdown: an inline marker anywhere, a block
 /// marker at its start (a message is trimmed, so that is the start of its first line), or
 /// a line break. Plain text is written as it is, without the parser.
@@ -299,6 +335,24 @@ pub(super) fn escape(out: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_text_is_the_words_without_the_marks() {
+        assert_eq!(plain_text("just words"), "just words");
+        assert_eq!(
+            plain_text("Forecasting **next** quarter: see the [sheet](https://example.com/q3)"),
+            "Forecasting next quarter: see the sheet"
+        );
+        assert_eq!(plain_text("- one\n- `two`\n\n> three"), "one\ntwo\nthree");
+        assert_eq!(plain_text("<b>bold?</b> 1 < 2"), "<b>bold?</b> 1 < 2");
+        // Search's match marks pass through, emphasis around them too.
+        assert_eq!(
+            plain_text("**\u{1}next\u{2}** and ~~\u{1}old\u{2}~~"),
+            "\u{1}next\u{2} and \u{1}old\u{2}"
+        );
+        // A piece cut out of a longer text: what does not close stays text.
+        assert_eq!(plain_text("…the **numbers are"), "…the **numbers are");
+    }
 
     fn html(text: &str) -> String {
         render(text).html

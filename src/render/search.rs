@@ -1,13 +1,14 @@
 //! The search page: a form, and what a search found, newest first, each with its room,
 //! author, time and an excerpt whose matching words are in `<mark>`.
 //!
-//! Stores mark matches with two control characters a message cannot contain
+//! An excerpt shows the words, not the formatting: Markdown's marks are taken out
+//! ([`plain_text`]). Stores mark matches with two control characters a message cannot contain
 //! ([`Found::MARK_START`], [`Found::MARK_END`]); [`excerpt`] escapes the text and turns
 //! only those into elements, so nothing in a message can open or close a `<mark>`.
 
 use askama::Template;
 
-use super::markdown::escape;
+use super::markdown::{escape, plain_text};
 use super::page::AssetUrls;
 use super::{RenderError, colour, datetime};
 use crate::domain::{Found, RoomName};
@@ -84,7 +85,7 @@ pub fn search_page(page: &SearchPage<'_>) -> Result<String, RenderError> {
                     ))
                     .unwrap_or_default(),
                 edited: m.edited,
-                excerpt: excerpt(&found.excerpt),
+                excerpt: excerpt(&plain_text(&found.excerpt)),
             }
         })
         .collect();

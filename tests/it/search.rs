@@ -188,6 +188,17 @@ async fn hostile_queries_and_messages_stay_text() {
         found[0]
     );
 
+    // An excerpt shows the words, not the Markdown.
+    client
+        .say("see the **bold** plan in the [notes](https://example.com/n)")
+        .await;
+    client.wait_for_shown(3).await;
+    let found = search(&app, "/search?q=notes").await;
+    assert_eq!(
+        found[0].excerpt,
+        "see the bold plan in the <mark>notes</mark>"
+    );
+
     // FTS5 and tsquery operators are only punctuation and words.
     for query in [
         "%22quoted%22",
