@@ -76,7 +76,7 @@ async fn show(
     let history = super::loaded_history(&state, &room).await?;
     let history = match around {
         None => history,
-        Some(id) => around_message(&state, &room, id, &history).await?,
+        Some(id) => around_message(&state, &room, id).await?,
     };
     let html = render::page(&Page {
         assets: super::assets::urls(),
@@ -104,15 +104,11 @@ async fn show(
 const CONTEXT: u32 = 25;
 
 /// The log of a room opened at message `id`: the messages around it and, unless they
-/// reach the room's newest, a "load newer" element and the room's recent history, so live
-/// messages still arrive below. The page's script keeps the two parts apart until "load
-/// newer" joins them. A message not in the room is not found.
-async fn around_message(
-    state: &AppState,
-    room: &RoomName,
-    id: u64,
-    history: &str,
-) -> Result<String, HttpError> {
+/// reach the room's newest, a "load newer" element and the room's newest messages (as many
+/// as a page starts with), so live messages still arrive below. When those overlap the
+/// window, they simply continue it. The page's script keeps the two parts apart until
+/// "load newer" joins them. A message not in the room is not found.
+async fn around_message(state: &AppState, room: &RoomName, id: u64) -> Result<String, HttpError> {
     let unavailable = |err: crate::store::StoreError| {
         tracing::error!(error = %err, "reading a message's context failed");
         HttpError::StoreUnavailable
@@ -141,11 +137,25 @@ async fn around_message(
         .after(room, id, CONTEXT + 1)
         .await
         .map_err(unavailable)?;
-    let has_newer = after.len() > CONTEXT as usize;
+    // The first message past the window, if any: where the recent ones must start for the
+    // two to be one.
+    let next = after.get(CONTEXT as usize).map(|m| m.id);
     after.truncate(CONTEXT as usize);
-    let mut html = render::window(room, &before, has_older, &after, has_newer);
-    if has_newer {
-        html.push_str(render::history_articles(history));
+    let mut has_newer = next.is_some();
+    let mut recent = Vec::new();
+    if let Some(next) = next {
+        let last = after.last().map_or(id, |m| m.id);
+        // Oldest first; what the window already shows is left out, and when the two meet
+        // there is nothing between them to load.
+        recent = state
+            .store
+            .before(room, u64::MAX, state.config.history_limit)
+            .await
+            .map_err(unavailable)?;
+        has_newer = recent.first().is_some_and(|m| m.id > next);
+        recent.retain(|m| m.id > last);
     }
-    Ok(html)
+    Ok(render::window(
+        room, &before, has_older, &after, has_newer, &recent,
+    ))
 }

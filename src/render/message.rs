@@ -345,14 +345,15 @@ pub fn newer_page(room: &RoomName, messages: &[ChatMessage], has_more: bool) -> 
 }
 
 /// A room opened at one of its messages: the messages around it (`before` ends with it,
-/// oldest first; `after` follows it), led by "load older" and, when they do not reach the
-/// room's newest message, followed by "load newer".
+/// oldest first; `after` follows it), led by "load older"; then, when they do not reach the
+/// `recent` messages, a "load newer" element; then the recent ones.
 pub fn window(
     room: &RoomName,
     before: &[ChatMessage],
     has_older: bool,
     after: &[ChatMessage],
     has_newer: bool,
+    recent: &[ChatMessage],
 ) -> String {
     let rendered: Vec<Rendered> = before.iter().chain(after).map(message).collect();
     let mut html = history_inner(room, &rendered, has_older);
@@ -362,13 +363,10 @@ pub fn window(
             after: last.id,
         }));
     }
+    for message in recent {
+        html.push_str(self::message(message).article());
+    }
     html
-}
-
-/// The messages of [`history_inner`]'s output without its lead ("load older", "start of
-/// conversation", "no messages yet"): what follows a [`window`] that does not reach them.
-pub fn history_articles(history: &str) -> &str {
-    history.find("<article").map_or("", |at| &history[at..])
 }
 
 /// The frame a client gets on every (re)connect: it *replaces* the whole list, so a

@@ -15,8 +15,7 @@ use time::macros::format_description;
 
 pub use self::markdown::{ALLOWED as ALLOWED_IN_MESSAGES, Body, render as message_body};
 pub use self::message::{
-    Rendered, history_articles, history_frame, history_inner, message, newer_page, older_page,
-    window,
+    Rendered, history_frame, history_inner, message, newer_page, older_page, window,
 };
 pub use self::page::{AssetUrls, Page, error_page, page};
 pub use self::search::{SearchPage, excerpt, search_page};

@@ -348,6 +348,14 @@ async fn a_result_opens_the_room_at_the_message_with_the_present_below() {
     }
     assert_eq!(filled, ids[15..]);
 
+    // When the window and the newest messages overlap they are one list: nothing twice,
+    // nothing to load between.
+    let overlapping = app
+        .get(&format!("/rooms/general?around={}", ids[100]))
+        .await;
+    assert_eq!(article_ids(&overlapping.body), ids[75..]);
+    assert!(newer_cursor(&overlapping.body).is_none());
+
     // Near the present there is nothing between: no "load newer", nothing twice.
     let recent = app
         .get(&format!("/rooms/general?around={}", ids[150]))
