@@ -319,9 +319,10 @@
 
   // A room opened at one of its messages: the log holds the messages around it, then,
   // unless they reach the present, a "load newer" element and the room's recent
-  // messages. The history the socket sends on (re)connect replaces the log; the messages
+  // messages. The history the socket sends on connecting replaces the log; the messages
   // older than its first are put back above it, with "load newer" between, which joins
-  // the two parts when what it loads meets the recent ones.
+  // the two parts when what it loads meets the recent ones. (On a reconnect the page
+  // reloads: see below.)
   function aroundId() {
     var layout = document.querySelector(".layout[data-around]");
     return layout && /^[0-9]+$/.test(layout.dataset.around) ? layout.dataset.around : "";
@@ -586,24 +587,32 @@
     var list = messages();
     replacing = replacesHistory(event.detail);
     if (replacing) quiet(list, "history", true);
+    // Opened at a message: the first history keeps the messages around it. A later one
+    // (a reconnect) reloads the page instead: edits and deletes made while it was away
+    // reach only the recent messages, and the kept ones would stay as they were.
+    if (replacing && aroundId() && revealedOnce) {
+      location.reload();
+      return;
+    }
     if (replacing && aroundId()) keepWindow(list);
     stickToBottom = !list || nearBottom(list);
     articlesBefore = list ? list.querySelectorAll("article").length : 0;
   });
   document.addEventListener("htmx:ws:after:message:incoming", function () {
     var list = messages();
+    var arrived = replacing;
+    // The kept messages go back first, so the focus can return to one of them.
+    if (replacing) {
+      replacing = false;
+      restoreWindow(list);
+      releaseLater("history");
+    }
     if (list) prepareArticles(list);
     restoreFocus();
     var input = document.getElementById("text");
     if (input && document.activeElement === document.body) input.focus();
     markCurrentRoom();
     if (!list) return;
-    var arrived = replacing;
-    if (replacing) {
-      replacing = false;
-      restoreWindow(list);
-      releaseLater("history");
-    }
     localTimes(list);
     prepareArticles(list);
     if (arrived && aroundId() && !revealedOnce) {
