@@ -85,7 +85,7 @@ pub fn search_page(page: &SearchPage<'_>) -> Result<String, RenderError> {
                     ))
                     .unwrap_or_default(),
                 edited: m.edited,
-                excerpt: excerpt(&plain_text(&found.excerpt)),
+                excerpt: excerpt(&words_of(&found.excerpt)),
             }
         })
         .collect();
@@ -110,6 +110,23 @@ pub fn search_page(page: &SearchPage<'_>) -> Result<String, RenderError> {
         older: page.older,
     }
     .render()?)
+}
+
+/// An excerpt's words without Markdown's marks, unless that would lose or add a match
+/// mark (a match inside a link's address, or a character reference such as `&#1;` that
+/// decodes to a mark): then the text as written, whose marks are the store's own.
+fn words_of(excerpt: &str) -> String {
+    let marks = |text: &str| {
+        text.chars()
+            .filter(|c| matches!(*c, Found::MARK_START | Found::MARK_END))
+            .count()
+    };
+    let plain = plain_text(excerpt);
+    if marks(&plain) == marks(excerpt) {
+        plain
+    } else {
+        excerpt.to_owned()
+    }
 }
 
 /// An excerpt as HTML: escaped text, matches in `<mark>`. Marks that do not pair up (a
@@ -151,5 +168,23 @@ mod tests {
         assert_eq!(excerpt("\u{2}a\u{1}\u{1}b"), "a<mark>b</mark>");
         assert_eq!(excerpt("<mark>x</mark>"), "&lt;mark&gt;x&lt;/mark&gt;");
         assert_eq!(excerpt(""), "");
+    }
+
+    #[test]
+    fn excerpts_lose_markdown_but_never_a_mark() {
+        assert_eq!(
+            words_of("the **\u{1}plan\u{2}** in [notes](https://x.example/n)"),
+            "the \u{1}plan\u{2} in notes"
+        );
+        // A match in a link's address: the text as written keeps it.
+        let in_address = "see [notes](https://\u{1}example\u{2}.com/n)";
+        assert_eq!(words_of(in_address), in_address);
+        // A reference that decodes to a mark cannot make one.
+        let forged = "&#1;password&#2; is \u{1}hunter2\u{2}";
+        assert_eq!(words_of(forged), forged);
+        assert_eq!(
+            excerpt(&words_of(forged)),
+            "&amp;#1;password&amp;#2; is <mark>hunter2</mark>"
+        );
     }
 }
