@@ -178,6 +178,7 @@ impl Server {
             ),
             address_limits: Arc::new(limits::AddressLimits::from_config(&self.config)),
             session_settings: Arc::new(session::Settings::from_config(&self.config)),
+            searches: Arc::new(tokio::sync::Semaphore::new(http::SEARCHES_AT_ONCE)),
         };
         tokio::spawn(upkeep(
             self.hub.clone(),

@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 pub use self::error::HttpError;
 pub use self::history::parse_cursor;
+pub use self::search::AT_ONCE as SEARCHES_AT_ONCE;
 use crate::broker::Broker;
 use crate::commit::Committer;
 use crate::config::Config;
@@ -59,6 +60,9 @@ pub struct AppState {
     /// What every WebSocket session obeys, made once from the config and shared: a copy
     /// per connection would cost each idle connection a few hundred bytes.
     pub session_settings: Arc<crate::session::Settings>,
+    /// Searches running at once, at most [`search::AT_ONCE`]: however many addresses ask,
+    /// searching never takes every reader connection from page loads and paging.
+    pub searches: Arc<tokio::sync::Semaphore>,
 }
 
 /// The whole application.

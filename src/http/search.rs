@@ -23,6 +23,13 @@ use crate::render::{self, SearchPage};
 /// Results per page.
 pub(crate) const RESULTS: u32 = 20;
 
+/// Searches that run at once; more wait (at most [`WAIT`]), then get a 503. Below both
+/// stores' reader pools (SQLite 4, PostgreSQL 8).
+pub const AT_ONCE: usize = 3;
+
+/// How long a search waits for one of the [`AT_ONCE`] places.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/search", get(everywhere))
@@ -94,6 +101,10 @@ async fn search(
             page.refused = Some(&why);
             return respond(StatusCode::BAD_REQUEST, &page);
         }
+    };
+    let Ok(Ok(_running)) = tokio::time::timeout(WAIT, state.searches.acquire()).await else {
+        tracing::warn!("searches: every place taken for {WAIT:?}; answered 503");
+        return Err(HttpError::StoreUnavailable);
     };
     // One more than a page tells whether there are older results.
     let mut found = state
