@@ -1,6 +1,6 @@
 //! Messages: the fragment that appends one to every open page (or, for a version an edit
-//! or a delete made, replaces it where it is shown), and the history list a page or a
-//! reconnecting socket starts from.
+//! or a delete made, replaces it where it is shown), and the `<article>` the lists of
+//! messages (`history.rs`) are made of.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -8,7 +8,7 @@ use std::ops::Range;
 use askama::Template;
 
 use super::{Html, clock, colour, datetime, fragment, markdown};
-use crate::domain::{ChatMessage, Quote, Reaction, RoomName};
+use crate::domain::{ChatMessage, Quote, Reaction};
 
 /// One message, rendered once: the frame that appends it to every open page (or replaces
 /// its earlier version), and the `<article>` inside it that the history is made of.
@@ -97,10 +97,8 @@ fn quote(quote: &Quote) -> String {
 }
 
 const APPEND_OPEN: &str = r#"<div id="messages" hx-swap-oob="beforeend">"#;
-const REPLACE_OPEN: &str = r#"<div id="messages" hx-swap-oob="innerHTML">"#;
-const CLOSE: &str = "</div>";
+pub(super) const CLOSE: &str = "</div>";
 const PARTIAL_CLOSE: &str = "</hx-partial>";
-const EMPTY_HISTORY: &str = r#"<p class="empty">No messages yet. Say hello!</p>"#;
 
 #[derive(Template)]
 #[template(path = "message.html")]
@@ -276,118 +274,12 @@ pub fn message(message: &ChatMessage) -> Rendered {
     }
 }
 
-#[derive(Template)]
-#[template(path = "older.html")]
-struct OlderTemplate<'a> {
-    room: &'a str,
-    /// `Some(id)`: a "load older" element fetching the messages before `id`;
-    /// `None`: "start of conversation".
-    before: Option<u64>,
-}
-
-/// The inside of the message list: "load older" or "start of conversation", then the
-/// messages; or a friendly empty state.
-pub fn history_inner<'a>(
-    room: &RoomName,
-    messages: impl IntoIterator<Item = &'a Rendered>,
-    has_older: bool,
-) -> String {
-    let mut messages = messages.into_iter().peekable();
-    let Some(oldest) = messages.peek().map(|m| m.id) else {
-        return EMPTY_HISTORY.to_owned();
-    };
-    let mut html = fragment(&OlderTemplate {
-        room: room.as_str(),
-        before: has_older.then_some(oldest),
-    });
-    for message in messages {
-        html.push_str(message.article());
-    }
-    html
-}
-
-/// A page of older messages, answering a "load older" element: it replaces that element
-/// with the next one (or "start of conversation") followed by the messages.
-pub fn older_page(room: &RoomName, messages: &[ChatMessage], has_more: bool) -> String {
-    let rendered: Vec<Rendered> = messages.iter().map(message).collect();
-    if rendered.is_empty() {
-        return fragment(&OlderTemplate {
-            room: room.as_str(),
-            before: None,
-        });
-    }
-    history_inner(room, &rendered, has_more)
-}
-
-#[derive(Template)]
-#[template(path = "newer.html")]
-struct NewerTemplate<'a> {
-    room: &'a str,
-    /// The newest message above the element: it fetches the ones after it.
-    after: u64,
-}
-
-/// A page of newer messages, answering a "load newer" element (in a room opened at an
-/// older message): the messages, followed by the next such element when there are more.
-/// Without one, the page has reached the room's present.
-pub fn newer_page(room: &RoomName, messages: &[ChatMessage], has_more: bool) -> String {
-    let mut html = String::new();
-    for message in messages {
-        html.push_str(self::message(message).article());
-    }
-    if let (true, Some(last)) = (has_more, messages.last()) {
-        html.push_str(&fragment(&NewerTemplate {
-            room: room.as_str(),
-            after: last.id,
-        }));
-    }
-    html
-}
-
-/// A room opened at one of its messages: the messages around it (`before` ends with it,
-/// oldest first; `after` follows it), led by "load older"; then, when they do not reach the
-/// `recent` messages, a "load newer" element; then the recent ones.
-pub fn window(
-    room: &RoomName,
-    before: &[ChatMessage],
-    has_older: bool,
-    after: &[ChatMessage],
-    has_newer: bool,
-    recent: &[ChatMessage],
-) -> String {
-    let rendered: Vec<Rendered> = before.iter().chain(after).map(message).collect();
-    let mut html = history_inner(room, &rendered, has_older);
-    if let (true, Some(last)) = (has_newer, rendered.last()) {
-        html.push_str(&fragment(&NewerTemplate {
-            room: room.as_str(),
-            after: last.id,
-        }));
-    }
-    for message in recent {
-        html.push_str(self::message(message).article());
-    }
-    html
-}
-
-/// The frame a client gets on every (re)connect: it *replaces* the whole list, so a
-/// reconnect can never duplicate what the page already shows.
-pub fn history_frame<'a>(
-    room: &RoomName,
-    messages: impl IntoIterator<Item = &'a Rendered>,
-    has_older: bool,
-) -> Html {
-    let inner = history_inner(room, messages, has_older);
-    let mut frame = String::with_capacity(REPLACE_OPEN.len() + inner.len() + CLOSE.len());
-    frame.push_str(REPLACE_OPEN);
-    frame.push_str(&inner);
-    frame.push_str(CLOSE);
-    Html::from(frame)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::RoomName;
     use crate::domain::{DisplayName, MessageText};
+    use crate::render::history::{history_frame, older_page};
 
     fn chat(id: u64, text: &str) -> ChatMessage {
         ChatMessage {

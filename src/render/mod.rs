@@ -13,16 +13,16 @@ use askama::Template;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+pub use self::history::{history_frame, history_inner, newer_page, older_page, window};
 pub use self::markdown::{ALLOWED as ALLOWED_IN_MESSAGES, Body, render as message_body};
-pub use self::message::{
-    Rendered, history_frame, history_inner, message, newer_page, older_page, window,
-};
+pub use self::message::{Rendered, message};
 pub use self::page::{AssetUrls, Page, error_page, page};
 pub use self::search::{SearchPage, excerpt, search_page};
 pub use self::status::{
     PRESENCE_SHOWN, RoomCount, event, not_sent, notice, presence, presence_count, room_list, typing,
 };
 
+mod history;
 mod markdown;
 mod message;
 mod page;
