@@ -6,7 +6,7 @@
 //! place in hubbub that knows SQL.
 //!
 //! `sql.rs` implements [`Store`] once, over sqlx, as `SqlStore<B>` (`changes.rs` adds what
-//! edits, deletes, reactions and replies need to it); `sqlite.rs` and
+//! edits, deletes, reactions and replies need to it, `search.rs` what search needs); `sqlite.rs` and
 //! `postgres.rs` each hold only what is particular to their database (a `Backend`: connect
 //! options and pool size, migrations, the batch insert, error codes); `error.rs` holds
 //! [`StoreError`].
@@ -19,6 +19,7 @@
 mod changes;
 mod error;
 mod postgres;
+mod search;
 mod sql;
 mod sqlite;
 

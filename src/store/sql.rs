@@ -216,13 +216,40 @@ macro_rules! row_type {
     };
 }
 
+pub(super) use row_type;
+
 /// `(seq, id, room, author, author_id, body, created_at, edited, deleted)` and the
 /// answered message's `(id, author, body, edited, deleted)` as the queries select them.
 pub(super) type Row = row_type!();
 
-/// A [`Row`] and a search's excerpt (its matches between [`Found::MARK_START`] and
-/// [`Found::MARK_END`]).
-pub(super) type SearchRow = row_type!(String);
+impl<B: Backend> SqlStore<B>
+where
+    for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
+    <B::Db as Database>::Arguments: IntoArguments<B::Db>,
+    usize: ColumnIndex<<B::Db as Database>::Row>,
+    i64: Type<B::Db> + for<'q> Encode<'q, B::Db> + for<'r> Decode<'r, B::Db>,
+    String: Type<B::Db> + for<'q> Encode<'q, B::Db> + for<'r> Decode<'r, B::Db>,
+    bool: Type<B::Db> + for<'r> Decode<'r, B::Db>,
+    for<'q> &'q str: Type<B::Db> + Encode<'q, B::Db>,
+{
+    /// One room's messages on one side of a cursor, as `sql` ([`BEFORE`], [`AFTER`])
+    /// selects them: `$1` the room, `$2` the cursor, `$3` how many.
+    async fn page(
+        &self,
+        sql: &'static str,
+        room: &RoomName,
+        cursor: u64,
+        limit: u32,
+    ) -> Result<Vec<Row>, StoreError> {
+        sqlx::query_as(sql)
+            .bind(room.as_str())
+            .bind(sql_id(cursor))
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(B::error)
+    }
+}
 
 impl<B: Backend> Store for SqlStore<B>
 where
@@ -395,13 +422,7 @@ where
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>> {
         async move {
-            let mut rows: Vec<Row> = sqlx::query_as(BEFORE)
-                .bind(room.as_str())
-                .bind(sql_id(before))
-                .bind(i64::from(limit))
-                .fetch_all(&self.readers)
-                .await
-                .map_err(B::error)?;
+            let mut rows = self.page(BEFORE, room, before, limit).await?;
             // Selected newest first (to apply the limit), turned around.
             rows.reverse();
             self.with_reactions(in_order(rows)).await
@@ -434,13 +455,7 @@ where
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<ChatMessage>, StoreError>> {
         async move {
-            let rows: Vec<Row> = sqlx::query_as(AFTER)
-                .bind(room.as_str())
-                .bind(sql_id(after))
-                .bind(i64::from(limit))
-                .fetch_all(&self.readers)
-                .await
-                .map_err(B::error)?;
+            let rows = self.page(AFTER, room, after, limit).await?;
             self.with_reactions(in_order(rows)).await
         }
         .boxed()
@@ -453,41 +468,7 @@ where
         before: u64,
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<Found>, StoreError>> {
-        async move {
-            let query = B::match_query(terms, room);
-            let sql = if room.is_some() {
-                B::SEARCH_ROOM
-            } else {
-                B::SEARCH
-            };
-            // Planned for its own words every time, not prepared once per connection: a
-            // plan made for one word (or PostgreSQL's generic plan, after five runs) can be
-            // hundreds of times too slow for another (BENCHMARKS.md, search).
-            let mut select = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .persistent(false)
-                .bind(query)
-                .bind(sql_id(before))
-                .bind(i64::from(limit));
-            if let Some(room) = room {
-                select = select.bind(room.as_str());
-            }
-            let rows: Vec<SearchRow> = select.fetch_all(&self.readers).await.map_err(B::error)?;
-            Ok(rows
-                .into_iter()
-                .map(|row| {
-                    let excerpt = row.14.clone();
-                    let row = (
-                        row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
-                        row.10, row.11, row.12, row.13,
-                    );
-                    Found {
-                        message: message(row),
-                        excerpt,
-                    }
-                })
-                .collect())
-        }
-        .boxed()
+        self.find(terms, room, before, limit).boxed()
     }
 
     fn rooms(&self) -> BoxFuture<'_, Result<Vec<RoomName>, StoreError>> {
