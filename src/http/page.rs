@@ -73,9 +73,8 @@ async fn show(
 ) -> Result<Response, HttpError> {
     let known = Identity::from_jar(&jar);
     let identity = known.clone().unwrap_or_else(Identity::new_guest);
-    let history = super::loaded_history(&state, &room).await?;
     let history = match around {
-        None => history,
+        None => super::loaded_history(&state, &room).await?,
         Some(id) => around_message(&state, &room, id).await?,
     };
     let html = render::page(&Page {
