@@ -70,6 +70,8 @@ impl Backend for Postgres {
     const WRITE_TIMEOUT: Option<Duration> = None;
     /// A failed transaction is rolled back; the connection is fine to reuse.
     const CLOSE_FAILED_WRITER: bool = false;
+    /// Inserts are ordered by the advisory lock ([`Backend::lock`]).
+    const BEGIN: &'static str = "BEGIN";
 
     /// Lock_not_available and deadlock_detected pass; class 22 (data exception) and 23
     /// (integrity constraint violation) are about the data itself.

@@ -39,6 +39,8 @@ pub(super) trait Backend: Send + Sync + 'static {
     const WRITE_TIMEOUT: Option<Duration>;
     /// Whether a writer connection whose batch failed is closed instead of reused.
     const CLOSE_FAILED_WRITER: bool;
+    /// The statement that opens a batch's transaction.
+    const BEGIN: &'static str;
 
     /// The connect options of the writer and of the readers, from the URL.
     fn connect_options(url: &str) -> Result<(Options<Self>, Options<Self>), sqlx::Error>;
@@ -266,7 +268,7 @@ where
         async move {
             let mut conn = self.writer.acquire().await.map_err(B::error)?;
             let transaction = async {
-                let mut tx = conn.begin().await.map_err(B::error)?;
+                let mut tx = conn.begin_with(B::BEGIN).await.map_err(B::error)?;
                 B::lock(&mut tx).await?;
                 let mut outcomes = Vec::with_capacity(batch.len());
                 let mut rest = batch;

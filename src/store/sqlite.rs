@@ -60,6 +60,12 @@ impl Backend for Sqlite {
     /// so a restart would have lost it. A connection that failed a write is closed
     /// (dropping whatever it holds) and the next batch gets a fresh one.
     const CLOSE_FAILED_WRITER: bool = true;
+    /// The write lock first, waiting (`busy_timeout`) while another process's writer holds
+    /// it. A deferred transaction starts as a reader and takes the lock at its first write;
+    /// if another writer committed in between, SQLite refuses at once ("database is
+    /// locked", no wait). The search index's triggers made that common with two writers
+    /// on one file (tests/it/sequencing.rs).
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
 
     /// SQLite reports a number whose low byte is the primary result code (extended codes
     /// such as SQLITE_BUSY_SNAPSHOT = 517 share it).
@@ -110,7 +116,7 @@ impl Backend for Sqlite {
         MIGRATOR.run(writer).await
     }
 
-    /// The write lock comes with the first write; one writer connection anyway.
+    /// The write lock was taken by `BEGIN IMMEDIATE` ([`Sqlite::BEGIN`]).
     async fn lock(_conn: &mut SqliteConnection) -> Result<(), StoreError> {
         Ok(())
     }
