@@ -22,6 +22,7 @@
 //! - [`config`]: every setting, from flags or `HUBBUB_*` variables.
 //! - [`metrics`]: counters, gauges and histograms, one registry per server (`/metrics`).
 //! - [`limits`]: rate limits shared by everything from one client address.
+//! - [`accounts`]: claimed names, passwords (Argon2id) and sessions.
 //!
 //! WebSocket framing is the crate [`hubbub_wire`] (`crates/hubbub-wire`), shared with the
 //! load tool (`crates/hubbub-load`).
@@ -32,6 +33,7 @@
 //! [`Server`] ties them together; `main.rs` only parses the config, binds and waits for a
 //! signal.
 
+pub mod accounts;
 pub mod broker;
 pub mod cluster;
 pub mod commit;
@@ -86,6 +88,7 @@ pub struct Server {
     committer: Committer,
     broker: Arc<dyn Broker>,
     cookie_key: Key,
+    accounts: Arc<accounts::Accounts>,
     writer: JoinHandle<()>,
     /// Tells the writer to finish once the sessions are gone.
     writer_stop: CancellationToken,
@@ -142,7 +145,9 @@ impl Server {
         );
         broker.start(committer.feed(), hub.clone(), writer_stop.clone());
         tracing::info!(broker = broker.name(), "broker started");
+        let accounts = Arc::new(accounts::Accounts::new(Arc::clone(&store)));
         Ok(Self {
+            accounts,
             config: Arc::new(config),
             hub,
             store,
@@ -179,7 +184,11 @@ impl Server {
             address_limits: Arc::new(limits::AddressLimits::from_config(&self.config)),
             session_settings: Arc::new(session::Settings::from_config(&self.config)),
             searches: Arc::new(tokio::sync::Semaphore::new(http::SEARCHES_AT_ONCE)),
+            accounts: Arc::clone(&self.accounts),
         };
+        // The decoy hash for unknown names, made before the first sign-in needs it.
+        let accounts = Arc::clone(&self.accounts);
+        tokio::spawn(async move { accounts.prepare().await });
         tokio::spawn(upkeep(
             self.hub.clone(),
             Arc::clone(&state.address_limits),

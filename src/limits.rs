@@ -54,6 +54,10 @@ pub struct AddressLimits {
     /// Searches read the whole index; a loop of them from one address would keep the
     /// store's readers from everyone else.
     searches: DefaultKeyedRateLimiter<IpAddr>,
+    /// Sign-in and sign-up attempts: each is a password hash, and a guess.
+    sign_ins: DefaultKeyedRateLimiter<IpAddr>,
+    /// Sign-in attempts per name (by [`crate::domain::NameKey`]), from any address.
+    sign_ins_per_name: DefaultKeyedRateLimiter<String>,
 }
 
 impl AddressLimits {
@@ -62,22 +66,39 @@ impl AddressLimits {
     }
 
     pub fn with_searches(messages: Quota, renames: Quota, searches: Quota) -> Self {
+        let sign_ins = Quota::per_minute(nonzero(10)).allow_burst(nonzero(10));
         Self {
             messages: DefaultKeyedRateLimiter::keyed(messages),
             renames: DefaultKeyedRateLimiter::keyed(renames),
             searches: DefaultKeyedRateLimiter::keyed(searches),
+            sign_ins: DefaultKeyedRateLimiter::keyed(sign_ins),
+            sign_ins_per_name: DefaultKeyedRateLimiter::keyed(sign_ins),
         }
     }
 
-    /// From `--ip-message-rate`, `--ip-message-burst`, `--renames-per-minute` and
-    /// `--searches-per-minute`.
+    /// The same, with sign-in allowances per address and per name.
+    pub fn with_sign_ins(mut self, per_address: Quota, per_name: Quota) -> Self {
+        self.sign_ins = DefaultKeyedRateLimiter::keyed(per_address);
+        self.sign_ins_per_name = DefaultKeyedRateLimiter::keyed(per_name);
+        self
+    }
+
+    /// From `--ip-message-rate`, `--ip-message-burst`, `--renames-per-minute`,
+    /// `--searches-per-minute`, `--sign-ins-per-minute` and
+    /// `--sign-ins-per-name-per-minute`.
     pub fn from_config(config: &Config) -> Self {
         let renames = nonzero(config.renames_per_minute);
         let searches = nonzero(config.searches_per_minute);
+        let sign_ins = nonzero(config.sign_ins_per_minute);
+        let per_name = nonzero(config.sign_ins_per_name_per_minute);
         Self::with_searches(
             per_second(config.ip_message_rate, config.ip_message_burst),
             Quota::per_minute(renames).allow_burst(renames),
             Quota::per_minute(searches).allow_burst(searches),
+        )
+        .with_sign_ins(
+            Quota::per_minute(sign_ins).allow_burst(sign_ins),
+            Quota::per_minute(per_name).allow_burst(per_name),
         )
     }
 
@@ -100,18 +121,44 @@ impl AddressLimits {
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
+    /// Counts one sign-in or sign-up attempt from `ip` (`None`: an exempt address) for the
+    /// name with key `name`: `Err` with how long until the next one is allowed. The
+    /// address is counted first, so an address already refused cannot go on spending the
+    /// allowance of the names it tries (locking their owners out).
+    pub fn allow_sign_in(&self, ip: Option<IpAddr>, name: &str) -> Result<(), Duration> {
+        let now = DefaultClock::default().now();
+        let wait = |not_until: governor::NotUntil<_>| not_until.wait_time_from(now);
+        if let Some(ip) = ip {
+            self.sign_ins.check_key(&ip).map_err(wait)?;
+        }
+        self.sign_ins_per_name
+            .check_key(&name.to_owned())
+            .map_err(wait)
+    }
+
     /// Drops the entries of addresses whose allowance is full again (they would behave
     /// the same as a fresh entry).
     pub fn forget_idle(&self) {
-        for limiter in [&self.messages, &self.renames, &self.searches] {
+        for limiter in [
+            &self.messages,
+            &self.renames,
+            &self.searches,
+            &self.sign_ins,
+        ] {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+        self.sign_ins_per_name.retain_recent();
+        self.sign_ins_per_name.shrink_to_fit();
     }
 
     /// Addresses with an entry, for tests and introspection.
     pub fn tracked(&self) -> usize {
-        self.messages.len() + self.renames.len() + self.searches.len()
+        self.messages.len()
+            + self.renames.len()
+            + self.searches.len()
+            + self.sign_ins.len()
+            + self.sign_ins_per_name.len()
     }
 }
 

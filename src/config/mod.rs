@@ -142,6 +142,24 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_SEARCHES_PER_MINUTE", default_value_t = 60, value_parser = positive())]
     pub searches_per_minute: u32,
 
+    /// Sign-in and sign-up attempts one client address may make per minute (also its
+    /// burst); more are answered 429 with `Retry-After`. Loopback peers are exempt unless
+    /// `--trust-proxy` is set.
+    #[arg(long, env = "HUBBUB_SIGN_INS_PER_MINUTE", default_value_t = 10, value_parser = positive())]
+    pub sign_ins_per_minute: u32,
+
+    /// Sign-in attempts for one name per minute (also its burst), from every address
+    /// together, loopback included: what slows guessing one person's password from many
+    /// addresses. More are answered 429 with `Retry-After`.
+    #[arg(long, env = "HUBBUB_SIGN_INS_PER_NAME_PER_MINUTE", default_value_t = 5, value_parser = positive())]
+    pub sign_ins_per_name_per_minute: u32,
+
+    /// What people who have not signed in may do: `allow` (read and post under a guest
+    /// name), `read-only` (read; posting, reacting and renaming need a claimed name) or
+    /// `off` (every page but sign-in and sign-up needs a claimed name).
+    #[arg(long, env = "HUBBUB_GUESTS", value_enum, default_value_t = Guests::Allow)]
+    pub guests: Guests,
+
     /// WebSocket connections the server holds at most; more are refused (503) before any
     /// memory is spent on them. Keep it below the process's open-file limit.
     #[arg(long, env = "HUBBUB_MAX_CONNECTIONS", default_value_t = 15_000, value_parser = positive())]
@@ -223,6 +241,14 @@ pub struct Config {
 /// the others for (`crate::presence` checks what it hears against it).
 pub const PRESENCE_EXPIRY_RANGE: RangeInclusive<Duration> =
     Duration::from_secs(1)..=Duration::from_secs(3600);
+
+/// What guests (people who have not signed in) may do: `--guests`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Guests {
+    Allow,
+    ReadOnly,
+    Off,
+}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

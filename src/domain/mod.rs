@@ -11,7 +11,9 @@
 //! - [`message`]: a message's text, the message before and after the store numbers it, the
 //!   changes its author may make, and the committed batch.
 //! - [`search`]: the words a reader searches for, and what a search finds.
+//! - [`account`]: claimed names, passwords and session tokens.
 
+mod account;
 mod ids;
 mod inbound;
 mod message;
@@ -19,6 +21,9 @@ mod names;
 mod reaction;
 mod search;
 
+pub use self::account::{
+    Account, NameKey, Password, PasswordError, SessionToken, StoredAccount, TokenDigest,
+};
 pub use self::ids::{UserId, hex, is_lower_hex};
 pub use self::inbound::{Inbound, InboundError};
 pub use self::message::{

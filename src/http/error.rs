@@ -10,8 +10,8 @@ pub enum HttpError {
     #[error("There is nothing at this address.")]
     NotFound,
     #[error(
-        "This WebSocket upgrade came from {origin}, which is not this server's origin. \
-         Start hubbub with --allowed-origin {origin} to allow it."
+        "This request came from {origin}, which is not this server's origin, so it was \
+         refused and changed nothing. Start hubbub with --allowed-origin {origin} to allow it."
     )]
     ForeignOrigin { origin: String },
     #[error("This address speaks WebSocket; open / in a browser to chat.")]
@@ -25,6 +25,9 @@ pub enum HttpError {
     /// Over a per-address allowance; the seconds until the next request is allowed.
     #[error("Too many searches from your address; try again in {0} s.")]
     TooManySearches(u64),
+    /// `--guests off` and nobody signed in.
+    #[error("Sign in to read this chat: this server is for members only.")]
+    SignInRequired,
     /// The store failed; details are logged where it failed.
     #[error("Messages cannot be loaded right now; try again in a moment.")]
     StoreUnavailable,
@@ -43,6 +46,7 @@ impl HttpError {
             | HttpError::StoreUnavailable
             | HttpError::TooManyConnections(_) => StatusCode::SERVICE_UNAVAILABLE,
             HttpError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            HttpError::SignInRequired => StatusCode::UNAUTHORIZED,
             HttpError::TooManySearches(_) => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

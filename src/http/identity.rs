@@ -1,9 +1,14 @@
-//! Who is talking: a user id and a display name, kept in a signed cookie.
+//! Who is talking: a user id and a display name, from a session or a guest cookie.
 //!
-//! There is no sign-up. A first visit gets a random user id and a guest name; renaming
-//! (`POST /name`) rewrites the cookie. The cookie is signed with the server's key
-//! (`--cookie-secret`, or a random key kept in the store), so nobody can post under
-//! someone else's id or name by editing it.
+//! A first visit gets a random user id and a guest name in a signed cookie; renaming
+//! (`POST /name`) rewrites it. Cookies are signed with the server's key (`--cookie-secret`,
+//! or a random key kept in the store), so nobody can post under someone else's id or name
+//! by editing one.
+//!
+//! Someone who claimed their name (`super::account`) carries a session token instead, and
+//! is whoever the store says that session belongs to. A guest cookie never speaks for an
+//! account: one whose user id has claimed a name since, or whose name someone has claimed
+//! (or a look-alike of it), is replaced by a fresh guest ([`visitor`]).
 
 use axum::Extension;
 use axum::Form;
@@ -18,12 +23,15 @@ use serde::Deserialize;
 use time::Duration;
 
 use super::client::{ClientAddr, Peer};
-use super::{AppState, HttpError, origin};
-use crate::config::Config;
-use crate::domain::{DisplayName, UserId, hex};
+use super::{AppState, HttpError};
+use crate::accounts::AccountError;
+use crate::config::{Config, Guests};
+use crate::domain::{Account, DisplayName, SessionToken, UserId, hex};
 use crate::render;
 
 const COOKIE_NAME: &str = "hubbub_id";
+/// The signed-in browser's cookie: its session token.
+const SESSION_COOKIE: &str = "hubbub_session";
 
 impl FromRef<AppState> for Key {
     fn from_ref(state: &AppState) -> Self {
@@ -36,6 +44,163 @@ impl FromRef<AppState> for Key {
 pub struct Identity {
     pub user: UserId,
     pub name: DisplayName,
+}
+
+/// Whoever a request comes from, as far as the server trusts it.
+#[derive(Debug, Clone)]
+pub struct Visitor {
+    pub identity: Identity,
+    /// The account and session token of a signed-in browser; `None` for a guest.
+    pub account: Option<(Account, SessionToken)>,
+    /// Whether the guest cookie must be (re)written: a first visit, or one the server
+    /// replaced.
+    pub new_cookie: bool,
+    /// Whether the browser carries a session cookie that no longer signs anyone in
+    /// (signed out elsewhere, expired): it is removed.
+    pub stale_session: bool,
+}
+
+impl Visitor {
+    pub fn signed_in(&self) -> bool {
+        self.account.is_some()
+    }
+
+    /// The cookies this visitor's response must set or remove.
+    pub fn cookies(&self, jar: SignedCookieJar, secure: bool) -> SignedCookieJar {
+        let jar = if self.new_cookie {
+            jar.add(self.identity.cookie(secure))
+        } else {
+            jar
+        };
+        if self.stale_session {
+            jar.remove(session_cookie_removal())
+        } else {
+            jar
+        }
+    }
+}
+
+/// Who sent a request: the account of a live session, else the guest of a guest cookie
+/// the accounts do not contradict, else a new guest. Costs no store read for a request
+/// with no cookie (a load tool, a first visit), one for a session, two for a guest cookie.
+pub async fn visitor(state: &AppState, jar: &SignedCookieJar) -> Result<Visitor, HttpError> {
+    let unavailable = |err: crate::store::StoreError| {
+        tracing::error!(error = %err, "reading who a visitor is failed");
+        HttpError::StoreUnavailable
+    };
+    let mut stale_session = false;
+    if let Some(cookie) = jar.get(SESSION_COOKIE) {
+        if let Some(token) = SessionToken::parse(cookie.value())
+            && let Some(account) = state
+                .accounts
+                .signed_in(&token)
+                .await
+                .map_err(unavailable)?
+        {
+            return Ok(Visitor {
+                identity: Identity {
+                    user: account.id.clone(),
+                    name: account.name.clone(),
+                },
+                account: Some((account, token)),
+                new_cookie: false,
+                stale_session: false,
+            });
+        }
+        stale_session = true;
+    }
+    let guest = |identity, new_cookie| Visitor {
+        identity,
+        account: None,
+        new_cookie,
+        stale_session,
+    };
+    let Some(mut identity) = Identity::from_jar(jar) else {
+        return Ok(guest(Identity::new_guest(), true));
+    };
+    // The user id has claimed a name: only a session speaks for it now.
+    if state
+        .accounts
+        .account(&identity.user)
+        .await
+        .map_err(unavailable)?
+        .is_some()
+    {
+        return Ok(guest(Identity::new_guest(), true));
+    }
+    // Someone claimed this guest's name: the guest gets another.
+    if state
+        .accounts
+        .holder(&identity.name)
+        .await
+        .map_err(unavailable)?
+        .is_some()
+    {
+        identity.name = DisplayName::guest();
+        return Ok(guest(identity, true));
+    }
+    Ok(guest(identity, false))
+}
+
+/// What guests may reach under `--guests off`: signing in and up, the assets those pages
+/// need, and the operator's endpoints.
+fn open_to_guests(path: &str) -> bool {
+    matches!(
+        path,
+        "/login" | "/signup" | "/healthz" | "/readyz" | "/metrics"
+    ) || path.starts_with("/assets/")
+}
+
+/// Under `--guests off`, everything else needs a signed-in visitor: a page asked for by a
+/// guest redirects to the sign-in page (and back after), anything else is 401. Under the
+/// other settings this costs nothing (no store read).
+pub(super) async fn members_only(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if state.config.guests != Guests::Off || open_to_guests(path) {
+        return next.run(request).await;
+    }
+    let jar = SignedCookieJar::from_headers(request.headers(), state.cookie_key.clone());
+    match visitor(&state, &jar).await {
+        Ok(visitor) if visitor.signed_in() => next.run(request).await,
+        Ok(_) => {
+            let page = request.method() == axum::http::Method::GET
+                && (path == "/" || path.starts_with("/rooms/"))
+                && !path.ends_with("/ws")
+                && !path.ends_with("/history")
+                && !path.ends_with("/source");
+            if page {
+                let here = request
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |target| target.as_str());
+                let next = crate::render::query_param(here);
+                axum::response::Redirect::to(&format!("/login?next={next}")).into_response()
+            } else {
+                HttpError::SignInRequired.into_response()
+            }
+        }
+        Err(err) => err.into_response(),
+    }
+}
+
+/// The cookie that carries a session token, for as long as the session lasts.
+pub fn session_cookie(token: &SessionToken, secure: bool) -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, token.to_string()))
+        .path("/")
+        .max_age(Duration::days(365))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .build()
+}
+
+/// What removes the session cookie (the path must match the one it was set with).
+pub fn session_cookie_removal() -> Cookie<'static> {
+    Cookie::build((SESSION_COOKIE, "")).path("/").build()
 }
 
 impl Identity {
@@ -106,8 +271,6 @@ async fn rename(
     jar: SignedCookieJar,
     form: Result<Form<RenameForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, HttpError> {
-    origin::check(&headers, &state.config.allowed_origins)
-        .map_err(|origin| HttpError::ForeignOrigin { origin })?;
     let client = ClientAddr::of_request(
         peer.map(|Extension(Peer(peer))| peer),
         &headers,
@@ -142,10 +305,52 @@ async fn rename(
             ));
         }
     };
-    let user = Identity::from_jar(&jar).map_or_else(UserId::generate, |identity| identity.user);
-    let identity = Identity { user, name };
+    let visitor = visitor(&state, &jar).await?;
+    let secure = secure_cookies(&state.config, &headers);
+    if let Some((account, _)) = &visitor.account {
+        return match state.accounts.rename(&account.id, &name).await {
+            Ok(()) => {
+                state.hub.rename(&account.id, &name);
+                Ok((
+                    visitor.cookies(jar, secure),
+                    notice(StatusCode::OK, &format!("You are now {name}.")),
+                )
+                    .into_response())
+            }
+            Err(AccountError::NameTaken(_)) => Ok(notice(
+                StatusCode::CONFLICT,
+                &format!("Not renamed: {name} is someone else's name (or looks like it)."),
+            )),
+            Err(err) => {
+                tracing::error!(error = %err, "renaming an account failed");
+                Err(HttpError::StoreUnavailable)
+            }
+        };
+    }
+    if state.config.guests != Guests::Allow {
+        return Ok(notice(
+            StatusCode::FORBIDDEN,
+            "Not renamed: sign in to choose a name.",
+        ));
+    }
+    let holder = state.accounts.holder(&name).await.map_err(|err| {
+        tracing::error!(error = %err, "reading who holds a name failed");
+        HttpError::StoreUnavailable
+    })?;
+    if holder.is_some() {
+        return Ok(notice(
+            StatusCode::CONFLICT,
+            &format!(
+                "Not renamed: {name} is a claimed name (or looks like one). If it is yours, sign in."
+            ),
+        ));
+    }
+    let identity = Identity {
+        user: visitor.identity.user.clone(),
+        name,
+    };
     state.hub.rename(&identity.user, &identity.name);
-    let jar = jar.add(identity.cookie(secure_cookies(&state.config, &headers)));
+    let jar = visitor.cookies(jar, secure).add(identity.cookie(secure));
     Ok((
         jar,
         notice(StatusCode::OK, &format!("You are now {}.", identity.name)),
@@ -153,7 +358,7 @@ async fn rename(
         .into_response())
 }
 
-fn notice(status: StatusCode, text: &str) -> Response {
+pub(super) fn notice(status: StatusCode, text: &str) -> Response {
     (
         status,
         [("content-type", "text/html; charset=utf-8")],

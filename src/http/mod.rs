@@ -4,6 +4,7 @@
 //! adds the 404 page. Handlers turn raw requests into domain values and hand them on;
 //! everything that can go wrong is an [`HttpError`].
 
+mod account;
 pub mod assets;
 pub mod client;
 mod error;
@@ -60,6 +61,8 @@ pub struct AppState {
     /// What every WebSocket session obeys, made once from the config and shared: a copy
     /// per connection would cost each idle connection a few hundred bytes.
     pub session_settings: Arc<crate::session::Settings>,
+    /// Claimed names and sessions.
+    pub accounts: Arc<crate::accounts::Accounts>,
     /// Searches running at once, at most [`search::AT_ONCE`]: however many addresses ask,
     /// searching never takes every reader connection from page loads and paging.
     pub searches: Arc<tokio::sync::Semaphore>,
@@ -73,10 +76,19 @@ pub fn router(state: AppState) -> Router {
         .merge(history::router())
         .merge(search::router())
         .merge(identity::router())
+        .merge(account::router())
         .merge(assets::router())
         .merge(ops::router())
         .route("/healthz", get(healthz))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            identity::members_only,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.config),
+            origin::same_origin_posts,
+        ))
         .layer(axum::middleware::map_response(headers::secure))
         .with_state(state)
 }

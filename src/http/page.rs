@@ -9,8 +9,9 @@ use axum::routing::get;
 use axum_extra::extract::SignedCookieJar;
 use serde::Deserialize;
 
-use super::identity::{Identity, secure_cookies};
+use super::identity::{secure_cookies, visitor};
 use super::{AppState, HttpError};
+use crate::config::Guests;
 use crate::domain::RoomName;
 use crate::render::{self, Page};
 
@@ -71,8 +72,9 @@ async fn show(
     room: RoomName,
     around: Option<u64>,
 ) -> Result<Response, HttpError> {
-    let known = Identity::from_jar(&jar);
-    let identity = known.clone().unwrap_or_else(Identity::new_guest);
+    // Under `--guests off` a guest never gets here (`identity::members_only`).
+    let visitor = visitor(&state, &jar).await?;
+    let identity = &visitor.identity;
     let history = match around {
         None => super::loaded_history(&state, &room).await?,
         Some(id) => around_message(&state, &room, id).await?,
@@ -81,6 +83,8 @@ async fn show(
         assets: super::assets::urls(),
         room: &room,
         me: identity.name.as_str(),
+        signed_in: visitor.signed_in(),
+        read_only: !visitor.signed_in() && state.config.guests != Guests::Allow,
         me_tag: &identity.user.tag(),
         max_chars: state.config.max_message_chars,
         history: &history,
@@ -90,13 +94,8 @@ async fn show(
     })
     .map_err(|err| HttpError::Internal(err.to_string()))?;
     let page = ([(header::CACHE_CONTROL, "no-store")], Html(html));
-    Ok(match known {
-        Some(_) => page.into_response(),
-        None => {
-            let cookie = identity.cookie(secure_cookies(&state.config, headers));
-            (jar.add(cookie), page).into_response()
-        }
-    })
+    let jar = visitor.cookies(jar, secure_cookies(&state.config, headers));
+    Ok((jar, page).into_response())
 }
 
 /// Messages shown on each side of the one a room is opened at.

@@ -17,8 +17,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::client::{ClientAddr, Peer};
-use super::identity::Identity;
+use super::identity::visitor;
 use super::{AppState, HttpError, origin};
+use crate::config::Guests;
 use crate::domain::RoomName;
 use crate::limits::ClientLimits;
 use crate::session;
@@ -74,7 +75,10 @@ async fn connect(
         .map_err(|_| HttpError::StoreUnavailable)?;
 
     // No cookie (a script, a load tool): a guest for this connection only.
-    let identity = Identity::from_jar(&jar).unwrap_or_else(Identity::new_guest);
+    // Under `--guests off` a guest never gets here (`identity::members_only`).
+    let visitor = visitor(&state, &jar).await?;
+    let read_only = !visitor.signed_in() && state.config.guests == Guests::ReadOnly;
+    let identity = visitor.identity;
     let settings = Arc::clone(&state.session_settings);
     // Held by the session so that shutdown waits for it.
     let tracked = state.sessions.token();
@@ -82,6 +86,7 @@ async fn connect(
         hub: state.hub.clone(),
         committer: state.committer.clone(),
         room,
+        read_only,
         address: (!client.exempt).then(|| ClientLimits {
             ip: client.ip,
             limits: Arc::clone(&state.address_limits),

@@ -13,6 +13,7 @@ use askama::Template;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+pub use self::account::{AccountKind, AccountPage, account_page, query_param};
 pub use self::history::{history_frame, history_inner, newer_page, older_page, window};
 pub use self::markdown::{ALLOWED as ALLOWED_IN_MESSAGES, Body, render as message_body};
 pub use self::message::{Rendered, message};
@@ -22,6 +23,7 @@ pub use self::status::{
     PRESENCE_SHOWN, RoomCount, event, not_sent, notice, presence, presence_count, room_list, typing,
 };
 
+mod account;
 mod history;
 mod markdown;
 mod message;

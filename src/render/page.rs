@@ -23,6 +23,8 @@ struct PageTemplate<'a> {
     room: &'a str,
     me: &'a str,
     me_tag: &'a str,
+    signed_in: bool,
+    read_only: bool,
     max_chars: u32,
     /// The reactions the picker offers.
     emoji: [Emoji; 6],
@@ -42,6 +44,10 @@ pub struct Page<'a> {
     /// [`crate::domain::UserId::tag`] of the reader: the page offers "Edit" and "Delete"
     /// on the messages that carry it.
     pub me_tag: &'a str,
+    /// Whether the reader has claimed their name and signed in.
+    pub signed_in: bool,
+    /// Whether the reader may only read (a guest under `--guests read-only`).
+    pub read_only: bool,
     pub max_chars: u32,
     /// Already-rendered list contents, from [`history_inner`].
     pub history: &'a str,
@@ -61,6 +67,8 @@ pub fn page(page: &Page<'_>) -> Result<String, RenderError> {
         room: page.room.as_str(),
         me: page.me,
         me_tag: page.me_tag,
+        signed_in: page.signed_in,
+        read_only: page.read_only,
         max_chars: page.max_chars,
         emoji: Emoji::ALL,
         history: page.history,

@@ -93,6 +93,8 @@ pub struct Room {
     pub hub: Hub,
     pub committer: Committer,
     pub room: RoomName,
+    /// A guest under `--guests read-only`: every write is refused with a notice.
+    pub read_only: bool,
     /// The client's address and its shared allowance; `None` when exempt.
     pub address: Option<ClientLimits>,
 }
@@ -138,6 +140,7 @@ pub async fn run(
         hub,
         committer,
         room,
+        read_only,
         address,
     } = place;
     let membership = match join(&hub, &committer, &room, &user, &name, &conn.outlet).await {
@@ -159,6 +162,7 @@ pub async fn run(
         settings,
         in_flight: FuturesOrdered::new(),
         last_heard: Instant::now(),
+        read_only,
     };
     tracing::debug!(id = ?session.id, room = %session.room, name = %session.name, "session started");
     let end = session.serve(&membership, &shutdown).await;
@@ -185,6 +189,8 @@ struct Session {
     in_flight: FuturesOrdered<InFlight>,
     /// When a whole frame last arrived (a pong included).
     last_heard: Instant,
+    /// A guest who may only read (`--guests read-only`).
+    read_only: bool,
 }
 
 impl Session {
@@ -315,6 +321,9 @@ impl Session {
 
     /// A typing event: announced unless over the typing rate (then simply not announced).
     fn typing(&mut self) -> Result<(), End> {
+        if self.read_only {
+            return Ok(());
+        }
         if self.limits.allow(true)? == Verdict::Allowed {
             self.hub.typing(&self.room, self.id, Instant::now());
         } else {
@@ -361,6 +370,10 @@ impl Session {
 
     /// Submits a write for commit if the limits allow; tells the sender why not otherwise.
     fn submit(&mut self, write: Write, attempt: Attempt) -> Result<(), End> {
+        if self.read_only {
+            self.hub.metrics().rejected(Rejection::NotAllowed);
+            return self.failed(&attempt, "guests can only read here; sign in to post.");
+        }
         let (rejection, reason) = match self.limits.allow(false)? {
             // Queued at once: from here on the write is stored (or its sender told why not)
             // even if this session ends before the answer comes.

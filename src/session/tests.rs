@@ -71,6 +71,7 @@ async fn room() -> (Room, tempfile::TempDir) {
             hub,
             committer,
             room,
+            read_only: false,
             address: None,
         },
         dir,

@@ -16,6 +16,7 @@
 //! A change to a message (an edit, a delete) is a row of its own with the next id (its
 //! `seq`), naming the message it changed; the message's row holds its current version.
 
+mod accounts;
 mod changes;
 mod error;
 mod postgres;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
+pub use self::accounts::{AccountStore, SESSION_LIFE};
 pub use self::error::StoreError;
 use self::postgres::Postgres;
 use self::sql::SqlStore;
@@ -89,7 +91,7 @@ pub enum Outcome {
 /// Ids are committed in id order, across every writer of the store: once a reader has seen
 /// id N, no id below N can appear later. (SQLite has one writer; PostgreSQL inserts take an
 /// advisory lock held until commit.) The sequencer (`crate::sequencer`) relies on it.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AccountStore + Send + Sync + 'static {
     /// Stores a batch in one transaction: new messages (each once per client id) and
     /// changes (each checked against the message's author and state inside the same
     /// transaction). Returns what became of each write and the newest position committed

@@ -73,6 +73,10 @@ impl Backend for Postgres {
     /// Inserts are ordered by the advisory lock ([`Backend::lock`]).
     const BEGIN: &'static str = "BEGIN";
 
+    fn rows_affected(done: &sqlx::postgres::PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
     /// Lock_not_available and deadlock_detected pass; class 22 (data exception) and 23
     /// (integrity constraint violation) are about the data itself.
     fn classify(code: &str) -> Class {

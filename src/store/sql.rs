@@ -77,6 +77,9 @@ pub(super) trait Backend: Send + Sync + 'static {
     /// from what a reader typed.
     fn match_query(terms: &SearchTerms, room: Option<&RoomName>) -> String;
 
+    /// How many rows a statement changed.
+    fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
+
     /// A database error as a [`StoreError`], classified by [`Backend::classify`].
     fn error(err: sqlx::Error) -> StoreError {
         StoreError::classified(err, Self::classify)
@@ -93,7 +96,7 @@ pub(super) type Options<B> = <<<B as Backend>::Db as Database>::Connection as Co
 pub(super) struct SqlStore<B: Backend> {
     /// One connection, for the commit writer alone, so paging readers can never make it
     /// wait for a connection.
-    writer: Pool<B::Db>,
+    pub(super) writer: Pool<B::Db>,
     /// For reads (paging, catching up, start-up).
     pub(super) readers: Pool<B::Db>,
 }
@@ -261,7 +264,7 @@ where
     usize: ColumnIndex<<B::Db as Database>::Row>,
     i64: Type<B::Db> + for<'q> Encode<'q, B::Db> + for<'r> Decode<'r, B::Db>,
     String: Type<B::Db> + for<'q> Encode<'q, B::Db> + for<'r> Decode<'r, B::Db>,
-    bool: Type<B::Db> + for<'r> Decode<'r, B::Db>,
+    bool: Type<B::Db> + for<'q> Encode<'q, B::Db> + for<'r> Decode<'r, B::Db>,
     for<'q> &'q str: Type<B::Db> + Encode<'q, B::Db>,
 {
     fn append<'a>(&'a self, batch: &'a [Write]) -> BoxFuture<'a, Result<Appended, StoreError>> {

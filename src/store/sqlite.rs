@@ -67,6 +67,10 @@ impl Backend for Sqlite {
     /// on one file (tests/it/sequencing.rs).
     const BEGIN: &'static str = "BEGIN IMMEDIATE";
 
+    fn rows_affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
     /// SQLite reports a number whose low byte is the primary result code (extended codes
     /// such as SQLITE_BUSY_SNAPSHOT = 517 share it).
     fn classify(code: &str) -> Class {

@@ -7,6 +7,7 @@
 mod support;
 
 mod accessibility;
+mod accounts;
 mod browser;
 mod changes;
 mod chat;

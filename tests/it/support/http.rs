@@ -94,7 +94,7 @@ impl TestApp {
 }
 
 /// `application/x-www-form-urlencoded` for one value.
-fn form_encode(value: &str) -> String {
+pub fn form_encode(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
