@@ -1,19 +1,23 @@
 //! Every page state the browser tests reach passes axe-core's WCAG 2.0/2.1/2.2 A and AA
 //! rules and best practices (`support::axe`), in the light and the dark colour scheme, at
 //! desktop width and on a phone (390×844): the chat with its history, after a message
-//! arrives live, with a notice shown, search results, and the error pages. And one whole session driven
+//! arrives live, with a notice shown, search results, the account pages (claiming a name,
+//! signing in, each refused, the account page, a password changed, the chat signed in and
+//! as a read-only guest) and the error pages. And one whole session driven
 //! with the keyboard alone. `HUBBUB_SCREENSHOTS=docs` saves the README's phone pictures.
 
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::{Client, Locator};
 use serde_json::json;
 
-use crate::support::app::spawn_app;
+use crate::support::app::{spawn_app, spawn_app_with};
 use crate::support::axe::assert_accessible;
 use crate::support::browser::{
     BROWSER_PATIENCE, ENTER, Profiles, browser_tools, open_browser_with, save_screenshot, say,
     start_driver, wait_for_css, wait_for_text, wait_loaded_and_connected,
 };
+
+const PASSWORD: &str = "a long and memorable phrase";
 
 /// Desktop, then a phone held upright.
 const SIZES: [(u32, u32); 2] = [(1280, 800), (390, 844)];
@@ -25,7 +29,25 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
     else {
         return;
     };
-    let app = spawn_app().await;
+    // Every size signs in as "Taken" a few times.
+    let app = spawn_app_with(|config| config.sign_ins_per_name_per_minute = 1000).await;
+    let read_only = spawn_app_with(|config| {
+        config.guests = hubbub::config::Guests::ReadOnly;
+    })
+    .await;
+    // A claimed name, for the refused sign-up and the sign-ins.
+    let claimed = app
+        .request_body(
+            "POST",
+            "/signup",
+            &[
+                ("Origin", &app.url("")),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            &format!("name=Taken&password={}", PASSWORD.replace(' ', "+")),
+        )
+        .await;
+    assert_eq!(claimed.status, 303, "{}", claimed.body);
     // More history than a page starts with, so "load older" is on the page too; long
     // words and links, as people write them.
     let mut seeder = app.connect().await;
@@ -144,6 +166,12 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
                 assert_accessible(&browser, &format!("{what} ({at})")).await;
             }
 
+            account_pages(&browser, &app, &at).await;
+            browser.goto(&read_only.url("/")).await.unwrap();
+            wait_loaded_and_connected(&browser).await;
+            assert_fits(&browser, &format!("the chat for a read-only guest ({at})")).await;
+            assert_accessible(&browser, &format!("the chat for a read-only guest ({at})")).await;
+
             for (path, what) in [
                 ("/no-such-page", "404"),
                 ("/rooms/not%20a%20room", "400"),
@@ -159,6 +187,80 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
     }
     drop(driver);
     drop(profiles);
+}
+
+/// Fills a field and sends its form.
+async fn fill(browser: &Client, fields: &[(&str, &str)], submit: &str) {
+    for (css, text) in fields {
+        let field = browser.find(Locator::Css(css)).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+    browser
+        .find(Locator::Css(submit))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// The account pages, each state: the sign-up form and a refused sign-up, the sign-in form
+/// and a refused sign-in, the chat signed in, the account page and a password changed;
+/// then signs out.
+async fn account_pages(browser: &Client, app: &crate::support::app::TestApp, at: &str) {
+    let submit = ".account-form button[type='submit']";
+    browser.goto(&app.url("/signup")).await.unwrap();
+    wait_for_css(browser, "#password").await;
+    assert_fits(browser, &format!("the sign-up form ({at})")).await;
+    assert_accessible(browser, &format!("the sign-up form ({at})")).await;
+    fill(
+        browser,
+        &[("#name", "taken"), ("#password", PASSWORD)],
+        submit,
+    )
+    .await;
+    wait_for_css(browser, "#form-error").await;
+    assert_accessible(browser, &format!("a refused sign-up ({at})")).await;
+
+    browser.goto(&app.url("/login")).await.unwrap();
+    wait_for_css(browser, "#password").await;
+    assert_accessible(browser, &format!("the sign-in form ({at})")).await;
+    fill(
+        browser,
+        &[("#name", "Taken"), ("#password", "not the right one")],
+        submit,
+    )
+    .await;
+    wait_for_css(browser, "#form-error").await;
+    assert_accessible(browser, &format!("a refused sign-in ({at})")).await;
+    fill(browser, &[("#password", PASSWORD)], submit).await;
+    wait_loaded_and_connected(browser).await;
+    wait_for_css(browser, ".account-links a[href='/account']").await;
+    assert_fits(browser, &format!("the chat signed in ({at})")).await;
+    assert_accessible(browser, &format!("the chat signed in ({at})")).await;
+
+    browser.goto(&app.url("/account")).await.unwrap();
+    wait_for_css(browser, "#current").await;
+    assert_fits(browser, &format!("the account page ({at})")).await;
+    assert_accessible(browser, &format!("the account page ({at})")).await;
+    // The same password again: a change, but the next size signs in as before.
+    fill(
+        browser,
+        &[("#current", PASSWORD), ("#new", PASSWORD)],
+        "form[action='/account/password'] button",
+    )
+    .await;
+    wait_for_css(browser, "#form-done").await;
+    assert_accessible(browser, &format!("a password changed ({at})")).await;
+    browser
+        .find(Locator::Css("form[action='/logout'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_loaded_and_connected(browser).await;
 }
 
 /// Nothing scrolls sideways: not the page, and not the message log or the sidebar (which

@@ -9,6 +9,7 @@ mod support;
 mod accessibility;
 mod accounts;
 mod browser;
+mod browser_accounts;
 mod changes;
 mod chat;
 mod cluster;
