@@ -36,6 +36,12 @@ const ASSETS: &[(&str, &str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         "assets/app.js",
     ),
+    (
+        "reads",
+        "js",
+        "text/javascript; charset=utf-8",
+        "assets/reads.js",
+    ),
 ];
 
 fn main() {

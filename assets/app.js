@@ -644,6 +644,8 @@
   // once) or not (queued by the extension and sent on reconnect): either way it is handed
   // over, so the input is cleared now and never wiped later.
   document.addEventListener("htmx:ws:before:message:outgoing", function (event) {
+    // A read mark (reads.js) is no message: nothing to clear.
+    if (event.target.id === "read-form") return;
     if (event.target.id === "typing-signal") {
       // htmx's throttle fires once more at the end of its window; after the message was
       // sent (the input is empty) that would announce typing that is over.

@@ -256,6 +256,10 @@ fn inbound_frame(frame: &str) {
             assert_eq!(kind, Some(&Value::from("delete")), "{frame:?}");
             assert!(id > 0, "{frame:?}");
         }
+        Inbound::Read { id } => {
+            assert_eq!(kind, Some(&Value::from("read")), "{frame:?}");
+            assert!(id > 0, "{frame:?}");
+        }
         Inbound::React { id, emoji } => {
             assert_eq!(kind, Some(&Value::from("react")), "{frame:?}");
             assert!(id > 0, "{frame:?}");
@@ -293,7 +297,7 @@ fn inbound_structured(src: &mut Source<'_>) {
             6 => ["client_id", "emoji", "reply_to"][usize::from(src.byte() % 3)].to_owned(),
             _ => src.string(),
         };
-        let value = match src.byte() % 14 {
+        let value = match src.byte() % 15 {
             0 => Json::Null,
             1 => Json::Number(i16::from_le_bytes([src.byte(), src.byte()])),
             2 => Json::Bool,
@@ -309,6 +313,7 @@ fn inbound_structured(src: &mut Source<'_>) {
             12 => {
                 Json::String(["👍", "❤️", "❤", "🙂", "✅"][usize::from(src.byte() % 5)].to_owned())
             }
+            13 => Json::String("read".to_owned()),
             _ => Json::String(src.string()),
         };
         entries.push((key, value));
@@ -441,6 +446,7 @@ fn expected_or_malformed(entries: &[(String, Json)]) -> Option<Result<Inbound, R
             text: text?.to_owned(),
         },
         Some("delete") => Inbound::Delete { id: id?? },
+        Some("read") => Inbound::Read { id: id?? },
         Some("react") => {
             let id = id??;
             let Some(emoji) = Emoji::parse(emoji?) else {

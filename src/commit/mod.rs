@@ -18,8 +18,10 @@
 //!   the writer (the queue's jobs, the writer's status for `/readyz`).
 //! - `writer.rs`: the writer task: batching, storing, delivering, loading rooms.
 //! - `feed.rs`: the [`Feed`], the broker's way into the writer's queue.
+//! - `reads.rs`: read marks gathered between the writer's flushes (once a second).
 
 mod feed;
+mod reads;
 mod writer;
 
 #[cfg(test)]
@@ -36,13 +38,15 @@ use tokio_util::sync::CancellationToken;
 
 use self::writer::{Writer, write_loop};
 use crate::broker::Broker;
-use crate::domain::{ChangeRefused, Committed, RoomName, Write};
+use crate::domain::{ChangeRefused, Committed, RoomName, UserId, Write};
 use crate::hub::Hub;
 use crate::metrics::Rejection;
 use crate::sequencer::Sequencer;
 use crate::store::{Store, StoreError};
 
 pub use self::feed::Feed;
+use self::reads::PendingReads;
+pub use self::reads::READ_FLUSH;
 
 /// How many accepted messages may wait for the writer. When it is full, senders are told
 /// the server is busy (and get their text back) rather than left waiting.
@@ -127,6 +131,7 @@ pub struct Committer {
     queue: mpsc::Sender<Job>,
     hub: Hub,
     status: Arc<WriterStatus>,
+    reads: Arc<PendingReads>,
 }
 
 /// What the writer last found, for `/readyz`: written by the writer task, read by probes.
@@ -192,14 +197,24 @@ impl Committer {
         let hub = sequencer.hub().clone();
         let (queue, pending) = mpsc::channel(QUEUE);
         let status = Arc::new(WriterStatus::new());
+        let reads = Arc::new(PendingReads::default());
         let writer = Writer {
             store,
             sequencer,
             broker,
             status: Arc::clone(&status),
+            reads: Arc::clone(&reads),
         };
         let task = tokio::spawn(write_loop(writer, pending, settings, stop));
-        (Self { queue, hub, status }, task)
+        (
+            Self {
+                queue,
+                hub,
+                status,
+                reads,
+            },
+            task,
+        )
     }
 
     /// The way in for what other nodes committed, for the broker.
@@ -246,6 +261,17 @@ impl Committer {
         } else {
             Ok(())
         }
+    }
+
+    /// Notes that `user` has read `room` up to message `id`; stored with the next flush
+    /// (within [`READ_FLUSH`]). `false`: too many marks wait already; this one was not kept.
+    pub fn mark_read(&self, user: &UserId, room: &RoomName, id: u64) -> bool {
+        self.reads.mark(user, room, id)
+    }
+
+    /// A user's marks not stored yet: what a page must add to what the store says.
+    pub fn unsaved_marks(&self, user: &UserId) -> Vec<(RoomName, u64)> {
+        self.reads.of_user(user)
     }
 
     /// Makes sure a room is in the hub, loading its newest messages if needed. A room

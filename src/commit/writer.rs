@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::reads::{PendingReads, READ_FLUSH};
 use super::{CommitError, CommitSettings, Job, Pending, Reply, WriterStatus, store_rejection};
 use crate::broker::Broker;
 use crate::domain::{Committed, RoomName, Write};
@@ -23,6 +24,7 @@ pub(super) struct Writer {
     pub(super) sequencer: Sequencer,
     pub(super) broker: Arc<dyn Broker>,
     pub(super) status: Arc<WriterStatus>,
+    pub(super) reads: Arc<PendingReads>,
 }
 
 pub(super) async fn write_loop(
@@ -41,6 +43,8 @@ pub(super) async fn write_loop(
     // up only if the next look finds it still undelivered: a batch the broker is carrying
     // right now gets a whole period to arrive first.
     let mut unannounced: Option<u64> = None;
+    let mut flush = tokio::time::interval(READ_FLUSH);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // A catch-up that failed is tried again at its time, between batches.
         let retry_at = writer.sequencer.retry_at();
@@ -68,12 +72,17 @@ pub(super) async fn write_loop(
                 busy_at = Instant::now();
                 continue;
             }
+            _ = flush.tick(), if !writer.reads.is_empty() => {
+                writer.flush_reads().await;
+                continue;
+            }
             () = stop.cancelled() => {
                 // No new senders will come; commit what is already queued, then stop.
                 queue.close();
                 while queue.recv_many(&mut batch, max_batch).await > 0 {
                     writer.run_jobs(&mut batch).await;
                 }
+                writer.flush_reads().await;
                 break;
             }
         };
@@ -130,6 +139,25 @@ async fn append(
 impl Writer {
     fn hub(&self) -> &Hub {
         self.sequencer.hub()
+    }
+
+    /// Stores the read marks gathered since the last flush, in one transaction; on failure
+    /// they are kept for the next.
+    async fn flush_reads(&self) {
+        let marks = self.reads.take();
+        if marks.is_empty() {
+            return;
+        }
+        let saved = tokio::time::timeout(APPEND_TIMEOUT, self.store.save_marks(&marks))
+            .await
+            .unwrap_or(Err(StoreError::TimedOut(APPEND_TIMEOUT)));
+        match saved {
+            Ok(()) => self.reads.stored(),
+            Err(err) => {
+                tracing::warn!(error = %err, marks = marks.len(), "storing read marks failed; kept for the next try");
+                self.reads.restore(marks);
+            }
+        }
     }
 
     /// One quiet look at the store (see `write_loop`): catches up if `suspected` (the

@@ -14,7 +14,8 @@ use super::reaction::Emoji;
 /// Submitting the form sends `{"text": …, "client_id": …, "headers": {…}}` (htmx 4) or
 /// `{"text": …, "HEADERS": {…}}` (htmx 2); the typing element sends
 /// `{"kind": "typing", …}`; an edit `{"kind": "edit", "id": "12", "text": …}`, a delete
-/// `{"kind": "delete", "id": "12"}`, a reaction `{"kind": "react", "id": "12", "emoji": "👍"}`.
+/// `{"kind": "delete", "id": "12"}`, a reaction `{"kind": "react", "id": "12", "emoji": "👍"}`,
+/// how far the reader has read `{"kind": "read", "id": "12"}`.
 /// Every other field (headers included) is ignored, so
 /// both shapes, and future ones that add fields, are accepted.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub enum Inbound {
     Delete { id: u64 },
     /// Put an emoji on a message, or take the sender's off.
     React { id: u64, emoji: Emoji },
+    /// The reader has seen the room's messages up to this one.
+    Read { id: u64 },
 }
 
 #[derive(Deserialize)]
@@ -130,6 +133,7 @@ impl Inbound {
                 Ok(Inbound::Edit { id, text })
             }
             Some("delete") => Ok(Inbound::Delete { id: raw.id()? }),
+            Some("read") => Ok(Inbound::Read { id: raw.id()? }),
             Some("react") => {
                 let id = raw.id()?;
                 let raw_emoji = raw

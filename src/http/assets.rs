@@ -32,6 +32,7 @@ static URLS: AssetUrls = AssetUrls {
     hx_ws_js: generated::HX_WS_JS.url,
     app_css: generated::APP_CSS.url,
     app_js: generated::APP_JS.url,
+    reads_js: generated::READS_JS.url,
 };
 
 /// The hashed URLs of the embedded scripts and styles, for rendering pages.

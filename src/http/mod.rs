@@ -14,6 +14,7 @@ pub mod identity;
 mod ops;
 pub mod origin;
 mod page;
+mod reads;
 mod search;
 pub mod serve;
 mod ws;

@@ -75,6 +75,11 @@ async fn show(
     // Under `--guests off` a guest never gets here (`identity::members_only`).
     let visitor = visitor(&state, &jar).await?;
     let identity = &visitor.identity;
+    // A new guest has read nothing.
+    let read_mark = match visitor.new_cookie {
+        true => None,
+        false => super::reads::mark_in(&state, &identity.user, &room).await,
+    };
     let history = match around {
         None => super::loaded_history(&state, &room).await?,
         Some(id) => around_message(&state, &room, id).await?,
@@ -89,6 +94,7 @@ async fn show(
         max_chars: state.config.max_message_chars,
         history: &history,
         around,
+        read_mark,
         rooms: &state.hub.room_counts(),
         present: &state.hub.present(&room),
     })

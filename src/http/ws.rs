@@ -78,6 +78,12 @@ async fn connect(
     // Under `--guests off` a guest never gets here (`identity::members_only`).
     let visitor = visitor(&state, &jar).await?;
     let read_only = !visitor.signed_in() && state.config.guests == Guests::ReadOnly;
+    // A new guest has read nothing: no store read for a first visit or a load tool.
+    let unread = if visitor.new_cookie {
+        None
+    } else {
+        super::reads::snapshot(&state, &visitor.identity.user).await
+    };
     let identity = visitor.identity;
     let settings = Arc::clone(&state.session_settings);
     // Held by the session so that shutdown waits for it.
@@ -87,6 +93,7 @@ async fn connect(
         committer: state.committer.clone(),
         room,
         read_only,
+        unread,
         address: (!client.exempt).then(|| ClientLimits {
             ip: client.ip,
             limits: Arc::clone(&state.address_limits),

@@ -100,6 +100,13 @@ impl Members {
         self.by_id.get(&id)
     }
 
+    /// The members that are `user`'s sessions (a walk of the room: only for rare events).
+    pub(super) fn of_user<'a>(&'a self, user: &'a UserId) -> impl Iterator<Item = &'a Target> {
+        self.by_id
+            .values()
+            .filter(move |target| target.user == *user)
+    }
+
     pub(super) fn insert(&mut self, target: Target) {
         self.snapshot = None;
         self.by_id.insert(target.id, target);

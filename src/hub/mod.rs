@@ -28,6 +28,7 @@
 //! for. A room's history is a cache of the store's newest messages, loaded by the commit
 //! writer between deliveries, so a connect never costs a query.
 
+mod activity;
 mod cluster;
 mod directory;
 mod drainer;
@@ -46,10 +47,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use hubbub_wire::Frame;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use self::activity::Activity;
+pub use self::activity::Counters;
 use self::directory::Directory;
 use self::nodes::Nodes;
 use self::room::{Effects, Joining, Room};
@@ -120,6 +124,8 @@ struct Shared {
     settings: HubSettings,
     directory: Mutex<Directory>,
     room_list: RoomList,
+    /// Each room's message counter, for unread counts on pages elsewhere.
+    activity: Activity,
     nodes: Nodes,
     /// The server's metrics; sessions and the commit writer record through the hub too.
     metrics: Arc<Metrics>,
@@ -170,6 +176,7 @@ impl Hub {
                 settings,
                 directory: Mutex::new(Directory::default()),
                 room_list: RoomList::default(),
+                activity: Activity::default(),
                 metrics,
                 next_session: AtomicU64::new(1),
                 connected: AtomicUsize::new(0),
@@ -205,14 +212,11 @@ impl Hub {
     pub fn load(&self, room: &RoomName, messages: &[ChatMessage], has_older: bool) {
         let rendered = messages.iter().map(render::message).collect();
         let settings = &self.shared.settings;
-        let generation = self.shared.room_list.generation();
-        let loaded = Arc::new(Room::new(
-            room.clone(),
-            rendered,
-            has_older,
-            settings,
-            generation,
-        ));
+        let seen = (
+            self.shared.room_list.generation(),
+            self.shared.activity.generation(),
+        );
+        let loaded = Arc::new(Room::new(room.clone(), rendered, has_older, settings, seen));
         let mut directory = self.directory();
         if directory.contains(room) {
             return;
@@ -318,6 +322,11 @@ impl Hub {
         if learned {
             self.shared.room_list.mark_dirty();
         }
+        let upto = messages.iter().map(|m| m.seq).max().unwrap_or(0);
+        for (room, list, _) in &rendered {
+            let new = list.iter().filter(|m| !m.is_change()).count() as u64;
+            self.shared.activity.count(room, new, upto);
+        }
         let limit = self.shared.settings.history_limit;
         for ((_, list, rendered), entry) in rendered.into_iter().zip(rooms) {
             // A room nobody here is in is not kept in memory; its messages are in the store.
@@ -342,6 +351,52 @@ impl Hub {
             .messages_posted
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
         self.shared.metrics.broadcast(messages.len());
+    }
+
+    /// Each room's message counter now, and the newest position they cover: what a page's
+    /// unread counts start from.
+    pub fn counters(&self) -> Counters {
+        self.shared.activity.counters()
+    }
+
+    /// A user has read `room` up to message `mark` (through session `reader`): the user's
+    /// other pages on this node hear how many messages are unread there now, so a room
+    /// read on one tab or device stops counting on the others.
+    pub fn read(&self, user: &UserId, room: &RoomName, reader: SessionId, mark: u64) {
+        let unread = match self.room(room) {
+            Ok(entry) => entry.lock().unread_after(mark, user),
+            Err(_) => return,
+        };
+        let counter = self.shared.activity.count_of(room);
+        let frame = Frame::text(render::unread(&[(room, unread, counter)], false).as_str());
+        let mut outlets = Vec::new();
+        for entry in self.directory().rooms() {
+            let state = entry.lock();
+            outlets.extend(
+                state
+                    .members
+                    .of_user(user)
+                    .filter(|target| target.id != reader)
+                    .map(|target| (Arc::clone(&target.outlet), target.evicted.clone())),
+            );
+        }
+        // Written with no lock held.
+        for (outlet, evicted) in outlets {
+            if matches!(outlet.offer(&frame), crate::outlet::Offered::Full) {
+                evicted.cancel();
+            }
+        }
+    }
+
+    /// How many kept messages of a loaded room after `mark` are unread for `user`;
+    /// `None` when the room is not in memory.
+    pub fn unread_after(&self, room: &RoomName, mark: u64, user: &UserId) -> Option<u32> {
+        Some(self.room(room).ok()?.lock().unread_after(mark, user))
+    }
+
+    /// The newest position delivered on this node.
+    pub fn delivered_upto(&self) -> u64 {
+        self.shared.activity.upto()
     }
 
     /// A session's user is typing. Announced to the others at most once per throttle

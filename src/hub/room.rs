@@ -17,6 +17,7 @@ use hubbub_wire::Frame;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::activity::Shown;
 use super::fanout::{self, Members, Outgoing, Queue, Target, Written};
 use super::nodes::Nodes;
 use super::presence::Presence;
@@ -55,6 +56,8 @@ pub(super) struct RoomState {
     status_due: Instant,
     /// The room list's generation this room's members last got.
     room_list_seen: u64,
+    /// The room counters' render (`super::activity`) this room's members last got.
+    activity_seen: u64,
 }
 
 /// The newest messages, rendered, and the frame a newcomer gets for them.
@@ -97,7 +100,7 @@ impl Room {
         messages: Vec<Rendered>,
         has_older: bool,
         settings: &HubSettings,
-        room_list_seen: u64,
+        (room_list_seen, activity_seen): (u64, u64),
     ) -> Self {
         let mut history = History {
             messages: VecDeque::with_capacity(settings.history_limit),
@@ -118,6 +121,7 @@ impl Room {
                 queue: Queue::default(),
                 status_due: Instant::now(),
                 room_list_seen,
+                activity_seen,
             }),
         }
     }
@@ -320,13 +324,13 @@ impl RoomState {
         }
     }
 
-    /// Upkeep: expires typing, and sends presence and the room list where they changed,
-    /// paced by the room's size.
+    /// Upkeep: expires typing, and sends presence, the room list and the other rooms'
+    /// counters where they changed, paced by the room's size.
     pub(super) fn tick(
         &mut self,
         room: &RoomName,
         now: Instant,
-        room_list: &(Html, u64),
+        (room_list, activity): (&(Html, u64), Option<&Shown>),
         nodes: &Nodes,
         fx: &mut Effects,
     ) {
@@ -335,10 +339,16 @@ impl RoomState {
         }
         let (list, generation) = room_list;
         let list_stale = self.room_list_seen != *generation;
-        if now < self.status_due || !(self.presence.is_dirty() || list_stale) {
+        let activity = activity.filter(|shown| shown.news_for(room, self.activity_seen));
+        if now < self.status_due || !(self.presence.is_dirty() || list_stale || activity.is_some())
+        {
             return;
         }
-        let mut parts = Vec::with_capacity(2);
+        let mut parts = Vec::with_capacity(3);
+        if let Some(shown) = activity {
+            self.activity_seen = shown.generation;
+            parts.push(shown.frame.clone());
+        }
         if self.presence.is_dirty() {
             parts.push(nodes.with_room(room, |others| self.presence.update(others)));
         }
@@ -366,6 +376,18 @@ impl RoomState {
         }
         self.retired = true;
         true
+    }
+
+    /// How many of the kept messages after `mark` are unread for `user` (not theirs, not
+    /// deleted): exact when the mark is among them, a lower bound when it is older.
+    pub(super) fn unread_after(&self, mark: u64, user: &UserId) -> u32 {
+        let count = self
+            .history
+            .messages
+            .iter()
+            .filter(|m| m.id > mark && !m.deleted && m.author_id.as_ref() != Some(user))
+            .count();
+        u32::try_from(count).unwrap_or(u32::MAX)
     }
 
     /// The message list's contents for a freshly served page.

@@ -29,11 +29,17 @@ impl Hub {
             }
         }
         let room_list = self.shared.room_list.refresh(self);
+        let activity = self.shared.activity.refresh();
         let rooms = self.directory().rooms();
         for room in rooms {
             let mut fx = Effects::default();
-            room.lock()
-                .tick(&room.name, now, &room_list, nodes, &mut fx);
+            room.lock().tick(
+                &room.name,
+                now,
+                (&room_list, activity.as_ref()),
+                nodes,
+                &mut fx,
+            );
             self.settle(&room, fx);
         }
     }

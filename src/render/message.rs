@@ -15,6 +15,9 @@ use crate::domain::{ChatMessage, Quote, Reaction};
 #[derive(Debug, Clone)]
 pub struct Rendered {
     pub id: u64,
+    /// Who wrote it, and whether it is deleted: what an unread count leaves out.
+    pub author_id: Option<crate::domain::UserId>,
+    pub deleted: bool,
     /// Whether this replaces a version already shown (an edit, a delete) rather than
     /// adding a message.
     pub replaces: bool,
@@ -64,6 +67,8 @@ impl Rendered {
         fragment.push_str(CLOSE);
         Self {
             id: self.id,
+            author_id: self.author_id.clone(),
+            deleted: self.deleted,
             replaces: false,
             quote_of: self.quote_of,
             quote: None,
@@ -266,6 +271,8 @@ pub fn message(message: &ChatMessage) -> Rendered {
     }
     Rendered {
         id: message.id,
+        author_id: message.author_id.clone(),
+        deleted: message.deleted,
         replaces,
         quote_of: message.reply.as_ref().map(|q| q.id),
         quote: new_quote,

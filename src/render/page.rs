@@ -14,6 +14,7 @@ pub struct AssetUrls {
     pub hx_ws_js: &'static str,
     pub app_css: &'static str,
     pub app_js: &'static str,
+    pub reads_js: &'static str,
 }
 
 #[derive(Template)]
@@ -30,6 +31,7 @@ struct PageTemplate<'a> {
     emoji: [Emoji; 6],
     history: &'a str,
     around: Option<u64>,
+    read_mark: Option<u64>,
     input: &'a str,
     room_list: &'a str,
     presence: &'a str,
@@ -54,6 +56,9 @@ pub struct Page<'a> {
     /// The message the room is opened at (`?around=ID`), if any: the page scrolls to it
     /// and marks it.
     pub around: Option<u64>,
+    /// The newest message the reader has seen in this room, if they have been here: the
+    /// "New messages" line goes after it.
+    pub read_mark: Option<u64>,
     pub rooms: &'a [RoomCount],
     pub present: &'a [DisplayName],
 }
@@ -73,6 +78,7 @@ pub fn page(page: &Page<'_>) -> Result<String, RenderError> {
         emoji: Emoji::ALL,
         history: page.history,
         around: page.around,
+        read_mark: page.read_mark,
         input: &input(page.room, page.max_chars),
         room_list: rooms.as_str(),
         presence: present.as_str(),

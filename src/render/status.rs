@@ -147,6 +147,38 @@ pub fn event(text: &str) -> Html {
     Html::from(fragment(&EventTemplate { text }))
 }
 
+/// Each room's message counter (`hub::activity`), for pages counting unread messages:
+/// `data-counts="general:12 design:3"`. Room names are `a-z 0-9 - _` only.
+pub fn activity(counts: &[(&RoomName, u64)]) -> Html {
+    let mut data = String::with_capacity(counts.len() * 16);
+    for (room, count) in counts {
+        if !data.is_empty() {
+            data.push(' ');
+        }
+        data.push_str(&format!("{room}:{count}"));
+    }
+    Html::from(format!(
+        r#"<div id="activity" hx-swap-oob="true" hidden data-counts="{data}"></div>"#
+    ))
+}
+
+/// One reader's unread messages per room, as of a room counter's value
+/// (`data-unread="general:3:12"`: room, unread, the counter then); `full` says whether it
+/// is every room the reader has read (a connect) or news of some (a mark moved).
+pub fn unread(rooms: &[(&RoomName, u32, u64)], full: bool) -> Html {
+    let mut data = String::with_capacity(rooms.len() * 20);
+    for (room, unread, counter) in rooms {
+        if !data.is_empty() {
+            data.push(' ');
+        }
+        data.push_str(&format!("{room}:{unread}:{counter}"));
+    }
+    let id = if full { "unread" } else { "unread-news" };
+    Html::from(format!(
+        r#"<div id="{id}" hx-swap-oob="true" hidden data-unread="{data}"></div>"#
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

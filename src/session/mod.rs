@@ -95,6 +95,9 @@ pub struct Room {
     pub room: RoomName,
     /// A guest under `--guests read-only`: every write is refused with a notice.
     pub read_only: bool,
+    /// The reader's unread counts (`http::reads::snapshot`), sent right after the room's
+    /// first frame.
+    pub unread: Option<Html>,
     /// The client's address and its shared allowance; `None` when exempt.
     pub address: Option<ClientLimits>,
 }
@@ -116,6 +119,8 @@ enum Request {
     Nothing,
     Post(MessageText, Option<ClientId>, Option<u64>),
     Change(u64, ChangeKind),
+    /// The reader has seen the room up to this message.
+    Read(u64),
     /// Reacting needs the name the user has now, which the session looks up.
     React(u64, Emoji),
     Typing,
@@ -141,6 +146,7 @@ pub async fn run(
         committer,
         room,
         read_only,
+        unread,
         address,
     } = place;
     let membership = match join(&hub, &committer, &room, &user, &name, &conn.outlet).await {
@@ -150,6 +156,14 @@ pub async fn run(
             return end;
         }
     };
+    // After the room's first frame, which replaces what the page shows.
+    if let Some(unread) = unread
+        && let Err(end) = conn.send(&Frame::text(unread.as_str()))
+    {
+        hub.leave(&room, membership.id);
+        connection::close(&mut conn, &end, &settings).await;
+        return end;
+    }
     let mut session = Session {
         limits: Limits::new(&settings, address),
         conn,
@@ -294,6 +308,7 @@ impl Session {
             };
             match parse(&text, &self.settings) {
                 Ok(Request::Typing) => self.typing()?,
+                Ok(Request::Read(id)) => self.read(id)?,
                 Ok(Request::Nothing) => self.hub.metrics().received(),
                 Ok(Request::Post(text, client_id, reply_to)) => {
                     self.hub.metrics().received();
@@ -329,6 +344,25 @@ impl Session {
         } else {
             self.hub.metrics().typing_dropped();
         }
+        Ok(())
+    }
+
+    /// The reader has seen this room up to message `id`: the mark is stored with the
+    /// commit writer's next flush, and the user's other pages hear of it at once. Marks
+    /// share typing's allowance (a page sends one a second at most); over it they are
+    /// ignored. A mark past the newest message delivered here is taken as that one.
+    fn read(&mut self, id: u64) -> Result<(), End> {
+        if self.limits.allow(true)? != Verdict::Allowed {
+            return Ok(());
+        }
+        let mark = id.min(self.hub.delivered_upto());
+        if mark == 0 {
+            return Ok(());
+        }
+        if !self.committer.mark_read(&self.user, &self.room, mark) {
+            tracing::debug!("too many read marks waiting; this one is dropped");
+        }
+        self.hub.read(&self.user, &self.room, self.id, mark);
         Ok(())
     }
 
@@ -472,6 +506,7 @@ fn parse(frame: &str, settings: &Settings) -> Result<Request, InboundError> {
         },
         Inbound::Delete { id } => Ok(Request::Change(id, ChangeKind::Delete)),
         Inbound::React { id, emoji } => Ok(Request::React(id, emoji)),
+        Inbound::Read { id } => Ok(Request::Read(id)),
     }
 }
 

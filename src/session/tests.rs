@@ -72,6 +72,7 @@ async fn room() -> (Room, tempfile::TempDir) {
             committer,
             room,
             read_only: false,
+            unread: None,
             address: None,
         },
         dir,

@@ -28,7 +28,11 @@ async fn the_page_links_the_socket_and_embedded_assets() {
         .skip(1)
         .map(|rest| &rest[..rest.find('"').unwrap()])
         .collect();
-    assert_eq!(assets.len(), 4, "htmx, hx-ws, app.css, app.js: {assets:?}");
+    assert_eq!(
+        assets.len(),
+        5,
+        "htmx, hx-ws, app.css, app.js, reads.js: {assets:?}"
+    );
     for asset in assets {
         let response = app.get(&format!("/assets/{asset}")).await;
         assert_eq!(response.status, 200, "{asset}");

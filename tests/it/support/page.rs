@@ -59,6 +59,10 @@ pub struct PageModel {
     pub events: Vec<String>,
     /// How many times each kind of element was swapped (for "nothing else came" checks).
     pub swaps: HashMap<&'static str, usize>,
+    /// Unread counts as told (`#unread`, `#unread-news`): room → (unread, its counter then).
+    pub told: HashMap<String, (u64, u64)>,
+    /// Each room's counter as last heard (`#activity`).
+    pub counters: HashMap<String, u64>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -73,6 +77,14 @@ pub enum Older {
 }
 
 impl PageModel {
+    /// A room's unread count as the page's script computes it: the count told, plus how
+    /// far the room's counter moved since; `None` for a room never read.
+    pub fn unread(&self, room: &str) -> Option<u64> {
+        let (told, then) = *self.told.get(room)?;
+        let now = self.counters.get(room).copied().unwrap_or(then);
+        Some(told + now.saturating_sub(then))
+    }
+
     /// The message shown with this id.
     pub fn message(&self, id: u64) -> Option<&ShownMessage> {
         self.shown.iter().find(|m| m.id == id)
@@ -149,6 +161,34 @@ impl PageModel {
                 self.present_total = inner.parse().unwrap();
                 self.count("presence-count");
                 rest = after;
+            } else if let Some(after) =
+                rest.strip_prefix(r#"<div id="activity" hx-swap-oob="true" hidden data-counts=""#)
+            {
+                let data = &after[..after.find('"').unwrap()];
+                for item in data.split(' ').filter(|item| !item.is_empty()) {
+                    let (room, count) = item.split_once(':').unwrap();
+                    self.counters
+                        .insert(room.to_owned(), count.parse().unwrap());
+                }
+                self.count("activity");
+                rest = &after[after.find("</div>").unwrap() + "</div>".len()..];
+            } else if rest.starts_with(r#"<div id="unread"#) {
+                let full = rest.starts_with(r#"<div id="unread" "#);
+                assert_out_of_band(rest);
+                let data = between(rest, "data-unread=\"", "\"").to_owned();
+                if full {
+                    self.told.clear();
+                }
+                for item in data.split(' ').filter(|item| !item.is_empty()) {
+                    let parts: Vec<&str> = item.split(':').collect();
+                    let (unread, counter) = (parts[1].parse().unwrap(), parts[2].parse().unwrap());
+                    self.told.insert(parts[0].to_owned(), (unread, counter));
+                    if full {
+                        self.counters.insert(parts[0].to_owned(), counter);
+                    }
+                }
+                self.count(if full { "unread" } else { "unread-news" });
+                rest = &rest[rest.find("</div>").unwrap() + "</div>".len()..];
             } else if rest.starts_with(r#"<p id="presence-more""#) {
                 let (_, after) = element(rest, "</p>");
                 rest = after;

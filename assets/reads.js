@@ -1,0 +1,208 @@
+// Unread counts, the "New messages" line, and telling the server what has been read.
+// - The server says, when the socket opens, how many messages are unread in each room the
+//   reader has read before, and each room's message counter at that moment (#unread);
+//   then, at most twice a second, every room's counter (#activity), and, when the reader
+//   reads a room on another tab or device, that room's count anew (#unread-news). A room's
+//   unread count is the count it was told plus how far its counter moved since; the room
+//   list shows it in each room's link ("3 unread" to a screen reader).
+// - Opened with a mark (data-read: the newest message read here before), the page draws
+//   a "New messages" line above the first message after it that is not the reader's own,
+//   and starts there instead of at the bottom.
+// - While the tab is visible, the newest message scrolled into view is reported as read
+//   (#read-form, at most once a second), so the mark follows the reader across tabs and
+//   devices.
+(function () {
+  "use strict";
+
+  var SEND_EVERY_MS = 1000;
+  var told = {};     // room -> { unread, counter }: the count told, and the counter then
+  var counters = {}; // room -> the room's counter, as last heard
+  var seen = 0;      // the newest message id seen on this page
+  var sent = 0;      // the newest id reported
+  var sendTimer = null;
+  var lineShown = false;
+
+  function layout() { return document.querySelector(".layout[data-room]"); }
+  function list() { return document.getElementById("messages"); }
+  function room() { var l = layout(); return l ? l.dataset.room : null; }
+  function mark() {
+    var l = layout();
+    var read = l && l.dataset.read ? parseInt(l.dataset.read, 10) : NaN;
+    return isNaN(read) ? null : read;
+  }
+  function idOf(article) { return parseInt(article.id.replace(/^msg-/, ""), 10); }
+  function articles() {
+    var l = list();
+    return l ? l.querySelectorAll("article[id^='msg-']") : [];
+  }
+
+  // "general:3:12 design:0:4" into calls of fn(["general", "3", "12"]).
+  function each(data, fn) {
+    (data || "").split(" ").forEach(function (item) {
+      if (item) fn(item.split(":"));
+    });
+  }
+
+  function unreadIn(name) {
+    var t = told[name];
+    if (!t) return 0;
+    var now = counters[name] === undefined ? t.counter : counters[name];
+    return t.unread + Math.max(0, now - t.counter);
+  }
+
+  function hidden(text) {
+    var span = document.createElement("span");
+    span.className = "visually-hidden";
+    span.textContent = text;
+    return span;
+  }
+
+  function showCounts() {
+    var here = room();
+    document.querySelectorAll("#rooms a[data-room]").forEach(function (link) {
+      var name = link.dataset.room;
+      var n = name === here ? 0 : unreadIn(name);
+      var badge = link.querySelector(".unread");
+      if (n <= 0) {
+        if (badge) badge.remove();
+        return;
+      }
+      if (!badge) {
+        badge = document.createElement("span");
+        badge.className = "unread";
+        link.appendChild(badge);
+      }
+      var text = n >= 1000 ? "999+" : String(n);
+      if (badge.dataset.n === text) return;
+      badge.dataset.n = text;
+      badge.textContent = "";
+      // Read as part of the link: "#general, 3 unread".
+      badge.appendChild(hidden(", "));
+      badge.appendChild(document.createTextNode(text));
+      badge.appendChild(hidden(" unread"));
+    });
+  }
+
+  // What the last frame carried: each element is read once, then emptied.
+  function takeNews() {
+    var full = document.getElementById("unread");
+    if (full && full.hasAttribute("data-unread")) {
+      told = {};
+      each(full.getAttribute("data-unread"), function (p) {
+        told[p[0]] = { unread: parseInt(p[1], 10) || 0, counter: parseInt(p[2], 10) || 0 };
+        counters[p[0]] = told[p[0]].counter;
+      });
+      full.removeAttribute("data-unread");
+    }
+    var activity = document.getElementById("activity");
+    if (activity && activity.hasAttribute("data-counts")) {
+      each(activity.getAttribute("data-counts"), function (p) {
+        counters[p[0]] = parseInt(p[1], 10) || 0;
+      });
+      activity.removeAttribute("data-counts");
+    }
+    var news = document.getElementById("unread-news");
+    if (news && news.hasAttribute("data-unread")) {
+      each(news.getAttribute("data-unread"), function (p) {
+        told[p[0]] = { unread: parseInt(p[1], 10) || 0, counter: parseInt(p[2], 10) || 0 };
+      });
+      news.removeAttribute("data-unread");
+    }
+    showCounts();
+  }
+
+  // The line goes above the first message after the mark that is not the reader's own;
+  // it is put back wherever a swap (a reconnect's history, older messages) moved things.
+  function placeLine() {
+    var read = mark();
+    var l = list();
+    if (read === null || !l) return null;
+    var me = layout().dataset.me;
+    var old = document.getElementById("new-line");
+    var first = null;
+    var all = articles();
+    for (var i = 0; i < all.length; i++) {
+      if (idOf(all[i]) > read && all[i].dataset.author !== me) { first = all[i]; break; }
+    }
+    if (!first) {
+      if (old) old.remove();
+      return null;
+    }
+    if (old && old.nextElementSibling === first) return old;
+    if (old) old.remove();
+    var line = document.createElement("div");
+    line.id = "new-line";
+    line.className = "new-line";
+    line.setAttribute("role", "separator");
+    line.setAttribute("aria-label", "New messages");
+    line.textContent = "New messages";
+    first.parentNode.insertBefore(line, first);
+    return line;
+  }
+
+  // The first time the line is there, the log starts at it rather than at the bottom
+  // (unless the page was opened at a message).
+  function startAtLine() {
+    var line = placeLine();
+    if (!line || lineShown || (layout() && layout().dataset.around)) return;
+    lineShown = true;
+    var l = list();
+    l.scrollTop = Math.max(0, line.offsetTop - l.offsetTop - 8);
+  }
+
+  // The newest message whose top is in view, while the tab is visible.
+  function noteSeen() {
+    var l = list();
+    if (!l || document.visibilityState !== "visible") return;
+    var bottom = l.getBoundingClientRect().bottom;
+    var all = articles();
+    for (var i = all.length - 1; i >= 0; i--) {
+      var box = all[i].getBoundingClientRect();
+      if (box.top < bottom - 4 && box.bottom > l.getBoundingClientRect().top) {
+        seen = Math.max(seen, idOf(all[i]));
+        break;
+      }
+    }
+    if (seen > sent && sendTimer === null) {
+      sendTimer = setTimeout(report, sent === 0 ? 0 : SEND_EVERY_MS);
+    }
+  }
+
+  function report() {
+    sendTimer = null;
+    var form = document.getElementById("read-form");
+    if (!form || seen <= sent || document.body.dataset.ws !== "open") return;
+    sent = seen;
+    form.querySelector('input[name="id"]').value = String(seen);
+    form.requestSubmit();
+  }
+
+  var scrollQueued = false;
+  document.addEventListener("scroll", function (event) {
+    if (event.target !== list() || scrollQueued) return;
+    scrollQueued = true;
+    requestAnimationFrame(function () { scrollQueued = false; noteSeen(); });
+  }, true);
+  document.addEventListener("visibilitychange", noteSeen);
+  window.addEventListener("focus", noteSeen);
+
+  document.addEventListener("htmx:ws:after:message:incoming", function () {
+    takeNews();
+    startAtLine();
+    noteSeen();
+  });
+  // Older and newer pages arrive over HTTP.
+  document.addEventListener("htmx:after:swap", function () {
+    placeLine();
+    noteSeen();
+  });
+  // The socket came back: anything seen meanwhile goes out now.
+  document.addEventListener("htmx:ws:after:connection", function () {
+    sent = 0;
+    noteSeen();
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    startAtLine();
+    showCounts();
+  });
+})();

@@ -1,0 +1,188 @@
+//! Unread counts and the "New messages" line in a real browser: a reader who left a room
+//! sees its count in the room list (and a screen reader hears "N unread"); coming back,
+//! the log starts at a line above the first new message; having read it, the count is
+//! gone.
+
+use fantoccini::{Client, Locator};
+
+use crate::support::app::spawn_app;
+use crate::support::axe::assert_accessible;
+use crate::support::browser::{
+    Profiles, browser_tools, open_browser, say, start_driver, wait_for_css, wait_for_text,
+    wait_loaded_and_connected,
+};
+use crate::support::eventually::eventually;
+
+/// The text of a room's link in the room list (its name, and its unread count if shown).
+async fn room_link_text(browser: &Client, room: &str) -> String {
+    let text = browser
+        .execute(
+            "return document.querySelector(\"#rooms a[data-room='\" + arguments[0] + \"']\").textContent;",
+            vec![serde_json::json!(room)],
+        )
+        .await
+        .unwrap();
+    text.as_str().unwrap().to_owned()
+}
+
+async fn unread_badge(browser: &Client, room: &str) -> Option<String> {
+    let text = browser
+        .execute(
+            "var b = document.querySelector(\"#rooms a[data-room='\" + arguments[0] + \"'] .unread\");
+             return b ? b.textContent : null;",
+            vec![serde_json::json!(room)],
+        )
+        .await
+        .unwrap();
+    text.as_str().map(str::to_owned)
+}
+
+/// The reader's mark in `room` as the server has it (the page it would be served), asked
+/// with the browser's own cookies.
+async fn server_mark(
+    app: &crate::support::app::TestApp,
+    browser: &Client,
+    room: &str,
+) -> Option<u64> {
+    let cookies = browser.get_all_cookies().await.unwrap();
+    let header = cookies
+        .iter()
+        .map(|c| format!("{}={}", c.name(), c.value()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let page = app
+        .request_with("GET", &format!("/rooms/{room}"), &[("Cookie", &header)])
+        .await;
+    let from = page.body.find("data-read=\"")? + "data-read=\"".len();
+    page.body[from..][..page.body[from..].find('"').unwrap()]
+        .parse()
+        .ok()
+}
+
+/// The id of the message with this text on the page.
+async fn id_of(browser: &Client, text: &str) -> u64 {
+    let id = browser
+        .execute(
+            "var all = document.querySelectorAll('#messages article');
+             for (var i = 0; i < all.length; i++) {
+               if (all[i].querySelector('.text').textContent === arguments[0]) return all[i].id;
+             }
+             return null;",
+            vec![serde_json::json!(text)],
+        )
+        .await
+        .unwrap();
+    id.as_str()
+        .unwrap()
+        .trim_start_matches("msg-")
+        .parse()
+        .unwrap()
+}
+
+/// Waits until the server holds the reader's mark at `id` in `room`.
+async fn wait_for_mark(app: &crate::support::app::TestApp, browser: &Client, room: &str, id: u64) {
+    eventually("the reader's mark", async || {
+        match server_mark(app, browser, room).await {
+            Some(mark) if mark >= id => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unread_counts_and_the_new_messages_line() {
+    let Some((chromium, chromedriver, _one_at_a_time)) =
+        browser_tools("browser_reads::unread_counts").await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    let mut seeder = app.connect().await;
+    for i in 0..40 {
+        seeder.say(&format!("earlier {i}")).await;
+    }
+    seeder.wait_for_shown(40).await;
+    let driver = start_driver(&chromedriver).await;
+    let profiles =
+        Profiles(std::env::temp_dir().join(format!("hubbub-browser-{}-reads", std::process::id())));
+    let reader = open_browser(&driver, &chromium, &profiles.0.join("reader")).await;
+
+    // The reader reads general to its end, then goes to another room.
+    reader.goto(&app.url("/")).await.unwrap();
+    wait_loaded_and_connected(&reader).await;
+    wait_for_text(&reader, "earlier 39").await;
+    say(&reader, "hello from the reader").await;
+    wait_for_text(&reader, "hello from the reader").await;
+    // The mark goes out within a second of the last message coming into view.
+    let last = id_of(&reader, "hello from the reader").await;
+    wait_for_mark(&app, &reader, "general", last).await;
+    reader.goto(&app.url("/rooms/design")).await.unwrap();
+    wait_loaded_and_connected(&reader).await;
+    assert_eq!(unread_badge(&reader, "general").await, None);
+
+    // Three new messages in general: the count appears, live.
+    for text in ["news one", "news two", "news three"] {
+        seeder.say(text).await;
+    }
+    eventually("general shows 3 unread", async || {
+        match unread_badge(&reader, "general").await {
+            Some(badge) if badge == ", 3 unread" => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    let link = room_link_text(&reader, "general").await;
+    assert_eq!(link, "#general, 3 unread", "the link's name says it");
+    assert_accessible(&reader, "a room with unread messages in the list").await;
+
+    // Back in general: a line above the first new message, in view; no count for the room
+    // the reader is in.
+    reader
+        .find(Locator::Css("#rooms a[data-room='general']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_loaded_and_connected(&reader).await;
+    wait_for_css(&reader, "#new-line").await;
+    let next = reader
+        .execute(
+            "var line = document.getElementById('new-line');
+             var next = line.nextElementSibling;
+             var list = document.getElementById('messages').getBoundingClientRect();
+             var box = line.getBoundingClientRect();
+             return [next.querySelector('.text').textContent, line.textContent,
+                     box.top >= list.top - 1 && box.bottom <= list.bottom + 1];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        next,
+        serde_json::json!(["news one", "New messages", true]),
+        "the line sits above the first new message, in view"
+    );
+    assert_eq!(unread_badge(&reader, "general").await, None);
+    assert_accessible(&reader, "a room opened at its new messages").await;
+
+    // Read now: elsewhere, general counts only what comes next.
+    let last = id_of(&reader, "news three").await;
+    wait_for_mark(&app, &reader, "general", last).await;
+    reader.goto(&app.url("/rooms/design")).await.unwrap();
+    wait_loaded_and_connected(&reader).await;
+    seeder.say("one more").await;
+    eventually("general shows 1 unread", async || {
+        match unread_badge(&reader, "general").await {
+            Some(badge) if badge == ", 1 unread" => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+
+    reader.close().await.unwrap();
+    drop(driver);
+    drop(profiles);
+    app.stop().await;
+}
