@@ -115,6 +115,7 @@ impl PendingReads {
         marks
     }
 
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.lock().held == 0
     }

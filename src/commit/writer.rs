@@ -72,7 +72,9 @@ pub(super) async fn write_loop(
                 busy_at = Instant::now();
                 continue;
             }
-            _ = flush.tick(), if !writer.reads.is_empty() => {
+            // Not guarded by "anything to store": a guard is read when the select starts,
+            // and marks arriving while the writer waits would wait for its next job.
+            _ = flush.tick() => {
                 writer.flush_reads().await;
                 continue;
             }
