@@ -11,11 +11,18 @@
 // - While the tab is visible, the newest message scrolled into view is reported as read
 //   (#read-form, at most once a second), so the mark follows the reader across tabs and
 //   devices.
+// - Messages that mention the reader (a .mention whose data-mention is the page's
+//   data-me-key) are marked; each room shows how many unread ones mention them, live
+//   (#mention-news for rooms the page does not show).
+// - Browser notifications, once the reader turns them on with the sidebar's button (the
+//   Notification API; nothing goes to any push service): while the tab is hidden, for what
+//   each room's setting asks (data-notify here, the snapshot's for other rooms): every
+//   message, mentions (the default), or nothing.
 (function () {
   "use strict";
 
   var SEND_EVERY_MS = 1000;
-  var told = {};     // room -> { unread, counter }: the count told, and the counter then
+  var told = {};     // room -> { unread, counter, mentions, notify }: as told, and the counter then
   var counters = {}; // room -> the room's counter, as last heard
   var seen = 0;      // the newest message id seen on this page
   var sent = 0;      // the newest id reported
@@ -43,6 +50,11 @@
     });
   }
 
+  function mentionsIn(name) {
+    var t = told[name];
+    return t ? t.mentions : 0;
+  }
+
   function unreadIn(name) {
     var t = told[name];
     if (!t) return 0;
@@ -62,6 +74,24 @@
     document.querySelectorAll("#rooms a[data-room]").forEach(function (link) {
       var name = link.dataset.room;
       var n = name === here ? 0 : unreadIn(name);
+      var m = name === here ? 0 : mentionsIn(name);
+      var at = link.querySelector(".mentions");
+      if (m <= 0) {
+        if (at) at.remove();
+      } else {
+        if (!at) {
+          at = document.createElement("span");
+          at.className = "mentions";
+          link.appendChild(at);
+        }
+        if (at.dataset.n !== String(m)) {
+          at.dataset.n = String(m);
+          at.textContent = "";
+          at.appendChild(hidden(", "));
+          at.appendChild(document.createTextNode("@" + m));
+          at.appendChild(hidden(m === 1 ? " mention" : " mentions"));
+        }
+      }
       var badge = link.querySelector(".unread");
       if (n <= 0) {
         if (badge) badge.remove();
@@ -70,7 +100,7 @@
       if (!badge) {
         badge = document.createElement("span");
         badge.className = "unread";
-        link.appendChild(badge);
+        link.insertBefore(badge, link.querySelector(".mentions"));
       }
       var text = n >= 1000 ? "999+" : String(n);
       if (badge.dataset.n === text) return;
@@ -89,7 +119,7 @@
     if (full && full.hasAttribute("data-unread")) {
       told = {};
       each(full.getAttribute("data-unread"), function (p) {
-        told[p[0]] = { unread: parseInt(p[1], 10) || 0, counter: parseInt(p[2], 10) || 0 };
+        told[p[0]] = line(p, null);
         counters[p[0]] = told[p[0]].counter;
       });
       full.removeAttribute("data-unread");
@@ -97,18 +127,118 @@
     var activity = document.getElementById("activity");
     if (activity && activity.hasAttribute("data-counts")) {
       each(activity.getAttribute("data-counts"), function (p) {
+        var before = unreadIn(p[0]);
         counters[p[0]] = parseInt(p[1], 10) || 0;
+        var t = told[p[0]];
+        if (t && t.notify === "all" && p[0] !== room() && unreadIn(p[0]) > before) {
+          notify("New messages in #" + p[0], unreadIn(p[0]) + " unread", p[0]);
+        }
       });
       activity.removeAttribute("data-counts");
     }
     var news = document.getElementById("unread-news");
     if (news && news.hasAttribute("data-unread")) {
       each(news.getAttribute("data-unread"), function (p) {
-        told[p[0]] = { unread: parseInt(p[1], 10) || 0, counter: parseInt(p[2], 10) || 0 };
+        told[p[0]] = line(p, told[p[0]]);
       });
       news.removeAttribute("data-unread");
     }
+    var named = document.getElementById("mention-news");
+    if (named && named.hasAttribute("data-room")) {
+      var where = named.getAttribute("data-room");
+      var t = told[where] || (told[where] = { unread: 0, counter: counters[where] || 0, mentions: 0, notify: "mentions" });
+      t.mentions += 1;
+      if (where !== room() && t.notify !== "none") {
+        notify(named.getAttribute("data-author") + " mentioned you in #" + where,
+               named.getAttribute("data-text") || "", where);
+      }
+      named.removeAttribute("data-room");
+    }
     showCounts();
+  }
+
+  // One room's line: "room:unread:counter:mentions:notify"; an empty notify keeps `was`'s.
+  function line(p, was) {
+    return {
+      unread: parseInt(p[1], 10) || 0,
+      counter: parseInt(p[2], 10) || 0,
+      mentions: parseInt(p[3], 10) || 0,
+      notify: p[4] || (was ? was.notify : "mentions")
+    };
+  }
+
+  // Messages that mention the reader: marked once each (a class, and words for screen
+  // readers).
+  function markMentions() {
+    var l = layout();
+    var key = l ? l.dataset.meKey : "";
+    if (!key) return;
+    articles().forEach(function (article) {
+      if (article.dataset.mentionChecked) return;
+      article.dataset.mentionChecked = "1";
+      var spans = article.querySelectorAll(".mention[data-mention]");
+      for (var i = 0; i < spans.length; i++) {
+        if (spans[i].getAttribute("data-mention") === key) {
+          article.classList.add("mentions-me");
+          var header = article.querySelector("header");
+          if (header) header.appendChild(hidden(" (mentions you)"));
+          return;
+        }
+      }
+    });
+  }
+
+  // Browser notifications: on only once the reader turned them on here and the browser
+  // allows them; only while the tab is hidden.
+  var NOTIFY_KEY = "hubbub-notifications";
+  function notificationsOn() {
+    return "Notification" in window && Notification.permission === "granted" &&
+      localStorage.getItem(NOTIFY_KEY) === "on";
+  }
+  function notify(title, body, where) {
+    if (!notificationsOn() || document.visibilityState === "visible") return;
+    var shown = new Notification(title, { body: body, tag: "hubbub-" + where });
+    shown.onclick = function () {
+      window.focus();
+      if (where !== room()) location.href = "/rooms/" + where;
+      shown.close();
+    };
+  }
+  function showNotificationState() {
+    var button = document.getElementById("notifications-on");
+    var state = document.getElementById("notifications-state");
+    if (!button || !state) return;
+    if (!("Notification" in window)) {
+      button.hidden = true;
+      state.textContent = "";
+      return;
+    }
+    var on = notificationsOn();
+    button.hidden = on || Notification.permission === "denied";
+    state.textContent = on ? "Browser notifications are on." :
+      Notification.permission === "denied" ? "Notifications are blocked in this browser's settings." : "";
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("#notifications-on") : null;
+    if (!button) return;
+    Notification.requestPermission().then(function (answer) {
+      if (answer === "granted") localStorage.setItem(NOTIFY_KEY, "on");
+      showNotificationState();
+    });
+  });
+  // What this room's setting asks for, for messages arriving here while hidden.
+  function notifyHere(marked, added) {
+    var l = layout();
+    var level = l ? l.dataset.notify : "mentions";
+    if (level === "none" || document.visibilityState === "visible") return;
+    var me = l.dataset.me;
+    var news = level === "all" ? added.filter(function (a) { return a.dataset.author !== me; }) : marked;
+    if (news.length === 0) return;
+    var last = news[news.length - 1];
+    var author = last.querySelector(".author");
+    var text = last.querySelector(".text");
+    notify((author ? author.textContent : "Someone") + (level === "all" && marked.indexOf(last) < 0 ? " in #" : " mentioned you in #") + room(),
+           text ? text.textContent.slice(0, 140) : "", room());
   }
 
   // The line goes above the first message after the mark that is not the reader's own;
@@ -186,14 +316,39 @@
   document.addEventListener("visibilitychange", noteSeen);
   window.addEventListener("focus", noteSeen);
 
+  // The messages shown before a frame, to tell what it added.
+  var before = {};
+  var historyIn = false;
+  document.addEventListener("htmx:ws:before:message:incoming", function (event) {
+    var data = event.detail && event.detail.message && event.detail.message.data;
+    historyIn = typeof data === "string" && data.indexOf('id="messages" hx-swap-oob="innerHTML"') >= 0;
+    before = {};
+    articles().forEach(function (a) { before[a.id] = true; });
+  });
   document.addEventListener("htmx:ws:after:message:incoming", function () {
     takeNews();
     startAtLine();
+    markMentions();
+    // New here: articles not shown before the frame, unless a whole history came (a
+    // connect); those among them that mention the reader.
+    var added = [];
+    articles().forEach(function (a) {
+      if (!before[a.id]) added.push(a);
+    });
+    var marked = added.filter(function (a) { return a.classList.contains("mentions-me"); });
+    if (!historyIn) notifyHere(marked, added);
     noteSeen();
+  });
+  // The select's own change: the page keeps what it asked for.
+  document.addEventListener("change", function (event) {
+    if (event.target && event.target.id === "notify" && layout()) {
+      layout().dataset.notify = event.target.value;
+    }
   });
   // Older and newer pages arrive over HTTP.
   document.addEventListener("htmx:after:swap", function () {
     placeLine();
+    markMentions();
     noteSeen();
   });
   // The socket came back: anything seen meanwhile goes out now.
@@ -203,6 +358,8 @@
   });
   document.addEventListener("DOMContentLoaded", function () {
     startAtLine();
+    markMentions();
     showCounts();
+    showNotificationState();
   });
 })();

@@ -728,7 +728,8 @@ pub fn paging_cursor(data: &[u8]) {
 
 /// Input: message text (lossily decoded as UTF-8). Its HTML holds only the allow-listed
 /// elements (`hubbub::render::ALLOWED_IN_MESSAGES`); the only attributes are a link's
-/// `href` (`http://` or `https://`), `rel` and `target`, and a list's `start` (digits);
+/// `href` (`http://` or `https://`), `rel` and `target`, a list's `start` (digits), and a
+/// mention's `class` and `data-mention` (no quote or angle bracket in it);
 /// outside the tags there is no `<`, `>` or `"`; an inline body has no block elements;
 /// elements open and close in order.
 pub fn markdown(data: &[u8]) {
@@ -797,6 +798,13 @@ pub fn markdown(data: &[u8]) {
                                 ),
                         "{html:?}"
                     )
+                }
+                "span" => {
+                    let key = attributes
+                        .strip_prefix(" class=\"mention\" data-mention=\"")
+                        .and_then(|a| a.strip_suffix('"'))
+                        .unwrap_or_else(|| panic!("a span's attributes: <{tag}> in {html:?}"));
+                    assert!(!key.contains(['"', '<', '>']), "{html:?}");
                 }
                 _ => assert!(attributes.is_empty(), "attributes on <{tag}>: {html:?}"),
             }

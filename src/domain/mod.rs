@@ -12,10 +12,12 @@
 //!   changes its author may make, and the committed batch.
 //! - [`search`]: the words a reader searches for, and what a search finds.
 //! - [`account`]: claimed names, passwords and session tokens.
+//! - [`mentions`]: who an `@name` in a message names.
 
 mod account;
 mod ids;
 mod inbound;
+pub mod mentions;
 mod message;
 mod names;
 mod reaction;
@@ -26,6 +28,7 @@ pub use self::account::{
 };
 pub use self::ids::{UserId, hex, is_lower_hex};
 pub use self::inbound::{Inbound, InboundError};
+pub use self::mentions::Notify;
 pub use self::message::{
     Change, ChangeKind, ChangeRefused, ChatMessage, ClientId, Committed, MessageText, NewMessage,
     Quote, Write,

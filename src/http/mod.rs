@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .merge(search::router())
         .merge(identity::router())
         .merge(account::router())
+        .merge(reads::router())
         .merge(assets::router())
         .merge(ops::router())
         .route("/healthz", get(healthz))

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use super::identity::{secure_cookies, visitor};
 use super::{AppState, HttpError};
 use crate::config::Guests;
-use crate::domain::RoomName;
+use crate::domain::mentions::mention_key;
+use crate::domain::{Notify, RoomName};
 use crate::render::{self, Page};
 
 pub(super) fn router() -> Router<AppState> {
@@ -76,9 +77,12 @@ async fn show(
     let visitor = visitor(&state, &jar).await?;
     let identity = &visitor.identity;
     // A new guest has read nothing.
-    let read_mark = match visitor.new_cookie {
-        true => None,
-        false => super::reads::mark_in(&state, &identity.user, &room).await,
+    let (read_mark, notify) = match visitor.new_cookie {
+        true => (None, Notify::default()),
+        false => (
+            super::reads::mark_in(&state, &identity.user, &room).await,
+            super::reads::notify_in(&state, &identity.user, &room).await,
+        ),
     };
     let history = match around {
         None => super::loaded_history(&state, &room).await?,
@@ -88,6 +92,8 @@ async fn show(
         assets: super::assets::urls(),
         room: &room,
         me: identity.name.as_str(),
+        me_key: &mention_key(identity.name.as_str()),
+        notify: notify.as_str(),
         signed_in: visitor.signed_in(),
         read_only: !visitor.signed_in() && state.config.guests != Guests::Allow,
         me_tag: &identity.user.tag(),

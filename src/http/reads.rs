@@ -2,13 +2,25 @@
 //! (where the "New messages" line goes), and, on each connect, every room's unread count
 //! with the room counters it is relative to (`hub::activity`).
 //!
+//! And what a reader asks to be notified of in a room (`POST /rooms/{room}/notify`).
+//!
 //! Both add the marks the commit writer has not stored yet, so a page loaded right after
 //! reading elsewhere starts where the reader left off. Neither keeps a page from loading:
 //! a store that fails here costs the counts, logged, not the chat.
 
-use super::AppState;
-use crate::domain::{RoomName, UserId};
-use crate::render::{self, Html};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use axum::{Form, Router};
+use axum_extra::extract::SignedCookieJar;
+use serde::Deserialize;
+
+use super::identity::{notice, visitor};
+use super::{AppState, HttpError};
+use crate::domain::mentions::mention_key;
+use crate::domain::{DisplayName, Notify, RoomName, UserId};
+use crate::render::{self, Html, UnreadLine};
 use crate::store::Unread;
 
 /// The reader's mark in `room`, if they ever read it.
@@ -29,11 +41,12 @@ pub(super) async fn mark_in(state: &AppState, user: &UserId, room: &RoomName) ->
     stored.max(unsaved)
 }
 
-/// Every room the reader has read, with its unread count and its counter now: the
-/// fragment a session sends after joining.
-pub(super) async fn snapshot(state: &AppState, user: &UserId) -> Option<Html> {
+/// Every room the reader has read, with its unread count (and mentions of `name`) and its
+/// counter now: the fragment a session sends after joining.
+pub(super) async fn snapshot(state: &AppState, user: &UserId, name: &DisplayName) -> Option<Html> {
+    let key = mention_key(name.as_str());
     let counters = state.hub.counters();
-    let mut rooms = match state.store.unread(user, counters.upto).await {
+    let mut rooms = match state.store.unread(user, &key, counters.upto).await {
         Ok(rooms) => rooms,
         Err(err) => {
             tracing::warn!(error = %err, "counting unread messages failed");
@@ -47,17 +60,25 @@ pub(super) async fn snapshot(state: &AppState, user: &UserId) -> Option<Html> {
         }
         // The furthest mark is not stored yet: count from it where the room's newest
         // messages are in memory (a room read a moment ago usually is).
-        let count = state.hub.unread_after(&room, mark, user);
+        let count = state.hub.unread_after(&room, mark, user, &key);
         match known {
             Some(at) => {
                 rooms[at].last_read = mark;
-                rooms[at].count = count.unwrap_or(rooms[at].count);
+                if let Some((unread, mentions)) = count {
+                    rooms[at].count = unread;
+                    rooms[at].mentions = mentions;
+                }
             }
-            None => rooms.push(Unread {
-                room,
-                last_read: mark,
-                count: count.unwrap_or(0),
-            }),
+            None => {
+                let (count, mentions) = count.unwrap_or_default();
+                rooms.push(Unread {
+                    room,
+                    last_read: mark,
+                    count,
+                    mentions,
+                    notify: Notify::default(),
+                });
+            }
         }
     }
     let counter = |room: &RoomName| {
@@ -67,9 +88,72 @@ pub(super) async fn snapshot(state: &AppState, user: &UserId) -> Option<Html> {
             .find(|(counted, _)| counted == room)
             .map_or(0, |(_, count)| *count)
     };
-    let shown: Vec<(&RoomName, u32, u64)> = rooms
+    let shown: Vec<UnreadLine<'_>> = rooms
         .iter()
-        .map(|unread| (&unread.room, unread.count, counter(&unread.room)))
+        .map(|unread| UnreadLine {
+            room: &unread.room,
+            unread: unread.count,
+            counter: counter(&unread.room),
+            mentions: unread.mentions,
+            notify: unread.notify.as_str(),
+        })
         .collect();
     Some(render::unread(&shown, true))
+}
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/rooms/{room}/notify", post(set_notify))
+}
+
+#[derive(Deserialize)]
+struct NotifyForm {
+    notify: String,
+}
+
+/// What the reader's page in `room` notifies them of; `Mentions` when never set or when
+/// the store cannot say.
+pub(super) async fn notify_in(state: &AppState, user: &UserId, room: &RoomName) -> Notify {
+    state.store.notify(user, room).await.unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "reading a notification setting failed");
+        Notify::default()
+    })
+}
+
+/// `POST /rooms/{room}/notify` (`notify=all|mentions|none`), from the room's own page:
+/// answered with a notice.
+async fn set_notify(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    jar: SignedCookieJar,
+    form: Result<Form<NotifyForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, HttpError> {
+    let room = super::page::parse_room(&room)?;
+    let Some(level) = form.ok().and_then(|Form(form)| Notify::parse(&form.notify)) else {
+        return Ok(notice(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not saved: notify is one of all, mentions or none.",
+        ));
+    };
+    let visitor = visitor(&state, &jar).await?;
+    if visitor.new_cookie {
+        // Nobody to remember it for: a page always sends its cookie.
+        return Ok(notice(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not saved: open the room's page first.",
+        ));
+    }
+    state
+        .store
+        .set_notify(&visitor.identity.user, &room, level)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "saving a notification setting failed");
+            HttpError::StoreUnavailable
+        })?;
+    let said = match level {
+        Notify::All => format!("You will be notified of every message in #{room}."),
+        Notify::Mentions => format!("You will be notified when someone mentions you in #{room}."),
+        Notify::None => format!("You will not be notified of anything in #{room}."),
+    };
+    Ok(notice(StatusCode::OK, &said))
 }

@@ -82,7 +82,7 @@ async fn connect(
     let unread = if visitor.new_cookie {
         None
     } else {
-        super::reads::snapshot(&state, &visitor.identity.user).await
+        super::reads::snapshot(&state, &visitor.identity.user, &visitor.identity.name).await
     };
     let identity = visitor.identity;
     let settings = Arc::clone(&state.session_settings);

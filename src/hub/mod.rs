@@ -61,7 +61,7 @@ use self::room_list::RoomList;
 use crate::domain::{ChatMessage, DisplayName, RoomName, UserId};
 use crate::metrics::Metrics;
 use crate::outlet::Outlet;
-use crate::render::{self, RoomCount};
+use crate::render::{self, RoomCount, UnreadLine};
 
 /// Identifies one connection for as long as it is in the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -327,6 +327,13 @@ impl Hub {
             let new = list.iter().filter(|m| !m.is_change()).count() as u64;
             self.shared.activity.count(room, new, upto);
         }
+        for (room, list, rendered) in &rendered {
+            for (message, rendered) in list.iter().zip(rendered) {
+                if !rendered.mentions.is_empty() && !message.is_change() {
+                    self.mentioned(room, message, &rendered.mentions);
+                }
+            }
+        }
         let limit = self.shared.settings.history_limit;
         for ((_, list, rendered), entry) in rendered.into_iter().zip(rooms) {
             // A room nobody here is in is not kept in memory; its messages are in the store.
@@ -362,13 +369,26 @@ impl Hub {
     /// A user has read `room` up to message `mark` (through session `reader`): the user's
     /// other pages on this node hear how many messages are unread there now, so a room
     /// read on one tab or device stops counting on the others.
-    pub fn read(&self, user: &UserId, room: &RoomName, reader: SessionId, mark: u64) {
-        let unread = match self.room(room) {
-            Ok(entry) => entry.lock().unread_after(mark, user),
+    pub fn read(
+        &self,
+        (user, key): (&UserId, &str),
+        room: &RoomName,
+        reader: SessionId,
+        mark: u64,
+    ) {
+        let (unread, mentions) = match self.room(room) {
+            Ok(entry) => entry.lock().unread_after(mark, user, key),
             Err(_) => return,
         };
-        let counter = self.shared.activity.count_of(room);
-        let frame = Frame::text(render::unread(&[(room, unread, counter)], false).as_str());
+        let line = UnreadLine {
+            room,
+            unread,
+            counter: self.shared.activity.count_of(room),
+            mentions,
+            // Unchanged: the page keeps what it was told.
+            notify: "",
+        };
+        let frame = Frame::text(render::unread(&[line], false).as_str());
         let mut outlets = Vec::new();
         for entry in self.directory().rooms() {
             let state = entry.lock();
@@ -388,10 +408,53 @@ impl Hub {
         }
     }
 
-    /// How many kept messages of a loaded room after `mark` are unread for `user`;
-    /// `None` when the room is not in memory.
-    pub fn unread_after(&self, room: &RoomName, mark: u64, user: &UserId) -> Option<u32> {
-        Some(self.room(room).ok()?.lock().unread_after(mark, user))
+    /// A message in `room` mentions `keys`: the users on this node they name, but its
+    /// author, hear of it on their pages in other rooms (where they do not see it arrive).
+    fn mentioned(&self, room: &RoomName, message: &ChatMessage, keys: &[String]) {
+        let mut outlets = Vec::new();
+        for entry in self.directory().rooms() {
+            if entry.name == *room {
+                continue;
+            }
+            let state = entry.lock();
+            let mut named: Vec<&UserId> = keys
+                .iter()
+                .flat_map(|key| state.presence.named_by(key))
+                .filter(|user| message.author_id.as_ref() != Some(*user))
+                .collect();
+            named.sort_unstable();
+            named.dedup();
+            for user in named {
+                outlets.extend(
+                    state
+                        .members
+                        .of_user(user)
+                        .map(|target| (Arc::clone(&target.outlet), target.evicted.clone())),
+                );
+            }
+        }
+        if outlets.is_empty() {
+            return;
+        }
+        let news = render::mention_news(room, message.id, &message.author, message.text.as_str());
+        let frame = Frame::text(news.as_str());
+        for (outlet, evicted) in outlets {
+            if matches!(outlet.offer(&frame), crate::outlet::Offered::Full) {
+                evicted.cancel();
+            }
+        }
+    }
+
+    /// How many kept messages of a loaded room after `mark` are unread for `user`, and how
+    /// many of those mention `key`; `None` when the room is not in memory.
+    pub fn unread_after(
+        &self,
+        room: &RoomName,
+        mark: u64,
+        user: &UserId,
+        key: &str,
+    ) -> Option<(u32, u32)> {
+        Some(self.room(room).ok()?.lock().unread_after(mark, user, key))
     }
 
     /// The newest position delivered on this node.

@@ -127,6 +127,14 @@ impl Presence {
             .collect()
     }
 
+    /// This node's users here whose name a mention `key` names.
+    pub(super) fn named_by<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a UserId> + 'a {
+        self.users
+            .iter()
+            .filter(move |(_, present)| is_named(present.name.as_str(), key))
+            .map(|(user, _)| user)
+    }
+
     /// This node's users as seats in `room`.
     pub(super) fn seats<'a>(&'a self, room: &'a RoomName) -> impl Iterator<Item = Seat> + 'a {
         self.users.iter().map(|(user, present)| Seat {
@@ -213,4 +221,13 @@ impl Presence {
             total,
         )
     }
+}
+
+/// Whether a mention `key` names `name` (`domain::mentions::mention_key`, compared as it
+/// is made, without making it: this runs over every user on the node for each mention).
+fn is_named(name: &str, key: &str) -> bool {
+    name.chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .eq(key.chars())
 }

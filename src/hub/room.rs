@@ -379,15 +379,17 @@ impl RoomState {
     }
 
     /// How many of the kept messages after `mark` are unread for `user` (not theirs, not
-    /// deleted): exact when the mark is among them, a lower bound when it is older.
-    pub(super) fn unread_after(&self, mark: u64, user: &UserId) -> u32 {
-        let count = self
-            .history
-            .messages
-            .iter()
-            .filter(|m| m.id > mark && !m.deleted && m.author_id.as_ref() != Some(user))
-            .count();
-        u32::try_from(count).unwrap_or(u32::MAX)
+    /// deleted), and how many of those mention `key`: exact when the mark is among them,
+    /// a lower bound when it is older.
+    pub(super) fn unread_after(&self, mark: u64, user: &UserId, key: &str) -> (u32, u32) {
+        let (mut unread, mut named) = (0_u32, 0_u32);
+        for m in &self.history.messages {
+            if m.id > mark && !m.deleted && m.author_id.as_ref() != Some(user) {
+                unread = unread.saturating_add(1);
+                named = named.saturating_add(u32::from(m.mentions.iter().any(|k| k == key)));
+            }
+        }
+        (unread, named)
     }
 
     /// The message list's contents for a freshly served page.

@@ -16,10 +16,13 @@
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
 use super::message::{Part, linkify};
+use crate::domain::mentions::scan;
 
 /// Every element a message body may contain, and the only attributes: `href`, `rel` and
-/// `target` on `a` (the address `http://` or `https://`), `start` on `ol` (a number).
-pub const ALLOWED: [&str; 12] = [
+/// `target` on `a` (the address `http://` or `https://`), `start` on `ol` (a number), and
+/// `class="mention"` with `data-mention` (a [`crate::domain::mentions::mention_key`],
+/// escaped) on `span`.
+pub const ALLOWED: [&str; 13] = [
     "p",
     "br",
     "strong",
@@ -32,6 +35,7 @@ pub const ALLOWED: [&str; 12] = [
     "ol",
     "li",
     "a",
+    "span",
 ];
 
 /// A message body: its HTML, and whether it is inline content (one paragraph, shown in a
@@ -303,7 +307,7 @@ fn write_text(out: &mut String, text: &str, links: bool) {
     }
     for part in linkify(text) {
         match part {
-            Part::Text(text) => escape(out, text),
+            Part::Text(text) => write_mentions(out, text),
             Part::Link(url) => {
                 out.push_str("<a href=\"");
                 escape(out, url);
@@ -313,6 +317,26 @@ fn write_text(out: &mut String, text: &str, links: bool) {
             }
         }
     }
+}
+
+/// Text, escaped, each `@name` in it marked as a mention: the same bytes for every reader;
+/// each page marks the ones that name its reader (by `data-mention`).
+fn write_mentions(out: &mut String, text: &str) {
+    if !text.contains('@') {
+        escape(out, text);
+        return;
+    }
+    let mut written = 0;
+    for (range, key) in scan(text) {
+        escape(out, &text[written..range.start]);
+        out.push_str("<span class=\"mention\" data-mention=\"");
+        escape(out, &key);
+        out.push_str("\">");
+        escape(out, &text[range.clone()]);
+        out.push_str("</span>");
+        written = range.end;
+    }
+    escape(out, &text[written..]);
 }
 
 /// Escapes text for HTML content and double-quoted attribute values.

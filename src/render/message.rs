@@ -18,6 +18,8 @@ pub struct Rendered {
     /// Who wrote it, and whether it is deleted: what an unread count leaves out.
     pub author_id: Option<crate::domain::UserId>,
     pub deleted: bool,
+    /// The mention keys it names (`domain::mentions`), for counting a reader's mentions.
+    pub mentions: Vec<String>,
     /// Whether this replaces a version already shown (an edit, a delete) rather than
     /// adding a message.
     pub replaces: bool,
@@ -69,6 +71,7 @@ impl Rendered {
             id: self.id,
             author_id: self.author_id.clone(),
             deleted: self.deleted,
+            mentions: self.mentions.clone(),
             replaces: false,
             quote_of: self.quote_of,
             quote: None,
@@ -273,6 +276,7 @@ pub fn message(message: &ChatMessage) -> Rendered {
         id: message.id,
         author_id: message.author_id.clone(),
         deleted: message.deleted,
+        mentions: crate::domain::mentions::mentions(message.text.as_str()),
         replaces,
         quote_of: message.reply.as_ref().map(|q| q.id),
         quote: new_quote,

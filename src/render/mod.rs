@@ -20,8 +20,8 @@ pub use self::message::{Rendered, message};
 pub use self::page::{AssetUrls, Page, error_page, page};
 pub use self::search::{SearchPage, excerpt, search_page};
 pub use self::status::{
-    PRESENCE_SHOWN, RoomCount, activity, event, not_sent, notice, presence, presence_count,
-    room_list, typing, unread,
+    PRESENCE_SHOWN, RoomCount, UnreadLine, activity, event, mention_news, not_sent, notice,
+    presence, presence_count, room_list, typing, unread,
 };
 
 mod account;

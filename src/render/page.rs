@@ -24,6 +24,8 @@ struct PageTemplate<'a> {
     room: &'a str,
     me: &'a str,
     me_tag: &'a str,
+    me_key: &'a str,
+    notify: &'a str,
     signed_in: bool,
     read_only: bool,
     max_chars: u32,
@@ -43,6 +45,11 @@ pub struct Page<'a> {
     pub assets: &'a AssetUrls,
     pub room: &'a RoomName,
     pub me: &'a str,
+    /// What mentions of the reader say (`domain::mentions::mention_key`): the page marks
+    /// the messages that carry it.
+    pub me_key: &'a str,
+    /// What the reader is notified of in this room: `all`, `mentions` or `none`.
+    pub notify: &'a str,
     /// [`crate::domain::UserId::tag`] of the reader: the page offers "Edit" and "Delete"
     /// on the messages that carry it.
     pub me_tag: &'a str,
@@ -72,6 +79,8 @@ pub fn page(page: &Page<'_>) -> Result<String, RenderError> {
         room: page.room.as_str(),
         me: page.me,
         me_tag: page.me_tag,
+        me_key: page.me_key,
+        notify: page.notify,
         signed_in: page.signed_in,
         read_only: page.read_only,
         max_chars: page.max_chars,

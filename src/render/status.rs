@@ -162,16 +162,52 @@ pub fn activity(counts: &[(&RoomName, u64)]) -> Html {
     ))
 }
 
+/// A message that mentions the reader, for their pages in other rooms (a mention count,
+/// and a notification while the tab is hidden): its room, id, author and the start of
+/// its text as words.
+pub fn mention_news(room: &RoomName, id: u64, author: &DisplayName, text: &str) -> Html {
+    let words: String = super::markdown::plain_text(text)
+        .chars()
+        .take(140)
+        .collect();
+    let mut html = format!(
+        r#"<div id="mention-news" hx-swap-oob="true" hidden data-room="{room}" data-id="{id}" data-author=""#
+    );
+    super::markdown::escape(&mut html, author.as_str());
+    html.push_str(r#"" data-text=""#);
+    super::markdown::escape(&mut html, &words);
+    html.push_str(r#""></div>"#);
+    Html::from(html)
+}
+
+/// One room's line in a reader's unread counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadLine<'a> {
+    pub room: &'a RoomName,
+    pub unread: u32,
+    /// The room's counter when `unread` was counted.
+    pub counter: u64,
+    /// How many of the unread mention the reader.
+    pub mentions: u32,
+    /// What the reader is notified of there: `all`, `mentions` or `none` (empty: as the page
+    /// was told before).
+    pub notify: &'static str,
+}
+
 /// One reader's unread messages per room, as of a room counter's value
-/// (`data-unread="general:3:12"`: room, unread, the counter then); `full` says whether it
-/// is every room the reader has read (a connect) or news of some (a mark moved).
-pub fn unread(rooms: &[(&RoomName, u32, u64)], full: bool) -> Html {
-    let mut data = String::with_capacity(rooms.len() * 20);
-    for (room, unread, counter) in rooms {
+/// (`data-unread="general:3:12:1:mentions"`: room, unread, the counter then, mentions,
+/// notifications); `full` says whether it is every room the reader has read (a connect) or
+/// news of some (a mark moved).
+pub fn unread(rooms: &[UnreadLine<'_>], full: bool) -> Html {
+    let mut data = String::with_capacity(rooms.len() * 28);
+    for line in rooms {
         if !data.is_empty() {
             data.push(' ');
         }
-        data.push_str(&format!("{room}:{unread}:{counter}"));
+        data.push_str(&format!(
+            "{}:{}:{}:{}:{}",
+            line.room, line.unread, line.counter, line.mentions, line.notify
+        ));
     }
     let id = if full { "unread" } else { "unread-news" };
     Html::from(format!(

@@ -40,6 +40,7 @@ pub use self::end::{End, close_code};
 use self::limits::{Limits, Verdict};
 use crate::commit::{CommitError, Committer};
 use crate::config::Config;
+use crate::domain::mentions::mention_key;
 use crate::domain::{
     Change, ChangeKind, ClientId, DisplayName, Emoji, Inbound, InboundError, MessageText,
     NewMessage, RoomName, UserId, Write,
@@ -362,7 +363,8 @@ impl Session {
         if !self.committer.mark_read(&self.user, &self.room, mark) {
             tracing::debug!("too many read marks waiting; this one is dropped");
         }
-        self.hub.read(&self.user, &self.room, self.id, mark);
+        let key = mention_key(self.current_name().as_str());
+        self.hub.read((&self.user, &key), &self.room, self.id, mark);
         Ok(())
     }
 

@@ -19,6 +19,7 @@
 mod accounts;
 mod changes;
 mod error;
+mod mentions;
 mod postgres;
 mod reads;
 mod search;
@@ -31,6 +32,7 @@ use futures_util::future::BoxFuture;
 
 pub use self::accounts::{AccountStore, SESSION_LIFE};
 pub use self::error::StoreError;
+pub use self::mentions::NotifyStore;
 use self::postgres::Postgres;
 pub use self::reads::{ReadMark, ReadStore, UNREAD_CAP, Unread};
 use self::sql::SqlStore;
@@ -93,7 +95,7 @@ pub enum Outcome {
 /// Ids are committed in id order, across every writer of the store: once a reader has seen
 /// id N, no id below N can appear later. (SQLite has one writer; PostgreSQL inserts take an
 /// advisory lock held until commit.) The sequencer (`crate::sequencer`) relies on it.
-pub trait Store: AccountStore + ReadStore + Send + Sync + 'static {
+pub trait Store: AccountStore + ReadStore + NotifyStore + Send + Sync + 'static {
     /// Stores a batch in one transaction: new messages (each once per client id) and
     /// changes (each checked against the message's author and state inside the same
     /// transaction). Returns what became of each write and the newest position committed

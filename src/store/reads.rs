@@ -12,7 +12,7 @@ use sqlx::{ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArgu
 
 use super::StoreError;
 use super::sql::{Backend, SqlStore, sql_id};
-use crate::domain::{RoomName, UserId};
+use crate::domain::{Notify, RoomName, UserId};
 
 /// Unread messages counted at most, per room.
 pub const UNREAD_CAP: u32 = 1000;
@@ -34,6 +34,10 @@ pub struct Unread {
     /// Messages after the mark, up to the position asked for, not the user's own and not
     /// deleted; at most [`UNREAD_CAP`].
     pub count: u32,
+    /// Those of them that mention the user (by the key of their name now).
+    pub mentions: u32,
+    /// What the user asked to be notified of in the room.
+    pub notify: Notify,
 }
 
 /// What the store keeps of read marks. Part of every [`super::Store`].
@@ -49,10 +53,11 @@ pub trait ReadStore: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
 
     /// Every room a user has a mark in, with what is unread there among the messages up to
-    /// position `upto`.
+    /// position `upto`, and how many of those mention `mention_key`.
     fn unread<'a>(
         &'a self,
         user: &'a UserId,
+        mention_key: &'a str,
         upto: u64,
     ) -> BoxFuture<'a, Result<Vec<Unread>, StoreError>>;
 }
@@ -69,8 +74,18 @@ const UNREAD: &str = "SELECT r.room, r.last_read, \
                           AND m.id > r.last_read AND m.id <= $2 \
                           AND m.deleted_at IS NULL \
                           AND (m.author_id IS NULL OR m.author_id <> $1) \
-                        LIMIT $3) AS counted) \
-                      FROM read_marks r WHERE r.user_id = $1";
+                        LIMIT $3) AS counted), \
+                      (SELECT COUNT(*) FROM (SELECT 1 FROM mentions x \
+                        JOIN messages m ON m.id = x.message_id \
+                        WHERE x.name_key = $4 AND x.room = r.room \
+                          AND x.message_id > r.last_read AND x.message_id <= $2 \
+                          AND m.deleted_at IS NULL \
+                          AND (m.author_id IS NULL OR m.author_id <> $1) \
+                        LIMIT $3) AS named), \
+                      n.notify \
+                      FROM read_marks r LEFT JOIN room_notify n \
+                        ON n.user_id = r.user_id AND n.room = r.room \
+                      WHERE r.user_id = $1";
 
 impl<B: Backend> ReadStore for SqlStore<B>
 where
@@ -79,6 +94,7 @@ where
     usize: ColumnIndex<<B::Db as Database>::Row>,
     i64: Type<B::Db> + for<'q> Encode<'q, B::Db> + for<'r> Decode<'r, B::Db>,
     String: Type<B::Db> + for<'q> Encode<'q, B::Db> + for<'r> Decode<'r, B::Db>,
+    Option<String>: for<'r> Decode<'r, B::Db>,
     for<'q> &'q str: Type<B::Db> + Encode<'q, B::Db>,
 {
     fn save_marks<'a>(&'a self, marks: &'a [ReadMark]) -> BoxFuture<'a, Result<(), StoreError>> {
@@ -122,23 +138,31 @@ where
     fn unread<'a>(
         &'a self,
         user: &'a UserId,
+        mention_key: &'a str,
         upto: u64,
     ) -> BoxFuture<'a, Result<Vec<Unread>, StoreError>> {
         async move {
-            let rows: Vec<(String, i64, i64)> = sqlx::query_as(UNREAD)
+            let rows: Vec<(String, i64, i64, i64, Option<String>)> = sqlx::query_as(UNREAD)
                 .bind(user.to_string())
                 .bind(sql_id(upto))
                 .bind(i64::from(UNREAD_CAP))
+                .bind(mention_key)
                 .fetch_all(&self.readers)
                 .await
                 .map_err(B::error)?;
+            let count = |n: i64| u32::try_from(n).unwrap_or(UNREAD_CAP);
             Ok(rows
                 .into_iter()
-                .filter_map(|(room, last_read, count)| {
+                .filter_map(|(room, last_read, unread, named, notify)| {
                     Some(Unread {
                         room: RoomName::parse(&room).ok()?,
                         last_read: last_read.max(0) as u64,
-                        count: u32::try_from(count).unwrap_or(UNREAD_CAP),
+                        count: count(unread),
+                        mentions: count(named),
+                        notify: notify
+                            .as_deref()
+                            .and_then(Notify::parse)
+                            .unwrap_or_default(),
                     })
                 })
                 .collect())

@@ -358,6 +358,7 @@ where
                     }
                     rest = &rest[run..];
                 }
+                Self::record_mentions(&mut tx, &outcomes).await?;
                 let first = outcomes.iter().find_map(|outcome| match outcome {
                     Outcome::Stored(message) => Some(message.seq),
                     _ => None,

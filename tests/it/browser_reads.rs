@@ -186,3 +186,177 @@ async fn unread_counts_and_the_new_messages_line() {
     drop(profiles);
     app.stop().await;
 }
+
+/// Installs a stand-in for the Notification API that records what the page shows (the
+/// browser's own permission is kept), and makes the tab look hidden.
+async fn record_notifications_while_hidden(browser: &Client) {
+    browser
+        .execute(
+            "window.__shown = [];
+             var Real = window.Notification;
+             var Spy = function (title, options) {
+               window.__shown.push([title, (options && options.body) || '']);
+               this.close = function () {};
+             };
+             Object.defineProperty(Spy, 'permission', { get: function () { return Real.permission; } });
+             Spy.requestPermission = function () { return Real.requestPermission(); };
+             window.Notification = Spy;
+             Object.defineProperty(document, 'visibilityState', { configurable: true, get: function () { return 'hidden'; } });
+             document.dispatchEvent(new Event('visibilitychange'));",
+            vec![],
+        )
+        .await
+        .unwrap();
+}
+
+async fn shown_notifications(browser: &Client) -> Vec<(String, String)> {
+    let shown = browser
+        .execute("return window.__shown || [];", vec![])
+        .await
+        .unwrap();
+    serde_json::from_value(shown).unwrap()
+}
+
+async fn mentions_badge(browser: &Client, room: &str) -> Option<String> {
+    let text = browser
+        .execute(
+            "var b = document.querySelector(\"#rooms a[data-room='\" + arguments[0] + \"'] .mentions\");
+             return b ? b.textContent : null;",
+            vec![serde_json::json!(room)],
+        )
+        .await
+        .unwrap();
+    text.as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn mentions_are_marked_counted_and_notified() {
+    let Some((chromium, chromedriver, _one_at_a_time)) =
+        browser_tools("browser_reads::mentions").await
+    else {
+        return;
+    };
+    let app = spawn_app().await;
+    let bob = app.named("Bob").await;
+    let mut talk = app.connect_to("general", Some(&bob)).await;
+    talk.say("a first message").await;
+    let driver = start_driver(&chromedriver).await;
+    let profiles = Profiles(
+        std::env::temp_dir().join(format!("hubbub-browser-{}-mentions", std::process::id())),
+    );
+    let reader = open_browser(&driver, &chromium, &profiles.0.join("ada")).await;
+    reader.goto(&app.url("/")).await.unwrap();
+    wait_loaded_and_connected(&reader).await;
+    let name = reader.find(Locator::Css("#name")).await.unwrap();
+    name.clear().await.unwrap();
+    name.send_keys(&format!("Ada{}", crate::support::browser::ENTER))
+        .await
+        .unwrap();
+    wait_for_css(&reader, "#notice:not(:empty)").await;
+    // The page knows whom mentions name from its load.
+    reader.goto(&app.url("/")).await.unwrap();
+    wait_loaded_and_connected(&reader).await;
+
+    // Notifications: asked for with the button, granted by this browser.
+    let button = reader
+        .find(Locator::Css("#notifications-on"))
+        .await
+        .unwrap();
+    assert!(button.is_displayed().await.unwrap(), "offered");
+    button.click().await.unwrap();
+    wait_for_css(&reader, "#notifications-on[hidden]").await;
+    let state = reader
+        .find(Locator::Css("#notifications-state"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(state, "Browser notifications are on.");
+    assert_accessible(&reader, "notifications turned on").await;
+
+    // Hidden: a mention here is marked and notified; a plain message is not (the default
+    // setting: mentions).
+    record_notifications_while_hidden(&reader).await;
+    talk.say("hey @ada, a question").await;
+    talk.say("nothing for ada here").await;
+    wait_for_css(&reader, "#messages article.mentions-me").await;
+    eventually("the plain message", async || {
+        match reader
+            .find(Locator::XPath(
+                "//p[@class='text' and text()='nothing for ada here']",
+            ))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => Err(err.to_string()),
+        }
+    })
+    .await;
+    let marked = reader
+        .find(Locator::Css("#messages article.mentions-me .text"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(marked, "hey @ada, a question");
+    eventually("one notification", async || {
+        let shown = shown_notifications(&reader).await;
+        if shown.len() == 1 {
+            Ok(shown)
+        } else {
+            Err(shown)
+        }
+    })
+    .await;
+    assert_eq!(
+        shown_notifications(&reader).await,
+        [(
+            "Bob mentioned you in #general".to_owned(),
+            "hey @ada, a question".to_owned()
+        )]
+    );
+
+    // Every message, once the room's setting says so.
+    reader
+        .find(Locator::Css("#notify option[value='all']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_css(&reader, "#notice:not(:empty)").await;
+    talk.say("now every message").await;
+    eventually("a second notification", async || {
+        let shown = shown_notifications(&reader).await;
+        if shown.len() == 2 {
+            Ok(shown)
+        } else {
+            Err(shown)
+        }
+    })
+    .await;
+    assert_eq!(
+        shown_notifications(&reader).await[1],
+        ("Bob in #general".to_owned(), "now every message".to_owned())
+    );
+
+    // In another room: a mention in general is counted on its link.
+    reader.goto(&app.url("/rooms/design")).await.unwrap();
+    wait_loaded_and_connected(&reader).await;
+    talk.say("@Ada one more thing").await;
+    eventually("general's mention count", async || {
+        match mentions_badge(&reader, "general").await {
+            Some(badge) if badge == ", @1 mention" => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    assert_accessible(&reader, "a room with a mention in the list").await;
+
+    reader.close().await.unwrap();
+    drop(driver);
+    drop(profiles);
+    app.stop().await;
+}

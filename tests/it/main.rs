@@ -21,6 +21,7 @@ mod http_edges;
 mod inputs;
 mod limits;
 mod load;
+mod mentions;
 mod observability;
 mod reads;
 mod rooms;

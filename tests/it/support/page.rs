@@ -59,8 +59,10 @@ pub struct PageModel {
     pub events: Vec<String>,
     /// How many times each kind of element was swapped (for "nothing else came" checks).
     pub swaps: HashMap<&'static str, usize>,
-    /// Unread counts as told (`#unread`, `#unread-news`): room → (unread, its counter then).
-    pub told: HashMap<String, (u64, u64)>,
+    /// Unread counts as told (`#unread`, `#unread-news`), by room.
+    pub told: HashMap<String, Told>,
+    /// Messages elsewhere that mention the reader (`#mention-news`): `(room, author, text)`.
+    pub mention_news: Vec<(String, String, String)>,
     /// Each room's counter as last heard (`#activity`).
     pub counters: HashMap<String, u64>,
 }
@@ -76,13 +78,24 @@ pub enum Older {
     Start,
 }
 
+/// One room's unread line as told.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Told {
+    pub unread: u64,
+    /// The room's counter when `unread` was counted.
+    pub counter: u64,
+    pub mentions: u64,
+    /// `all`, `mentions` or `none` (empty in news: unchanged).
+    pub notify: String,
+}
+
 impl PageModel {
     /// A room's unread count as the page's script computes it: the count told, plus how
     /// far the room's counter moved since; `None` for a room never read.
     pub fn unread(&self, room: &str) -> Option<u64> {
-        let (told, then) = *self.told.get(room)?;
-        let now = self.counters.get(room).copied().unwrap_or(then);
-        Some(told + now.saturating_sub(then))
+        let told = self.told.get(room)?;
+        let now = self.counters.get(room).copied().unwrap_or(told.counter);
+        Some(told.unread + now.saturating_sub(told.counter))
     }
 
     /// The message shown with this id.
@@ -172,6 +185,16 @@ impl PageModel {
                 }
                 self.count("activity");
                 rest = &after[after.find("</div>").unwrap() + "</div>".len()..];
+            } else if rest.starts_with(r#"<div id="mention-news""#) {
+                assert_out_of_band(rest);
+                let tag = &rest[..rest.find('>').unwrap()];
+                self.mention_news.push((
+                    between(tag, "data-room=\"", "\"").to_owned(),
+                    unescape(between(tag, "data-author=\"", "\"")),
+                    unescape(between(tag, "data-text=\"", "\"")),
+                ));
+                self.count("mention-news");
+                rest = &rest[rest.find("</div>").unwrap() + "</div>".len()..];
             } else if rest.starts_with(r#"<div id="unread"#) {
                 let full = rest.starts_with(r#"<div id="unread" "#);
                 assert_out_of_band(rest);
@@ -181,11 +204,22 @@ impl PageModel {
                 }
                 for item in data.split(' ').filter(|item| !item.is_empty()) {
                     let parts: Vec<&str> = item.split(':').collect();
-                    let (unread, counter) = (parts[1].parse().unwrap(), parts[2].parse().unwrap());
-                    self.told.insert(parts[0].to_owned(), (unread, counter));
+                    assert_eq!(parts.len(), 5, "{item}");
+                    let told = Told {
+                        unread: parts[1].parse().unwrap(),
+                        counter: parts[2].parse().unwrap(),
+                        mentions: parts[3].parse().unwrap(),
+                        notify: parts[4].to_owned(),
+                    };
+                    assert!(
+                        ["all", "mentions", "none"].contains(&told.notify.as_str())
+                            || (!full && told.notify.is_empty()),
+                        "{item}"
+                    );
                     if full {
-                        self.counters.insert(parts[0].to_owned(), counter);
+                        self.counters.insert(parts[0].to_owned(), told.counter);
                     }
+                    self.told.insert(parts[0].to_owned(), told);
                 }
                 self.count(if full { "unread" } else { "unread-news" });
                 rest = &rest[rest.find("</div>").unwrap() + "</div>".len()..];
@@ -414,8 +448,15 @@ fn shown_text(body: &str) -> String {
             "an element outside the allow-list in a message: <{tag}> in {body:?}"
         );
         let attributes = &tag[name.len()..];
+        let mention = name == "span"
+            && attributes
+                .strip_prefix(" class=\"mention\" data-mention=\"")
+                .and_then(|key| key.strip_suffix('"'))
+                .is_some_and(|key| !key.contains(['"', '<', '>']));
         assert!(
-            attributes.is_empty() || (name == "ol" && attributes.starts_with(" start=\"")),
+            attributes.is_empty()
+                || (name == "ol" && attributes.starts_with(" start=\""))
+                || mention,
             "attributes on <{tag}> in {body:?}"
         );
         if name == "br" {
