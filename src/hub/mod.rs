@@ -14,6 +14,8 @@
 //! - [`nodes`]: what the hub keeps for and from the other nodes (shared presence), and
 //!   [`cluster`]: the broker's way in and out of it.
 //! - [`upkeep`]: the periodic tick: typing expiry, paced presence and room-list updates.
+//! - [`activity`]: each room's message counter, for unread counts on pages elsewhere.
+//! - [`readers`]: what a reader hears of other rooms: counts, reads elsewhere, mentions.
 //!
 //! Locks are std `Mutex`es held for short synchronous sections, never across `.await`, and
 //! always taken in one order: the directory, then a room, then the other nodes' state; an
@@ -35,6 +37,7 @@ mod drainer;
 mod fanout;
 mod nodes;
 mod presence;
+mod readers;
 mod room;
 mod room_list;
 mod typing;
@@ -47,7 +50,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use hubbub_wire::Frame;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -61,7 +63,7 @@ use self::room_list::RoomList;
 use crate::domain::{ChatMessage, DisplayName, RoomName, UserId};
 use crate::metrics::Metrics;
 use crate::outlet::Outlet;
-use crate::render::{self, RoomCount, UnreadLine};
+use crate::render::{self, RoomCount};
 
 /// Identifies one connection for as long as it is in the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -358,108 +360,6 @@ impl Hub {
             .messages_posted
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
         self.shared.metrics.broadcast(messages.len());
-    }
-
-    /// Each room's message counter now, and the newest position they cover: what a page's
-    /// unread counts start from.
-    pub fn counters(&self) -> Counters {
-        self.shared.activity.counters()
-    }
-
-    /// A user has read `room` up to message `mark` (through session `reader`): the user's
-    /// other pages on this node hear how many messages are unread there now, so a room
-    /// read on one tab or device stops counting on the others.
-    pub fn read(
-        &self,
-        (user, key): (&UserId, &str),
-        room: &RoomName,
-        reader: SessionId,
-        mark: u64,
-    ) {
-        let (unread, mentions) = match self.room(room) {
-            Ok(entry) => entry.lock().unread_after(mark, user, key),
-            Err(_) => return,
-        };
-        let line = UnreadLine {
-            room,
-            unread,
-            counter: self.shared.activity.count_of(room),
-            mentions,
-            // Unchanged: the page keeps what it was told.
-            notify: "",
-        };
-        let frame = Frame::text(render::unread(&[line], false).as_str());
-        let mut outlets = Vec::new();
-        for entry in self.directory().rooms() {
-            let state = entry.lock();
-            outlets.extend(
-                state
-                    .members
-                    .of_user(user)
-                    .filter(|target| target.id != reader)
-                    .map(|target| (Arc::clone(&target.outlet), target.evicted.clone())),
-            );
-        }
-        // Written with no lock held.
-        for (outlet, evicted) in outlets {
-            if matches!(outlet.offer(&frame), crate::outlet::Offered::Full) {
-                evicted.cancel();
-            }
-        }
-    }
-
-    /// A message in `room` mentions `keys`: the users on this node they name, but its
-    /// author, hear of it on their pages in other rooms (where they do not see it arrive).
-    fn mentioned(&self, room: &RoomName, message: &ChatMessage, keys: &[String]) {
-        let mut outlets = Vec::new();
-        for entry in self.directory().rooms() {
-            if entry.name == *room {
-                continue;
-            }
-            let state = entry.lock();
-            let mut named: Vec<&UserId> = keys
-                .iter()
-                .flat_map(|key| state.presence.named_by(key))
-                .filter(|user| message.author_id.as_ref() != Some(*user))
-                .collect();
-            named.sort_unstable();
-            named.dedup();
-            for user in named {
-                outlets.extend(
-                    state
-                        .members
-                        .of_user(user)
-                        .map(|target| (Arc::clone(&target.outlet), target.evicted.clone())),
-                );
-            }
-        }
-        if outlets.is_empty() {
-            return;
-        }
-        let news = render::mention_news(room, message.id, &message.author, message.text.as_str());
-        let frame = Frame::text(news.as_str());
-        for (outlet, evicted) in outlets {
-            if matches!(outlet.offer(&frame), crate::outlet::Offered::Full) {
-                evicted.cancel();
-            }
-        }
-    }
-
-    /// How many kept messages of a loaded room after `mark` are unread for `user`, and how
-    /// many of those mention `key`; `None` when the room is not in memory.
-    pub fn unread_after(
-        &self,
-        room: &RoomName,
-        mark: u64,
-        user: &UserId,
-        key: &str,
-    ) -> Option<(u32, u32)> {
-        Some(self.room(room).ok()?.lock().unread_after(mark, user, key))
-    }
-
-    /// The newest position delivered on this node.
-    pub fn delivered_upto(&self) -> u64 {
-        self.shared.activity.upto()
     }
 
     /// A session's user is typing. Announced to the others at most once per throttle

@@ -1,0 +1,118 @@
+//! What readers hear of rooms they are not looking at: each room's counter (for unread
+//! counts), a room read on another page, and a message that mentions them. Each goes to
+//! the reader's own sessions only, found through the rooms' members, and is written with
+//! no lock held.
+
+use std::sync::Arc;
+
+use hubbub_wire::Frame;
+
+use super::activity::Counters;
+use super::{Hub, SessionId};
+use crate::domain::{ChatMessage, RoomName, UserId};
+use crate::outlet::{Offered, Outlet};
+use crate::render::{self, UnreadLine};
+
+impl Hub {
+    /// Each room's message counter now, and the newest position they cover: what a page's
+    /// unread counts start from.
+    pub fn counters(&self) -> Counters {
+        self.shared.activity.counters()
+    }
+
+    /// A user has read `room` up to message `mark` (through session `reader`): the user's
+    /// other pages on this node hear how many messages are unread there now, so a room
+    /// read on one tab or device stops counting on the others.
+    pub fn read(
+        &self,
+        (user, key): (&UserId, &str),
+        room: &RoomName,
+        reader: SessionId,
+        mark: u64,
+    ) {
+        let (unread, mentions) = match self.room(room) {
+            Ok(entry) => entry.lock().unread_after(mark, user, key),
+            Err(_) => return,
+        };
+        let line = UnreadLine {
+            room,
+            unread,
+            counter: self.shared.activity.count_of(room),
+            mentions,
+            // Unchanged: the page keeps what it was told.
+            notify: "",
+        };
+        let frame = Frame::text(render::unread(&[line], false).as_str());
+        let mut outlets = Vec::new();
+        for entry in self.directory().rooms() {
+            let state = entry.lock();
+            outlets.extend(
+                state
+                    .members
+                    .of_user(user)
+                    .filter(|target| target.id != reader)
+                    .map(|target| (Arc::clone(&target.outlet), target.evicted.clone())),
+            );
+        }
+        offer_all(outlets, &frame);
+    }
+
+    /// A message in `room` mentions `keys`: the users on this node they name, but its
+    /// author, hear of it on their pages in other rooms (where they do not see it arrive).
+    pub(super) fn mentioned(&self, room: &RoomName, message: &ChatMessage, keys: &[String]) {
+        let mut outlets = Vec::new();
+        for entry in self.directory().rooms() {
+            if entry.name == *room {
+                continue;
+            }
+            let state = entry.lock();
+            let mut named: Vec<&UserId> = keys
+                .iter()
+                .flat_map(|key| state.presence.named_by(key))
+                .filter(|user| message.author_id.as_ref() != Some(*user))
+                .collect();
+            named.sort_unstable();
+            named.dedup();
+            for user in named {
+                outlets.extend(
+                    state
+                        .members
+                        .of_user(user)
+                        .map(|target| (Arc::clone(&target.outlet), target.evicted.clone())),
+                );
+            }
+        }
+        if outlets.is_empty() {
+            return;
+        }
+        let news = render::mention_news(room, message.id, &message.author, message.text.as_str());
+        offer_all(outlets, &Frame::text(news.as_str()));
+    }
+
+    /// How many kept messages of a loaded room after `mark` are unread for `user`, and how
+    /// many of those mention `key`; `None` when the room is not in memory.
+    pub fn unread_after(
+        &self,
+        room: &RoomName,
+        mark: u64,
+        user: &UserId,
+        key: &str,
+    ) -> Option<(u32, u32)> {
+        Some(self.room(room).ok()?.lock().unread_after(mark, user, key))
+    }
+
+    /// The newest position delivered on this node.
+    pub fn delivered_upto(&self) -> u64 {
+        self.shared.activity.upto()
+    }
+}
+
+/// Offers one frame to each outlet; a full one means its session is too far behind, as
+/// anywhere else.
+fn offer_all(outlets: Vec<(Arc<Outlet>, tokio_util::sync::CancellationToken)>, frame: &Frame) {
+    for (outlet, evicted) in outlets {
+        if matches!(outlet.offer(frame), Offered::Full) {
+            evicted.cancel();
+        }
+    }
+}
