@@ -186,9 +186,6 @@ impl Server {
             searches: Arc::new(tokio::sync::Semaphore::new(http::SEARCHES_AT_ONCE)),
             accounts: Arc::clone(&self.accounts),
         };
-        // The decoy hash for unknown names, made before the first sign-in needs it.
-        let accounts = Arc::clone(&self.accounts);
-        tokio::spawn(async move { accounts.prepare().await });
         tokio::spawn(upkeep(
             self.hub.clone(),
             Arc::clone(&state.address_limits),
