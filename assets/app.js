@@ -10,8 +10,8 @@
 //   closes it again with Escape;
 // - keeps screen readers to new messages: a whole history (on connect, or "load older")
 //   is put in while the log is marked busy and not live, so it is not read out;
-// - offers "Edit" and "Delete" on your own messages (the server decides; this only shows
-//   the buttons), edits in place (Enter saves, Escape cancels, Up in an empty composer
+// - offers "Edit" and "Delete" on your own messages, and "Delete" on every message to a
+//   moderator (the server decides; this only shows the buttons), edits in place (Enter saves, Escape cancels, Up in an empty composer
 //   edits your last message), asks before deleting; offers "React" on every message and
 //   toggles reactions, showing yours pressed; "Reply" shows what you answer above the
 //   composer and sends its id with your message; a quote's link loads older messages
@@ -177,6 +177,9 @@
     var me = layout && layout.dataset.me;
     return me && /^[0-9a-f]+$/.test(me) ? me : "";
   }
+  function moderator() {
+    return document.querySelector(".layout[data-moderator]") !== null;
+  }
   function prepareArticles(root) {
     var actions = document.getElementById("msg-actions");
     var me = myTag();
@@ -195,7 +198,9 @@
       });
       if (a.classList.contains("deleted")) return;
       var row = actions.content.firstElementChild.cloneNode(true);
-      if (!mine) row.querySelectorAll(".own").forEach(function (b) { b.remove(); });
+      // A moderator may delete anyone's message (the store checks): "Delete" stays.
+      var keep = moderator() ? ".own:not([data-act='delete'])" : ".own";
+      if (!mine) row.querySelectorAll(keep).forEach(function (b) { b.remove(); });
       a.appendChild(row);
     });
   }

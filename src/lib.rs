@@ -23,6 +23,7 @@
 //! - [`metrics`]: counters, gauges and histograms, one registry per server (`/metrics`).
 //! - [`limits`]: rate limits shared by everything from one client address.
 //! - [`accounts`]: claimed names, passwords (Argon2id) and sessions.
+//! - [`admin`]: `hubbub admin grant|revoke NAME`, operator commands on the store.
 //!
 //! WebSocket framing is the crate [`hubbub_wire`] (`crates/hubbub-wire`), shared with the
 //! load tool (`crates/hubbub-load`).
@@ -34,6 +35,7 @@
 //! signal.
 
 pub mod accounts;
+pub mod admin;
 pub mod broker;
 pub mod cluster;
 pub mod commit;

@@ -10,6 +10,13 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `hubbub admin …`: an operator command on the store, then exit.
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == "admin") {
+        let admin = hubbub::admin::Admin::parse_from(std::env::args_os().skip(1));
+        let said = hubbub::admin::run(admin).await?;
+        println!("{said}");
+        return Ok(());
+    }
     let config = hubbub::Config::parse();
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log))

@@ -95,6 +95,10 @@ async fn show(
         me_key: &mention_key(identity.name.as_str()),
         notify: notify.as_str(),
         signed_in: visitor.signed_in(),
+        moderator: visitor
+            .account
+            .as_ref()
+            .is_some_and(|(account, _)| account.moderator),
         read_only: !visitor.signed_in() && state.config.guests != Guests::Allow,
         me_tag: &identity.user.tag(),
         max_chars: state.config.max_message_chars,

@@ -27,6 +27,7 @@ struct PageTemplate<'a> {
     me_key: &'a str,
     notify: &'a str,
     signed_in: bool,
+    moderator: bool,
     read_only: bool,
     max_chars: u32,
     /// The reactions the picker offers.
@@ -55,6 +56,9 @@ pub struct Page<'a> {
     pub me_tag: &'a str,
     /// Whether the reader has claimed their name and signed in.
     pub signed_in: bool,
+    /// Whether the reader may delete anyone's message (the page offers "Delete" on all;
+    /// the store decides).
+    pub moderator: bool,
     /// Whether the reader may only read (a guest under `--guests read-only`).
     pub read_only: bool,
     pub max_chars: u32,
@@ -82,6 +86,7 @@ pub fn page(page: &Page<'_>) -> Result<String, RenderError> {
         me_key: page.me_key,
         notify: page.notify,
         signed_in: page.signed_in,
+        moderator: page.moderator,
         read_only: page.read_only,
         max_chars: page.max_chars,
         emoji: Emoji::ALL,

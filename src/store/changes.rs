@@ -24,9 +24,13 @@ const EDIT: &str = "UPDATE messages SET body = $1, edited_at = $2 \
                     AND target IS NULL AND deleted_at IS NULL \
                     RETURNING id, room, author";
 
-/// A delete, on the same conditions: the text is gone from the row for good.
+/// A delete, on the same conditions, except that a moderator may delete anyone's message
+/// (their right is read here, in the delete's transaction: a grant or a revoke counts at
+/// once, on every node): the text is gone from the row for good.
 const DELETE: &str = "UPDATE messages SET body = '', deleted_at = $1 \
-                      WHERE id = $2 AND room = $3 AND author_id = $4 \
+                      WHERE id = $2 AND room = $3 \
+                      AND (author_id = $4 \
+                           OR EXISTS (SELECT 1 FROM accounts a WHERE a.id = $4 AND a.moderator)) \
                       AND target IS NULL AND deleted_at IS NULL \
                       RETURNING id, room, author";
 

@@ -22,6 +22,7 @@ mod inputs;
 mod limits;
 mod load;
 mod mentions;
+mod moderation;
 mod observability;
 mod reads;
 mod rooms;
