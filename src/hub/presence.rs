@@ -89,6 +89,11 @@ impl Presence {
         self.users.get(user).map(|present| &present.name)
     }
 
+    /// How many of `user`'s sessions are here.
+    pub(super) fn sessions_of(&self, user: &UserId) -> usize {
+        self.users.get(user).map_or(0, |present| present.sessions)
+    }
+
     pub(super) fn is_here(&self, user: &UserId) -> bool {
         self.users.contains_key(user)
     }

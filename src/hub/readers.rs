@@ -46,6 +46,18 @@ impl Hub {
         let mut outlets = Vec::new();
         for entry in self.directory().rooms() {
             let state = entry.lock();
+            // Presence counts the user's sessions in each room: only where there is one
+            // besides the reader are the members walked (a big room's are many, and every
+            // reader in it reads about once a second).
+            let here = state.presence.sessions_of(user);
+            let others = if entry.name == *room {
+                here.saturating_sub(1)
+            } else {
+                here
+            };
+            if others == 0 {
+                continue;
+            }
             outlets.extend(
                 state
                     .members
