@@ -59,7 +59,7 @@ pub enum AccountError {
 /// The accounts of one server: its store, and the hashing it allows at once.
 pub struct Accounts {
     store: Arc<dyn Store>,
-    hashing: Semaphore,
+    hashing: Arc<Semaphore>,
     /// A hash of a random password, verified against when a name is unknown, so that a
     /// wrong name costs what a wrong password costs. Made at the first sign-in.
     decoy: tokio::sync::OnceCell<String>,
@@ -71,7 +71,7 @@ impl Accounts {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
             store,
-            hashing: Semaphore::new(HASHING_AT_ONCE),
+            hashing: Arc::new(Semaphore::new(HASHING_AT_ONCE)),
             decoy: tokio::sync::OnceCell::new(),
             verified: AtomicU64::new(0),
         }
@@ -245,13 +245,18 @@ impl Accounts {
         password: Vec<u8>,
         work: impl FnOnce(&[u8]) -> Result<T, AccountError> + Send + 'static,
     ) -> Result<T, AccountError> {
-        let _turn = tokio::time::timeout(HASHING_WAIT, self.hashing.acquire())
+        let turn = tokio::time::timeout(HASHING_WAIT, Arc::clone(&self.hashing).acquire_owned())
             .await
             .map_err(|_| AccountError::Busy)?
             .map_err(|_| AccountError::Busy)?;
-        tokio::task::spawn_blocking(move || work(&password))
-            .await
-            .map_err(|_| AccountError::Busy)?
+        // The turn goes with the work: a request dropped mid-hash (its client gone) cannot
+        // free a place while its hash still runs.
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            work(&password)
+        })
+        .await
+        .map_err(|_| AccountError::Busy)?
     }
 }
 

@@ -34,7 +34,7 @@ pub struct Admin {
 pub enum Command {
     /// Makes the account holding NAME a moderator: they may delete anyone's message.
     Grant {
-        /// A claimed name (any case; look-alikes are one name).
+        /// A claimed name, as claimed (any case, spaces or not).
         name: String,
     },
     /// Takes moderation rights from the account holding NAME.

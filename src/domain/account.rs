@@ -18,6 +18,8 @@ use super::names::DisplayName;
 /// "alice" have different skeletons, while case-folding alone keeps "AIice" (capital i)
 /// apart from "alice".
 ///
+/// Spaces do not count ("Ada Lovelace" is "AdaLovelace", as a mention names her).
+///
 /// - [`NameKey::as_str`] is the skeleton of the name case-folded: what signing in looks a
 ///   name up by ("ALICE", "alice" and "\u{430}lice", with a Cyrillic а, are one).
 /// - [`NameKey::look`] is the skeleton case-folded: "AIice" and "alice" are one.
@@ -32,8 +34,15 @@ pub struct NameKey {
 impl NameKey {
     pub fn of(name: &DisplayName) -> Self {
         use unicode_security::skeleton;
-        let folded = skeleton(&name.as_str().to_lowercase()).collect();
-        let look = skeleton(name.as_str()).collect::<String>().to_lowercase();
+        // Without its spaces, as a mention names it (`super::mentions::mention_key`):
+        // "AdaLovelace" is "Ada Lovelace", or a guest could take her mentions.
+        let compact: String = name
+            .as_str()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let folded = skeleton(&compact.to_lowercase()).collect();
+        let look = skeleton(&compact).collect::<String>().to_lowercase();
         Self { folded, look }
     }
 
@@ -191,7 +200,12 @@ mod tests {
         assert!(key("paypal").same(&key("p\u{0430}yp\u{0430}l")));
         assert!(key("bob").same(&key("b\u{043E}b")), "Cyrillic o");
         assert!(key("rn").same(&key("m")), "r and n side by side");
-        for other in ["alicia", "bob", "alice2", "a lice"] {
+        assert!(
+            key("Ada Lovelace").same(&key("AdaLovelace")),
+            "as a mention names her"
+        );
+        assert!(key("a lice").same(&alice));
+        for other in ["alicia", "bob", "alice2"] {
             assert!(!alice.same(&key(other)), "{other:?}");
         }
     }
