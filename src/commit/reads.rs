@@ -18,7 +18,7 @@ use crate::store::ReadMark;
 pub const READ_FLUSH: Duration = Duration::from_secs(1);
 
 /// Marks held at most between two flushes; past that, marks for new user and room pairs
-/// wait for the next flush (the reader's page sends them again).
+/// are dropped (the page's next mark, when the reader reads on, carries them forward).
 const CAP: usize = 65_536;
 
 #[derive(Debug, Default)]
@@ -31,7 +31,8 @@ struct State {
     marks: HashMap<UserId, HashMap<RoomName, u64>>,
     held: usize,
     /// What the flush under way is storing: still read by [`PendingReads::of_user`] until
-    /// it is committed, so no page finds a mark in neither place.
+    /// it is committed, so a reader that looks here first, then in the store, finds it in
+    /// one place or the other.
     storing: Vec<ReadMark>,
 }
 

@@ -271,24 +271,10 @@ async fn rename(
     jar: SignedCookieJar,
     form: Result<Form<RenameForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, HttpError> {
-    let client = ClientAddr::of_request(
-        peer.map(|Extension(Peer(peer))| peer),
-        &headers,
-        state.config.trust_proxy,
-    );
-    if !client.exempt
-        && let Err(wait) = state.address_limits.allow_rename(client.ip)
-    {
-        // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let mut response = notice(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("Not renamed: too many renames from your address; try again in {seconds} s."),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        return Ok(response);
+    if let Some(refused) = changes_limited(&state, peer, &headers, |seconds| {
+        format!("Not renamed: too many renames from your address; try again in {seconds} s.")
+    }) {
+        return Ok(refused);
     }
     let Ok(Form(form)) = form else {
         return Ok(notice(
@@ -356,6 +342,32 @@ async fn rename(
         notice(StatusCode::OK, &format!("You are now {}.", identity.name)),
     )
         .into_response())
+}
+
+/// Counts one change (a rename, a setting) against the client address's allowance
+/// (`--renames-per-minute`); the 429 notice, saying `refusal(seconds)`, when it is spent.
+pub(super) fn changes_limited(
+    state: &AppState,
+    peer: Option<Extension<Peer>>,
+    headers: &HeaderMap,
+    refusal: impl FnOnce(u64) -> String,
+) -> Option<Response> {
+    let client = ClientAddr::of_request(
+        peer.map(|Extension(Peer(peer))| peer),
+        headers,
+        state.config.trust_proxy,
+    );
+    if client.exempt {
+        return None;
+    }
+    let wait = state.address_limits.allow_rename(client.ip).err()?;
+    // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response = notice(StatusCode::TOO_MANY_REQUESTS, &refusal(seconds));
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    Some(response)
 }
 
 pub(super) fn notice(status: StatusCode, text: &str) -> Response {

@@ -8,15 +8,17 @@
 //! reading elsewhere starts where the reader left off. Neither keeps a page from loading:
 //! a store that fails here costs the counts, logged, not the chat.
 
+use axum::Extension;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::{Form, Router};
 use axum_extra::extract::SignedCookieJar;
 use serde::Deserialize;
 
-use super::identity::{notice, visitor};
+use super::client::Peer;
+use super::identity::{changes_limited, notice, visitor};
 use super::{AppState, HttpError};
 use crate::domain::mentions::mention_key;
 use crate::domain::{DisplayName, Notify, RoomName, UserId};
@@ -25,6 +27,13 @@ use crate::store::Unread;
 
 /// The reader's mark in `room`, if they ever read it.
 pub(super) async fn mark_in(state: &AppState, user: &UserId, room: &RoomName) -> Option<u64> {
+    // Unsaved marks first: one stored between the two reads is then in the store.
+    let unsaved = state
+        .committer
+        .unsaved_marks(user)
+        .into_iter()
+        .find(|(marked, _)| marked == room)
+        .map(|(_, mark)| mark);
     let stored = match state.store.read_mark(user, room).await {
         Ok(stored) => stored,
         Err(err) => {
@@ -32,12 +41,6 @@ pub(super) async fn mark_in(state: &AppState, user: &UserId, room: &RoomName) ->
             None
         }
     };
-    let unsaved = state
-        .committer
-        .unsaved_marks(user)
-        .into_iter()
-        .find(|(marked, _)| marked == room)
-        .map(|(_, mark)| mark);
     stored.max(unsaved)
 }
 
@@ -46,6 +49,8 @@ pub(super) async fn mark_in(state: &AppState, user: &UserId, room: &RoomName) ->
 pub(super) async fn snapshot(state: &AppState, user: &UserId, name: &DisplayName) -> Option<Html> {
     let key = mention_key(name.as_str());
     let counters = state.hub.counters();
+    // Unsaved marks first: one stored between the two reads is then in the store.
+    let unsaved = state.committer.unsaved_marks(user);
     let mut rooms = match state.store.unread(user, &key, counters.upto).await {
         Ok(rooms) => rooms,
         Err(err) => {
@@ -53,7 +58,7 @@ pub(super) async fn snapshot(state: &AppState, user: &UserId, name: &DisplayName
             return None;
         }
     };
-    for (room, mark) in state.committer.unsaved_marks(user) {
+    for (room, mark) in unsaved {
         let known = rooms.iter().position(|unread| unread.room == room);
         if known.is_some_and(|at| rooms[at].last_read >= mark) {
             continue;
@@ -124,10 +129,18 @@ pub(super) async fn notify_in(state: &AppState, user: &UserId, room: &RoomName) 
 async fn set_notify(
     State(state): State<AppState>,
     Path(room): Path<String>,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
     jar: SignedCookieJar,
     form: Result<Form<NotifyForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, HttpError> {
     let room = super::page::parse_room(&room)?;
+    // A setting is a write: counted with renames (`--renames-per-minute`, per address).
+    if let Some(refused) = changes_limited(&state, peer, &headers, |seconds| {
+        format!("Not saved: too many changes from your address; try again in {seconds} s.")
+    }) {
+        return Ok(refused);
+    }
     let Some(level) = form.ok().and_then(|Form(form)| Notify::parse(&form.notify)) else {
         return Ok(notice(
             StatusCode::UNPROCESSABLE_ENTITY,

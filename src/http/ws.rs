@@ -79,6 +79,7 @@ async fn connect(
     let visitor = visitor(&state, &jar).await?;
     let read_only = !visitor.signed_in() && state.config.guests == Guests::ReadOnly;
     // A new guest has read nothing: no store read for a first visit or a load tool.
+    let visitor_was_new = visitor.new_cookie && jar.get("hubbub_id").is_none();
     let unread = if visitor.new_cookie {
         None
     } else {
@@ -94,6 +95,7 @@ async fn connect(
         room,
         read_only,
         unread,
+        anonymous: visitor_was_new,
         address: (!client.exempt).then(|| ClientLimits {
             ip: client.ip,
             limits: Arc::clone(&state.address_limits),

@@ -99,6 +99,9 @@ pub struct Room {
     /// The reader's unread counts (`http::reads::snapshot`), sent right after the room's
     /// first frame.
     pub unread: Option<Html>,
+    /// A socket with no cookie (a script, a load tool): a guest for this connection only,
+    /// whose read marks nobody could ever use, so none are kept.
+    pub anonymous: bool,
     /// The client's address and its shared allowance; `None` when exempt.
     pub address: Option<ClientLimits>,
 }
@@ -148,6 +151,7 @@ pub async fn run(
         room,
         read_only,
         unread,
+        anonymous,
         address,
     } = place;
     let membership = match join(&hub, &committer, &room, &user, &name, &conn.outlet).await {
@@ -178,6 +182,7 @@ pub async fn run(
         in_flight: FuturesOrdered::new(),
         last_heard: Instant::now(),
         read_only,
+        anonymous,
     };
     tracing::debug!(id = ?session.id, room = %session.room, name = %session.name, "session started");
     let end = session.serve(&membership, &shutdown).await;
@@ -206,6 +211,8 @@ struct Session {
     last_heard: Instant,
     /// A guest who may only read (`--guests read-only`).
     read_only: bool,
+    /// A guest for this connection only: read marks are not kept.
+    anonymous: bool,
 }
 
 impl Session {
@@ -357,7 +364,7 @@ impl Session {
             return Ok(());
         }
         let mark = id.min(self.hub.delivered_upto());
-        if mark == 0 {
+        if mark == 0 || self.anonymous {
             return Ok(());
         }
         if !self.committer.mark_read(&self.user, &self.room, mark) {

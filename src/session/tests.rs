@@ -73,6 +73,7 @@ async fn room() -> (Room, tempfile::TempDir) {
             room,
             read_only: false,
             unread: None,
+            anonymous: false,
             address: None,
         },
         dir,

@@ -1,8 +1,8 @@
 //! Read marks (migration 0009): how far each user has read each room, and how many
 //! messages each room has past that mark.
 //!
-//! Marks arrive in batches (`crate::commit` gathers them), each written as an upsert that
-//! only moves a mark forward, so batches from several nodes, in any order, leave the
+//! Marks arrive in batches (`crate::commit` gathers them), written 256 to a statement as
+//! upserts that only move a mark forward, so batches from several nodes, in any order, leave the
 //! furthest mark. Counting is capped ([`UNREAD_CAP`]): a room left for a year costs a
 //! bounded walk of its index, and shows "999+".
 
@@ -62,9 +62,26 @@ pub trait ReadStore: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<Unread>, StoreError>>;
 }
 
-const SAVE: &str = "INSERT INTO read_marks (user_id, room, last_read) VALUES ($1, $2, $3) \
-                    ON CONFLICT (user_id, room) DO UPDATE SET last_read = excluded.last_read \
-                    WHERE excluded.last_read > read_marks.last_read";
+/// Marks stored per statement: one round trip each, so a thousand readers' marks cost a
+/// few statements a second (each holds distinct user and room pairs: one flush's marks).
+const SAVE_CHUNK: usize = 256;
+
+/// An upsert of `rows` marks, which only moves each mark forward.
+fn save_statement(rows: usize) -> String {
+    let mut sql = String::from("INSERT INTO read_marks (user_id, room, last_read) VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        let first = row * 3 + 1;
+        sql.push_str(&format!("(${}, ${}, ${})", first, first + 1, first + 2));
+    }
+    sql.push_str(
+        " ON CONFLICT (user_id, room) DO UPDATE SET last_read = excluded.last_read \
+         WHERE excluded.last_read > read_marks.last_read",
+    );
+    sql
+}
 const MARK: &str = "SELECT last_read FROM read_marks WHERE user_id = $1 AND room = $2";
 /// Each room's count walks the room's own index (`messages_room_posts`) from the mark,
 /// and stops at the cap.
@@ -89,6 +106,7 @@ const UNREAD: &str = "SELECT r.room, r.last_read, \
 
 impl<B: Backend> ReadStore for SqlStore<B>
 where
+    B::Db: sqlx::database::HasStatementCache,
     for<'c> &'c mut <B::Db as Database>::Connection: Executor<'c, Database = B::Db>,
     <B::Db as Database>::Arguments: IntoArguments<B::Db>,
     usize: ColumnIndex<<B::Db as Database>::Row>,
@@ -104,14 +122,17 @@ where
             }
             let mut conn = self.writer.acquire().await.map_err(B::error)?;
             let mut tx = conn.begin_with(B::BEGIN).await.map_err(B::error)?;
-            for mark in marks {
-                sqlx::query(SAVE)
-                    .bind(mark.user.to_string())
-                    .bind(mark.room.as_str())
-                    .bind(sql_id(mark.last_read))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(B::error)?;
+            for chunk in marks.chunks(SAVE_CHUNK) {
+                let sql = save_statement(chunk.len());
+                // One shape per chunk size: not worth a cached statement each.
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(false);
+                for mark in chunk {
+                    query = query
+                        .bind(mark.user.to_string())
+                        .bind(mark.room.as_str())
+                        .bind(sql_id(mark.last_read));
+                }
+                query.execute(&mut *tx).await.map_err(B::error)?;
             }
             tx.commit().await.map_err(B::error)
         }

@@ -176,3 +176,41 @@ async fn each_room_has_its_own_notification_setting() {
     assert_eq!(status, 422, "no cookie, nobody to remember it for");
     app.stop().await;
 }
+
+/// Settings are writes: counted per address with renames (`--renames-per-minute`).
+#[tokio::test]
+async fn settings_are_limited_per_address() {
+    let app = spawn_app_with(|config| {
+        config.trust_proxy = true;
+        config.renames_per_minute = 2;
+    })
+    .await;
+    let (cookie, _) = app.visit("/").await;
+    let origin = app.url("");
+    let from = |address: &'static str, level: &'static str| {
+        let (cookie, origin) = (cookie.clone(), origin.clone());
+        let app = &app;
+        async move {
+            app.request_body(
+                "POST",
+                "/rooms/general/notify",
+                &[
+                    ("Cookie", &cookie),
+                    ("Origin", &origin),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                    ("X-Forwarded-For", address),
+                ],
+                &format!("notify={level}"),
+            )
+            .await
+        }
+    };
+    assert_eq!(from("203.0.113.5", "all").await.status, 200);
+    assert_eq!(from("203.0.113.5", "none").await.status, 200);
+    let limited = from("203.0.113.5", "mentions").await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert!(limited.headers.contains_key("retry-after"));
+    assert!(limited.body.contains("too many changes from your address"));
+    assert_eq!(from("203.0.113.6", "mentions").await.status, 200);
+    app.stop().await;
+}
