@@ -113,6 +113,8 @@ impl Server {
             "store opened"
         );
         hub.know_rooms(rooms);
+        // Bans count from the first connection on.
+        hub.set_bans(store.bans().await?.into_iter().map(|ban| ban.user));
         let cookie_key = match &config.cookie_secret {
             Some(secret) => Key::derive_from(secret.expose().as_bytes()),
             None => Key::try_from(store.cookie_key().await?.as_slice())
@@ -191,6 +193,11 @@ impl Server {
         tokio::spawn(upkeep(
             self.hub.clone(),
             Arc::clone(&state.address_limits),
+            shutdown.clone(),
+        ));
+        tokio::spawn(hub::refresh_bans(
+            self.hub.clone(),
+            Arc::clone(&state.store),
             shutdown.clone(),
         ));
         let app = http::router(state);

@@ -167,6 +167,17 @@ pub struct Account {
     pub moderator: bool,
 }
 
+/// A user who may no longer post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    pub user: UserId,
+    /// Their name when banned, for the list.
+    pub name: String,
+    /// The moderator who banned them.
+    pub by: String,
+    pub at: time::OffsetDateTime,
+}
+
 /// An account and the hash of its password, as the store keeps them.
 #[derive(Debug, Clone)]
 pub struct StoredAccount {

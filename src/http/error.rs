@@ -25,6 +25,9 @@ pub enum HttpError {
     /// Over a per-address allowance; the seconds until the next request is allowed.
     #[error("Too many searches from your address; try again in {0} s.")]
     TooManySearches(u64),
+    /// Signed in, but not allowed (a moderator's page for someone who is not one).
+    #[error("{0}")]
+    Forbidden(String),
     /// `--guests off` and nobody signed in.
     #[error("Sign in to read this chat: this server is for members only.")]
     SignInRequired,
@@ -40,7 +43,7 @@ impl HttpError {
     fn status(&self) -> StatusCode {
         match self {
             HttpError::NotFound => StatusCode::NOT_FOUND,
-            HttpError::ForeignOrigin { .. } => StatusCode::FORBIDDEN,
+            HttpError::ForeignOrigin { .. } | HttpError::Forbidden(_) => StatusCode::FORBIDDEN,
             HttpError::NotWebSocket => StatusCode::UPGRADE_REQUIRED,
             HttpError::ShuttingDown
             | HttpError::StoreUnavailable

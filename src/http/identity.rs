@@ -292,6 +292,12 @@ async fn rename(
         }
     };
     let visitor = visitor(&state, &jar).await?;
+    if state.hub.is_banned(&visitor.identity.user) {
+        return Ok(notice(
+            StatusCode::FORBIDDEN,
+            "Not renamed: you have been banned from posting here.",
+        ));
+    }
     let secure = secure_cookies(&state.config, &headers);
     if let Some((account, _)) = &visitor.account {
         return match state.accounts.rename(&account.id, &name).await {

@@ -11,6 +11,7 @@ mod error;
 pub mod headers;
 mod history;
 pub mod identity;
+mod moderation;
 mod ops;
 pub mod origin;
 mod page;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .merge(identity::router())
         .merge(account::router())
         .merge(reads::router())
+        .merge(moderation::router())
         .merge(assets::router())
         .merge(ops::router())
         .route("/healthz", get(healthz))

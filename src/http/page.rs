@@ -100,6 +100,7 @@ async fn show(
             .as_ref()
             .is_some_and(|(account, _)| account.moderator),
         read_only: !visitor.signed_in() && state.config.guests != Guests::Allow,
+        banned: state.hub.is_banned(&identity.user),
         me_tag: &identity.user.tag(),
         max_chars: state.config.max_message_chars,
         history: &history,

@@ -16,6 +16,7 @@
 //! - [`upkeep`]: the periodic tick: typing expiry, paced presence and room-list updates.
 //! - [`activity`]: each room's message counter, for unread counts on pages elsewhere.
 //! - [`readers`]: what a reader hears of other rooms: counts, reads elsewhere, mentions.
+//! - [`bans`]: who may no longer post, re-read from the store every couple of seconds.
 //!
 //! Locks are std `Mutex`es held for short synchronous sections, never across `.await`, and
 //! always taken in one order: the directory, then a room, then the other nodes' state; an
@@ -31,6 +32,7 @@
 //! writer between deliveries, so a connect never costs a query.
 
 mod activity;
+mod bans;
 mod cluster;
 mod directory;
 mod drainer;
@@ -56,6 +58,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::activity::Activity;
 pub use self::activity::Counters;
+pub use self::bans::{BAN_REFRESH, refresh_bans};
 use self::directory::Directory;
 use self::nodes::Nodes;
 use self::room::{Effects, Joining, Room};
@@ -128,6 +131,8 @@ struct Shared {
     room_list: RoomList,
     /// Each room's message counter, for unread counts on pages elsewhere.
     activity: Activity,
+    /// Who may no longer post.
+    bans: bans::Bans,
     nodes: Nodes,
     /// The server's metrics; sessions and the commit writer record through the hub too.
     metrics: Arc<Metrics>,
@@ -179,6 +184,7 @@ impl Hub {
                 directory: Mutex::new(Directory::default()),
                 room_list: RoomList::default(),
                 activity: Activity::default(),
+                bans: bans::Bans::default(),
                 metrics,
                 next_session: AtomicU64::new(1),
                 connected: AtomicUsize::new(0),

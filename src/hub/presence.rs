@@ -89,6 +89,15 @@ impl Presence {
         self.users.get(user).map(|present| &present.name)
     }
 
+    /// The users here under exactly this name.
+    pub(super) fn named(&self, name: &DisplayName) -> Vec<UserId> {
+        self.users
+            .iter()
+            .filter(|(_, present)| present.name == *name)
+            .map(|(user, _)| user.clone())
+            .collect()
+    }
+
     /// How many of `user`'s sessions are here.
     pub(super) fn sessions_of(&self, user: &UserId) -> usize {
         self.users.get(user).map_or(0, |present| present.sessions)

@@ -23,10 +23,12 @@ pub enum Disconnect {
     StoreUnavailable,
     /// The server is shutting down (1012).
     Shutdown,
+    /// A moderator banned the user (1008).
+    Banned,
 }
 
 impl Disconnect {
-    pub const ALL: [Disconnect; 9] = [
+    pub const ALL: [Disconnect; 10] = [
         Disconnect::ClientClosed,
         Disconnect::ConnectionLost,
         Disconnect::PongTimeout,
@@ -36,6 +38,7 @@ impl Disconnect {
         Disconnect::ProtocolError,
         Disconnect::StoreUnavailable,
         Disconnect::Shutdown,
+        Disconnect::Banned,
     ];
 
     pub fn label(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Disconnect {
             Disconnect::ProtocolError => "protocol_error",
             Disconnect::StoreUnavailable => "store_unavailable",
             Disconnect::Shutdown => "shutdown",
+            Disconnect::Banned => "banned",
         }
     }
 }

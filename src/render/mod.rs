@@ -17,6 +17,7 @@ pub use self::account::{AccountKind, AccountPage, account_page, query_param};
 pub use self::history::{history_frame, history_inner, newer_page, older_page, window};
 pub use self::markdown::{ALLOWED as ALLOWED_IN_MESSAGES, Body, render as message_body};
 pub use self::message::{Rendered, message};
+pub use self::moderation::moderation_page;
 pub use self::page::{AssetUrls, Page, error_page, page};
 pub use self::search::{SearchPage, excerpt, search_page};
 pub use self::status::{
@@ -28,6 +29,7 @@ mod account;
 mod history;
 mod markdown;
 mod message;
+mod moderation;
 mod page;
 mod search;
 mod status;

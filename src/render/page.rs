@@ -29,6 +29,7 @@ struct PageTemplate<'a> {
     signed_in: bool,
     moderator: bool,
     read_only: bool,
+    banned: bool,
     max_chars: u32,
     /// The reactions the picker offers.
     emoji: [Emoji; 6],
@@ -61,6 +62,8 @@ pub struct Page<'a> {
     pub moderator: bool,
     /// Whether the reader may only read (a guest under `--guests read-only`).
     pub read_only: bool,
+    /// Whether a moderator banned the reader: they read, and are told why they cannot post.
+    pub banned: bool,
     pub max_chars: u32,
     /// Already-rendered list contents, from [`history_inner`].
     pub history: &'a str,
@@ -88,6 +91,7 @@ pub fn page(page: &Page<'_>) -> Result<String, RenderError> {
         signed_in: page.signed_in,
         moderator: page.moderator,
         read_only: page.read_only,
+        banned: page.banned,
         max_chars: page.max_chars,
         emoji: Emoji::ALL,
         history: page.history,

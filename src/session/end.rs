@@ -32,6 +32,8 @@ pub enum End {
     Shutdown,
     /// The hub evicted the session because its outbox was full.
     Evicted,
+    /// A moderator banned the user.
+    Banned,
     /// The peer sent a close frame (with this code, if any).
     PeerClosed(Option<u16>),
     /// The connection ended without a close frame.
@@ -61,6 +63,7 @@ impl End {
                 "server restarting; reconnect shortly",
             ),
             End::Evicted => (close_code::POLICY, "too slow: fell too far behind the room"),
+            End::Banned => (close_code::POLICY, "banned by a moderator"),
             End::Flooding => (close_code::POLICY, "too many messages: slow down"),
             End::Binary => (
                 close_code::UNSUPPORTED_DATA,
@@ -92,6 +95,7 @@ impl End {
             End::Unresponsive => Disconnect::PongTimeout,
             End::WriteTimeout => Disconnect::WriteTimeout,
             End::Evicted => Disconnect::SlowClient,
+            End::Banned => Disconnect::Banned,
             End::Flooding => Disconnect::Flooding,
             End::Binary | End::Protocol(_) => Disconnect::ProtocolError,
             End::Unavailable => Disconnect::StoreUnavailable,
@@ -120,6 +124,7 @@ mod tests {
         };
         assert_eq!(code(End::Shutdown), Some(1012));
         assert_eq!(code(End::Evicted), Some(1008));
+        assert_eq!(code(End::Banned), Some(1008));
         assert_eq!(code(End::Binary), Some(1003));
         assert_eq!(code(End::Flooding), Some(1008));
         assert_eq!(
@@ -140,6 +145,7 @@ mod tests {
         let ends = [
             End::Shutdown,
             End::Evicted,
+            End::Banned,
             End::PeerClosed(Some(1000)),
             End::PeerClosed(None),
             End::Disconnected,
@@ -172,6 +178,7 @@ mod tests {
         labels.dedup();
         assert_eq!(labels.len(), Disconnect::ALL.len());
         assert_eq!(End::Evicted.disconnect().label(), "slow_client");
+        assert_eq!(End::Banned.disconnect().label(), "banned");
         assert_eq!(End::PeerClosed(None).disconnect().label(), "client_closed");
     }
 }

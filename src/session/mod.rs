@@ -239,7 +239,10 @@ impl Session {
                 flushing.unwrap_or_else(Instant::now) + self.settings.write_timeout;
             tokio::select! {
                 () = shutdown.cancelled() => return End::Shutdown,
-                () = membership.evicted.cancelled() => return End::Evicted,
+                () = membership.evicted.cancelled() => {
+                    // Evicted for being too slow, or closed by a ban.
+                    return if self.hub.is_banned(&self.user) { End::Banned } else { End::Evicted };
+                }
                 () = outlet.queued(), if flushing.is_none() => {
                     flushing = Some(Instant::now());
                     match outlet.flush() {
@@ -344,7 +347,7 @@ impl Session {
 
     /// A typing event: announced unless over the typing rate (then simply not announced).
     fn typing(&mut self) -> Result<(), End> {
-        if self.read_only {
+        if self.read_only || self.hub.is_banned(&self.user) {
             return Ok(());
         }
         if self.limits.allow(true)? == Verdict::Allowed {
@@ -416,6 +419,10 @@ impl Session {
         if self.read_only {
             self.hub.metrics().rejected(Rejection::NotAllowed);
             return self.failed(&attempt, "guests can only read here; sign in to post.");
+        }
+        if self.hub.is_banned(&self.user) {
+            self.hub.metrics().rejected(Rejection::NotAllowed);
+            return self.failed(&attempt, "you have been banned from posting here.");
         }
         let (rejection, reason) = match self.limits.allow(false)? {
             // Queued at once: from here on the write is stored (or its sender told why not)

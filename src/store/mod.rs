@@ -17,6 +17,7 @@
 //! `seq`), naming the message it changed; the message's row holds its current version.
 
 mod accounts;
+mod bans;
 mod changes;
 mod error;
 mod mentions;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 pub use self::accounts::{AccountStore, SESSION_LIFE};
+pub use self::bans::BanStore;
 pub use self::error::StoreError;
 pub use self::mentions::NotifyStore;
 use self::postgres::Postgres;
@@ -95,7 +97,7 @@ pub enum Outcome {
 /// Ids are committed in id order, across every writer of the store: once a reader has seen
 /// id N, no id below N can appear later. (SQLite has one writer; PostgreSQL inserts take an
 /// advisory lock held until commit.) The sequencer (`crate::sequencer`) relies on it.
-pub trait Store: AccountStore + ReadStore + NotifyStore + Send + Sync + 'static {
+pub trait Store: AccountStore + BanStore + ReadStore + NotifyStore + Send + Sync + 'static {
     /// Stores a batch in one transaction: new messages (each once per client id) and
     /// changes (each checked against the message's author and state inside the same
     /// transaction). Returns what became of each write and the newest position committed

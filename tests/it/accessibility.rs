@@ -48,6 +48,30 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
         )
         .await;
     assert_eq!(claimed.status, 303, "{}", claimed.body);
+    // "Taken" moderates, and has banned someone: the moderators' page has a list.
+    let (granted, _, err) = crate::moderation::admin(&app.db, &["grant", "Taken"]);
+    assert!(granted, "{err}");
+    crate::moderation::signed_up(&app, "Spammer").await;
+    let taken = claimed
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|c| c.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let banned = app
+        .request_body(
+            "POST",
+            "/moderation/ban",
+            &[
+                ("Cookie", &taken),
+                ("Origin", &app.url("")),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            "name=Spammer",
+        )
+        .await;
+    assert_eq!(banned.status, 303, "{}", banned.body);
     // More history than a page starts with, so "load older" is on the page too; long
     // words and links, as people write them.
     let mut seeder = app.connect().await;
@@ -121,7 +145,7 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
                     "//p[@id='notice' and text()='You are now Reader {width}.']"
                 )))
                 .await
-                .expect("the rename's notice is shown");
+                .unwrap_or_else(|err| panic!("the rename's notice is shown ({at}): {err}"));
             assert_accessible(&browser, &format!("the chat with a notice ({at})")).await;
 
             // The longest names there are, unbroken: a room of 64 characters, a display
@@ -206,8 +230,8 @@ async fn fill(browser: &Client, fields: &[(&str, &str)], submit: &str) {
 }
 
 /// The account pages, each state: the sign-up form and a refused sign-up, the sign-in form
-/// and a refused sign-in, the chat signed in, the account page and a password changed;
-/// then signs out.
+/// and a refused sign-in, the chat signed in, the moderators' page, the account page and a
+/// password changed; then signs out.
 async fn account_pages(browser: &Client, app: &crate::support::app::TestApp, at: &str) {
     let submit = ".account-form button[type='submit']";
     browser.goto(&app.url("/signup")).await.unwrap();
@@ -239,6 +263,11 @@ async fn account_pages(browser: &Client, app: &crate::support::app::TestApp, at:
     wait_for_css(browser, ".account-links a[href='/account']").await;
     assert_fits(browser, &format!("the chat signed in ({at})")).await;
     assert_accessible(browser, &format!("the chat signed in ({at})")).await;
+
+    browser.goto(&app.url("/moderation")).await.unwrap();
+    wait_for_css(browser, "#ban-name").await;
+    assert_fits(browser, &format!("the moderators' page ({at})")).await;
+    assert_accessible(browser, &format!("the moderators' page ({at})")).await;
 
     browser.goto(&app.url("/account")).await.unwrap();
     wait_for_css(browser, "#current").await;

@@ -8,6 +8,7 @@ mod support;
 
 mod accessibility;
 mod accounts;
+mod bans;
 mod browser;
 mod browser_accounts;
 mod browser_reads;

@@ -11,7 +11,7 @@ use crate::support::app::{TestApp, spawn_app_on};
 use crate::support::db::TestDb;
 
 /// Claims `name` for a new visitor; the cookies to send as them (guest and session).
-async fn signed_up(app: &TestApp, name: &str) -> String {
+pub(crate) async fn signed_up(app: &TestApp, name: &str) -> String {
     let (guest, _) = app.visit("/").await;
     let origin = app.url("");
     let response = app
@@ -38,7 +38,7 @@ async fn signed_up(app: &TestApp, name: &str) -> String {
 }
 
 /// Runs `hubbub admin ARGS --database URL`: its exit status, stdout and stderr.
-fn admin(db: &TestDb, args: &[&str]) -> (bool, String, String) {
+pub(crate) fn admin(db: &TestDb, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_hubbub"))
         .arg("admin")
         .args(args)
