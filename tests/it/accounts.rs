@@ -570,16 +570,16 @@ async fn a_wrong_name_and_a_wrong_password_look_alike() {
         "the same page, but for the name typed"
     );
     assert!(bodies[0].contains("Wrong name or password."));
-    let median = |times: &mut Vec<Duration>| {
-        times.sort();
-        times[times.len() / 2]
-    };
-    let (known, unknown) = (median(&mut times[0]), median(&mut times[1]));
+    // The fastest of each: the work itself, whatever else the machine (and the other tests
+    // in this binary, hashing too) was doing meanwhile.
+    let fastest = |times: &[Duration]| times.iter().min().copied().unwrap();
+    let (known, unknown) = (fastest(&times[0]), fastest(&times[1]));
     // Without the decoy hash an unknown name answers in well under a millisecond against
-    // tens of milliseconds; the bound leaves room for a noisy machine, not for that.
+    // tens of milliseconds (a ratio near 100); the bound leaves room for a noisy machine,
+    // not for that.
     let ratio = known.as_secs_f64() / unknown.as_secs_f64();
     assert!(
-        (0.5..2.0).contains(&ratio),
+        (0.25..4.0).contains(&ratio),
         "known name {known:?}, unknown name {unknown:?}"
     );
     assert!(
