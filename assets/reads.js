@@ -14,6 +14,8 @@
 // - Messages that mention the reader (a .mention whose data-mention is the page's
 //   data-me-key) are marked; each room shows how many unread ones mention them, live
 //   (#mention-news for rooms the page does not show).
+// - Typing "@" in the composer offers the people in the room whose names start so (an htmx
+//   request, GET /rooms/{room}/names): Up and Down move, Enter or Tab picks, Escape closes.
 // - Browser notifications, once the reader turns them on with the sidebar's button (the
 //   Notification API; nothing goes to any push service): while the tab is hidden, for what
 //   each room's setting asks (data-notify here, the snapshot's for other rooms): every
@@ -315,6 +317,90 @@
   }, true);
   document.addEventListener("visibilitychange", noteSeen);
   window.addEventListener("focus", noteSeen);
+
+  // "@" in the composer: who it could name, from the server, in a list box the composer
+  // points at (aria-activedescendant), so a screen reader follows the arrows.
+  var mentionAt = -1;
+  var active = 0;
+  var asked = null;
+  function composer() { return document.getElementById("text"); }
+  function mentionBox() { return document.getElementById("mention-box"); }
+  function options() {
+    var box = mentionBox();
+    return box ? Array.prototype.slice.call(box.querySelectorAll('[role="option"]')) : [];
+  }
+  function closeMentions() {
+    mentionAt = -1;
+    asked = null;
+    var box = mentionBox();
+    if (box) box.textContent = "";
+    var input = composer();
+    if (input) input.removeAttribute("aria-activedescendant");
+  }
+  // The "@name" being typed just before the caret, if any.
+  function typedMention(input) {
+    var before = input.value.slice(0, input.selectionStart);
+    var found = /(^|[^\p{L}\p{N}_])@([\p{L}\p{N}_.-]{0,32})$/u.exec(before);
+    return found ? { at: before.length - found[2].length - 1, text: found[2] } : null;
+  }
+  function showActive() {
+    var all = options();
+    var input = composer();
+    if (all.length === 0) {
+      if (input) input.removeAttribute("aria-activedescendant");
+      return;
+    }
+    active = (active + all.length) % all.length;
+    all.forEach(function (option, i) {
+      option.setAttribute("aria-selected", i === active ? "true" : "false");
+    });
+    if (input) input.setAttribute("aria-activedescendant", all[active].id);
+  }
+  function pickMention(option) {
+    var input = composer();
+    if (!input || mentionAt < 0) return;
+    var insert = option.getAttribute("data-insert") + " ";
+    var end = input.selectionStart;
+    input.value = input.value.slice(0, mentionAt) + insert + input.value.slice(end);
+    var caret = mentionAt + insert.length;
+    input.setSelectionRange(caret, caret);
+    closeMentions();
+    input.focus();
+  }
+  document.addEventListener("input", function (event) {
+    if (!event.target || event.target.id !== "text" || !window.htmx) return;
+    var typed = typedMention(event.target);
+    if (!typed) { closeMentions(); return; }
+    mentionAt = typed.at;
+    if (typed.text === asked) return;
+    asked = typed.text;
+    htmx.ajax("GET", "/rooms/" + encodeURIComponent(room()) + "/names?q=" + encodeURIComponent(typed.text),
+      { target: "#mention-box", swap: "innerHTML" })
+      .then(function () { active = 0; showActive(); }, function () {});
+  });
+  // On the window, capturing: before app.js's keys (its Enter sends, its Up edits).
+  window.addEventListener("keydown", function (event) {
+    if (!event.target || event.target.id !== "text" || mentionAt < 0 || options().length === 0) return;
+    var handled = true;
+    if (event.key === "ArrowDown") { active += 1; showActive(); }
+    else if (event.key === "ArrowUp") { active -= 1; showActive(); }
+    else if (event.key === "Enter" || event.key === "Tab") pickMention(options()[active]);
+    else if (event.key === "Escape") closeMentions();
+    else handled = false;
+    if (handled) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }, true);
+  document.addEventListener("mousedown", function (event) {
+    var option = event.target.closest ? event.target.closest('#mention-box [role="option"]') : null;
+    if (!option) return;
+    event.preventDefault();
+    pickMention(option);
+  });
+  document.addEventListener("htmx:ws:before:message:outgoing", function (event) {
+    if (event.target && event.target.id === "composer") closeMentions();
+  });
 
   // The messages shown before a frame, to tell what it added.
   var before = {};

@@ -11,7 +11,7 @@
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Form, Router};
 use axum_extra::extract::SignedCookieJar;
@@ -107,7 +107,43 @@ pub(super) async fn snapshot(state: &AppState, user: &UserId, name: &DisplayName
 }
 
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/rooms/{room}/notify", post(set_notify))
+    Router::new()
+        .route("/rooms/{room}/notify", post(set_notify))
+        .route("/rooms/{room}/names", axum::routing::get(names))
+}
+
+#[derive(Deserialize)]
+struct NamesQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// The most names the composer offers at once.
+const NAMES_OFFERED: usize = 8;
+
+/// `GET /rooms/{room}/names?q=PREFIX`: the people in the room (on every node) whose name,
+/// as a mention names it, starts with `PREFIX`, for the composer's `@` list (htmx swaps it
+/// in). Empty when nobody matches.
+async fn names(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    query: Result<axum::extract::Query<NamesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, HttpError> {
+    let room = super::page::parse_room(&room)?;
+    let prefix = query.map(|q| mention_key(&q.0.q)).unwrap_or_default();
+    let present = state.hub.present(&room);
+    let offered: Vec<(&DisplayName, String)> = present
+        .iter()
+        .map(|name| (name, mention_key(name.as_str())))
+        .filter(|(_, key)| key.starts_with(&prefix))
+        .take(NAMES_OFFERED)
+        .collect();
+    let html = render::mention_options(&room, &offered);
+    Ok((
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        axum::response::Html(html.as_str().to_owned()),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

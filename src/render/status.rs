@@ -180,6 +180,29 @@ pub fn mention_news(room: &RoomName, id: u64, author: &DisplayName, text: &str) 
     Html::from(html)
 }
 
+/// Who a mention being typed could name: a list box of the people in the room whose names
+/// start so (`names`), each with what choosing it inserts (`@key`); nothing when nobody.
+pub fn mention_options(room: &RoomName, names: &[(&DisplayName, String)]) -> Html {
+    if names.is_empty() {
+        return Html::from(String::new());
+    }
+    let mut html = format!(
+        r#"<ul id="mention-list" class="mention-list" role="listbox" aria-label="Mention someone in #{room}">"#
+    );
+    for (i, (name, key)) in names.iter().enumerate() {
+        html.push_str(&format!(
+            r#"<li role="option" id="mention-opt-{i}" aria-selected="{}" data-insert="@"#,
+            i == 0
+        ));
+        super::markdown::escape(&mut html, key);
+        html.push_str(r#"">"#);
+        super::markdown::escape(&mut html, name.as_str());
+        html.push_str("</li>");
+    }
+    html.push_str("</ul>");
+    Html::from(html)
+}
+
 /// One room's line in a reader's unread counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnreadLine<'a> {

@@ -275,6 +275,46 @@ async fn mentions_are_marked_counted_and_notified() {
     assert_eq!(state, "Browser notifications are on.");
     assert_accessible(&reader, "notifications turned on").await;
 
+    // "@" in the composer offers the people here; Down, then Enter, picks one.
+    let composer = reader.find(Locator::Css("#text")).await.unwrap();
+    composer.send_keys("hi @").await.unwrap();
+    wait_for_css(&reader, "#mention-box [role='option']").await;
+    composer.send_keys("b").await.unwrap();
+    eventually("only Bob offered", async || {
+        let offered = reader
+            .execute(
+                "return Array.from(document.querySelectorAll('#mention-box [role=option]')).map(o => o.textContent);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if offered == serde_json::json!(["Bob"]) { Ok(()) } else { Err(offered) }
+    })
+    .await;
+    let pointing = reader
+        .execute(
+            "return document.getElementById('text').getAttribute('aria-activedescendant');",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(pointing, serde_json::json!("mention-opt-0"));
+    assert_accessible(&reader, "the composer offering names").await;
+    composer
+        .send_keys(crate::support::browser::ENTER)
+        .await
+        .unwrap();
+    let value = composer.prop("value").await.unwrap();
+    assert_eq!(value.as_deref(), Some("hi @bob "), "picked, not sent");
+    assert!(
+        reader
+            .find(Locator::Css("#mention-box [role='option']"))
+            .await
+            .is_err(),
+        "the list closes"
+    );
+    composer.clear().await.unwrap();
+
     // Hidden: a mention here is marked and notified; a plain message is not (the default
     // setting: mentions).
     record_notifications_while_hidden(&reader).await;

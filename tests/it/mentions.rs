@@ -214,3 +214,50 @@ async fn settings_are_limited_per_address() {
     assert_eq!(from("203.0.113.6", "mentions").await.status, 200);
     app.stop().await;
 }
+
+/// Typing `@` asks for the people in the room whose names start so: each with what to
+/// insert, escaped; nobody, nothing; broken input, a clear answer.
+#[tokio::test]
+async fn the_composer_is_offered_names_to_mention() {
+    let app = spawn_app_with(|_| {}).await;
+    let names = ["Ada Lovelace", "Adam", "Bob", "<b>Eve</b>"];
+    let mut pages = Vec::new();
+    for name in names {
+        let cookie = app.named(name).await;
+        pages.push(app.connect_to("general", Some(&cookie)).await);
+    }
+    let offered = |q: &str| {
+        let path = format!("/rooms/general/names?q={q}");
+        let app = &app;
+        async move {
+            let response = app.get(&path).await;
+            assert_eq!(response.status, 200, "{path}: {}", response.body);
+            response.body
+        }
+    };
+    let ada = offered("ad").await;
+    assert!(
+        ada.contains(r#"role="listbox" aria-label="Mention someone in #general""#),
+        "{ada}"
+    );
+    assert!(
+        ada.contains(r#"data-insert="@adalovelace">Ada Lovelace</li>"#),
+        "{ada}"
+    );
+    assert!(ada.contains(r#"data-insert="@adam">Adam</li>"#));
+    assert!(!ada.contains("Bob"));
+    assert!(ada.contains(r#"id="mention-opt-0" aria-selected="true""#));
+    let everyone = offered("").await;
+    assert_eq!(everyone.matches("role=\"option\"").count(), 4);
+    assert!(
+        everyone.contains("&lt;b&gt;Eve&lt;/b&gt;"),
+        "escaped: {everyone}"
+    );
+    assert!(!everyone.contains("<b>Eve"));
+    assert_eq!(offered("zz").await, "", "nobody: nothing");
+    assert_eq!(offered("%FF%FE").await, "");
+    assert_eq!(offered(&"a".repeat(100)).await, "");
+    assert_eq!(app.get("/rooms/not%20a%20room/names?q=a").await.status, 400);
+    drop(pages);
+    app.stop().await;
+}
