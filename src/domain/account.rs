@@ -179,11 +179,20 @@ pub struct Ban {
 }
 
 /// An account and the hash of its password, as the store keeps them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoredAccount {
     pub account: Account,
     /// A PHC string (`$argon2id$v=19$m=…`), parameters included.
     pub password_hash: String,
+}
+
+/// The hash is left out: debug output goes to logs.
+impl fmt::Debug for StoredAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredAccount")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]

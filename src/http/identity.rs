@@ -191,7 +191,7 @@ pub(super) async fn members_only(
 pub fn session_cookie(token: &SessionToken, secure: bool) -> Cookie<'static> {
     Cookie::build((SESSION_COOKIE, token.to_string()))
         .path("/")
-        .max_age(Duration::days(365))
+        .max_age(crate::store::SESSION_LIFE)
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(secure)

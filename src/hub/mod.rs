@@ -331,17 +331,7 @@ impl Hub {
             self.shared.room_list.mark_dirty();
         }
         let upto = messages.iter().map(|m| m.seq).max().unwrap_or(0);
-        for (room, list, _) in &rendered {
-            let new = list.iter().filter(|m| !m.is_change()).count() as u64;
-            self.shared.activity.count(room, new, upto);
-        }
-        for (room, list, rendered) in &rendered {
-            for (message, rendered) in list.iter().zip(rendered) {
-                if !rendered.mentions.is_empty() && !message.is_change() {
-                    self.mentioned(room, message, &rendered.mentions);
-                }
-            }
-        }
+        self.tell_readers(&rendered, upto);
         let limit = self.shared.settings.history_limit;
         for ((_, list, rendered), entry) in rendered.into_iter().zip(rooms) {
             // A room nobody here is in is not kept in memory; its messages are in the store.

@@ -11,7 +11,7 @@ use super::activity::Counters;
 use super::{Hub, SessionId};
 use crate::domain::{ChatMessage, RoomName, UserId};
 use crate::outlet::{Offered, Outlet};
-use crate::render::{self, UnreadLine};
+use crate::render::{self, Rendered, UnreadLine};
 
 impl Hub {
     /// Each room's message counter now, and the newest position they cover: what a page's
@@ -69,9 +69,28 @@ impl Hub {
         offer_all(outlets, &frame);
     }
 
+    /// What a delivered batch (by room: its messages and their renders, all at or below
+    /// position `upto`) changes for readers elsewhere: the rooms' counters, and the
+    /// mentions its new messages make.
+    pub(super) fn tell_readers(
+        &self,
+        batch: &[(&RoomName, Vec<&ChatMessage>, Vec<Rendered>)],
+        upto: u64,
+    ) {
+        for (room, messages, rendered) in batch {
+            let new = messages.iter().filter(|m| !m.is_change()).count() as u64;
+            self.shared.activity.count(room, new, upto);
+            for (message, rendered) in messages.iter().zip(rendered) {
+                if !rendered.mentions.is_empty() && !message.is_change() {
+                    self.mentioned(room, message, &rendered.mentions);
+                }
+            }
+        }
+    }
+
     /// A message in `room` mentions `keys`: the users on this node they name, but its
     /// author, hear of it on their pages in other rooms (where they do not see it arrive).
-    pub(super) fn mentioned(&self, room: &RoomName, message: &ChatMessage, keys: &[String]) {
+    fn mentioned(&self, room: &RoomName, message: &ChatMessage, keys: &[String]) {
         let mut outlets = Vec::new();
         for entry in self.directory().rooms() {
             if entry.name == *room {
