@@ -554,8 +554,9 @@
     if (code == null || RECONNECTS.indexOf(code) >= 0) {
       setStatus("closed", "reconnecting…");
     } else if (code === 1008) {
-      // Dropped for falling behind (a sleeping laptop, a slow link): start afresh.
-      setStatus("closed", "fell behind; reloading…");
+      // Dropped for falling behind (a sleeping laptop, a slow link), signed out on
+      // another tab or device, or banned: start afresh as whoever this browser is now.
+      setStatus("closed", "closed by the server; reloading…");
       setTimeout(function () { location.reload(); }, 1500 + Math.random() * 1500);
     } else {
       setStatus("closed", "disconnected; reload the page to continue");

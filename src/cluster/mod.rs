@@ -34,7 +34,7 @@ mod tests;
 use std::fmt;
 use std::time::Duration;
 
-use crate::domain::{DisplayName, RoomName, UserId, hex, is_lower_hex};
+use crate::domain::{DisplayName, RoomName, SignOut, UserId, hex, is_lower_hex};
 
 pub use self::published::Published;
 pub use self::remote::{Elsewhere, Remote};
@@ -146,6 +146,21 @@ pub enum Heard {
     Typing(Vec<Seat>),
     /// Users who took a new name on another node (their sessions here post under it too).
     Renamed(Vec<(UserId, DisplayName)>),
+    /// Rooms read on another node.
+    Read(Vec<Read>),
+    /// Sessions signed out on another node: their sockets here close.
+    SignedOut(Vec<SignOut>),
+}
+
+/// A user read a room on some node: their pages on the others hear how much of it is
+/// unread for them now (the others may not have the room in memory to count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    pub user: UserId,
+    pub room: RoomName,
+    pub unread: u32,
+    /// How many of the unread mention them.
+    pub mentions: u32,
 }
 
 /// A node's report does not follow on what is known of it (a report was lost, or the node

@@ -7,6 +7,7 @@
 //! database signs nobody in.
 
 use std::fmt;
+use std::num::NonZeroU64;
 
 use sha2::{Digest, Sha256};
 
@@ -131,6 +132,77 @@ impl SessionToken {
     pub fn digest(&self) -> TokenDigest {
         TokenDigest(hex(&Sha256::digest(self.0)))
     }
+
+    /// What open sockets are known by, on every node, so that signing this session out
+    /// closes them: 64 bits of a hash of the token, made apart from the digest (so it
+    /// says nothing about the stored row, and nothing about the token).
+    pub fn tag(&self) -> SessionTag {
+        let digest = Sha256::new()
+            .chain_update(b"hubbub session tag\0")
+            .chain_update(self.0)
+            .finalize();
+        let mut bytes = [0_u8; 8];
+        bytes.copy_from_slice(&digest[..8]);
+        // Zero is left out so that an absent tag costs no room (`Option<SessionTag>`).
+        SessionTag(NonZeroU64::new(u64::from_le_bytes(bytes)).unwrap_or(NonZeroU64::MIN))
+    }
+}
+
+/// One signed-in browser's session, as open sockets and the other nodes know it
+/// ([`SessionToken::tag`]): it signs nobody in. Written as 16 lower-case hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionTag(NonZeroU64);
+
+impl SessionTag {
+    /// Accepts exactly what `Display` writes.
+    pub fn parse(raw: &str) -> Option<Self> {
+        if !is_lower_hex(raw, 16) {
+            return None;
+        }
+        u64::from_str_radix(raw, 16)
+            .ok()
+            .and_then(NonZeroU64::new)
+            .map(Self)
+    }
+}
+
+impl fmt::Display for SessionTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// Sessions that ended while sockets may still be open under them, on any node: those
+/// sockets close, and their pages start again as whoever the browser is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignOut {
+    /// One browser signed out.
+    One { user: UserId, tag: SessionTag },
+    /// Every session of the account but `keep` (signed out everywhere: none; a password
+    /// change keeps the browser that made it).
+    All {
+        user: UserId,
+        keep: Option<SessionTag>,
+    },
+}
+
+impl SignOut {
+    pub fn user(&self) -> &UserId {
+        match self {
+            Self::One { user, .. } | Self::All { user, .. } => user,
+        }
+    }
+
+    /// Whether a socket of this signed-in session is to close.
+    pub fn ends(&self, user: &UserId, tag: SessionTag) -> bool {
+        match self {
+            Self::One {
+                user: who,
+                tag: which,
+            } => who == user && *which == tag,
+            Self::All { user: who, keep } => who == user && *keep != Some(tag),
+        }
+    }
 }
 
 impl fmt::Display for SessionToken {
@@ -198,6 +270,50 @@ impl fmt::Debug for StoredAccount {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_tag_round_trips_and_tells_nothing_of_the_digest() {
+        let token = SessionToken::generate().unwrap();
+        let tag = token.tag();
+        assert_eq!(SessionTag::parse(&tag.to_string()), Some(tag));
+        assert_eq!(tag, SessionToken::parse(&token.to_string()).unwrap().tag());
+        assert!(!token.digest().as_str().contains(&tag.to_string()));
+        for bad in [
+            "",
+            "0000000000000000",
+            "ABCDEF0123456789",
+            "abc",
+            "g123456789abcdef",
+        ] {
+            assert_eq!(SessionTag::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_sign_out_ends_what_it_names() {
+        let (alice, bob) = (UserId::generate(), UserId::generate());
+        let here = SessionToken::generate().unwrap().tag();
+        let there = SessionToken::generate().unwrap().tag();
+        let one = SignOut::One {
+            user: alice.clone(),
+            tag: here,
+        };
+        assert!(one.ends(&alice, here));
+        assert!(!one.ends(&alice, there));
+        assert!(!one.ends(&bob, here));
+        let all_but = SignOut::All {
+            user: alice.clone(),
+            keep: Some(here),
+        };
+        assert!(!all_but.ends(&alice, here));
+        assert!(all_but.ends(&alice, there));
+        assert!(!all_but.ends(&bob, there));
+        let all = SignOut::All {
+            user: alice.clone(),
+            keep: None,
+        };
+        assert!(all.ends(&alice, here) && all.ends(&alice, there));
+    }
 
     fn key(name: &str) -> NameKey {
         NameKey::of(&DisplayName::parse(name).unwrap())

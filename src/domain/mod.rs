@@ -24,7 +24,8 @@ mod reaction;
 mod search;
 
 pub use self::account::{
-    Account, Ban, NameKey, Password, PasswordError, SessionToken, StoredAccount, TokenDigest,
+    Account, Ban, NameKey, Password, PasswordError, SessionTag, SessionToken, SignOut,
+    StoredAccount, TokenDigest,
 };
 pub use self::ids::{UserId, hex, is_lower_hex};
 pub use self::inbound::{Inbound, InboundError};

@@ -20,7 +20,7 @@ use super::client::{ClientAddr, Peer};
 use super::identity::{secure_cookies, session_cookie, session_cookie_removal, visitor};
 use super::{AppState, HttpError};
 use crate::accounts::AccountError;
-use crate::domain::{DisplayName, NameKey, Password};
+use crate::domain::{DisplayName, NameKey, Password, SignOut};
 use crate::render::{self, AccountKind, AccountPage};
 
 pub(super) fn router() -> Router<AppState> {
@@ -199,11 +199,16 @@ async fn sign_out(
     jar: SignedCookieJar,
 ) -> Result<Response, HttpError> {
     let visitor = visitor(&state, &jar).await?;
-    if let Some((_, token)) = &visitor.account {
+    if let Some((account, token)) = &visitor.account {
         state.accounts.sign_out(token).await.map_err(|err| {
             tracing::error!(error = %err, "signing out failed");
             HttpError::StoreUnavailable
         })?;
+        // This browser's other tabs, on every node, stop posting as the account.
+        state.hub.sign_out(SignOut::One {
+            user: account.id.clone(),
+            tag: token.tag(),
+        });
     }
     Ok((jar.remove(session_cookie_removal()), Redirect::to("/")).into_response())
 }
@@ -223,7 +228,11 @@ async fn sign_out_everywhere(
                 tracing::error!(error = %err, "signing out everywhere failed");
                 HttpError::StoreUnavailable
             })?;
-        tracing::info!(name = %account.name, ended, "signed out everywhere");
+        let closed = state.hub.sign_out(SignOut::All {
+            user: account.id.clone(),
+            keep: None,
+        });
+        tracing::info!(name = %account.name, ended, closed, "signed out everywhere");
     }
     Ok((jar.remove(session_cookie_removal()), Redirect::to("/")).into_response())
 }
@@ -273,6 +282,11 @@ async fn change_password(
         .await
     {
         Ok(ended) => {
+            // The sockets of the sessions it ended close, on every node.
+            state.hub.sign_out(SignOut::All {
+                user: account.id.clone(),
+                keep: Some(token.tag()),
+            });
             let done = match ended {
                 0 => "Password changed.".to_owned(),
                 1 => "Password changed; 1 other session was signed out.".to_owned(),

@@ -85,6 +85,7 @@ async fn connect(
     } else {
         super::reads::snapshot(&state, &visitor.identity.user, &visitor.identity.name).await
     };
+    let sign_in = visitor.account.as_ref().map(|(_, token)| token.tag());
     let identity = visitor.identity;
     let settings = Arc::clone(&state.session_settings);
     // Held by the session so that shutdown waits for it.
@@ -96,6 +97,7 @@ async fn connect(
         read_only,
         unread,
         anonymous: visitor_was_new,
+        sign_in,
         address: (!client.exempt).then(|| ClientLimits {
             ip: client.ip,
             limits: Arc::clone(&state.address_limits),

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::Hub;
+use super::nodes::Signals;
 use super::room::{Effects, Room};
 use crate::cluster::{Gap, Heard, RoomHere, Seat};
-use crate::domain::{DisplayName, RoomName, UserId};
+use crate::domain::RoomName;
 
 impl Hub {
     /// Takes what other nodes have to hear about this node's presence: every room whose
@@ -50,8 +51,9 @@ impl Hub {
         seats
     }
 
-    /// Takes the typing announcements and renames waiting to be told to the other nodes.
-    pub fn take_signals(&self) -> (Vec<Seat>, Vec<(UserId, DisplayName)>) {
+    /// Takes the typing announcements, renames, reads and sign-outs waiting to be told
+    /// to the other nodes.
+    pub fn take_signals(&self) -> Signals {
         self.shared.nodes.take_signals()
     }
 
@@ -75,6 +77,18 @@ impl Hub {
             }
             Heard::Typing(seats) => {
                 self.typing_elsewhere(seats, now);
+                Ok(())
+            }
+            Heard::Read(reads) => {
+                for read in &reads {
+                    self.read_elsewhere(read);
+                }
+                Ok(())
+            }
+            Heard::SignedOut(endings) => {
+                for ending in &endings {
+                    self.sign_out_here(ending);
+                }
                 Ok(())
             }
             heard => {

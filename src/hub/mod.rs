@@ -17,6 +17,8 @@
 //! - [`activity`]: each room's message counter, for unread counts on pages elsewhere.
 //! - [`readers`]: what a reader hears of other rooms: counts, reads elsewhere, mentions.
 //! - [`bans`]: who may no longer post, re-read from the store every couple of seconds.
+//! - [`sign_ins`]: the sockets of signed-in browsers, closed when their session is
+//!   signed out (here or on another node).
 //!
 //! Locks are std `Mutex`es held for short synchronous sections, never across `.await`, and
 //! always taken in one order: the directory, then a room, then the other nodes' state; an
@@ -42,6 +44,7 @@ mod presence;
 mod readers;
 mod room;
 mod room_list;
+mod sign_ins;
 mod typing;
 mod upkeep;
 
@@ -61,6 +64,7 @@ pub use self::activity::Counters;
 pub use self::bans::{BAN_REFRESH, refresh_bans};
 use self::directory::Directory;
 use self::nodes::Nodes;
+pub use self::nodes::Signals;
 use self::room::{Effects, Joining, Room};
 use self::room_list::RoomList;
 use crate::domain::{ChatMessage, DisplayName, RoomName, UserId};
@@ -133,6 +137,8 @@ struct Shared {
     activity: Activity,
     /// Who may no longer post.
     bans: bans::Bans,
+    /// The sockets of signed-in browsers, by session, for closing them on sign-out.
+    sign_ins: sign_ins::SignIns,
     nodes: Nodes,
     /// The server's metrics; sessions and the commit writer record through the hub too.
     metrics: Arc<Metrics>,
@@ -185,6 +191,7 @@ impl Hub {
                 room_list: RoomList::default(),
                 activity: Activity::default(),
                 bans: bans::Bans::default(),
+                sign_ins: sign_ins::SignIns::default(),
                 metrics,
                 next_session: AtomicU64::new(1),
                 connected: AtomicUsize::new(0),

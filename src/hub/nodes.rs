@@ -13,13 +13,37 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::presence::Others;
-use crate::cluster::{Gap, Heard, Remote, Seat};
-use crate::domain::{DisplayName, RoomName, UserId};
+use crate::cluster::{Gap, Heard, Read, Remote, Seat};
+use crate::domain::{DisplayName, RoomName, SignOut, UserId};
 
-/// Typing announcements and renames waiting for the broker to tell the other nodes. Past
-/// it the oldest are dropped: a typing line that lapses early, or a tab on another node
-/// that posts under the old name until it reconnects, is all that is lost.
+/// Signals of each kind waiting for the broker to tell the other nodes. Past it the oldest
+/// are dropped: a typing line that lapses early, a tab on another node that posts under
+/// the old name until it reconnects, an unread count there that stays until its next
+/// connect, or a socket there that outlives its sign-out until it reconnects, is all that
+/// is lost.
 const SIGNALS_WAITING: usize = 256;
+
+/// What the broker is to tell the other nodes as it happens ([`Nodes::take_signals`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Signals {
+    /// Typists here, for the rooms' typing lines there.
+    pub typing: Vec<Seat>,
+    /// Users here who took a new name (their sessions there post under it too).
+    pub renamed: Vec<(UserId, DisplayName)>,
+    /// Rooms read here: the user's pages there hear how many are unread now.
+    pub read: Vec<Read>,
+    /// Sessions signed out here: their sockets there close.
+    pub signed_out: Vec<SignOut>,
+}
+
+impl Signals {
+    pub fn is_empty(&self) -> bool {
+        self.typing.is_empty()
+            && self.renamed.is_empty()
+            && self.read.is_empty()
+            && self.signed_out.is_empty()
+    }
+}
 
 #[derive(Debug)]
 pub(super) struct Nodes {
@@ -39,6 +63,10 @@ struct State {
     typing_out: VecDeque<Seat>,
     /// Renames to tell the other nodes; at most [`SIGNALS_WAITING`].
     renamed_out: VecDeque<(UserId, DisplayName)>,
+    /// Reads to tell the other nodes; at most [`SIGNALS_WAITING`].
+    read_out: VecDeque<Read>,
+    /// Sign-outs to tell the other nodes; at most [`SIGNALS_WAITING`].
+    signed_out: VecDeque<SignOut>,
     /// Rooms were forgotten before the other nodes heard they were emptied: the broker must
     /// tell them everything afresh.
     presence_lost: bool,
@@ -121,8 +149,8 @@ impl Nodes {
                 remote.forget(&node, &mut touched);
                 Ok(())
             }
-            // Handled by the hub, room by room.
-            Heard::Typing(_) | Heard::Renamed(_) => Ok(()),
+            // Handled by the hub, room by room or session by session.
+            Heard::Typing(_) | Heard::Renamed(_) | Heard::Read(_) | Heard::SignedOut(_) => Ok(()),
         };
         Learned {
             touched,
@@ -151,13 +179,39 @@ impl Nodes {
         self.tell();
     }
 
-    /// Typing announcements and renames waiting to be told.
-    pub(super) fn take_signals(&self) -> (Vec<Seat>, Vec<(UserId, DisplayName)>) {
+    /// A local user read a room: their pages on other nodes are to hear. Only told while
+    /// other nodes are known (no one else could have a page).
+    pub(super) fn read(&self, read: Read) {
+        if !self.share {
+            return;
+        }
         let mut state = self.lock();
-        (
-            state.typing_out.drain(..).collect(),
-            state.renamed_out.drain(..).collect(),
-        )
+        if state.remote.nodes() == 0 {
+            return;
+        }
+        push_bounded(&mut state.read_out, read);
+        drop(state);
+        self.tell();
+    }
+
+    /// Sessions were signed out here: the other nodes are to close their sockets.
+    pub(super) fn signed_out(&self, ending: SignOut) {
+        if !self.share {
+            return;
+        }
+        push_bounded(&mut self.lock().signed_out, ending);
+        self.tell();
+    }
+
+    /// Everything waiting to be told as it happens.
+    pub(super) fn take_signals(&self) -> Signals {
+        let mut state = self.lock();
+        Signals {
+            typing: state.typing_out.drain(..).collect(),
+            renamed: state.renamed_out.drain(..).collect(),
+            read: state.read_out.drain(..).collect(),
+            signed_out: state.signed_out.drain(..).collect(),
+        }
     }
 
     /// Rooms were forgotten untold: the broker must tell everything afresh.

@@ -9,6 +9,7 @@ use hubbub_wire::Frame;
 
 use super::activity::Counters;
 use super::{Hub, SessionId};
+use crate::cluster::Read;
 use crate::domain::{ChatMessage, RoomName, UserId};
 use crate::outlet::{Offered, Outlet};
 use crate::render::{self, Rendered, UnreadLine};
@@ -21,8 +22,9 @@ impl Hub {
     }
 
     /// A user has read `room` up to message `mark` (through session `reader`): the user's
-    /// other pages on this node hear how many messages are unread there now, so a room
-    /// read on one tab or device stops counting on the others.
+    /// other pages hear how many messages are unread there now, so a room read on one tab
+    /// or device stops counting on the others: at once on this node, through the broker
+    /// on the others (which may not have the room in memory, so they are told the counts).
     pub fn read(
         &self,
         (user, key): (&UserId, &str),
@@ -30,19 +32,32 @@ impl Hub {
         reader: SessionId,
         mark: u64,
     ) {
-        let (unread, mentions) = match self.room(room) {
-            Ok(entry) => entry.lock().unread_after(mark, user, key),
-            Err(_) => return,
+        let Some(counts) = self.unread_after(room, mark, user, key) else {
+            return;
         };
-        let line = UnreadLine {
-            room,
-            unread,
-            counter: self.shared.activity.count_of(room),
-            mentions,
-            // Unchanged: the page keeps what it was told.
-            notify: "",
-        };
-        let frame = Frame::text(render::unread(&[line], false).as_str());
+        self.tell_read(user, room, Some(reader), counts);
+        self.shared.nodes.read(Read {
+            user: user.clone(),
+            room: room.clone(),
+            unread: counts.0,
+            mentions: counts.1,
+        });
+    }
+
+    /// A user read a room on another node: their pages here hear of it.
+    pub(super) fn read_elsewhere(&self, read: &Read) {
+        self.tell_read(&read.user, &read.room, None, (read.unread, read.mentions));
+    }
+
+    /// Tells `user`'s sessions on this node but `reader` that `room` has `unread` messages
+    /// for them now, `mentions` of them mentioning them.
+    fn tell_read(
+        &self,
+        user: &UserId,
+        room: &RoomName,
+        reader: Option<SessionId>,
+        (unread, mentions): (u32, u32),
+    ) {
         let mut outlets = Vec::new();
         for entry in self.directory().rooms() {
             let state = entry.lock();
@@ -50,7 +65,7 @@ impl Hub {
             // besides the reader are the members walked (a big room's are many, and every
             // reader in it reads about once a second).
             let here = state.presence.sessions_of(user);
-            let others = if entry.name == *room {
+            let others = if entry.name == *room && reader.is_some() {
                 here.saturating_sub(1)
             } else {
                 here
@@ -62,10 +77,22 @@ impl Hub {
                 state
                     .members
                     .of_user(user)
-                    .filter(|target| target.id != reader)
+                    .filter(|target| Some(target.id) != reader)
                     .map(|target| (Arc::clone(&target.outlet), target.evicted.clone())),
             );
         }
+        if outlets.is_empty() {
+            return;
+        }
+        let line = UnreadLine {
+            room,
+            unread,
+            counter: self.shared.activity.count_of(room),
+            mentions,
+            // Unchanged: the page keeps what it was told.
+            notify: "",
+        };
+        let frame = Frame::text(render::unread(&[line], false).as_str());
         offer_all(outlets, &frame);
     }
 

@@ -25,10 +25,12 @@ pub enum Disconnect {
     Shutdown,
     /// A moderator banned the user (1008).
     Banned,
+    /// The browser's session was signed out, here or on another device (1008).
+    SignedOut,
 }
 
 impl Disconnect {
-    pub const ALL: [Disconnect; 10] = [
+    pub const ALL: [Disconnect; 11] = [
         Disconnect::ClientClosed,
         Disconnect::ConnectionLost,
         Disconnect::PongTimeout,
@@ -39,6 +41,7 @@ impl Disconnect {
         Disconnect::StoreUnavailable,
         Disconnect::Shutdown,
         Disconnect::Banned,
+        Disconnect::SignedOut,
     ];
 
     pub fn label(self) -> &'static str {
@@ -53,6 +56,7 @@ impl Disconnect {
             Disconnect::StoreUnavailable => "store_unavailable",
             Disconnect::Shutdown => "shutdown",
             Disconnect::Banned => "banned",
+            Disconnect::SignedOut => "signed_out",
         }
     }
 }

@@ -34,6 +34,9 @@ pub enum End {
     Evicted,
     /// A moderator banned the user.
     Banned,
+    /// The browser's session was signed out (here or on another device, or by a
+    /// password change elsewhere).
+    SignedOut,
     /// The peer sent a close frame (with this code, if any).
     PeerClosed(Option<u16>),
     /// The connection ended without a close frame.
@@ -64,6 +67,7 @@ impl End {
             ),
             End::Evicted => (close_code::POLICY, "too slow: fell too far behind the room"),
             End::Banned => (close_code::POLICY, "banned by a moderator"),
+            End::SignedOut => (close_code::POLICY, "signed out"),
             End::Flooding => (close_code::POLICY, "too many messages: slow down"),
             End::Binary => (
                 close_code::UNSUPPORTED_DATA,
@@ -96,6 +100,7 @@ impl End {
             End::WriteTimeout => Disconnect::WriteTimeout,
             End::Evicted => Disconnect::SlowClient,
             End::Banned => Disconnect::Banned,
+            End::SignedOut => Disconnect::SignedOut,
             End::Flooding => Disconnect::Flooding,
             End::Binary | End::Protocol(_) => Disconnect::ProtocolError,
             End::Unavailable => Disconnect::StoreUnavailable,
@@ -125,6 +130,7 @@ mod tests {
         assert_eq!(code(End::Shutdown), Some(1012));
         assert_eq!(code(End::Evicted), Some(1008));
         assert_eq!(code(End::Banned), Some(1008));
+        assert_eq!(code(End::SignedOut), Some(1008));
         assert_eq!(code(End::Binary), Some(1003));
         assert_eq!(code(End::Flooding), Some(1008));
         assert_eq!(
@@ -146,6 +152,7 @@ mod tests {
             End::Shutdown,
             End::Evicted,
             End::Banned,
+            End::SignedOut,
             End::PeerClosed(Some(1000)),
             End::PeerClosed(None),
             End::Disconnected,
@@ -179,6 +186,7 @@ mod tests {
         assert_eq!(labels.len(), Disconnect::ALL.len());
         assert_eq!(End::Evicted.disconnect().label(), "slow_client");
         assert_eq!(End::Banned.disconnect().label(), "banned");
+        assert_eq!(End::SignedOut.disconnect().label(), "signed_out");
         assert_eq!(End::PeerClosed(None).disconnect().label(), "client_closed");
     }
 }

@@ -43,7 +43,7 @@ use crate::config::Config;
 use crate::domain::mentions::mention_key;
 use crate::domain::{
     Change, ChangeKind, ClientId, DisplayName, Emoji, Inbound, InboundError, MessageText,
-    NewMessage, RoomName, UserId, Write,
+    NewMessage, RoomName, SessionTag, UserId, Write,
 };
 use crate::hub::{Hub, Membership, NotLoaded, SessionId};
 use crate::limits::{ClientLimits, per_second};
@@ -104,6 +104,8 @@ pub struct Room {
     pub anonymous: bool,
     /// The client's address and its shared allowance; `None` when exempt.
     pub address: Option<ClientLimits>,
+    /// The signed-in session the socket was opened under: signing it out closes it.
+    pub sign_in: Option<SessionTag>,
 }
 
 /// A submitted write waiting for its commit: what it was (a message's text is put back if
@@ -153,6 +155,7 @@ pub async fn run(
         unread,
         anonymous,
         address,
+        sign_in,
     } = place;
     let membership = match join(&hub, &committer, &room, &user, &name, &conn.outlet).await {
         Ok(membership) => membership,
@@ -168,6 +171,9 @@ pub async fn run(
         hub.leave(&room, membership.id);
         connection::close(&mut conn, &end, &settings).await;
         return end;
+    }
+    if let Some(tag) = sign_in {
+        hub.signed_in(membership.id, &user, tag, &membership.evicted);
     }
     let mut session = Session {
         limits: Limits::new(&settings, address),
@@ -185,7 +191,10 @@ pub async fn run(
         anonymous,
     };
     tracing::debug!(id = ?session.id, room = %session.room, name = %session.name, "session started");
-    let end = session.serve(&membership, &shutdown).await;
+    let mut end = session.serve(&membership, &shutdown).await;
+    if sign_in.is_some() && session.hub.signed_in_closing(session.id) && end == End::Evicted {
+        end = End::SignedOut;
+    }
     session.hub.leave(&session.room, session.id);
     tracing::debug!(id = ?session.id, room = %session.room, name = %session.name, ?end, "session ended");
     connection::close(&mut session.conn, &end, &session.settings).await;

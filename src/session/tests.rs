@@ -75,6 +75,7 @@ async fn room() -> (Room, tempfile::TempDir) {
             unread: None,
             anonymous: false,
             address: None,
+            sign_in: None,
         },
         dir,
     )

@@ -11,6 +11,7 @@ use crate::changes::{edit, posted};
 use crate::support::app::{TestApp, spawn_app_on, spawn_app_with};
 use crate::support::db::TestDb;
 use crate::support::http::{HttpResponse, form_encode};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -151,6 +152,13 @@ impl<'a> Browser<'a> {
     }
 }
 
+/// The page's socket closes because its session was signed out.
+pub(crate) async fn assert_signed_out(page: &mut crate::support::client::TestClient) {
+    let close = page.wait_for_close().await.expect("a close frame");
+    assert_eq!(close.code, CloseCode::Policy);
+    assert_eq!(close.reason.as_str(), "signed out");
+}
+
 fn location(response: &HttpResponse) -> &str {
     response.headers["location"].to_str().unwrap()
 }
@@ -268,11 +276,19 @@ async fn sessions_end_when_they_should(db: Arc<TestDb>) {
     assert_eq!(phone.sign_in("bea", PASSWORD).await.status, 303);
     let mut tablet = Browser::new(&app).await;
     assert_eq!(tablet.sign_in("BEA", PASSWORD).await.status, 303);
+    // Each browser has the chat open.
+    let mut laptop_page = app.connect_to("general", Some(&laptop.jar.header())).await;
+    let mut phone_page = app.connect_to("general", Some(&phone.jar.header())).await;
+    let mut tablet_page = app.connect_to("general", Some(&tablet.jar.header())).await;
 
-    // Sign out: this browser only; a copy of its cookie signs in no one.
+    // Sign out: this browser only; a copy of its cookie signs in no one. Its open page
+    // closes at once; the other browsers' stay.
     let copied = phone.jar.clone();
     let out = phone.post("/logout", &[]).await;
     assert_eq!(out.status, 303);
+    assert_signed_out(&mut phone_page).await;
+    posted(&mut laptop_page, "still here on the laptop").await;
+    posted(&mut tablet_page, "still here on the tablet").await;
     assert_eq!(
         phone.jar.get("hubbub_session"),
         None,
@@ -328,16 +344,28 @@ async fn sessions_end_when_they_should(db: Arc<TestDb>) {
         changed.body
     );
     assert_eq!(tablet.signed_in_as().await, None, "the other session ended");
+    assert_signed_out(&mut tablet_page).await;
     assert_eq!(laptop.signed_in_as().await.as_deref(), Some("Bea"));
+    posted(&mut laptop_page, "the laptop changed the password").await;
     let mut desk = Browser::new(&app).await;
     assert_eq!(desk.sign_in("Bea", PASSWORD).await.status, 401);
     assert_eq!(desk.sign_in("Bea", "a brand new secret").await.status, 303);
+    let mut desk_page = app.connect_to("random", Some(&desk.jar.header())).await;
+    // A guest's page and another account's are left alone.
+    let mut guest = Browser::new(&app).await;
+    let mut guest_page = app.connect_to("general", Some(&guest.jar.header())).await;
 
-    // Everywhere: every session of the account, this one too.
+    // Everywhere: every session of the account, this one too, in every room.
     let out = laptop.post("/logout/everywhere", &[]).await;
     assert_eq!(out.status, 303);
     assert_eq!(laptop.signed_in_as().await, None);
     assert_eq!(desk.signed_in_as().await, None);
+    assert_signed_out(&mut laptop_page).await;
+    assert_signed_out(&mut desk_page).await;
+    posted(&mut guest_page, "a guest carries on").await;
+    assert_eq!(guest.signed_in_as().await, None);
+    app.wait_for_scrape(r#"hubbub_disconnects_total{reason="signed_out"}"#, 4.0)
+        .await;
     app.stop().await;
 }
 both_backends!(sessions_end_when_they_should);
@@ -742,4 +770,43 @@ async fn guests_can_be_limited_to_reading_or_kept_out() {
     let mut socket = app.connect_to("general", Some(&member.jar.header())).await;
     posted(&mut socket, "members only").await;
     app.stop().await;
+}
+
+/// Signing out on one node closes the session's sockets on another, and only those.
+#[tokio::test]
+async fn signing_out_on_one_node_closes_pages_on_another() {
+    let Some(cluster) =
+        crate::support::cluster::Cluster::new("accounts::signing_out_on_one_node").await
+    else {
+        return;
+    };
+    let [a, b] = cluster.nodes::<2>().await;
+    let zoe = crate::moderation::signed_up(&a, "Zoe").await;
+    let mut there = b.connect_to("general", Some(&zoe)).await;
+    let mut guest = b.connect_to("general", None).await;
+    // Node a hears of node b's users before the sign-out is told.
+    let mut watcher = a.connect_to("general", None).await;
+    watcher
+        .until("node b's users", |page| page.present_total == 3)
+        .await;
+    let origin = a.url("");
+    let out = a
+        .request_body(
+            "POST",
+            "/logout",
+            &[
+                ("Cookie", &zoe),
+                ("Origin", &origin),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            "",
+        )
+        .await;
+    assert_eq!(out.status, 303, "{}", out.body);
+    assert_signed_out(&mut there).await;
+    posted(&mut guest, "the guest on node b carries on").await;
+    b.wait_for_scrape(r#"hubbub_disconnects_total{reason="signed_out"}"#, 1.0)
+        .await;
+    a.stop().await;
+    b.stop().await;
 }

@@ -181,3 +181,58 @@ async fn marks_from_many_readers_are_stored_together(db: Arc<TestDb>) {
     app.stop().await;
 }
 both_backends!(marks_from_many_readers_are_stored_together);
+
+/// Reading a room on one node clears its count on the reader's pages on another node
+/// (which need not have the room in memory), through the broker.
+#[tokio::test]
+async fn reading_on_one_node_clears_the_count_on_another() {
+    let Some(cluster) =
+        crate::support::cluster::Cluster::new("reads::reading_on_one_node_clears").await
+    else {
+        return;
+    };
+    let [a, b] = cluster.nodes::<2>().await;
+    let (alice, _) = a.visit("/").await;
+    let bob = a.named("Bob").await;
+    let mut talk = a.connect_to("general", Some(&bob)).await;
+    let first = posted(&mut talk, "before alice reads").await;
+    let mut here = a.connect_to("general", Some(&alice)).await;
+    here.until("the first message", |page| page.shown.len() == 1)
+        .await;
+    read(&mut here, first).await;
+    eventually("the mark to be stored", async || {
+        match page_mark(&b, "general", &alice).await {
+            Some(mark) if mark == first => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    posted(&mut talk, "one").await;
+    let newest = posted(&mut talk, "two").await;
+
+    // Her page on node b is in another room, which node a never loaded.
+    let mut there = b.connect_to("design", Some(&alice)).await;
+    there
+        .until("two unread in general", |page| {
+            page.unread("general") == Some(2)
+        })
+        .await;
+    // Node a knows node b is there once b's presence reached it.
+    let mut watcher = a.connect_to("design", None).await;
+    watcher
+        .until("alice from node b", |page| page.present_total == 2)
+        .await;
+    here.until("both new messages", |page| {
+        page.shown.iter().any(|m| m.id == newest)
+    })
+    .await;
+    read(&mut here, newest).await;
+    there
+        .until("general read on node a", |page| {
+            page.unread("general") == Some(0)
+        })
+        .await;
+    assert_eq!(watcher.swaps.get("unread-news"), None, "nobody else hears");
+    a.stop().await;
+    b.stop().await;
+}

@@ -87,7 +87,7 @@ fn local_presence_changes_are_taken_once_per_room() {
         hub.take_presence().unwrap(),
         [(room.clone(), vec![(alice.clone(), name("al"))])]
     );
-    assert_eq!(hub.take_signals().1, [(alice, name("al"))]);
+    assert_eq!(hub.take_signals().renamed, [(alice, name("al"))]);
     assert_eq!(hub.all_seats().len(), 1);
 
     // Without shared presence, nothing is kept for other nodes.
@@ -95,7 +95,7 @@ fn local_presence_changes_are_taken_once_per_room() {
     let _bob = join(&alone, &room, UserId::generate(), name("bob")).unwrap();
     alone.rename(&UserId::generate(), &name("x"));
     assert!(alone.take_presence().unwrap().is_empty());
-    assert_eq!(alone.take_signals(), (Vec::new(), Vec::new()));
+    assert!(alone.take_signals().is_empty());
 }
 
 #[test]
@@ -191,7 +191,7 @@ async fn typing_on_another_node_is_shown_here_and_ends_with_its_typist() {
     assert!(drain(&mut bob).contains(">carol is typing…<"));
     hub.tick(Instant::now() + hub.settings().typing_expiry);
     assert!(drain(&mut bob).contains(r#"<p id="typing" class="typing" hx-swap-oob="true"></p>"#));
-    assert!(hub.take_signals().0.is_empty());
+    assert!(hub.take_signals().typing.is_empty());
 }
 
 #[tokio::test]
@@ -202,7 +202,7 @@ async fn local_typing_is_told_to_the_other_nodes_as_throttled() {
     let now = Instant::now();
     hub.typing(&room, alice.id, now);
     hub.typing(&room, alice.id, now + Duration::from_millis(500));
-    let (typing, _) = hub.take_signals();
+    let typing = hub.take_signals().typing;
     assert_eq!(typing.len(), 1, "throttled");
     assert_eq!(typing[0].name, name("alice"));
 }
@@ -254,7 +254,7 @@ fn a_rename_on_another_node_renames_the_sessions_here() {
         hub.take_presence().unwrap(),
         [(room, vec![(alice, name("al"))])]
     );
-    assert!(hub.take_signals().1.is_empty(), "not told back");
+    assert!(hub.take_signals().renamed.is_empty(), "not told back");
 }
 
 #[tokio::test]
@@ -290,4 +290,49 @@ async fn a_silent_nodes_users_leave_at_the_tick_after_the_expiry() {
         "{}",
         hub.metrics().encode()
     );
+}
+
+#[test]
+fn a_sign_out_closes_the_sockets_of_the_sessions_it_names_and_is_told_once() {
+    use crate::domain::{SessionToken, SignOut};
+    let (hub, room) = shared();
+    let alice = UserId::generate();
+    let (phone, laptop) = (
+        SessionToken::generate().unwrap().tag(),
+        SessionToken::generate().unwrap().tag(),
+    );
+    let on_phone = join(&hub, &room, alice.clone(), name("alice")).unwrap();
+    let on_laptop = join(&hub, &room, alice.clone(), name("alice")).unwrap();
+    let as_guest = join(&hub, &room, UserId::generate(), name("guest")).unwrap();
+    hub.signed_in(on_phone.id, &alice, phone, &on_phone.evicted);
+    hub.signed_in(on_laptop.id, &alice, laptop, &on_laptop.evicted);
+
+    // Heard from another node: the phone's socket closes, for that reason; nothing is
+    // told back.
+    hub.hear(Heard::SignedOut(vec![SignOut::One {
+        user: alice.clone(),
+        tag: phone,
+    }]))
+    .unwrap();
+    assert!(on_phone.evicted.is_cancelled());
+    assert!(!on_laptop.evicted.is_cancelled() && !as_guest.evicted.is_cancelled());
+    assert!(hub.signed_in_closing(on_phone.id));
+    assert!(hub.take_signals().signed_out.is_empty(), "not told back");
+
+    // Made here: the laptop is kept (a password change there), and the other nodes hear.
+    let keep = SignOut::All {
+        user: alice.clone(),
+        keep: Some(laptop),
+    };
+    assert_eq!(hub.sign_out(keep.clone()), 0);
+    assert_eq!(hub.take_signals().signed_out, [keep]);
+    let everywhere = SignOut::All {
+        user: alice,
+        keep: None,
+    };
+    assert_eq!(hub.sign_out(everywhere), 1);
+    assert!(on_laptop.evicted.is_cancelled() && !as_guest.evicted.is_cancelled());
+    // A session that closes for another reason is simply forgotten.
+    assert!(hub.signed_in_closing(on_laptop.id));
+    assert!(!hub.signed_in_closing(as_guest.id));
 }

@@ -1,4 +1,5 @@
-//! The presence channel's messages (JSON, version 1) and the fields of a node's hash, and
+//! The presence channel's messages (JSON, version 1; a node that does not know a kind
+//! counts it as malformed and ignores it) and the fields of a node's hash, and
 //! their strict reading: node ids, rooms, user ids and names must parse exactly as a node
 //! writes them.
 
@@ -7,8 +8,9 @@ use std::time::Duration;
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{Change, EXPIRY_RANGE, Heard, NodeId, Seat};
-use crate::domain::{DisplayName, RoomName, UserId};
+use crate::cluster::{Change, EXPIRY_RANGE, Heard, NodeId, Read, Seat};
+use crate::domain::{DisplayName, RoomName, SessionTag, SignOut, UserId};
+use crate::hub::Signals;
 
 /// A message on the presence channel: version 1.
 #[derive(Serialize, Deserialize)]
@@ -50,6 +52,84 @@ pub(super) enum Body {
     Renamed {
         users: Vec<(String, String)>,
     },
+    /// `[user, room, unread, mentions]`.
+    Read {
+        reads: Vec<(String, String, u32, u32)>,
+    },
+    /// `[user, "one", tag]` (that session) or `[user, "all", tag or ""]` (every session
+    /// but that one).
+    SignedOut {
+        ends: Vec<(String, String, String)>,
+    },
+}
+
+/// The most unread messages a read may report: far more than a room keeps in memory,
+/// which is what a node counts them in.
+const MAX_UNREAD: u32 = 100_000;
+
+/// What the hub has to tell as it happens, as messages on the presence channel.
+pub(super) fn signal_bodies(signals: Signals) -> Vec<Body> {
+    let Signals {
+        typing,
+        renamed,
+        read,
+        signed_out,
+    } = signals;
+    let mut bodies = Vec::new();
+    if !typing.is_empty() {
+        let seats = typing.iter().map(wire_seat).collect();
+        bodies.push(Body::Typing { seats });
+    }
+    if !renamed.is_empty() {
+        let users = renamed
+            .iter()
+            .map(|(user, name)| (user.to_string(), name.as_str().to_owned()))
+            .collect();
+        bodies.push(Body::Renamed { users });
+    }
+    if !read.is_empty() {
+        let reads = read
+            .iter()
+            .map(|read| {
+                (
+                    read.user.to_string(),
+                    read.room.as_str().to_owned(),
+                    read.unread,
+                    read.mentions,
+                )
+            })
+            .collect();
+        bodies.push(Body::Read { reads });
+    }
+    if !signed_out.is_empty() {
+        let ends = signed_out
+            .iter()
+            .map(|ending| match ending {
+                SignOut::One { user, tag } => (user.to_string(), "one".to_owned(), tag.to_string()),
+                SignOut::All { user, keep } => (
+                    user.to_string(),
+                    "all".to_owned(),
+                    keep.map(|tag| tag.to_string()).unwrap_or_default(),
+                ),
+            })
+            .collect();
+        bodies.push(Body::SignedOut { ends });
+    }
+    bodies
+}
+
+fn sign_out(user: &str, scope: &str, raw_tag: &str) -> Result<SignOut, String> {
+    let user = UserId::parse(user).ok_or("not a user id")?;
+    let tag = || SessionTag::parse(raw_tag).ok_or("not a session tag");
+    match scope {
+        "one" => Ok(SignOut::One { user, tag: tag()? }),
+        "all" if raw_tag.is_empty() => Ok(SignOut::All { user, keep: None }),
+        "all" => Ok(SignOut::All {
+            user,
+            keep: Some(tag()?),
+        }),
+        _ => Err("an unknown sign-out".to_owned()),
+    }
 }
 
 pub(super) fn wire_seat(seat: &Seat) -> (String, String, String) {
@@ -107,6 +187,27 @@ pub(super) fn decode(payload: &[u8]) -> Result<(NodeId, Heard), String> {
                     ))
                 })
                 .collect::<Result<_, String>>()?,
+        ),
+        Body::Read { reads } => Heard::Read(
+            reads
+                .iter()
+                .map(|(user, room, unread, mentions)| {
+                    if *unread > MAX_UNREAD || mentions > unread {
+                        return Err("unread counts out of range".to_owned());
+                    }
+                    Ok(Read {
+                        user: UserId::parse(user).ok_or("not a user id")?,
+                        room: canonical_room(room)?,
+                        unread: *unread,
+                        mentions: *mentions,
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+        ),
+        Body::SignedOut { ends } => Heard::SignedOut(
+            ends.iter()
+                .map(|(user, scope, tag)| sign_out(user, scope, tag))
+                .collect::<Result<_, _>>()?,
         ),
     };
     Ok((node, heard))

@@ -14,7 +14,9 @@
 //!   report's number and its expiry; also sent when the node has just rewritten its whole
 //!   hash.
 //! - `left`: the node is stopping.
-//! - `typing`, `renamed`: passed on as they happen; nothing to keep.
+//! - `typing`, `renamed`, `read` (a room read, with the user's counts there now),
+//!   `signed_out` (sessions whose sockets are to close): passed on as they happen;
+//!   nothing to keep.
 //!
 //! A node that hears a report it cannot apply (one was missed: pub/sub drops what it
 //! cannot deliver) or hears of a node it does not know reads that node's hash, which is

@@ -5,7 +5,7 @@
 use redis::aio::MultiplexedConnection;
 use tokio::time::Instant;
 
-use super::format::{self, Body, field, millis, unix_millis, wire_seat};
+use super::format::{self, Body, field, millis, signal_bodies, unix_millis, wire_seat};
 use super::{PresenceLink, REPORT_PACE};
 use crate::cluster::{Change, EXPIRY_RANGE};
 
@@ -78,24 +78,13 @@ impl PresenceLink {
         &mut self,
         conn: &mut MultiplexedConnection,
     ) -> redis::RedisResult<()> {
-        let (typing, renamed) = self.hub.take_signals();
-        if !typing.is_empty() || !renamed.is_empty() {
+        let signals = self.hub.take_signals();
+        if !signals.is_empty() {
             let mut pipe = redis::pipe();
-            if !typing.is_empty() {
-                let seats = typing.iter().map(wire_seat).collect();
+            for body in signal_bodies(signals) {
                 pipe.cmd("PUBLISH")
                     .arg(&self.channel)
-                    .arg(self.encode(Body::Typing { seats }))
-                    .ignore();
-            }
-            if !renamed.is_empty() {
-                let users = renamed
-                    .iter()
-                    .map(|(user, name)| (user.to_string(), name.as_str().to_owned()))
-                    .collect();
-                pipe.cmd("PUBLISH")
-                    .arg(&self.channel)
-                    .arg(self.encode(Body::Renamed { users }))
+                    .arg(self.encode(body))
                     .ignore();
             }
             pipe.query_async::<()>(conn).await?;

@@ -2,8 +2,9 @@ use redis::Value;
 
 use super::format::{Body, decode};
 use super::*;
+use crate::cluster::Read;
 use crate::cluster::{Change, Heard, NodePresence, Seat};
-use crate::domain::{DisplayName, RoomName, UserId};
+use crate::domain::{DisplayName, RoomName, SessionToken, SignOut, UserId};
 
 fn link() -> PresenceLink {
     PresenceLink::new(
@@ -19,6 +20,7 @@ fn every_kind_round_trips() {
     let link = link();
     let alice = UserId::generate();
     let general = RoomName::general();
+    let tag = SessionToken::generate().unwrap().tag();
     let cases = [
         (
             Body::Alive {
@@ -65,6 +67,40 @@ fn every_kind_round_trips() {
             },
             Heard::Renamed(vec![(alice.clone(), DisplayName::parse("al").unwrap())]),
         ),
+        (
+            Body::Read {
+                reads: vec![(alice.to_string(), "general".into(), 3, 1)],
+            },
+            Heard::Read(vec![Read {
+                user: alice.clone(),
+                room: general.clone(),
+                unread: 3,
+                mentions: 1,
+            }]),
+        ),
+        (
+            Body::SignedOut {
+                ends: vec![
+                    (alice.to_string(), "one".into(), tag.to_string()),
+                    (alice.to_string(), "all".into(), tag.to_string()),
+                    (alice.to_string(), "all".into(), String::new()),
+                ],
+            },
+            Heard::SignedOut(vec![
+                SignOut::One {
+                    user: alice.clone(),
+                    tag,
+                },
+                SignOut::All {
+                    user: alice.clone(),
+                    keep: Some(tag),
+                },
+                SignOut::All {
+                    user: alice.clone(),
+                    keep: None,
+                },
+            ]),
+        ),
     ];
     for (body, heard) in cases {
         let (node, decoded) = decode(&link.encode(body)).unwrap();
@@ -107,6 +143,39 @@ fn broken_or_hostile_reports_are_refused_not_panics() {
         assert!(decode(payload.as_bytes()).is_err(), "{payload}");
     }
     assert!(decode(&[0xff, 0xfe]).is_err());
+}
+
+#[test]
+fn broken_or_hostile_reads_and_sign_outs_are_refused() {
+    let link = link();
+    let node = link.node.as_str();
+    let alice = UserId::generate();
+    let tag = SessionToken::generate().unwrap().tag();
+    let read = |body: &str| format!(r#"{{"v":1,"node":"{node}","kind":"read","reads":[{body}]}}"#);
+    let out =
+        |body: &str| format!(r#"{{"v":1,"node":"{node}","kind":"signed_out","ends":[{body}]}}"#);
+    assert!(decode(read(&format!(r#"["{alice}","general",2,1]"#)).as_bytes()).is_ok());
+    assert!(decode(out(&format!(r#"["{alice}","one","{tag}"]"#)).as_bytes()).is_ok());
+    let cases = [
+        read(&format!(r#"["{alice}","general",2,3]"#)),
+        read(&format!(r#"["{alice}","general",100001,0]"#)),
+        read(&format!(r#"["{alice}","general",-1,0]"#)),
+        read(&format!(r#"["{alice}","General",2,1]"#)),
+        read(&format!(r#"["{alice}","general",2]"#)),
+        read(r#"["nobody","general",2,1]"#),
+        out(&format!(r#"["{alice}","one",""]"#)),
+        out(&format!(r#"["{alice}","one","0000000000000000"]"#)),
+        out(&format!(r#"["{alice}","some","{tag}"]"#)),
+        out(&format!(
+            r#"["{alice}","all","{}"]"#,
+            tag.to_string().to_uppercase()
+        )),
+        out(&format!(r#"["{alice}","all"]"#)),
+        out(r#"["nobody","all",""]"#),
+    ];
+    for payload in cases {
+        assert!(decode(payload.as_bytes()).is_err(), "{payload}");
+    }
 }
 
 #[test]
