@@ -77,12 +77,14 @@ impl Hub {
         self.shared.bans.remove(user);
     }
 
-    /// The users on this node whose name is exactly `name` (guests, for a ban by name).
+    /// The users present under exactly `name` (guests, for a ban by name): here, and on
+    /// the other nodes as they last reported.
     pub fn users_named(&self, name: &crate::domain::DisplayName) -> Vec<UserId> {
         let mut users = Vec::new();
         for entry in self.directory().rooms() {
             users.extend(entry.lock().presence.named(name));
         }
+        users.extend(self.shared.nodes.users_named(name));
         users.sort_unstable();
         users.dedup();
         users

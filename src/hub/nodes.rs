@@ -122,6 +122,27 @@ impl Nodes {
             .collect()
     }
 
+    /// The users other nodes reported under exactly `name`, in any room.
+    pub(super) fn users_named(&self, name: &DisplayName) -> Vec<UserId> {
+        if !self.share {
+            return Vec::new();
+        }
+        let state = self.lock();
+        let mut users = Vec::new();
+        for room in state.remote.rooms() {
+            let Some(there) = state.remote.room(room) else {
+                continue;
+            };
+            users.extend(
+                there
+                    .iter()
+                    .filter(|(_, elsewhere)| elsewhere.name == *name)
+                    .map(|(user, _)| user.clone()),
+            );
+        }
+        users
+    }
+
     /// Whether another node reported `user` in `room`.
     pub(super) fn has(&self, room: &RoomName, user: &UserId) -> bool {
         self.with_room(room, |others| others.is_some_and(|o| o.contains_key(user)))

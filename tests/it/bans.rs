@@ -90,6 +90,20 @@ async fn a_ban_reaches_every_node_and_can_be_lifted() {
     .await;
     let mut back = b.connect_to("general", Some(&troll)).await;
     posted(&mut back, "sorry about that").await;
+
+    // A guest on node b, banned by name on node a (which knows them from b's presence).
+    let pest = b.named("Pest").await;
+    let mut pestering = b.connect_to("design", Some(&pest)).await;
+    let mut watching = a.connect_to("design", None).await;
+    watching
+        .until("the guest from node b", |page| {
+            page.present.iter().any(|name| name == "Pest")
+        })
+        .await;
+    let banned = moderate(&a, &mia, "/moderation/ban", "name=Pest").await;
+    assert_eq!(banned.status, 303, "{}", banned.body);
+    let close = pestering.wait_for_close().await.expect("a close frame");
+    assert_eq!(close.reason.as_str(), "banned by a moderator");
     a.stop().await;
     b.stop().await;
 }
