@@ -82,14 +82,15 @@ fn parse_frame(frame: &str) -> Option<MessageText> {
 }
 
 fn stored(id: u64, author: &str, text: &str) -> ChatMessage {
-    // As a browser's message is: with its author's id (the page's "Edit" and "Delete"
-    // go by a tag of it).
+    // As a guest's message from a browser is: with its author's id (the page's "Edit"
+    // and "Delete" go by a tag of it, and a guest's name shows a mark of it).
     ChatMessage {
         id,
         seq: id,
         room: RoomName::general(),
         author: DisplayName::parse(author).unwrap(),
         author_id: Some(hubbub::domain::UserId::generate()),
+        guest: true,
         sent_at: OffsetDateTime::now_utc(),
         text: MessageText::parse(text, MAX_CHARS).unwrap().unwrap(),
         edited: false,

@@ -40,6 +40,15 @@ impl UserId {
         hex(&digest[..8])
     }
 
+    /// What tells guests who share a name apart on a page: the first four digits of
+    /// [`UserId::tag`], shown after the name ("guest #3fa2"). A claimed name is unique
+    /// and is shown without one.
+    pub fn guest_mark(&self) -> String {
+        let mut tag = self.tag();
+        tag.truncate(4);
+        tag
+    }
+
     /// Accepts exactly what [`UserId`]'s `Display` writes: 32 lower-case hex digits.
     pub fn parse(raw: &str) -> Option<Self> {
         if !is_lower_hex(raw, 32) {

@@ -87,6 +87,8 @@ pub struct NewMessage {
     /// Who wrote it: only they may change it. `None` for messages from before authors
     /// were kept (and in some tests).
     pub author_id: Option<UserId>,
+    /// Whether the author is a guest (no claimed name): shown with a tag of their id.
+    pub guest: bool,
     /// The page's id for it, when the page sent one.
     pub client_id: Option<ClientId>,
     /// The message it answers (of the same room: the store checks).
@@ -102,6 +104,7 @@ impl NewMessage {
             room,
             author,
             author_id: None,
+            guest: false,
             client_id: None,
             reply_to: None,
             sent_at: now(),
@@ -112,6 +115,12 @@ impl NewMessage {
     /// The same message, written by `user`.
     pub fn by(mut self, user: UserId) -> Self {
         self.author_id = Some(user);
+        self
+    }
+
+    /// The same message, written by a guest (`true`) or under a claimed name.
+    pub fn as_guest(mut self, guest: bool) -> Self {
+        self.guest = guest;
         self
     }
 
@@ -135,6 +144,7 @@ impl NewMessage {
             room: self.room,
             author: self.author,
             author_id: self.author_id,
+            guest: self.guest,
             sent_at: self.sent_at,
             text: self.text,
             edited: false,
@@ -238,6 +248,8 @@ pub struct ChatMessage {
     pub author: DisplayName,
     /// Who wrote it (`None` for messages stored before authors were kept).
     pub author_id: Option<UserId>,
+    /// Written by a guest: the name is anyone's, so pages show it with a tag of the id.
+    pub guest: bool,
     pub sent_at: OffsetDateTime,
     /// Empty once deleted.
     pub text: MessageText,
@@ -310,6 +322,7 @@ impl ChatMessage {
             room: RoomName::parse(&row.room).unwrap_or_else(|_| RoomName::general()),
             author: DisplayName(row.author),
             author_id: row.author_id.as_deref().and_then(UserId::parse),
+            guest: row.guest,
             sent_at,
             text: if deleted {
                 MessageText::gone()
@@ -338,6 +351,7 @@ pub(crate) struct StoredRow {
     pub room: String,
     pub author: String,
     pub author_id: Option<String>,
+    pub guest: bool,
     pub body: String,
     /// Unix time in microseconds.
     pub at: i64,
@@ -399,6 +413,7 @@ mod tests {
             room: "general".into(),
             author: "a".into(),
             author_id: None,
+            guest: false,
             body: "b".into(),
             at: unix_micros(at),
             edited: false,

@@ -88,6 +88,7 @@ async fn show(
         None => super::loaded_history(&state, &room).await?,
         Some(id) => around_message(&state, &room, id).await?,
     };
+    let present = state.hub.presence_list(&room);
     let html = render::page(&Page {
         assets: super::assets::urls(),
         room: &room,
@@ -107,7 +108,7 @@ async fn show(
         around,
         read_mark,
         rooms: &state.hub.room_counts(),
-        present: &state.hub.present(&room),
+        present: (&present.0, present.1),
     })
     .map_err(|err| HttpError::Internal(err.to_string()))?;
     let page = ([(header::CACHE_CONTROL, "no-store")], Html(html));

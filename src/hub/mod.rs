@@ -409,6 +409,26 @@ impl Hub {
     }
 
     /// Who is in a room (on every node), one entry per user, sorted.
+    /// The presence list as a page shows it: its first names (guests who share a name
+    /// marked apart) and how many are here in all, on every node.
+    pub fn presence_list(&self, room: &RoomName) -> (Vec<render::Listed>, usize) {
+        let nodes = &self.shared.nodes;
+        if let Ok(entry) = self.room(room) {
+            let state = entry.lock();
+            return nodes.with_room(room, |others| state.presence.listed(others));
+        }
+        let names: Vec<render::Listed> = self
+            .present(room)
+            .into_iter()
+            .map(|name| render::Listed {
+                name,
+                guest_mark: None,
+            })
+            .collect();
+        let total = names.len();
+        (names, total)
+    }
+
     pub fn present(&self, room: &RoomName) -> Vec<DisplayName> {
         let nodes = &self.shared.nodes;
         let mut names = match self.room(room) {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::cluster::{Elsewhere, Seat};
 use crate::domain::{DisplayName, RoomName, UserId};
-use crate::render::{self, Html};
+use crate::render::{self, Html, Listed};
 
 /// The users other nodes have in a room, if any.
 pub(super) type Others<'a> = Option<&'a HashMap<UserId, Elsewhere>>;
@@ -20,7 +20,7 @@ pub(super) struct Presence {
     /// The names that frame lists. When a change leaves them as they are (in a big room,
     /// most joins are of people not among the first names shown), the update carries only
     /// the new count: a few dozen bytes per member instead of the whole list.
-    listed: Vec<DisplayName>,
+    listed: Vec<Listed>,
     /// Changed since it was last sent; the upkeep tick sends it, so a burst of joins costs
     /// one render and one fan-out, not one per join.
     dirty: bool,
@@ -203,37 +203,60 @@ impl Presence {
     /// Users on other nodes who have no session here (a user here shows under their name
     /// here).
     fn only_elsewhere<'a>(&'a self, others: Others<'a>) -> impl Iterator<Item = &'a Elsewhere> {
+        self.elsewhere_by_id(others).map(|(_, e)| e)
+    }
+
+    fn elsewhere_by_id<'a>(
+        &'a self,
+        others: Others<'a>,
+    ) -> impl Iterator<Item = (&'a UserId, &'a Elsewhere)> {
         others
             .into_iter()
             .flatten()
             .filter(|(user, _)| !self.users.contains_key(*user))
-            .map(|(_, e)| e)
     }
 
     /// The first [`render::PRESENCE_SHOWN`] names in list order, and how many are here
     /// (on every node). Selecting them is linear in the room's size; only those few are
-    /// sorted.
-    fn listed(&self, others: Others<'_>) -> (Vec<DisplayName>, usize) {
-        let mut keyed: Vec<(String, &DisplayName)> = self
+    /// sorted. Guests who share a name with someone else here are listed with their
+    /// guest mark, so two of them are told apart.
+    pub(super) fn listed(&self, others: Others<'_>) -> (Vec<Listed>, usize) {
+        type Keyed<'a> = (String, &'a DisplayName, &'a UserId);
+        let mut keyed: Vec<Keyed<'_>> = self
             .users
-            .values()
-            .map(|p| &p.name)
-            .chain(self.only_elsewhere(others).map(|e| &e.name))
-            .map(|name| (name.as_str().to_lowercase(), name))
+            .iter()
+            .map(|(user, p)| (&p.name, user))
+            .chain(
+                self.elsewhere_by_id(others)
+                    .map(|(user, e)| (&e.name, user)),
+            )
+            .map(|(name, user)| (name.as_str().to_lowercase(), name, user))
             .collect();
         let total = keyed.len();
-        let order = |a: &(String, &DisplayName), b: &(String, &DisplayName)| {
-            (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str()))
+        // The same name sorts by user id, so the list does not reorder between updates.
+        let order = |a: &Keyed<'_>, b: &Keyed<'_>| {
+            (&a.0, a.1.as_str(), a.2).cmp(&(&b.0, b.1.as_str(), b.2))
         };
-        if keyed.len() > render::PRESENCE_SHOWN {
-            keyed.select_nth_unstable_by(render::PRESENCE_SHOWN - 1, order);
-            keyed.truncate(render::PRESENCE_SHOWN);
+        let shown = keyed.len().min(render::PRESENCE_SHOWN);
+        if keyed.len() > shown {
+            keyed.select_nth_unstable_by(shown - 1, order);
         }
-        keyed.sort_by(order);
-        (
-            keyed.into_iter().map(|(_, name)| name.clone()).collect(),
-            total,
-        )
+        let (listed, rest) = keyed.split_at_mut(shown);
+        listed.sort_by(order);
+        // Equal names sit side by side in the list; the last one's twin may be unlisted.
+        let shared = |i: usize| {
+            let name = listed[i].1;
+            (i > 0 && listed[i - 1].1 == name)
+                || listed.get(i + 1).is_some_and(|next| next.1 == name)
+                || (i + 1 == shown && rest.iter().any(|other| other.1 == name))
+        };
+        let names = (0..shown)
+            .map(|i| Listed {
+                name: listed[i].1.clone(),
+                guest_mark: shared(i).then(|| listed[i].2.guest_mark()),
+            })
+            .collect();
+        (names, total)
     }
 }
 

@@ -115,6 +115,9 @@ struct MessageTemplate<'a> {
     author: &'a str,
     /// [`crate::domain::UserId::tag`]: a page shows "Edit" and "Delete" on its user's own.
     author_tag: Option<String>,
+    /// [`crate::domain::UserId::guest_mark`] of a guest author: their name is not theirs
+    /// alone, so this tells them apart.
+    guest_mark: Option<String>,
     edited: bool,
     deleted: bool,
     colour: u8,
@@ -238,6 +241,11 @@ pub fn message(message: &ChatMessage) -> Rendered {
         id: message.id,
         author: message.author.as_str(),
         author_tag: message.author_id.as_ref().map(|user| user.tag()),
+        guest_mark: message
+            .author_id
+            .as_ref()
+            .filter(|_| message.guest)
+            .map(|user| user.guest_mark()),
         edited: message.edited,
         deleted: message.deleted,
         colour: colour(message.author.as_str()),
@@ -299,6 +307,7 @@ mod tests {
             room: RoomName::general(),
             author: DisplayName::parse("guest-00ff").unwrap(),
             author_id: None,
+            guest: false,
             sent_at: time::macros::datetime!(2026-11-28 08:16:22 UTC),
             text: MessageText::parse(text, 10_000).unwrap().unwrap(),
             edited: false,
@@ -306,6 +315,30 @@ mod tests {
             reactions: Vec::new(),
             reply: None,
         }
+    }
+
+    #[test]
+    fn a_guest_is_marked_by_their_id_and_a_claimed_name_is_not() {
+        let sam = crate::domain::UserId::generate();
+        let mut by_guest = chat(1, "hi");
+        by_guest.author_id = Some(sam.clone());
+        by_guest.guest = true;
+        let html = message(&by_guest).article().to_owned();
+        let mark = sam.guest_mark();
+        assert_eq!(mark.len(), 4);
+        assert!(
+            html.contains(&format!(
+                r#"</span> <span class="guest">guest #{mark}</span> <time"#
+            )),
+            "{html}"
+        );
+        let mut claimed = by_guest.clone();
+        claimed.guest = false;
+        assert!(!message(&claimed).article().contains("class=\"guest\""));
+        // A guest flag with no id to mark (a message from before authors were kept).
+        let mut old = by_guest;
+        old.author_id = None;
+        assert!(!message(&old).article().contains("class=\"guest\""));
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub use self::moderation::moderation_page;
 pub use self::page::{AssetUrls, Page, error_page, page};
 pub use self::search::{SearchPage, excerpt, search_page};
 pub use self::status::{
-    PRESENCE_SHOWN, RoomCount, UnreadLine, activity, event, mention_news, mention_options,
+    Listed, PRESENCE_SHOWN, RoomCount, UnreadLine, activity, event, mention_news, mention_options,
     not_sent, notice, presence, presence_count, room_list, typing, unread,
 };
 

@@ -2,9 +2,10 @@
 
 use askama::Template;
 
+use super::Listed;
 use super::status::input;
 use super::{RenderError, RoomCount, presence, room_list};
-use crate::domain::{DisplayName, Emoji, RoomName};
+use crate::domain::{Emoji, RoomName};
 
 /// The URLs a page links to for its scripts and styles (the embedded assets' hashed URLs,
 /// which the HTTP layer knows).
@@ -74,13 +75,14 @@ pub struct Page<'a> {
     /// "New messages" line goes after it.
     pub read_mark: Option<u64>,
     pub rooms: &'a [RoomCount],
-    pub present: &'a [DisplayName],
+    /// The presence list's first names and how many are here in all.
+    pub present: (&'a [Listed], usize),
 }
 
 /// The chat page.
 pub fn page(page: &Page<'_>) -> Result<String, RenderError> {
     let rooms = room_list(page.rooms, false);
-    let present = presence(page.present, page.present.len(), false);
+    let present = presence(page.present.0, page.present.1, false);
     Ok(PageTemplate {
         assets: page.assets,
         room: page.room.as_str(),

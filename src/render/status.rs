@@ -72,8 +72,8 @@ pub fn room_list(rooms: &[RoomCount], oob: bool) -> Html {
 #[derive(Template)]
 #[template(path = "presence.html")]
 struct PresenceTemplate<'a> {
-    /// `(name, colour)` of those listed.
-    names: Vec<(&'a str, u8)>,
+    /// `(name, colour, guest mark)` of those listed.
+    names: Vec<(&'a str, u8, Option<&'a str>)>,
     /// Everyone present, listed or not.
     total: usize,
     /// Present but not listed.
@@ -81,16 +81,31 @@ struct PresenceTemplate<'a> {
     oob: bool,
 }
 
+/// One name in the presence list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: DisplayName,
+    /// [`crate::domain::UserId::guest_mark`], for guests who share the name with someone
+    /// else present (only guests can: a claimed name is unique).
+    pub guest_mark: Option<String>,
+}
+
 /// The most names the presence list shows; a big room says "and N more".
 pub const PRESENCE_SHOWN: usize = 100;
 
 /// Who is in the room: the first names in list order (at most [`PRESENCE_SHOWN`] are
 /// shown) and how many are here in all.
-pub fn presence(names: &[DisplayName], total: usize, oob: bool) -> Html {
-    let listed: Vec<(&str, u8)> = names
+pub fn presence(names: &[Listed], total: usize, oob: bool) -> Html {
+    let listed: Vec<(&str, u8, Option<&str>)> = names
         .iter()
         .take(PRESENCE_SHOWN)
-        .map(|n| (n.as_str(), colour(n.as_str())))
+        .map(|n| {
+            (
+                n.name.as_str(),
+                colour(n.name.as_str()),
+                n.guest_mark.as_deref(),
+            )
+        })
         .collect();
     let more = total.saturating_sub(listed.len());
     Html::from(fragment(&PresenceTemplate {
@@ -244,8 +259,11 @@ mod tests {
 
     #[test]
     fn a_big_room_lists_a_hundred_names_and_counts_the_rest() {
-        let names: Vec<DisplayName> = (0..150)
-            .map(|i| DisplayName::parse(&format!("user {i:03}")).unwrap())
+        let names: Vec<Listed> = (0..150)
+            .map(|i| Listed {
+                name: DisplayName::parse(&format!("user {i:03}")).unwrap(),
+                guest_mark: None,
+            })
             .collect();
         let html = presence(&names, names.len(), true);
         let html = html.as_str();

@@ -189,6 +189,7 @@ pub async fn run(
         last_heard: Instant::now(),
         read_only,
         anonymous,
+        guest: sign_in.is_none(),
     };
     tracing::debug!(id = ?session.id, room = %session.room, name = %session.name, "session started");
     let mut end = session.serve(&membership, &shutdown).await;
@@ -222,6 +223,8 @@ struct Session {
     read_only: bool,
     /// A guest for this connection only: read marks are not kept.
     anonymous: bool,
+    /// Not signed in: what it posts is shown as a guest's.
+    guest: bool,
 }
 
 impl Session {
@@ -398,6 +401,7 @@ impl Session {
         let author = self.current_name();
         let message = NewMessage::now(self.room.clone(), author, text.clone())
             .by(self.user.clone())
+            .as_guest(self.guest)
             .with_client_id(client_id)
             .replying_to(reply_to);
         self.submit(Write::Post(message), Attempt::Post(text))

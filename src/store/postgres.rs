@@ -144,16 +144,18 @@ impl Backend for Postgres {
             .iter()
             .map(|m| m.reply_to.map(|id| i64::try_from(id).unwrap_or(i64::MAX)))
             .collect();
+        let guests: Vec<bool> = batch.iter().map(|m| m.guest).collect();
 
         // The identity is drawn row by row in UNNEST's order (a skipped resend uses one
         // up: ids may skip).
         let inserted: Vec<Inserted> = sqlx::query_as(
-            "INSERT INTO messages (room, author, body, created_at, author_id, client_id, reply_to) \
-             SELECT room, author, body, created_at, author_id, client_id, reply_to \
+            "INSERT INTO messages (room, author, body, created_at, author_id, client_id, reply_to, \
+                                   author_guest) \
+             SELECT room, author, body, created_at, author_id, client_id, reply_to, author_guest \
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], \
-                         $7::bigint[]) \
+                         $7::bigint[], $8::boolean[]) \
                   WITH ORDINALITY AS batch (room, author, body, created_at, author_id, client_id, \
-                                            reply_to, position) \
+                                            reply_to, author_guest, position) \
              ORDER BY position \
              ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL DO NOTHING \
              RETURNING id, author_id, client_id",
@@ -165,6 +167,7 @@ impl Backend for Postgres {
         .bind(&author_ids)
         .bind(&client_ids)
         .bind(&replies)
+        .bind(&guests)
         .fetch_all(&mut *conn)
         .await
         .map_err(Self::error)?;

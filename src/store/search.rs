@@ -56,9 +56,9 @@ where
             .map(|row| Found {
                 message: message((
                     row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10,
-                    row.11, row.12, row.13,
+                    row.11, row.12, row.13, row.14,
                 )),
-                excerpt: row.14,
+                excerpt: row.15,
             })
             .collect())
     }

@@ -144,7 +144,8 @@ macro_rules! message_columns {
     () => {
         "m.id, m.room, m.author, m.author_id, m.body, m.created_at, \
          m.edited_at IS NOT NULL, m.deleted_at IS NOT NULL, \
-         q.id, q.author, q.body, q.edited_at IS NOT NULL, q.deleted_at IS NOT NULL"
+         q.id, q.author, q.body, q.edited_at IS NOT NULL, q.deleted_at IS NOT NULL, \
+         m.author_guest"
     };
 }
 pub(super) use message_columns;
@@ -216,6 +217,7 @@ macro_rules! row_type {
             Option<String>,
             Option<bool>,
             Option<bool>,
+            bool,
             $($extra),*
         )
     };
@@ -223,8 +225,9 @@ macro_rules! row_type {
 
 pub(super) use row_type;
 
-/// `(seq, id, room, author, author_id, body, created_at, edited, deleted)` and the
-/// answered message's `(id, author, body, edited, deleted)` as the queries select them.
+/// `(seq, id, room, author, author_id, body, created_at, edited, deleted)`, the answered
+/// message's `(id, author, body, edited, deleted)`, and whether a guest wrote it, as the
+/// queries select them.
 pub(super) type Row = row_type!();
 
 impl<B: Backend> SqlStore<B>
@@ -545,6 +548,7 @@ pub(super) fn message(row: Row) -> ChatMessage {
         room,
         author,
         author_id,
+        guest: row.14,
         body,
         at,
         edited,

@@ -139,6 +139,7 @@ impl Backend for Sqlite {
             Option<String>,
             Option<&'a str>,
             Option<u64>,
+            bool,
         );
         let rows: Vec<Json> = batch
             .iter()
@@ -151,6 +152,7 @@ impl Backend for Sqlite {
                     m.author_id.as_ref().map(ToString::to_string),
                     m.client_id.as_ref().map(|id| id.as_str()),
                     m.reply_to,
+                    m.guest,
                 )
             })
             .collect();
@@ -158,9 +160,10 @@ impl Backend for Sqlite {
             .map_err(|err| StoreError::Unavailable(sqlx::Error::Encode(err.into())))?;
         // `WHERE true` tells SQLite's parser that ON CONFLICT belongs to the INSERT.
         let inserted: Vec<Inserted> = sqlx::query_as(
-            "INSERT INTO messages (room, author, body, created_at, author_id, client_id, reply_to) \
+            "INSERT INTO messages (room, author, body, created_at, author_id, client_id, reply_to, \
+                                   author_guest) \
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, \
-                    value ->> 6 \
+                    value ->> 6, value ->> 7 \
              FROM json_each(?) WHERE true ORDER BY key \
              ON CONFLICT (author_id, client_id) WHERE client_id IS NOT NULL DO NOTHING \
              RETURNING id, author_id, client_id",

@@ -810,3 +810,57 @@ async fn signing_out_on_one_node_closes_pages_on_another() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Two guests may share a name, but never look alike: each is shown with a mark of their
+/// own id, in messages (live and from the store) and in the presence list; a claimed name
+/// is shown bare.
+async fn guests_who_share_a_name_are_told_apart(db: Arc<TestDb>) {
+    let app = spawn_app_on(db, "127.0.0.1:0", |_| {}).await;
+    let sam = app.named("Sam").await;
+    let other_sam = app.named("Sam").await;
+    let zed = crate::moderation::signed_up(&app, "Zed").await;
+    let mut one = app.connect_to("general", Some(&sam)).await;
+    let mut two = app.connect_to("general", Some(&other_sam)).await;
+    let mut claimed = app.connect_to("general", Some(&zed)).await;
+    let first = posted(&mut one, "I am Sam").await;
+    let second = posted(&mut two, "No, I am Sam").await;
+    let third = posted(&mut claimed, "I am Zed, and only I").await;
+    claimed
+        .until("both guests listed", |page| page.present.len() == 3)
+        .await;
+
+    let marks = |page: &crate::support::client::TestClient| {
+        [first, second, third].map(|id| {
+            let shown = page.message(id).expect("shown");
+            (shown.author.clone(), shown.guest.clone())
+        })
+    };
+    let live = marks(&claimed);
+    let (Some(a), Some(b)) = (&live[0].1, &live[1].1) else {
+        panic!("guests unmarked: {live:?}");
+    };
+    assert_ne!(a, b, "two guests, two marks");
+    assert_eq!(live[0].0, "Sam");
+    assert_eq!(live[1].0, "Sam");
+    assert_eq!(live[2], ("Zed".to_owned(), None));
+    let mut present = claimed.present.clone();
+    present.sort();
+    let mut expected = vec![format!("Sam #{a}"), format!("Sam #{b}"), "Zed".to_owned()];
+    expected.sort();
+    assert_eq!(present, expected);
+
+    // From the store: a newcomer's history, and the page itself.
+    let mut later = app.connect_to("general", None).await;
+    later
+        .until("the three messages", |page| page.shown.len() == 3)
+        .await;
+    assert_eq!(marks(&later), live);
+    let page = app.get("/rooms/general").await;
+    assert!(
+        page.body.contains(&format!("guest #{a}")) && page.body.contains(&format!("guest #{b}")),
+        "{}",
+        page.body
+    );
+    app.stop().await;
+}
+both_backends!(guests_who_share_a_name_are_told_apart);

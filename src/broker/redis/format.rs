@@ -36,6 +36,9 @@ struct WireMessage {
     /// The author's user id, as 32 hex digits (version 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     uid: Option<String>,
+    /// Written by a guest (version 2; only with `uid`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    guest: bool,
     /// Unix time in microseconds.
     at: i64,
     /// Empty when deleted.
@@ -94,6 +97,7 @@ pub(super) fn encode(batch: &Committed) -> Vec<u8> {
                 room: m.room.as_str().to_owned(),
                 author: m.author.as_str().to_owned(),
                 uid: m.author_id.as_ref().map(ToString::to_string),
+                guest: m.guest && m.author_id.is_some(),
                 at: unix_micros(m.sent_at),
                 text: m.text.as_str().to_owned(),
                 edited: m.edited,
@@ -133,7 +137,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<Committed, String> {
     let mut newest = wire.prev;
     let mut messages = Vec::with_capacity(wire.messages.len());
     for m in wire.messages {
-        let v2_fields = m.seq.is_some() || m.uid.is_some() || m.edited || m.deleted;
+        let v2_fields = m.seq.is_some() || m.uid.is_some() || m.edited || m.deleted || m.guest;
         if wire.v == 1 && (v2_fields || !m.reactions.is_empty() || m.reply.is_some()) {
             return Err("version 2 fields in a version 1 batch".to_owned());
         }
@@ -152,6 +156,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<Committed, String> {
         let author = DisplayName::parse(&m.author).map_err(|err| err.to_string())?;
         let author_id = match &m.uid {
             Some(uid) => Some(UserId::parse(uid).ok_or("a malformed user id")?),
+            None if m.guest => return Err("a guest without a user id".to_owned()),
             None => None,
         };
         let text = if m.deleted {
@@ -178,6 +183,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<Committed, String> {
             room,
             author,
             author_id,
+            guest: m.guest,
             sent_at,
             text,
             edited: m.edited,
@@ -263,6 +269,7 @@ mod tests {
             room: RoomName::general(),
             author: DisplayName::parse("alice").unwrap(),
             author_id: None,
+            guest: false,
             sent_at: at,
             text: MessageText::parse(text, 100).unwrap().unwrap(),
             edited: false,
@@ -281,6 +288,7 @@ mod tests {
         let mut batch = batch();
         let author = Some(UserId::parse("00112233445566778899aabbccddeeff").unwrap());
         batch.messages[0].author_id = author.clone();
+        batch.messages[0].guest = true;
         batch.messages[1].reply = Some(Box::new(Quote::of(
             7,
             "alice".into(),
@@ -332,13 +340,17 @@ mod tests {
         assert_eq!((batch.messages[0].id, batch.messages[0].seq), (7, 7));
         let with_v2_fields = v1.replace(r#""text":"hi""#, r#""text":"hi","edited":true"#);
         assert!(decode(with_v2_fields.as_bytes()).is_err());
+        let with_guest = v1.replace(r#""text":"hi""#, r#""text":"hi","guest":true"#);
+        assert!(decode(with_guest.as_bytes()).is_err());
     }
 
     #[test]
     fn hostile_changes_are_refused() {
         let good = String::from_utf8(encode(&changes())).unwrap();
         assert!(
-            good.contains(r#""seq":10"#) && good.contains(r#""deleted":true"#),
+            good.contains(r#""seq":10"#)
+                && good.contains(r#""deleted":true"#)
+                && good.contains(r#""uid":"00112233445566778899aabbccddeeff","guest":true"#),
             "{good}"
         );
         let cases = [
@@ -378,6 +390,13 @@ mod tests {
                 r#""uid":7"#,
                 1,
             ),
+            // A guest with no user id to mark them by, or a flag that is not one.
+            good.replacen(
+                r#""uid":"00112233445566778899aabbccddeeff","guest":true"#,
+                r#""guest":true"#,
+                1,
+            ),
+            good.replacen(r#""guest":true"#, r#""guest":"yes""#, 1),
         ];
         for payload in cases {
             assert_ne!(payload, good);

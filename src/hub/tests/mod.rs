@@ -18,6 +18,7 @@ fn stored(id: u64, room: &str, author: &str, text: &str) -> ChatMessage {
         room: RoomName::parse(room).unwrap(),
         author: DisplayName::parse(author).unwrap(),
         author_id: None,
+        guest: false,
         sent_at: OffsetDateTime::now_utc(),
         text: MessageText::parse(text, 100).unwrap().unwrap(),
         edited: false,
@@ -139,6 +140,45 @@ fn every_member_gets_the_same_bytes() {
         from_b.as_str().as_ptr(),
         "one render, shared"
     );
+}
+
+#[test]
+fn guests_who_share_a_name_are_listed_apart() {
+    let (hub, room) = hub_with(HubSettings::default());
+    let (sam, other_sam) = (UserId::generate(), UserId::generate());
+    let _one = join(&hub, &room, sam.clone(), name("sam")).unwrap();
+    let _two = join(&hub, &room, other_sam.clone(), name("sam")).unwrap();
+    let _bob = join(&hub, &room, UserId::generate(), name("bob")).unwrap();
+    let (listed, total) = hub.presence_list(&room);
+    assert_eq!(total, 3);
+    let shown: Vec<(String, Option<String>)> = listed
+        .into_iter()
+        .map(|l| (l.name.to_string(), l.guest_mark))
+        .collect();
+    let mut sams = [sam, other_sam];
+    sams.sort();
+    assert_eq!(
+        shown,
+        [
+            ("bob".to_owned(), None),
+            ("sam".to_owned(), Some(sams[0].guest_mark())),
+            ("sam".to_owned(), Some(sams[1].guest_mark())),
+        ]
+    );
+
+    // The twin of the last name shown is among those not shown.
+    let (hub, room) = hub_with(HubSettings::default());
+    let mut keep = Vec::new();
+    for i in 0..render::PRESENCE_SHOWN {
+        keep.push(join(&hub, &room, UserId::generate(), name(&format!("a{i:03}"))).unwrap());
+    }
+    keep.push(join(&hub, &room, UserId::generate(), name("a099")).unwrap());
+    let (listed, total) = hub.presence_list(&room);
+    assert_eq!((listed.len(), total), (render::PRESENCE_SHOWN, 101));
+    let last = listed.last().unwrap();
+    assert_eq!(last.name, name("a099"));
+    assert!(last.guest_mark.is_some(), "{last:?}");
+    assert!(listed[..98].iter().all(|l| l.guest_mark.is_none()));
 }
 
 #[test]

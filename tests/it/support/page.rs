@@ -20,6 +20,8 @@ pub struct ShownMessage {
     pub deleted: bool,
     /// The `data-author` tag a page uses to offer "Edit" and "Delete" on its own messages.
     pub author_tag: Option<String>,
+    /// A guest author's mark ("guest #3fa2" shows `3fa2`); `None` for a claimed name.
+    pub guest: Option<String>,
     /// The emoji on it: `(emoji, count, who by name)`.
     pub reactions: Vec<(String, usize, String)>,
     /// The message it answers, as its quote shows it.
@@ -152,7 +154,13 @@ impl PageModel {
                 self.present = inner
                     .split("<li>")
                     .skip(1)
-                    .map(|li| unescape(between(li, "\">", "</span>")))
+                    .map(|li| {
+                        let name = unescape(between(li, "\">", "</span>"));
+                        match guest_mark(li) {
+                            Some(mark) => format!("{name} #{mark}"),
+                            None => name,
+                        }
+                    })
                     .collect();
                 let count: usize = between(
                     inner,
@@ -472,6 +480,17 @@ fn shown_text(body: &str) -> String {
     unescape(&text)
 }
 
+/// The guest mark after a name (`<span class="guest">guest #3fa2</span>`): four hex digits.
+fn guest_mark(html: &str) -> Option<String> {
+    let (_, after) = html.split_once("<span class=\"guest\">guest #")?;
+    let mark = &after[..after.find("</span>").unwrap()];
+    assert!(
+        mark.len() == 4 && mark.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{html}"
+    );
+    Some(mark.to_owned())
+}
+
 fn parse_articles(html: &str) -> Vec<ShownMessage> {
     html.split("<article")
         .skip(1)
@@ -484,6 +503,7 @@ fn parse_articles(html: &str) -> Vec<ShownMessage> {
                 .split_once(" data-author=\"")
                 .map(|(_, tag)| tag[..tag.find('"').unwrap()].to_owned());
             let header = between(article, "<header>", "</header>");
+            let guest = guest_mark(header);
             let edited = header.contains("<span class=\"edited\">(edited)</span>");
             let reply = article
                 .split_once("<a class=\"quote quote-of-")
@@ -551,6 +571,7 @@ fn parse_articles(html: &str) -> Vec<ShownMessage> {
                 edited,
                 deleted,
                 author_tag,
+                guest,
                 reactions,
                 reply,
             }
