@@ -76,6 +76,7 @@ async fn connect(
 
     // No cookie (a script, a load tool): a guest for this connection only.
     // Under `--guests off` a guest never gets here (`identity::members_only`).
+    let checked = tokio::time::Instant::now();
     let visitor = visitor(&state, &jar).await?;
     let read_only = !visitor.signed_in() && state.config.guests == Guests::ReadOnly;
     // A new guest has read nothing: no store read for a first visit or a load tool.
@@ -85,7 +86,10 @@ async fn connect(
     } else {
         super::reads::snapshot(&state, &visitor.identity.user, &visitor.identity.name).await
     };
-    let sign_in = visitor.account.as_ref().map(|(_, token)| token.tag());
+    let sign_in = visitor
+        .account
+        .as_ref()
+        .map(|(_, token)| (token.tag(), checked));
     let identity = visitor.identity;
     let settings = Arc::clone(&state.session_settings);
     // Held by the session so that shutdown waits for it.

@@ -8,18 +8,42 @@
 //!
 //! A sign-out made here is also told to the other nodes (through the broker, with the
 //! typing and renames); one heard from them is applied the same way, and not told again.
+//!
+//! A socket whose session is checked at its upgrade and registered here a moment later
+//! (after the room is loaded and the upgrade completes) could miss a sign-out made in
+//! between, so sign-outs are kept for [`RECENT`] and a socket registering under one made
+//! after its check closes at once. (One heard from another node counts from when it was
+//! heard: a session made and checked in the broker's latency after it may close once,
+//! and its page reloads still signed in.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Hub, SessionId};
 use crate::domain::{SessionTag, SignOut, UserId};
 
+/// How long a sign-out is remembered for sockets still on their way in: far longer than
+/// an upgrade takes.
+const RECENT: Duration = Duration::from_secs(30);
+
+/// The most sign-outs remembered at once; past it the oldest go (a flood of sign-outs
+/// only shortens how long each is remembered).
+const MAX_RECENT: usize = 1024;
+
 #[derive(Debug, Default)]
 pub(super) struct SignIns {
-    open: Mutex<HashMap<SessionId, SignedIn>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    open: HashMap<SessionId, SignedIn>,
+    /// Sign-outs of the last [`RECENT`], oldest first.
+    recent: VecDeque<(Instant, SignOut)>,
 }
 
 #[derive(Debug)]
@@ -32,33 +56,58 @@ struct SignedIn {
 }
 
 impl SignIns {
-    fn lock(&self) -> MutexGuard<'_, HashMap<SessionId, SignedIn>> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // Inserts and removes only: a poisoned map is still whole.
-        self.open
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
+impl State {
+    fn remember(&mut self, ending: &SignOut, now: Instant) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > RECENT)
+            || self.recent.len() >= MAX_RECENT
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((now, ending.clone()));
+    }
+}
+
 impl Hub {
-    /// Session `id` (of `user`, opened under the signed-in session `tag`) is to close when
-    /// that session is signed out; `evicted` is its membership's token.
+    /// Session `id` (of `user`, opened under the signed-in session `tag`, which was found
+    /// alive at `checked`) is to close when that session is signed out; `evicted` is its
+    /// membership's token.
     pub fn signed_in(
         &self,
         id: SessionId,
-        user: &UserId,
-        tag: SessionTag,
+        (user, tag): (&UserId, SessionTag),
+        checked: Instant,
         evicted: &CancellationToken,
     ) {
-        self.shared.sign_ins.lock().insert(
+        let mut state = self.shared.sign_ins.lock();
+        // Signed out while this socket was on its way in.
+        let ended = state
+            .recent
+            .iter()
+            .any(|(at, ending)| *at >= checked && ending.ends(user, tag));
+        state.open.insert(
             id,
             SignedIn {
                 user: user.clone(),
                 tag,
                 evicted: evicted.clone(),
-                ended: false,
+                ended,
             },
         );
+        drop(state);
+        if ended {
+            evicted.cancel();
+        }
     }
 
     /// Session `id` is closing: forgets it; whether it closes because it was signed out.
@@ -66,6 +115,7 @@ impl Hub {
         self.shared
             .sign_ins
             .lock()
+            .open
             .remove(&id)
             .is_some_and(|signed_in| signed_in.ended)
     }
@@ -82,8 +132,9 @@ impl Hub {
     pub(super) fn sign_out_here(&self, ending: &SignOut) -> usize {
         let mut closing = Vec::new();
         {
-            let mut open = self.shared.sign_ins.lock();
-            for signed_in in open.values_mut() {
+            let mut state = self.shared.sign_ins.lock();
+            state.remember(ending, Instant::now());
+            for signed_in in state.open.values_mut() {
                 if !signed_in.ended && ending.ends(&signed_in.user, signed_in.tag) {
                     signed_in.ended = true;
                     closing.push(signed_in.evicted.clone());

@@ -104,8 +104,9 @@ pub struct Room {
     pub anonymous: bool,
     /// The client's address and its shared allowance; `None` when exempt.
     pub address: Option<ClientLimits>,
-    /// The signed-in session the socket was opened under: signing it out closes it.
-    pub sign_in: Option<SessionTag>,
+    /// The signed-in session the socket was opened under, and when it was found alive:
+    /// signing it out closes the socket.
+    pub sign_in: Option<(SessionTag, Instant)>,
 }
 
 /// A submitted write waiting for its commit: what it was (a message's text is put back if
@@ -172,8 +173,8 @@ pub async fn run(
         connection::close(&mut conn, &end, &settings).await;
         return end;
     }
-    if let Some(tag) = sign_in {
-        hub.signed_in(membership.id, &user, tag, &membership.evicted);
+    if let Some((tag, checked)) = sign_in {
+        hub.signed_in(membership.id, (&user, tag), checked, &membership.evicted);
     }
     let mut session = Session {
         limits: Limits::new(&settings, address),

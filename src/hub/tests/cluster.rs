@@ -304,8 +304,9 @@ fn a_sign_out_closes_the_sockets_of_the_sessions_it_names_and_is_told_once() {
     let on_phone = join(&hub, &room, alice.clone(), name("alice")).unwrap();
     let on_laptop = join(&hub, &room, alice.clone(), name("alice")).unwrap();
     let as_guest = join(&hub, &room, UserId::generate(), name("guest")).unwrap();
-    hub.signed_in(on_phone.id, &alice, phone, &on_phone.evicted);
-    hub.signed_in(on_laptop.id, &alice, laptop, &on_laptop.evicted);
+    let checked = tokio::time::Instant::now();
+    hub.signed_in(on_phone.id, (&alice, phone), checked, &on_phone.evicted);
+    hub.signed_in(on_laptop.id, (&alice, laptop), checked, &on_laptop.evicted);
 
     // Heard from another node: the phone's socket closes, for that reason; nothing is
     // told back.
@@ -327,12 +328,30 @@ fn a_sign_out_closes_the_sockets_of_the_sessions_it_names_and_is_told_once() {
     assert_eq!(hub.sign_out(keep.clone()), 0);
     assert_eq!(hub.take_signals().signed_out, [keep]);
     let everywhere = SignOut::All {
-        user: alice,
+        user: alice.clone(),
         keep: None,
     };
     assert_eq!(hub.sign_out(everywhere), 1);
     assert!(on_laptop.evicted.is_cancelled() && !as_guest.evicted.is_cancelled());
-    // A session that closes for another reason is simply forgotten.
     assert!(hub.signed_in_closing(on_laptop.id));
     assert!(!hub.signed_in_closing(as_guest.id));
+
+    // A socket checked before a sign-out and registered after it closes at once; one
+    // whose session was checked after it (a new sign-in) stays.
+    let late = join(&hub, &room, alice.clone(), name("alice")).unwrap();
+    hub.signed_in(late.id, (&alice, phone), checked, &late.evicted);
+    assert!(late.evicted.is_cancelled());
+    let again = join(&hub, &room, alice.clone(), name("alice")).unwrap();
+    let fresh = SessionToken::generate().unwrap().tag();
+    hub.signed_in(
+        again.id,
+        (&alice, fresh),
+        tokio::time::Instant::now(),
+        &again.evicted,
+    );
+    assert!(!again.evicted.is_cancelled());
+    assert!(
+        !hub.signed_in_closing(again.id),
+        "closing for another reason"
+    );
 }
