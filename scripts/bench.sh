@@ -6,12 +6,15 @@
 #   scripts/bench.sh [--write] [--clients N] [--senders N] [--rates "100 500 1000"] \
 #                    [--runs 2] [--duration 10s] [--warmup 2s] \
 #                    [--hubbub-a PATH] [--hubbub-b PATH] [--name-a NAME] [--name-b NAME] [--no-seed]
+#                    [--bun]
 #
 # --hubbub-a is the hubbub binary to run (default ./target/release/hubbub, built first). With
 # --hubbub-b a second hubbub binary runs too, interleaved with the first (each rate runs A,
 # B, then the seed design), so an old and a new build are compared in one session, on the
 # machine as it is then. Their rows are labelled --name-a and --name-b (default "hubbub" and
-# "hubbub B"). --no-seed leaves the seed design out (no Go needed).
+# "hubbub B"). --no-seed leaves the seed design out (no Go needed). --bun runs Bun's native
+# pub/sub server (../shared/bench/bun-pubsub) too, after the seed design, installed into
+# /tmp/bun-pubsub from the npm registry on first use (npm needed).
 #
 # Needs: cargo, python3, and for the seed design Go with Debian's gorilla/uuid packages:
 #   apt-get install -y golang-go golang-github-gorilla-websocket-dev golang-github-google-uuid-dev
@@ -20,7 +23,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 write=no clients=1000 senders=10 rates="100 500 1000" runs=2 duration=10s warmup=2s
-bin_a=./target/release/hubbub bin_b="" name_a=hubbub name_b="hubbub B" seed_too=yes
+bin_a=./target/release/hubbub bin_b="" name_a=hubbub name_b="hubbub B" seed_too=yes bun_too=no
 while [ $# -gt 0 ]; do
   case "$1" in
     --write) write=yes ;;
@@ -35,6 +38,7 @@ while [ $# -gt 0 ]; do
     --name-a) name_a=$2; shift ;;
     --name-b) name_b=$2; shift ;;
     --no-seed) seed_too=no ;;
+    --bun) bun_too=yes ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -42,18 +46,28 @@ done
 servers="a"
 [ -z "$bin_b" ] || servers="$servers b"
 [ "$seed_too" = no ] || servers="$servers seed"
+[ "$bun_too" = no ] || servers="$servers bun"
 
 build_release
 seed=/tmp/seed-go/seed-go
 if [ "$seed_too" = yes ] && [ ! -x "$seed" ]; then
   ../shared/bench/seed-go/build.sh "$seed" >&2
 fi
+bun_dir=/tmp/bun-pubsub
+bun=$bun_dir/node_modules/@oven/bun-linux-x64/bin/bun
+if [ "$bun_too" = yes ] && [ ! -x "$bun" ]; then
+  rm -rf "$bun_dir" && cp -r ../shared/bench/bun-pubsub "$bun_dir"
+  (cd "$bun_dir" && npm ci --silent) >&2
+fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 run_one() { # server (a, b or seed) rate -> one JSON line on stdout
   local server=$1 rate=$2 port pid bin
-  if [ "$server" != seed ]; then
+  if [ "$server" = bun ]; then
+    port=3944
+    taskset -c 0 "$bun" "$bun_dir/server.js" --addr "127.0.0.1:$port" >"$work/server.log" 2>&1 &
+  elif [ "$server" != seed ]; then
     if [ "$server" = a ]; then port=3941 bin=$bin_a; else port=3943 bin=$bin_b; fi
     rm -f "$work"/bench.db*
     taskset -c 0 "$bin" --addr "127.0.0.1:$port" \
@@ -78,6 +92,7 @@ for run in $(seq "$runs"); do
       case "$server" in
         a) label="$name_a (SQLite)" ;;
         b) label="$name_b (SQLite)" ;;
+        bun) label="Bun $("$bun" --version) publish" ;;
         *) label="seed design" ;;
       esac
       echo "run $run, rate $rate, $label" >&2
@@ -112,5 +127,6 @@ if [ "$write" = yes ]; then
   [ "$bin_a" = ./target/release/hubbub ] || command="$command --hubbub-a $bin_a"
   [ -z "$bin_b" ] || command="$command --hubbub-b $bin_b --name-a \"$name_a\" --name-b \"$name_b\""
   [ "$seed_too" = yes ] || command="$command --no-seed"
+  [ "$bun_too" = no ] || command="$command --bun"
   append_to_benchmarks scripts/bench.sh "$command" "$table"
 fi

@@ -138,14 +138,25 @@ async fn every_page_state_passes_the_accessibility_check_in_both_schemes_and_siz
             name.send_keys(&format!("Reader {width}{ENTER}"))
                 .await
                 .unwrap();
-            browser
+            if let Err(err) = browser
                 .wait()
                 .at_most(BROWSER_PATIENCE)
                 .for_element(Locator::XPath(&format!(
                     "//p[@id='notice' and text()='You are now Reader {width}.']"
                 )))
                 .await
-                .unwrap_or_else(|err| panic!("the rename's notice is shown ({at}): {err}"));
+            {
+                // What the page shows instead, for the failure message.
+                let shown = browser
+                    .execute(
+                        "return [document.getElementById('notice')?.outerHTML, \
+                                 document.getElementById('name')?.value, \
+                                 document.getElementById('status')?.textContent];",
+                        vec![],
+                    )
+                    .await;
+                panic!("the rename's notice is shown ({at}): {err}; the page: {shown:?}");
+            }
             assert_accessible(&browser, &format!("the chat with a notice ({at})")).await;
 
             // The longest names there are, unbroken: a room of 64 characters, a display
