@@ -258,3 +258,52 @@ async fn trickling_a_frame_that_never_ends_does_not_keep_a_connection_alive() {
     };
     assert_eq!(end, End::Unresponsive);
 }
+
+/// What one idle connection's parts weigh in place (issue 16's breakdown, in
+/// BENCHMARKS.md): printed with `cargo test --lib idle_connection_parts -- --nocapture`.
+/// The session's future is allocated once per connection for its whole life, whatever
+/// state it is in, so it is held to a budget here.
+#[tokio::test]
+async fn idle_connection_parts() {
+    let (place, _dir) = room().await;
+    let (socket, _peer) = connected().await;
+    let future = run(
+        socket,
+        Bytes::new(),
+        place,
+        UserId::generate(),
+        guest(),
+        Arc::new(settings()),
+        CancellationToken::new(),
+    );
+    let sizes = [
+        ("session::run future", std::mem::size_of_val(&future)),
+        ("Session", std::mem::size_of::<super::Session>()),
+        (
+            "Connection",
+            std::mem::size_of::<super::connection::Connection>(),
+        ),
+        ("Limits", std::mem::size_of::<super::limits::Limits>()),
+        ("Outlet", std::mem::size_of::<crate::outlet::Outlet>()),
+        ("TcpStream", std::mem::size_of::<tokio::net::TcpStream>()),
+        ("Interval", std::mem::size_of::<tokio::time::Interval>()),
+        ("Sleep", std::mem::size_of::<tokio::time::Sleep>()),
+        (
+            "WaitForCancellationFuture",
+            std::mem::size_of::<tokio_util::sync::WaitForCancellationFuture<'_>>(),
+        ),
+        (
+            "Notified",
+            std::mem::size_of::<tokio::sync::futures::Notified<'_>>(),
+        ),
+    ];
+    for (what, bytes) in sizes {
+        println!("{what:>28}: {bytes:>5} bytes");
+    }
+    drop(future);
+    assert!(
+        sizes[0].1 <= 4096,
+        "the session's future grew past its budget: {} bytes",
+        sizes[0].1
+    );
+}
