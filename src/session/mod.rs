@@ -113,6 +113,17 @@ pub struct Room {
 /// it fails) and the outcome.
 type InFlight = BoxFuture<'static, (Attempt, Result<u64, CommitError>)>;
 
+/// Sleeps until `deadline`, or for ever without one. The timer is boxed, and only made
+/// when there is a deadline: `tokio::select!` builds every branch's future on each turn of
+/// the loop, disabled ones too, and a `Sleep` in place would make every connection's task
+/// 112 bytes bigger for a timeout that only runs while a slow socket is being flushed.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => Box::pin(tokio::time::sleep_until(at)).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Writes waiting for their commit, answered in order. Kept only while one waits: an
 /// empty `FuturesOrdered` still holds two allocations, 152 bytes an idle connection would
 /// carry for nothing (BENCHMARKS.md, issue 16).
@@ -281,8 +292,7 @@ impl Session {
                     return end;
                 }
             }
-            let write_deadline =
-                flushing.unwrap_or_else(Instant::now) + self.settings.write_timeout;
+            let write_deadline = flushing.map(|since| since + self.settings.write_timeout);
             tokio::select! {
                 () = shutdown.cancelled() => return End::Shutdown,
                 () = membership.evicted.cancelled() => {
@@ -307,7 +317,7 @@ impl Session {
                         Err(err) => return End::Transport(err.to_string()),
                     }
                 }
-                () = tokio::time::sleep_until(write_deadline), if flushing.is_some() => {
+                () = sleep_until(write_deadline), if flushing.is_some() => {
                     return End::WriteTimeout;
                 }
                 Some((attempt, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => {

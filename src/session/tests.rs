@@ -307,3 +307,60 @@ async fn idle_connection_parts() {
         sizes[0].1
     );
 }
+
+/// A peer that keeps sending but stops reading: once the socket has taken nothing for
+/// the write timeout, the session ends, even though the peer is far from silent.
+#[tokio::test]
+async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
+    // Small kernel buffers on both sides (the accepted socket inherits the listener's),
+    // so a few hundred messages back up.
+    let listening = tokio::net::TcpSocket::new_v4().unwrap();
+    listening.set_send_buffer_size(4096).unwrap();
+    listening.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = listening.listen(8).unwrap();
+    let connecting = tokio::net::TcpSocket::new_v4().unwrap();
+    connecting.set_recv_buffer_size(4096).unwrap();
+    let client = connecting
+        .connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let mut peer = Peer {
+        stream: client,
+        decoder: Decoder::new(Role::Client, 1 << 20),
+        buf: BytesMut::new(),
+    };
+    let (place, _dir) = room().await;
+    let settings = Settings {
+        write_timeout: Duration::from_millis(300),
+        ping_interval: Duration::from_secs(30),
+        pong_timeout: Duration::from_secs(60),
+        send_queue: 1_000_000,
+        message_quota: per_second(100_000, 100_000),
+        ..settings()
+    };
+    let started = Instant::now();
+    let session = tokio::spawn(run(
+        server,
+        Bytes::new(),
+        place,
+        UserId::generate(),
+        guest(),
+        Arc::new(settings),
+        CancellationToken::new(),
+    ));
+    assert!(matches!(peer.next().await, Some(Incoming::Text(_))));
+    // Posts whose broadcasts come back to this same peer, which reads none of them.
+    let json = format!(r#"{{"text":"{}"}}"#, "x".repeat(1000));
+    let post = hubbub_wire::client_frame(true, json.as_bytes(), [5, 6, 7, 8]);
+    while !session.is_finished() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still open after 20 s"
+        );
+        // The peer's own send buffer may fill too: a write that cannot finish is fine.
+        let _ = tokio::time::timeout(Duration::from_millis(20), peer.send(&post)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(session.await.unwrap(), End::WriteTimeout);
+}
