@@ -408,44 +408,6 @@ impl Hub {
         Some(self.room(room).ok()?.lock().history_html(room))
     }
 
-    /// Who is in a room (on every node), one entry per user, sorted.
-    /// The presence list as a page shows it: its first names (guests who share a name
-    /// marked apart) and how many are here in all, on every node.
-    pub fn presence_list(&self, room: &RoomName) -> (Vec<render::Listed>, usize) {
-        let nodes = &self.shared.nodes;
-        if let Ok(entry) = self.room(room) {
-            let state = entry.lock();
-            return nodes.with_room(room, |others| state.presence.listed(others));
-        }
-        let names: Vec<render::Listed> = self
-            .present(room)
-            .into_iter()
-            .map(|name| render::Listed {
-                name,
-                guest_mark: None,
-            })
-            .collect();
-        let total = names.len();
-        (names, total)
-    }
-
-    pub fn present(&self, room: &RoomName) -> Vec<DisplayName> {
-        let nodes = &self.shared.nodes;
-        let mut names = match self.room(room) {
-            Ok(entry) => {
-                let state = entry.lock();
-                nodes.with_room(room, |others| state.presence.names(others))
-            }
-            Err(_) => nodes.with_room(room, |others| {
-                others
-                    .map(|users| users.values().map(|e| e.name.clone()).collect())
-                    .unwrap_or_default()
-            }),
-        };
-        names.sort_by_cached_key(|name| name.as_str().to_lowercase());
-        names
-    }
-
     /// Every known or occupied room with how many users are in it.
     pub fn room_counts(&self) -> Vec<RoomCount> {
         room_list::counts(self)

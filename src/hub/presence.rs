@@ -1,9 +1,11 @@
 //! Who is in a room: one entry per user however many tabs, with their current name, merged
 //! with the users other nodes report (with shared presence); and the presence list as last
-//! sent, so that a join in a big room costs no render.
+//! sent, so that a join in a big room costs no render; and the hub's presence queries
+//! for pages.
 
 use std::collections::HashMap;
 
+use super::Hub;
 use crate::cluster::{Elsewhere, Seat};
 use crate::domain::{DisplayName, RoomName, UserId};
 use crate::render::{self, Html, Listed};
@@ -257,6 +259,46 @@ impl Presence {
             })
             .collect();
         (names, total)
+    }
+}
+
+impl Hub {
+    /// The presence list as a page shows it: its first names (guests who share a name
+    /// marked apart) and how many are here in all, on every node.
+    pub fn presence_list(&self, room: &RoomName) -> (Vec<Listed>, usize) {
+        let nodes = &self.shared.nodes;
+        if let Ok(entry) = self.room(room) {
+            let state = entry.lock();
+            return nodes.with_room(room, |others| state.presence.listed(others));
+        }
+        let names: Vec<Listed> = self
+            .present(room)
+            .into_iter()
+            .map(|name| Listed {
+                name,
+                guest_mark: None,
+            })
+            .collect();
+        let total = names.len();
+        (names, total)
+    }
+
+    /// Who is in a room (on every node), one entry per user, sorted.
+    pub fn present(&self, room: &RoomName) -> Vec<DisplayName> {
+        let nodes = &self.shared.nodes;
+        let mut names = match self.room(room) {
+            Ok(entry) => {
+                let state = entry.lock();
+                nodes.with_room(room, |others| state.presence.names(others))
+            }
+            Err(_) => nodes.with_room(room, |others| {
+                others
+                    .map(|users| users.values().map(|e| e.name.clone()).collect())
+                    .unwrap_or_default()
+            }),
+        };
+        names.sort_by_cached_key(|name| name.as_str().to_lowercase());
+        names
     }
 }
 

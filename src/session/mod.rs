@@ -12,9 +12,11 @@
 //! - [`connection`]: the socket, the decoder, and the closing handshake.
 //! - [`end`]: every way a session can end, and the close code each sends.
 //! - [`limits`]: the connection's rate limits.
+//! - [`commits`]: the connection's writes waiting for their commit.
 //!
 //! [`Outlet`]: crate::outlet::Outlet
 
+mod commits;
 mod connection;
 mod end;
 mod limits;
@@ -26,15 +28,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesOrdered;
-use futures_util::{FutureExt, StreamExt};
 use governor::Quota;
 use hubbub_wire::{Frame, Incoming};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use self::commits::Commits;
 use self::connection::Connection;
 pub use self::end::{End, close_code};
 use self::limits::{Limits, Verdict};
@@ -121,39 +123,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => Box::pin(tokio::time::sleep_until(at)).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Writes waiting for their commit, answered in order. Kept only while one waits: an
-/// empty `FuturesOrdered` still holds two allocations, 152 bytes an idle connection would
-/// carry for nothing (BENCHMARKS.md, issue 16).
-#[derive(Default)]
-struct Commits(Option<FuturesOrdered<InFlight>>);
-
-impl Commits {
-    fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, FuturesOrdered::len)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn push(&mut self, write: InFlight) {
-        self.0
-            .get_or_insert_with(FuturesOrdered::new)
-            .push_back(write);
-    }
-
-    /// The next answer, in submission order; `None` at once when nothing waits. Cancel
-    /// safe, as `FuturesOrdered::next` is.
-    async fn next(&mut self) -> Option<(Attempt, Result<u64, CommitError>)> {
-        let waiting = self.0.as_mut()?;
-        let next = waiting.next().await;
-        if waiting.is_empty() {
-            self.0 = None;
-        }
-        next
     }
 }
 
