@@ -30,10 +30,26 @@ pub(super) struct Connection {
     pub(super) pending: BytesMut,
 }
 
+/// Lets go of the HTTP connection's task, which served the upgrade request and has ended.
+///
+/// Its last read of the socket left its waker in the socket's read slot, and a waker holds
+/// its task's memory (hyper's connection task, about 1.7 KB) until it is taken out: by the
+/// next readiness event, or by another waker put in its place. An idle WebSocket may see no
+/// event for a whole ping interval, so every idle connection kept a dead task alive (5.57
+/// against 3.84 KiB of RSS per connection at 19,000). Polling both slots once with a no-op
+/// waker replaces the stale ones (a direction that is ready already keeps its old waker
+/// until the next event in that direction).
+fn release_http_task(socket: &TcpStream) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let _ = socket.poll_read_ready(&mut cx);
+    let _ = socket.poll_write_ready(&mut cx);
+}
+
 impl Connection {
     /// A connection over `socket`; `leftover` is what the HTTP layer read past the upgrade
     /// request, decoded first.
     pub(super) fn new(socket: TcpStream, leftover: &[u8], settings: &Settings) -> Self {
+        release_http_task(&socket);
         let socket = Arc::new(socket);
         Self {
             outlet: Arc::new(Outlet::new(Arc::clone(&socket), settings.send_queue)),
