@@ -215,6 +215,8 @@ impl Server {
         if !shutdown.is_cancelled() {
             return served.unwrap_or(Ok(()));
         }
+        // Every session closes with 1012; one still joining sees the token itself.
+        self.hub.end_all_sessions();
 
         // One deadline for everything: HTTP requests in flight, WebSocket sessions and the
         // commit writer. A client that stalls mid-request cannot hold the process past it.

@@ -14,15 +14,23 @@
 //! The lock is a std `Mutex` held only around non-blocking work (a `try_write`, a queue
 //! push), never across `.await`. An idle outlet owns no buffer: the queue allocates only
 //! while something is waiting.
+//!
+//! The outlet is also how the rest of the server tells a session to end ([`Ending`]): the
+//! hub evicts a member that fell behind, a ban or a sign-out closes its sockets, shutdown
+//! closes them all. One waker serves both purposes, so an idle connection waits on its
+//! socket and its outlet and nothing else: no cancellation token, no intrusive waiter of
+//! its own (BENCHMARKS.md, issue 16).
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Context;
 
 use bytes::{Buf, Bytes};
+use futures_util::task::AtomicWaker;
 use hubbub_wire::Frame;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 
 /// Frames written with one vectored `write` when draining the queue.
 const MAX_IOVECS: usize = 64;
@@ -40,14 +48,27 @@ pub enum Offered {
     Closed,
 }
 
+/// Why the rest of the server wants a connection to end. The first reason given stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Ending {
+    /// Evicted: too far behind, banned or signed out (the session tells which apart).
+    Evicted = 1,
+    /// The server is shutting down.
+    Shutdown = 2,
+}
+
 /// The shared write side of one connection.
 #[derive(Debug)]
 pub struct Outlet {
     /// `None` only in tests, where every frame is queued for the test to inspect.
     socket: Option<Arc<TcpStream>>,
     queue: Mutex<Queue>,
-    /// Wakes the session when its queue goes from empty to not empty.
-    queued: Notify,
+    /// The session's task: woken when its queue goes from empty to not empty, and when
+    /// the connection is to end.
+    session: AtomicWaker,
+    /// An [`Ending`] as its number, or 0 while the connection is to go on.
+    ending: AtomicU8,
     /// The most frames waiting before [`Offered::Full`].
     limit: usize,
 }
@@ -75,7 +96,8 @@ impl Outlet {
         Self {
             socket,
             queue: Mutex::new(Queue::default()),
-            queued: Notify::new(),
+            session: AtomicWaker::new(),
+            ending: AtomicU8::new(0),
             limit: limit.max(1),
         }
     }
@@ -137,7 +159,7 @@ impl Outlet {
         }
         queue.front_started = written > 0;
         queue.frames.push_back(bytes.slice(written..));
-        self.queued.notify_one();
+        self.session.wake();
         Offered::Queued
     }
 
@@ -171,15 +193,38 @@ impl Outlet {
         Ok(true)
     }
 
-    /// Waits until something is queued. Returns at once if something was queued since the
-    /// last call.
-    pub async fn queued(&self) {
-        self.queued.notified().await;
+    /// Registers the session's task to be woken when something is queued or the connection
+    /// is to end. Register first, then look ([`Self::has_queued`], [`Self::ending`]): a
+    /// change after the look wakes the task again.
+    pub fn register(&self, cx: &Context<'_>) {
+        self.session.register(cx.waker());
     }
 
     /// Whether frames are waiting to be written.
     pub fn has_queued(&self) -> bool {
         !self.lock().frames.is_empty()
+    }
+
+    /// Asks the session to end, for `why`, and wakes it. `true` for the first asking;
+    /// later ones change nothing.
+    pub fn end(&self, why: Ending) -> bool {
+        let first = self
+            .ending
+            .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if first {
+            self.session.wake();
+        }
+        first
+    }
+
+    /// Why the connection is to end, once it is.
+    pub fn ending(&self) -> Option<Ending> {
+        match self.ending.load(Ordering::Acquire) {
+            0 => None,
+            1 => Some(Ending::Evicted),
+            _ => Some(Ending::Shutdown),
+        }
     }
 
     /// Stops accepting frames (the connection is ending without a close frame).

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::Hub;
 use crate::domain::UserId;
+use crate::outlet::Ending;
 
 /// How often each node re-reads the store's bans.
 pub const BAN_REFRESH: Duration = Duration::from_secs(2);
@@ -98,10 +99,10 @@ impl Hub {
             if state.presence.sessions_of(user) == 0 {
                 continue;
             }
-            closing.extend(state.members.of_user(user).map(|t| t.evicted.clone()));
+            closing.extend(state.members.of_user(user).map(|t| Arc::clone(&t.outlet)));
         }
-        for evicted in closing {
-            evicted.cancel();
+        for outlet in closing {
+            outlet.end(Ending::Evicted);
         }
     }
 }

@@ -42,11 +42,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use hubbub_wire::Frame;
-use tokio_util::sync::CancellationToken;
 
 use super::SessionId;
 use crate::domain::UserId;
-use crate::outlet::{Offered, Outlet};
+use crate::outlet::{Ending, Offered, Outlet};
 use crate::render::Html;
 
 /// A room at most this big is written to by the caller when nothing is queued: about a
@@ -74,7 +73,6 @@ pub(super) struct Target {
     pub(super) user: UserId,
     /// The connection's write side. Bounded: when it is full the member is evicted.
     pub(super) outlet: Arc<Outlet>,
-    pub(super) evicted: CancellationToken,
 }
 
 /// The members a job is for: a snapshot, shared by every job queued until the list changes.
@@ -98,6 +96,11 @@ impl Members {
 
     pub(super) fn get(&self, id: SessionId) -> Option<&Target> {
         self.by_id.get(&id)
+    }
+
+    /// Every member's outlet (for shutdown).
+    pub(super) fn outlets(&self) -> impl Iterator<Item = Arc<Outlet>> + '_ {
+        self.by_id.values().map(|target| Arc::clone(&target.outlet))
     }
 
     /// The members that are `user`'s sessions (a walk of the room: only for rare events).
@@ -423,8 +426,7 @@ fn offer(target: &Target, frame: &Frame, evicted: &mut u64) -> bool {
         Offered::Written | Offered::Queued => true,
         Offered::Full => {
             // Counted once: later jobs queued for it find it full too until it closes.
-            if !target.evicted.is_cancelled() {
-                target.evicted.cancel();
+            if target.outlet.end(Ending::Evicted) {
                 *evicted += 1;
             }
             false

@@ -57,7 +57,6 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use self::activity::Activity;
 pub use self::activity::Counters;
@@ -69,7 +68,7 @@ use self::room::{Effects, Joining, Room};
 use self::room_list::RoomList;
 use crate::domain::{ChatMessage, DisplayName, RoomName, UserId};
 use crate::metrics::Metrics;
-use crate::outlet::Outlet;
+use crate::outlet::{Ending, Outlet};
 use crate::render::{self, RoomCount};
 
 /// Identifies one connection for as long as it is in the hub.
@@ -152,13 +151,13 @@ struct Shared {
     relieved: Notify,
 }
 
-/// What a session gets when it joins: its id and the token that tells it it was evicted.
-/// The first frame offered to its outlet is always the room's state (history, presence,
-/// typing, room list); its history replaces the page's message list.
+/// What a session gets when it joins: its id. The first frame offered to its outlet is
+/// always the room's state (history, presence, typing, room list); its history replaces
+/// the page's message list. The hub tells the session to end through its outlet
+/// ([`crate::outlet::Ending`]).
 pub struct Membership {
     pub id: SessionId,
     pub room: RoomName,
-    pub evicted: CancellationToken,
 }
 
 /// The room is not in memory: load it through the committer first.
@@ -256,7 +255,6 @@ impl Hub {
         outlet: Arc<Outlet>,
     ) -> Result<Membership, NotLoaded> {
         let id = SessionId(self.shared.next_session.fetch_add(1, Ordering::Relaxed));
-        let evicted = CancellationToken::new();
         let entry = self.room(room)?;
         let (room_list, _) = self.shared.room_list.current(self);
         let joining = Joining {
@@ -264,7 +262,6 @@ impl Hub {
             user,
             name,
             outlet,
-            evicted: evicted.clone(),
             room_list: &room_list,
             notices: self.shared.settings.presence_notices,
         };
@@ -277,8 +274,19 @@ impl Hub {
         Ok(Membership {
             id,
             room: room.clone(),
-            evicted,
         })
+    }
+
+    /// Tells every session on this node to end, for shutdown (each closes with 1012). A
+    /// session that joins after this looks at the shutdown token itself.
+    pub fn end_all_sessions(&self) {
+        let mut outlets = Vec::new();
+        for entry in self.directory().rooms() {
+            outlets.extend(entry.lock().members.outlets());
+        }
+        for outlet in outlets {
+            outlet.end(Ending::Shutdown);
+        }
     }
 
     /// Removes a session. Calling it for a session that was evicted is harmless.

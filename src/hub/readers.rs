@@ -11,7 +11,7 @@ use super::activity::Counters;
 use super::{Hub, SessionId};
 use crate::cluster::Read;
 use crate::domain::{ChatMessage, RoomName, UserId};
-use crate::outlet::{Offered, Outlet};
+use crate::outlet::{Ending, Offered, Outlet};
 use crate::render::{self, Rendered, UnreadLine};
 
 impl Hub {
@@ -78,7 +78,7 @@ impl Hub {
                     .members
                     .of_user(user)
                     .filter(|target| Some(target.id) != reader)
-                    .map(|target| (Arc::clone(&target.outlet), target.evicted.clone())),
+                    .map(|target| Arc::clone(&target.outlet)),
             );
         }
         if outlets.is_empty() {
@@ -136,7 +136,7 @@ impl Hub {
                     state
                         .members
                         .of_user(user)
-                        .map(|target| (Arc::clone(&target.outlet), target.evicted.clone())),
+                        .map(|target| Arc::clone(&target.outlet)),
                 );
             }
         }
@@ -167,10 +167,10 @@ impl Hub {
 
 /// Offers one frame to each outlet; a full one means its session is too far behind, as
 /// anywhere else.
-fn offer_all(outlets: Vec<(Arc<Outlet>, tokio_util::sync::CancellationToken)>, frame: &Frame) {
-    for (outlet, evicted) in outlets {
+fn offer_all(outlets: Vec<Arc<Outlet>>, frame: &Frame) {
+    for outlet in outlets {
         if matches!(outlet.offer(frame), Offered::Full) {
-            evicted.cancel();
+            outlet.end(Ending::Evicted);
         }
     }
 }

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use hubbub_wire::Frame;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::activity::Shown;
 use super::fanout::{self, Members, Outgoing, Queue, Target, Written};
@@ -141,7 +140,6 @@ pub(super) struct Joining<'a> {
     pub(super) user: UserId,
     pub(super) name: DisplayName,
     pub(super) outlet: Arc<Outlet>,
-    pub(super) evicted: CancellationToken,
     /// The room list, for the first frame.
     pub(super) room_list: &'a Html,
     /// Whether "alice joined" goes into the log.
@@ -166,7 +164,6 @@ impl RoomState {
             user,
             name,
             outlet,
-            evicted,
             room_list,
             notices,
         } = joining;
@@ -180,12 +177,7 @@ impl RoomState {
         ]);
         // A fresh outlet always has room for its first frame.
         let _ = outlet.offer(&first);
-        self.members.insert(Target {
-            id,
-            user,
-            outlet,
-            evicted,
-        });
+        self.members.insert(Target { id, user, outlet });
         if arrived {
             fx.counts_changed = true;
             fx.tell_others = true;

@@ -17,14 +17,14 @@
 //! and its page reloads still signed in.)
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::{Hub, SessionId};
 use crate::domain::{SessionTag, SignOut, UserId};
+use crate::outlet::{Ending, Outlet};
 
 /// How long a sign-out is remembered for sockets still on their way in: far longer than
 /// an upgrade takes.
@@ -50,7 +50,8 @@ struct State {
 struct SignedIn {
     user: UserId,
     tag: SessionTag,
-    evicted: CancellationToken,
+    /// The socket's write side, through which it is told to close.
+    outlet: Arc<Outlet>,
     /// Its session was signed out: the socket closes for that reason.
     ended: bool,
 }
@@ -80,14 +81,14 @@ impl State {
 
 impl Hub {
     /// Session `id` (of `user`, opened under the signed-in session `tag`, which was found
-    /// alive at `checked`) is to close when that session is signed out; `evicted` is its
-    /// membership's token.
+    /// alive at `checked`) is to close when that session is signed out; `outlet` is its
+    /// socket's write side.
     pub fn signed_in(
         &self,
         id: SessionId,
         (user, tag): (&UserId, SessionTag),
         checked: Instant,
-        evicted: &CancellationToken,
+        outlet: &Arc<Outlet>,
     ) {
         let mut state = self.shared.sign_ins.lock();
         // Signed out while this socket was on its way in.
@@ -100,13 +101,13 @@ impl Hub {
             SignedIn {
                 user: user.clone(),
                 tag,
-                evicted: evicted.clone(),
+                outlet: Arc::clone(outlet),
                 ended,
             },
         );
         drop(state);
         if ended {
-            evicted.cancel();
+            outlet.end(Ending::Evicted);
         }
     }
 
@@ -137,12 +138,12 @@ impl Hub {
             for signed_in in state.open.values_mut() {
                 if !signed_in.ended && ending.ends(&signed_in.user, signed_in.tag) {
                     signed_in.ended = true;
-                    closing.push(signed_in.evicted.clone());
+                    closing.push(Arc::clone(&signed_in.outlet));
                 }
             }
         }
-        for evicted in &closing {
-            evicted.cancel();
+        for outlet in &closing {
+            outlet.end(Ending::Evicted);
         }
         closing.len()
     }

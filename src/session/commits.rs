@@ -1,5 +1,7 @@
 //! A connection's writes waiting for their commit, answered in the order they were sent.
 
+use std::task::{Context, Poll, ready};
+
 use futures_util::StreamExt;
 use futures_util::stream::FuturesOrdered;
 
@@ -17,24 +19,24 @@ impl Commits {
         self.0.as_ref().map_or(0, FuturesOrdered::len)
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     pub(super) fn push(&mut self, write: InFlight) {
         self.0
             .get_or_insert_with(FuturesOrdered::new)
             .push_back(write);
     }
 
-    /// The next answer, in submission order; `None` at once when nothing waits. Cancel
-    /// safe, as `FuturesOrdered::next` is.
-    pub(super) async fn next(&mut self) -> Option<(Attempt, Result<u64, CommitError>)> {
-        let waiting = self.0.as_mut()?;
-        let next = waiting.next().await;
+    /// The next answer, in submission order; `None` at once when nothing waits.
+    pub(super) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<(Attempt, Result<u64, CommitError>)>> {
+        let Some(waiting) = self.0.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let next = ready!(waiting.poll_next_unpin(cx));
         if waiting.is_empty() {
             self.0 = None;
         }
-        next
+        Poll::Ready(next)
     }
 }

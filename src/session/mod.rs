@@ -1,5 +1,6 @@
-//! One WebSocket connection: one task, one `select!` over the socket, the keep-alive timer,
-//! commits in flight, eviction and shutdown.
+//! One WebSocket connection: one task, one hand-polled wait over the socket, the outlet
+//! (frames queued; eviction, bans, sign-outs and shutdown, which the hub sends through it),
+//! the keep-alive timer and commits in flight.
 //!
 //! The read side decodes what htmx sends ([`hubbub_wire`]) and submits it for commit (the
 //! committer broadcasts it once stored; a failure comes back here as "not sent" with the
@@ -24,7 +25,10 @@ mod limits;
 #[cfg(test)]
 mod tests;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,7 +37,7 @@ use futures_util::future::BoxFuture;
 use governor::Quota;
 use hubbub_wire::{Frame, Incoming};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use self::commits::Commits;
@@ -50,7 +54,7 @@ use crate::domain::{
 use crate::hub::{Hub, Membership, NotLoaded, SessionId};
 use crate::limits::{ClientLimits, per_second};
 use crate::metrics::Rejection;
-use crate::outlet::Outlet;
+use crate::outlet::{Ending, Outlet};
 use crate::render::{self, Html};
 
 /// Messages one session may have waiting for their commit. When that many are in flight
@@ -115,15 +119,23 @@ pub struct Room {
 /// it fails) and the outcome.
 type InFlight = BoxFuture<'static, (Attempt, Result<u64, CommitError>)>;
 
-/// Sleeps until `deadline`, or for ever without one. The timer is boxed, and only made
-/// when there is a deadline: `tokio::select!` builds every branch's future on each turn of
-/// the loop, disabled ones too, and a `Sleep` in place would make every connection's task
-/// 112 bytes bigger for a timeout that only runs while a slow socket is being flushed.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => Box::pin(tokio::time::sleep_until(at)).await,
-        None => std::future::pending().await,
-    }
+/// What woke a session's loop.
+enum Event {
+    /// The rest of the server wants the connection to end.
+    Ending(Ending),
+    /// Frames wait in the outlet: the socket could not take them all.
+    Queued,
+    /// The socket can take more of what waits (or has failed).
+    Writable(std::io::Result<()>),
+    /// What waits has not moved for the write timeout: a reader that stopped reading.
+    /// Its timer exists only while something waits, not in every idle connection.
+    WriteTimeout,
+    /// A write's commit was answered.
+    Committed(Attempt, Result<u64, CommitError>),
+    /// The socket has bytes, or the stream ended (or failed).
+    Readable(std::io::Result<()>),
+    /// Time for a keep-alive ping.
+    Ping,
 }
 
 /// What a session submitted, for telling its sender what went wrong.
@@ -171,23 +183,33 @@ pub async fn run(
         address,
         sign_in,
     } = place;
-    let membership = match join(&hub, &committer, &room, &user, &name, &conn.outlet).await {
+    // Joining and closing are boxed: they happen once, and kept inline their futures
+    // would make every connection's task bigger for its whole life.
+    let joining = join(&hub, &committer, &room, &user, &name, &conn.outlet);
+    let membership = match Box::pin(joining).await {
         Ok(membership) => membership,
         Err(end) => {
-            connection::close(&mut conn, &end, &settings).await;
+            Box::pin(connection::close(&mut conn, &end, &settings)).await;
             return end;
         }
     };
-    // After the room's first frame, which replaces what the page shows.
-    if let Some(unread) = unread
-        && let Err(end) = conn.send(&Frame::text(unread.as_str()))
-    {
+    let early_end = if shutdown.is_cancelled() {
+        // Shutdown told every member to end; this socket may have joined just after.
+        Some(End::Shutdown)
+    } else if let Some(unread) = unread {
+        // After the room's first frame, which replaces what the page shows.
+        conn.send(&Frame::text(unread.as_str())).err()
+    } else {
+        None
+    };
+    drop(shutdown);
+    if let Some(end) = early_end {
         hub.leave(&room, membership.id);
-        connection::close(&mut conn, &end, &settings).await;
+        Box::pin(connection::close(&mut conn, &end, &settings)).await;
         return end;
     }
     if let Some((tag, checked)) = sign_in {
-        hub.signed_in(membership.id, (&user, tag), checked, &membership.evicted);
+        hub.signed_in(membership.id, (&user, tag), checked, &conn.outlet);
     }
     let mut session = Session {
         limits: Limits::new(&settings, address),
@@ -206,13 +228,18 @@ pub async fn run(
         guest: sign_in.is_none(),
     };
     tracing::debug!(id = ?session.id, room = %session.room, name = %session.name, "session started");
-    let mut end = session.serve(&membership, &shutdown).await;
+    let mut end = session.serve().await;
     if sign_in.is_some() && session.hub.signed_in_closing(session.id) && end == End::Evicted {
         end = End::SignedOut;
     }
     session.hub.leave(&session.room, session.id);
     tracing::debug!(id = ?session.id, room = %session.room, name = %session.name, ?end, "session ended");
-    connection::close(&mut session.conn, &end, &session.settings).await;
+    Box::pin(connection::close(
+        &mut session.conn,
+        &end,
+        &session.settings,
+    ))
+    .await;
     end
 }
 
@@ -243,14 +270,14 @@ struct Session {
 
 impl Session {
     /// The session's loop, from joining the room until the first reason to end.
-    async fn serve(&mut self, membership: &Membership, shutdown: &CancellationToken) -> End {
-        let outlet = Arc::clone(&self.conn.outlet);
-        let socket = Arc::clone(&self.conn.socket);
-        let ping_interval = self.settings.ping_interval;
-        let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
+    async fn serve(&mut self) -> End {
+        let period = self.settings.ping_interval;
+        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // Set while frames wait in the outlet: when the socket last took something.
-        let mut flushing: Option<Instant> = None;
+        // Set while frames wait in the outlet: the write timeout, counted from when the
+        // socket last took something. Made only then (see `Event::WriteTimeout`).
+        let mut flushing: Option<Pin<Box<Sleep>>> = None;
+        let write_timeout = self.settings.write_timeout;
         // What the hyper layer read past the upgrade request is decoded first.
         let mut decode_now = !self.conn.pending.is_empty();
 
@@ -261,35 +288,42 @@ impl Session {
                     return end;
                 }
             }
-            let write_deadline = flushing.map(|since| since + self.settings.write_timeout);
-            tokio::select! {
-                () = shutdown.cancelled() => return End::Shutdown,
-                () = membership.evicted.cancelled() => {
-                    // Evicted for being too slow, or closed by a ban.
-                    return if self.hub.is_banned(&self.user) { End::Banned } else { End::Evicted };
+            let event =
+                std::future::poll_fn(|cx| self.poll_event(cx, &mut ping, flushing.as_mut())).await;
+            match event {
+                Event::Ending(Ending::Shutdown) => return End::Shutdown,
+                Event::Ending(Ending::Evicted) => {
+                    // Evicted for being too slow, or closed by a ban or a sign-out.
+                    return if self.hub.is_banned(&self.user) {
+                        End::Banned
+                    } else {
+                        End::Evicted
+                    };
                 }
-                () = outlet.queued(), if flushing.is_none() => {
-                    flushing = Some(Instant::now());
-                    match outlet.flush() {
-                        Ok(true) => flushing = None,
-                        Ok(false) => {}
-                        Err(err) => return End::Transport(err.to_string()),
+                Event::Queued => match self.conn.outlet.flush() {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let deadline = Instant::now() + write_timeout;
+                        flushing = Some(Box::pin(tokio::time::sleep_until(deadline)));
                     }
-                }
-                ready = socket.writable(), if flushing.is_some() => {
+                    Err(err) => return End::Transport(err.to_string()),
+                },
+                Event::Writable(ready) => {
                     if let Err(err) = ready {
                         return End::Transport(err.to_string());
                     }
-                    match outlet.flush() {
+                    match self.conn.outlet.flush() {
                         Ok(true) => flushing = None,
-                        Ok(false) => flushing = Some(Instant::now()),
+                        Ok(false) => {
+                            if let Some(timer) = flushing.as_mut() {
+                                timer.as_mut().reset(Instant::now() + write_timeout);
+                            }
+                        }
                         Err(err) => return End::Transport(err.to_string()),
                     }
                 }
-                () = sleep_until(write_deadline), if flushing.is_some() => {
-                    return End::WriteTimeout;
-                }
-                Some((attempt, outcome)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                Event::WriteTimeout => return End::WriteTimeout,
+                Event::Committed(attempt, outcome) => {
                     // Messages left undecoded while too many were in flight go next.
                     decode_now = !self.conn.pending.is_empty();
                     if let Err(err) = outcome
@@ -298,7 +332,7 @@ impl Session {
                         return end;
                     }
                 }
-                ready = socket.readable(), if self.in_flight.len() < MAX_IN_FLIGHT => {
+                Event::Readable(ready) => {
                     if let Err(err) = ready {
                         return End::Transport(err.to_string());
                     }
@@ -309,7 +343,7 @@ impl Session {
                     }
                     decode_now = true;
                 }
-                _ = ping.tick() => {
+                Event::Ping => {
                     if self.last_heard.elapsed() >= self.settings.pong_timeout {
                         return End::Unresponsive;
                     }
@@ -319,6 +353,51 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// What the loop waits for, polled by hand rather than with `select!`: `select!` keeps
+    /// a future for every branch in the task, and those were most of an idle connection's
+    /// memory. Here the socket's readiness and the outlet keep a waker each and the task
+    /// keeps nothing more. Earlier checks win a tie: an ending first, then writing, then
+    /// answers to commits before reading more.
+    fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+        ping: &mut Interval,
+        flushing: Option<&mut Pin<Box<Sleep>>>,
+    ) -> Poll<Event> {
+        let outlet = &self.conn.outlet;
+        outlet.register(cx);
+        if let Some(why) = outlet.ending() {
+            return Poll::Ready(Event::Ending(why));
+        }
+        match flushing {
+            None => {
+                if outlet.has_queued() {
+                    return Poll::Ready(Event::Queued);
+                }
+            }
+            Some(timer) => {
+                if let Poll::Ready(ready) = self.conn.socket.poll_write_ready(cx) {
+                    return Poll::Ready(Event::Writable(ready));
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Event::WriteTimeout);
+                }
+            }
+        }
+        if let Poll::Ready(Some((attempt, outcome))) = self.in_flight.poll_next(cx) {
+            return Poll::Ready(Event::Committed(attempt, outcome));
+        }
+        if self.in_flight.len() < MAX_IN_FLIGHT
+            && let Poll::Ready(ready) = self.conn.socket.poll_read_ready(cx)
+        {
+            return Poll::Ready(Event::Readable(ready));
+        }
+        if ping.poll_tick(cx).is_ready() {
+            return Poll::Ready(Event::Ping);
+        }
+        Poll::Pending
     }
 
     /// Decodes and handles the whole messages read so far, stopping while `MAX_IN_FLIGHT`

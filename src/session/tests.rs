@@ -88,6 +88,12 @@ async fn start(
 ) -> (tokio::task::JoinHandle<End>, Peer, tempfile::TempDir) {
     let (place, dir) = room().await;
     let (socket, peer) = connected().await;
+    // Shutdown as the server does it: the token, then every member told to end.
+    let (hub, token) = (place.hub.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        token.cancelled().await;
+        hub.end_all_sessions();
+    });
     let session = tokio::spawn(run(
         socket,
         leftover,
@@ -123,6 +129,26 @@ async fn a_peer_that_never_answers_pings_is_dropped_after_the_pong_timeout() {
     assert!(pings >= 2, "pings every 100 ms went unanswered ({pings})");
     drop(peer);
     assert_eq!(session.await.unwrap(), End::Unresponsive);
+}
+
+/// Shutdown tells every member to end; a socket that joins just after that was told
+/// nothing, and must see the token itself.
+#[tokio::test]
+async fn a_socket_that_joins_after_shutdown_began_gets_1012_at_once() {
+    let shutdown = CancellationToken::new();
+    shutdown.cancel();
+    let (session, mut peer, _dir) = start(Bytes::new(), shutdown).await;
+    let close = loop {
+        match peer.next().await {
+            Some(Incoming::Close(code)) => break code,
+            Some(_) => {}
+            None => panic!("no close frame"),
+        }
+    };
+    assert_eq!(close, Some(close_code::SERVICE_RESTART));
+    peer.send(&hubbub_wire::client_close(1000, [9, 9, 9, 9]))
+        .await;
+    assert_eq!(session.await.unwrap(), End::Shutdown);
 }
 
 #[tokio::test]

@@ -305,8 +305,18 @@ fn a_sign_out_closes_the_sockets_of_the_sessions_it_names_and_is_told_once() {
     let on_laptop = join(&hub, &room, alice.clone(), name("alice")).unwrap();
     let as_guest = join(&hub, &room, UserId::generate(), name("guest")).unwrap();
     let checked = tokio::time::Instant::now();
-    hub.signed_in(on_phone.id, (&alice, phone), checked, &on_phone.evicted);
-    hub.signed_in(on_laptop.id, (&alice, laptop), checked, &on_laptop.evicted);
+    hub.signed_in(
+        on_phone.id,
+        (&alice, phone),
+        checked,
+        &on_phone.outbox.outlet,
+    );
+    hub.signed_in(
+        on_laptop.id,
+        (&alice, laptop),
+        checked,
+        &on_laptop.outbox.outlet,
+    );
 
     // Heard from another node: the phone's socket closes, for that reason; nothing is
     // told back.
@@ -315,8 +325,8 @@ fn a_sign_out_closes_the_sockets_of_the_sessions_it_names_and_is_told_once() {
         tag: phone,
     }]))
     .unwrap();
-    assert!(on_phone.evicted.is_cancelled());
-    assert!(!on_laptop.evicted.is_cancelled() && !as_guest.evicted.is_cancelled());
+    assert!(on_phone.evicted());
+    assert!(!on_laptop.evicted() && !as_guest.evicted());
     assert!(hub.signed_in_closing(on_phone.id));
     assert!(hub.take_signals().signed_out.is_empty(), "not told back");
 
@@ -332,24 +342,24 @@ fn a_sign_out_closes_the_sockets_of_the_sessions_it_names_and_is_told_once() {
         keep: None,
     };
     assert_eq!(hub.sign_out(everywhere), 1);
-    assert!(on_laptop.evicted.is_cancelled() && !as_guest.evicted.is_cancelled());
+    assert!(on_laptop.evicted() && !as_guest.evicted());
     assert!(hub.signed_in_closing(on_laptop.id));
     assert!(!hub.signed_in_closing(as_guest.id));
 
     // A socket checked before a sign-out and registered after it closes at once; one
     // whose session was checked after it (a new sign-in) stays.
     let late = join(&hub, &room, alice.clone(), name("alice")).unwrap();
-    hub.signed_in(late.id, (&alice, phone), checked, &late.evicted);
-    assert!(late.evicted.is_cancelled());
+    hub.signed_in(late.id, (&alice, phone), checked, &late.outbox.outlet);
+    assert!(late.evicted());
     let again = join(&hub, &room, alice.clone(), name("alice")).unwrap();
     let fresh = SessionToken::generate().unwrap().tag();
     hub.signed_in(
         again.id,
         (&alice, fresh),
         tokio::time::Instant::now(),
-        &again.evicted,
+        &again.outbox.outlet,
     );
-    assert!(!again.evicted.is_cancelled());
+    assert!(!again.evicted());
     assert!(
         !hub.signed_in_closing(again.id),
         "closing for another reason"
