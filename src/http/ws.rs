@@ -111,9 +111,10 @@ async fn connect(
     let hub = state.hub.clone();
     let upgrade = hyper::upgrade::on(&mut request);
 
+    // Two tasks: this one takes the upgrade and opens the session, which needs far more
+    // state than serving it; the session is then served in a task of its own, so an open
+    // connection's task holds only what serving needs (`session::Joined`).
     tokio::spawn(async move {
-        let _tracked = tracked;
-        let _permit = permit;
         let upgraded = match upgrade.await {
             Ok(upgraded) => upgraded,
             Err(err) => {
@@ -127,18 +128,12 @@ async fn connect(
             return;
         };
         let socket = parts.io.into_inner();
-        let open = hub.metrics().session_started();
-        let end = session::run(
-            socket,
-            parts.read_buf,
-            place,
-            identity.user,
-            identity.name,
-            settings,
-            shutdown,
-        )
-        .await;
-        open.ended(end.disconnect());
+        let who = (identity.user, identity.name);
+        let opened = session::open(socket, parts.read_buf, place, who, settings, &shutdown);
+        match opened.await {
+            Ok(joined) => drop(tokio::spawn(joined.run((tracked, permit)))),
+            Err(end) => hub.metrics().session_started().ended(end.disconnect()),
+        }
     });
 
     let headers = [

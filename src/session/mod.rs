@@ -158,8 +158,8 @@ enum Request {
     Typing,
 }
 
-/// Runs one upgraded connection until it ends, then closes it. `leftover` is what the
-/// HTTP layer read past the upgrade request. Returns why it ended.
+/// Runs one upgraded connection until it ends, then closes it, in the calling task:
+/// [`open`], then [`Joined::run`]. The server runs the two in two tasks instead.
 pub async fn run(
     socket: TcpStream,
     leftover: Bytes,
@@ -169,6 +169,33 @@ pub async fn run(
     settings: Arc<Settings>,
     shutdown: CancellationToken,
 ) -> End {
+    match open(socket, leftover, place, (user, name), settings, &shutdown).await {
+        Ok(joined) => joined.run(()).await,
+        Err(end) => end,
+    }
+}
+
+/// A session that has joined its room, to be served until it ends ([`Joined::run`]).
+///
+/// Why two steps: opening (joining, which may load the room; the first frames) needs far
+/// more state than serving, and a task's memory is the largest its future ever is, for
+/// its whole life. The server opens a session in the task that took the upgrade and
+/// serves it in a task of its own, whose future holds only what an open connection needs
+/// (BENCHMARKS.md, issue 16).
+pub struct Joined(Session);
+
+/// Opens a session on an upgraded connection: joins the room (loading it if it left
+/// memory since the upgrade) and sends the first frames. `leftover` is what the HTTP
+/// layer read past the upgrade request. On failure the connection is closed already, and
+/// the error says why.
+pub async fn open(
+    socket: TcpStream,
+    leftover: Bytes,
+    place: Room,
+    (user, name): (UserId, DisplayName),
+    settings: Arc<Settings>,
+    shutdown: &CancellationToken,
+) -> Result<Joined, End> {
     let mut conn = Connection::new(socket, &leftover, &settings);
     // `leftover` may be a view into hyper's whole read buffer: let it go now, not when
     // the session ends.
@@ -183,14 +210,11 @@ pub async fn run(
         address,
         sign_in,
     } = place;
-    // Joining and closing are boxed: they happen once, and kept inline their futures
-    // would make every connection's task bigger for its whole life.
-    let joining = join(&hub, &committer, &room, &user, &name, &conn.outlet);
-    let membership = match Box::pin(joining).await {
+    let membership = match join(&hub, &committer, &room, &user, &name, &conn.outlet).await {
         Ok(membership) => membership,
         Err(end) => {
-            Box::pin(connection::close(&mut conn, &end, &settings)).await;
-            return end;
+            connection::close(&mut conn, &end, &settings).await;
+            return Err(end);
         }
     };
     let early_end = if shutdown.is_cancelled() {
@@ -202,16 +226,15 @@ pub async fn run(
     } else {
         None
     };
-    drop(shutdown);
     if let Some(end) = early_end {
         hub.leave(&room, membership.id);
-        Box::pin(connection::close(&mut conn, &end, &settings)).await;
-        return end;
+        connection::close(&mut conn, &end, &settings).await;
+        return Err(end);
     }
     if let Some((tag, checked)) = sign_in {
         hub.signed_in(membership.id, (&user, tag), checked, &conn.outlet);
     }
-    let mut session = Session {
+    let session = Session {
         limits: Limits::new(&settings, address),
         conn,
         hub,
@@ -228,19 +251,41 @@ pub async fn run(
         guest: sign_in.is_none(),
     };
     tracing::debug!(id = ?session.id, room = %session.room, name = %session.name, "session started");
-    let mut end = session.serve().await;
-    if sign_in.is_some() && session.hub.signed_in_closing(session.id) && end == End::Evicted {
-        end = End::SignedOut;
+    Ok(Joined(session))
+}
+
+impl Joined {
+    /// Serves the session until the first reason to end, leaves the room and closes the
+    /// connection; counts it in the metrics while open. `held` (the connection's permit,
+    /// shutdown's tracker) is kept until then. Returns why it ended. Spawn the future as
+    /// it is: awaiting it inside another future would keep it twice.
+    ///
+    /// Not an `async fn`: one would keep its argument twice in its future (moved in, then
+    /// bound again inside), a whole `Session` more in every connection's task.
+    pub fn run<H: Send + 'static>(self, held: H) -> impl Future<Output = End> + Send + 'static {
+        let mut session = self.0;
+        async move {
+            let hub = session.hub.clone();
+            let open = hub.metrics().session_started();
+            let mut end = session.serve().await;
+            if !session.guest && session.hub.signed_in_closing(session.id) && end == End::Evicted {
+                end = End::SignedOut;
+            }
+            session.hub.leave(&session.room, session.id);
+            tracing::debug!(id = ?session.id, room = %session.room, name = %session.name, ?end, "session ended");
+            // Boxed: closing happens once, and kept inline its future would make every
+            // connection's task bigger for its whole life.
+            Box::pin(connection::close(
+                &mut session.conn,
+                &end,
+                &session.settings,
+            ))
+            .await;
+            open.ended(end.disconnect());
+            drop(held);
+            end
+        }
     }
-    session.hub.leave(&session.room, session.id);
-    tracing::debug!(id = ?session.id, room = %session.room, name = %session.name, ?end, "session ended");
-    Box::pin(connection::close(
-        &mut session.conn,
-        &end,
-        &session.settings,
-    ))
-    .await;
-    end
 }
 
 /// A session in its room: the connection and everything its loop needs.
