@@ -195,6 +195,11 @@ impl Server {
             Arc::clone(&state.address_limits),
             shutdown.clone(),
         ));
+        tokio::spawn(self.hub.clone().keep_alive(
+            self.config.ping_interval,
+            self.config.pong_timeout,
+            shutdown.clone(),
+        ));
         tokio::spawn(hub::refresh_bans(
             self.hub.clone(),
             Arc::clone(&state.store),

@@ -23,14 +23,15 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::task::Context;
 
 use bytes::{Buf, Bytes};
 use futures_util::task::AtomicWaker;
 use hubbub_wire::Frame;
 use tokio::net::TcpStream;
+use tokio::time::{Duration, Instant};
 
 /// Frames written with one vectored `write` when draining the queue.
 const MAX_IOVECS: usize = 64;
@@ -56,19 +57,25 @@ pub enum Ending {
     Evicted = 1,
     /// The server is shutting down.
     Shutdown = 2,
+    /// Nothing heard from the peer for the pong timeout (`hub::keep_alive`).
+    Unresponsive = 3,
 }
 
 /// The shared write side of one connection.
 #[derive(Debug)]
 pub struct Outlet {
-    /// `None` only in tests, where every frame is queued for the test to inspect.
-    socket: Option<Arc<TcpStream>>,
+    /// The connection's socket, owned here (one allocation fewer per connection than
+    /// sharing it); the session reads through [`Self::socket`]. `None` only in tests,
+    /// where every frame is queued for the test to inspect.
+    socket: Option<TcpStream>,
     queue: Mutex<Queue>,
     /// The session's task: woken when its queue goes from empty to not empty, and when
     /// the connection is to end.
     session: AtomicWaker,
     /// An [`Ending`] as its number, or 0 while the connection is to go on.
     ending: AtomicU8,
+    /// When a whole message last came from the peer, in milliseconds since [`epoch`].
+    heard: AtomicU64,
     /// The most frames waiting before [`Offered::Full`].
     limit: usize,
 }
@@ -83,7 +90,7 @@ struct Queue {
 }
 
 impl Outlet {
-    pub fn new(socket: Arc<TcpStream>, limit: usize) -> Self {
+    pub fn new(socket: TcpStream, limit: usize) -> Self {
         Self::with_socket(Some(socket), limit)
     }
 
@@ -92,12 +99,13 @@ impl Outlet {
         Self::with_socket(None, limit)
     }
 
-    fn with_socket(socket: Option<Arc<TcpStream>>, limit: usize) -> Self {
+    fn with_socket(socket: Option<TcpStream>, limit: usize) -> Self {
         Self {
             socket,
             queue: Mutex::new(Queue::default()),
             session: AtomicWaker::new(),
             ending: AtomicU8::new(0),
+            heard: AtomicU64::new(since_epoch(Instant::now())),
             limit: limit.max(1),
         }
     }
@@ -193,6 +201,11 @@ impl Outlet {
         Ok(true)
     }
 
+    /// The socket, for the session's reads and readiness (`None` when detached).
+    pub fn socket(&self) -> Option<&TcpStream> {
+        self.socket.as_ref()
+    }
+
     /// Registers the session's task to be woken when something is queued or the connection
     /// is to end. Register first, then look ([`Self::has_queued`], [`Self::ending`]): a
     /// change after the look wakes the task again.
@@ -223,8 +236,21 @@ impl Outlet {
         match self.ending.load(Ordering::Acquire) {
             0 => None,
             1 => Some(Ending::Evicted),
-            _ => Some(Ending::Shutdown),
+            2 => Some(Ending::Shutdown),
+            _ => Some(Ending::Unresponsive),
         }
+    }
+
+    /// A whole message (a pong included) came from the peer just now.
+    pub fn heard(&self) {
+        self.heard
+            .store(since_epoch(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// How long the peer has been silent, at `now`.
+    pub fn silent_for(&self, now: Instant) -> Duration {
+        let heard = self.heard.load(Ordering::Relaxed);
+        Duration::from_millis(since_epoch(now).saturating_sub(heard))
     }
 
     /// Stops accepting frames (the connection is ending without a close frame).
@@ -247,6 +273,17 @@ impl Outlet {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The instant [`Outlet::heard`] counts from: the first time it is asked for.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Milliseconds from [`epoch`] to `at`.
+fn since_epoch(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Queue {
@@ -282,18 +319,19 @@ mod tests {
 
     use super::*;
 
-    async fn pair() -> (Arc<TcpStream>, TcpStream) {
+    async fn pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        (Arc::new(server), client)
+        (server, client)
     }
 
     /// Offers numbered 64 KiB frames to a reader that does not read, until the socket
     /// stops taking them; returns how many were offered.
-    async fn fill(outlet: &Outlet, socket: &TcpStream) -> usize {
+    async fn fill(outlet: &Outlet) -> usize {
+        let socket = outlet.socket().unwrap();
         let mut n = 0;
         // Let tokio learn the socket is writable, so direct writes are tried.
         socket.writable().await.unwrap();
@@ -326,8 +364,8 @@ mod tests {
     #[tokio::test]
     async fn frames_go_straight_to_the_socket_then_queue_in_order_when_it_is_full() {
         let (socket, mut client) = pair().await;
-        let outlet = Outlet::new(Arc::clone(&socket), 1000);
-        let offered = fill(&outlet, &socket).await;
+        let outlet = Outlet::new(socket, 1000);
+        let offered = fill(&outlet).await;
         assert!(outlet.has_queued());
         // Later frames queue behind, whatever the socket could take now.
         for n in offered..offered + 3 {
@@ -342,7 +380,7 @@ mod tests {
                 if outlet.flush().unwrap() {
                     return outlet;
                 }
-                socket.writable().await.unwrap();
+                outlet.socket().unwrap().writable().await.unwrap();
             }
         });
         let texts = read_all(&mut client, total).await;
@@ -355,8 +393,8 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_is_reported_and_nothing_is_queued_past_it() {
         let (socket, _client) = pair().await;
-        let outlet = Outlet::new(Arc::clone(&socket), 3);
-        fill(&outlet, &socket).await; // one frame queued
+        let outlet = Outlet::new(socket, 3);
+        fill(&outlet).await; // one frame queued
         let frame = Frame::text("more");
         assert_eq!(outlet.offer(&frame), Offered::Queued);
         assert_eq!(outlet.offer(&frame), Offered::Queued);
@@ -367,8 +405,8 @@ mod tests {
     #[tokio::test]
     async fn the_last_frame_follows_a_partly_written_one_and_ends_the_outlet() {
         let (socket, mut client) = pair().await;
-        let outlet = Outlet::new(Arc::clone(&socket), 1000);
-        let offered = fill(&outlet, &socket).await;
+        let outlet = Outlet::new(socket, 1000);
+        let offered = fill(&outlet).await;
         for _ in 0..5 {
             outlet.offer(&Frame::text("dropped"));
         }
@@ -381,7 +419,7 @@ mod tests {
         assert_eq!(outlet.offer(&Frame::text("late")), Offered::Closed);
         let flusher = tokio::spawn(async move {
             while !outlet.flush().unwrap() {
-                socket.writable().await.unwrap();
+                outlet.socket().unwrap().writable().await.unwrap();
             }
         });
         let expected = offered - usize::from(!started) + 1;

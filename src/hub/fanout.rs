@@ -98,6 +98,14 @@ impl Members {
         self.by_id.get(&id)
     }
 
+    /// The outlets of the members whose session id is `slot` modulo `slots` (keep-alive).
+    pub(super) fn in_slot(&self, slot: u64, slots: u64) -> impl Iterator<Item = Arc<Outlet>> + '_ {
+        self.by_id
+            .values()
+            .filter(move |target| target.id.0 % slots == slot)
+            .map(|target| Arc::clone(&target.outlet))
+    }
+
     /// Every member's outlet (for shutdown).
     pub(super) fn outlets(&self) -> impl Iterator<Item = Arc<Outlet>> + '_ {
         self.by_id.values().map(|target| Arc::clone(&target.outlet))

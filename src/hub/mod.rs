@@ -39,6 +39,7 @@ mod cluster;
 mod directory;
 mod drainer;
 mod fanout;
+mod keep_alive;
 mod nodes;
 mod presence;
 mod readers;
@@ -447,12 +448,7 @@ impl Hub {
             shared.room_list.mark_dirty();
         }
         if fx.evicted > 0 {
-            shared.metrics.evicted(fx.evicted);
-            shared.evictions.fetch_add(fx.evicted, Ordering::Relaxed);
-            tracing::warn!(
-                evicted = fx.evicted,
-                "disconnected clients that fell behind"
-            );
+            self.count_evictions(fx.evicted);
         }
         if fx.tell_others {
             shared.nodes.tell();
@@ -460,6 +456,13 @@ impl Hub {
         if fx.start_drainer {
             self.drain(Arc::clone(room));
         }
+    }
+
+    /// Members evicted for falling behind: counted, and logged.
+    fn count_evictions(&self, evicted: u64) {
+        self.shared.metrics.evicted(evicted);
+        self.shared.evictions.fetch_add(evicted, Ordering::Relaxed);
+        tracing::warn!(evicted, "disconnected clients that fell behind");
     }
 
     fn forget_idle_rooms(&self) {

@@ -23,7 +23,7 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
 
 /// The connection itself: the socket, its shared write side and what has been read.
 pub(super) struct Connection {
-    pub(super) socket: Arc<TcpStream>,
+    /// The write side, which owns the socket ([`Outlet::socket`]).
     pub(super) outlet: Arc<Outlet>,
     decoder: Decoder,
     /// Bytes read but not yet decoded; empty (and unallocated) between messages.
@@ -45,15 +45,20 @@ fn release_http_task(socket: &TcpStream) {
     let _ = socket.poll_write_ready(&mut cx);
 }
 
+/// The outlet's socket; an error only for an outlet made without one (tests of the hub).
+fn socket_of(outlet: &Outlet) -> std::io::Result<&TcpStream> {
+    outlet
+        .socket()
+        .ok_or_else(|| std::io::ErrorKind::NotConnected.into())
+}
+
 impl Connection {
     /// A connection over `socket`; `leftover` is what the HTTP layer read past the upgrade
     /// request, decoded first.
     pub(super) fn new(socket: TcpStream, leftover: &[u8], settings: &Settings) -> Self {
         release_http_task(&socket);
-        let socket = Arc::new(socket);
         Self {
-            outlet: Arc::new(Outlet::new(Arc::clone(&socket), settings.send_queue)),
-            socket,
+            outlet: Arc::new(Outlet::new(socket, settings.send_queue)),
             decoder: Decoder::new(Role::Server, settings.max_frame_bytes),
             pending: BytesMut::from(leftover),
         }
@@ -62,12 +67,17 @@ impl Connection {
     /// Reads what the socket has. `Ok(false)` at the end of the stream.
     pub(super) fn read_available(&mut self) -> std::io::Result<bool> {
         self.pending.reserve(READ_CHUNK);
-        match self.socket.try_read_buf(&mut self.pending) {
+        match socket_of(&self.outlet)?.try_read_buf(&mut self.pending) {
             Ok(0) => Ok(false),
             Ok(_) => Ok(true),
             Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => Ok(true),
             Err(err) => Err(err),
         }
+    }
+
+    /// The socket; an error only for an outlet made without one (tests of the hub).
+    pub(super) fn socket(&self) -> std::io::Result<&TcpStream> {
+        socket_of(&self.outlet)
     }
 
     pub(super) fn next_message(&mut self) -> Result<Option<Incoming>, ProtocolError> {
@@ -112,7 +122,10 @@ pub(super) async fn close(conn: &mut Connection, end: &End, settings: &Settings)
             match conn.outlet.flush() {
                 Ok(true) => return true,
                 Ok(false) => {
-                    if conn.socket.writable().await.is_err() {
+                    let Ok(socket) = conn.socket() else {
+                        return false;
+                    };
+                    if socket.writable().await.is_err() {
                         return false;
                     }
                 }
@@ -134,7 +147,10 @@ pub(super) async fn close(conn: &mut Connection, end: &End, settings: &Settings)
             if !decode {
                 conn.pending.clear();
             }
-            if conn.socket.readable().await.is_err() {
+            let Ok(socket) = conn.socket() else {
+                return;
+            };
+            if socket.readable().await.is_err() {
                 return;
             }
             match conn.read_available() {

@@ -13,11 +13,19 @@ const MAX_STRIKES: u32 = 20;
 /// A connection's rate limits, its address's shared ones, and how many refusals it has
 /// had in a row.
 pub(super) struct Limits {
-    messages: DefaultDirectRateLimiter,
-    typing: DefaultDirectRateLimiter,
+    /// Made on the first post or typing event: most connections only read, and their
+    /// limiters would be 80 bytes of every idle connection. A limiter starts with its
+    /// whole burst, so one made late allows exactly what one made at connect would.
+    rates: Option<Box<Rates>>,
     /// `None` for a client exempt from per-address limits.
     address: Option<ClientLimits>,
     strikes: u32,
+}
+
+/// The connection's own allowances.
+struct Rates {
+    messages: DefaultDirectRateLimiter,
+    typing: DefaultDirectRateLimiter,
 }
 
 /// What the limits say about one post or typing event.
@@ -31,25 +39,30 @@ pub(super) enum Verdict {
 }
 
 impl Limits {
-    pub(super) fn new(settings: &Settings, address: Option<ClientLimits>) -> Self {
+    pub(super) fn new(address: Option<ClientLimits>) -> Self {
         Self {
-            messages: DefaultDirectRateLimiter::direct(settings.message_quota),
-            typing: DefaultDirectRateLimiter::direct(settings.typing_quota),
+            rates: None,
             address,
             strikes: 0,
         }
     }
 
-    /// Counts one post (or, with `typing`, one typing event). `Err` once refusals in a row
-    /// show a flood.
-    pub(super) fn allow(&mut self, typing: bool) -> Result<Verdict, End> {
+    /// Counts one post (or, with `typing`, one typing event) against the allowances in
+    /// `settings`. `Err` once refusals in a row show a flood.
+    pub(super) fn allow(&mut self, typing: bool, settings: &Settings) -> Result<Verdict, End> {
+        let rates = self.rates.get_or_insert_with(|| {
+            Box::new(Rates {
+                messages: DefaultDirectRateLimiter::direct(settings.message_quota),
+                typing: DefaultDirectRateLimiter::direct(settings.typing_quota),
+            })
+        });
         let verdict = if typing {
-            if self.typing.check().is_ok() {
+            if rates.typing.check().is_ok() {
                 Verdict::Allowed
             } else {
                 Verdict::Connection
             }
-        } else if self.messages.check().is_err() {
+        } else if rates.messages.check().is_err() {
             Verdict::Connection
         } else if self
             .address
@@ -93,28 +106,28 @@ mod tests {
             message_quota: per_second(1, 3),
             ..Settings::from_config(&Config::defaults())
         };
-        let mut first = Limits::new(&settings, Some(address.clone()));
-        let mut second = Limits::new(&settings, Some(address));
-        assert_eq!(first.allow(false), Ok(Verdict::Allowed));
-        assert_eq!(second.allow(false), Ok(Verdict::Allowed));
+        let mut first = Limits::new(Some(address.clone()));
+        let mut second = Limits::new(Some(address));
+        assert_eq!(first.allow(false, &settings), Ok(Verdict::Allowed));
+        assert_eq!(second.allow(false, &settings), Ok(Verdict::Allowed));
         // The address's burst of two is spent, though each connection has room left.
-        assert_eq!(first.allow(false), Ok(Verdict::Address));
+        assert_eq!(first.allow(false, &settings), Ok(Verdict::Address));
         // Typing is not counted against the address.
-        assert_eq!(first.allow(true), Ok(Verdict::Allowed));
+        assert_eq!(first.allow(true, &settings), Ok(Verdict::Allowed));
         // A post refused for its address still spends the connection's own allowance
         // (checked first, so that a connection over its own limit spends nothing of its
         // address's, which its siblings share).
-        assert_eq!(second.allow(false), Ok(Verdict::Address));
-        assert_eq!(second.allow(false), Ok(Verdict::Address));
-        assert_eq!(second.allow(false), Ok(Verdict::Connection));
+        assert_eq!(second.allow(false, &settings), Ok(Verdict::Address));
+        assert_eq!(second.allow(false, &settings), Ok(Verdict::Address));
+        assert_eq!(second.allow(false, &settings), Ok(Verdict::Connection));
         // An exempt client has only its own limit; refusals in a row end in a flood.
-        let mut exempt = Limits::new(&settings, None);
+        let mut exempt = Limits::new(None);
         for _ in 0..3 {
-            assert_eq!(exempt.allow(false), Ok(Verdict::Allowed));
+            assert_eq!(exempt.allow(false, &settings), Ok(Verdict::Allowed));
         }
         for _ in 1..MAX_STRIKES {
-            assert_eq!(exempt.allow(false), Ok(Verdict::Connection));
+            assert_eq!(exempt.allow(false, &settings), Ok(Verdict::Connection));
         }
-        assert_eq!(exempt.allow(false), Err(End::Flooding));
+        assert_eq!(exempt.allow(false, &settings), Err(End::Flooding));
     }
 }

@@ -1,6 +1,7 @@
 //! One WebSocket connection: one task, one hand-polled wait over the socket, the outlet
-//! (frames queued; eviction, bans, sign-outs and shutdown, which the hub sends through it),
-//! the keep-alive timer and commits in flight.
+//! (frames queued; eviction, bans, sign-outs, silence and shutdown, which the hub sends
+//! through it) and commits in flight. Keep-alive pings come from the hub
+//! (`hub::keep_alive`); the session stamps the outlet when a whole message arrives.
 //!
 //! The read side decodes what htmx sends ([`hubbub_wire`]) and submits it for commit (the
 //! committer broadcasts it once stored; a failure comes back here as "not sent" with the
@@ -37,7 +38,7 @@ use futures_util::future::BoxFuture;
 use governor::Quota;
 use hubbub_wire::{Frame, Incoming};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use self::commits::Commits;
@@ -67,8 +68,6 @@ pub struct Settings {
     pub max_message_chars: u32,
     pub max_frame_bytes: usize,
     pub send_queue: usize,
-    pub ping_interval: Duration,
-    pub pong_timeout: Duration,
     pub write_timeout: Duration,
     /// How long shutdown waits for connections: a closing session stays within it.
     pub shutdown_grace: Duration,
@@ -84,8 +83,6 @@ impl Settings {
             max_message_chars: config.max_message_chars,
             max_frame_bytes: config.max_frame_bytes as usize,
             send_queue: config.send_queue as usize,
-            ping_interval: config.ping_interval,
-            pong_timeout: config.pong_timeout,
             write_timeout: config.write_timeout,
             shutdown_grace: config.shutdown_grace,
             message_quota: per_second(config.message_rate, config.message_burst),
@@ -134,8 +131,6 @@ enum Event {
     Committed(Attempt, Result<u64, CommitError>),
     /// The socket has bytes, or the stream ended (or failed).
     Readable(std::io::Result<()>),
-    /// Time for a keep-alive ping.
-    Ping,
 }
 
 /// What a session submitted, for telling its sender what went wrong.
@@ -235,7 +230,7 @@ pub async fn open(
         hub.signed_in(membership.id, (&user, tag), checked, &conn.outlet);
     }
     let session = Session {
-        limits: Limits::new(&settings, address),
+        limits: Limits::new(address),
         conn,
         hub,
         committer,
@@ -245,7 +240,6 @@ pub async fn open(
         id: membership.id,
         settings,
         in_flight: Commits::default(),
-        last_heard: Instant::now(),
         read_only,
         anonymous,
         guest: sign_in.is_none(),
@@ -303,8 +297,6 @@ struct Session {
     limits: Limits,
     /// Posts waiting for their commit, answered in order.
     in_flight: Commits,
-    /// When a whole frame last arrived (a pong included).
-    last_heard: Instant,
     /// A guest who may only read (`--guests read-only`).
     read_only: bool,
     /// A guest for this connection only: read marks are not kept.
@@ -316,9 +308,6 @@ struct Session {
 impl Session {
     /// The session's loop, from joining the room until the first reason to end.
     async fn serve(&mut self) -> End {
-        let period = self.settings.ping_interval;
-        let mut ping = tokio::time::interval_at(Instant::now() + period, period);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // Set while frames wait in the outlet: the write timeout, counted from when the
         // socket last took something. Made only then (see `Event::WriteTimeout`).
         let mut flushing: Option<Pin<Box<Sleep>>> = None;
@@ -333,10 +322,10 @@ impl Session {
                     return end;
                 }
             }
-            let event =
-                std::future::poll_fn(|cx| self.poll_event(cx, &mut ping, flushing.as_mut())).await;
+            let event = std::future::poll_fn(|cx| self.poll_event(cx, flushing.as_mut())).await;
             match event {
                 Event::Ending(Ending::Shutdown) => return End::Shutdown,
+                Event::Ending(Ending::Unresponsive) => return End::Unresponsive,
                 Event::Ending(Ending::Evicted) => {
                     // Evicted for being too slow, or closed by a ban or a sign-out.
                     return if self.hub.is_banned(&self.user) {
@@ -388,14 +377,6 @@ impl Session {
                     }
                     decode_now = true;
                 }
-                Event::Ping => {
-                    if self.last_heard.elapsed() >= self.settings.pong_timeout {
-                        return End::Unresponsive;
-                    }
-                    if let Err(end) = self.conn.send(&Frame::ping()) {
-                        return end;
-                    }
-                }
             }
         }
     }
@@ -408,10 +389,13 @@ impl Session {
     fn poll_event(
         &mut self,
         cx: &mut Context<'_>,
-        ping: &mut Interval,
         flushing: Option<&mut Pin<Box<Sleep>>>,
     ) -> Poll<Event> {
         let outlet = &self.conn.outlet;
+        let socket = match self.conn.socket() {
+            Ok(socket) => socket,
+            Err(err) => return Poll::Ready(Event::Readable(Err(err))),
+        };
         outlet.register(cx);
         if let Some(why) = outlet.ending() {
             return Poll::Ready(Event::Ending(why));
@@ -423,7 +407,7 @@ impl Session {
                 }
             }
             Some(timer) => {
-                if let Poll::Ready(ready) = self.conn.socket.poll_write_ready(cx) {
+                if let Poll::Ready(ready) = socket.poll_write_ready(cx) {
                     return Poll::Ready(Event::Writable(ready));
                 }
                 if timer.as_mut().poll(cx).is_ready() {
@@ -435,12 +419,9 @@ impl Session {
             return Poll::Ready(Event::Committed(attempt, outcome));
         }
         if self.in_flight.len() < MAX_IN_FLIGHT
-            && let Poll::Ready(ready) = self.conn.socket.poll_read_ready(cx)
+            && let Poll::Ready(ready) = socket.poll_read_ready(cx)
         {
             return Poll::Ready(Event::Readable(ready));
-        }
-        if ping.poll_tick(cx).is_ready() {
-            return Poll::Ready(Event::Ping);
         }
         Poll::Pending
     }
@@ -455,7 +436,7 @@ impl Session {
             let Some(message) = next else {
                 return Ok(());
             };
-            self.last_heard = Instant::now();
+            self.conn.outlet.heard();
             let text = match message {
                 Incoming::Text(text) => text,
                 Incoming::Binary => return Err(End::Binary),
@@ -499,7 +480,7 @@ impl Session {
         if self.read_only || self.hub.is_banned(&self.user) {
             return Ok(());
         }
-        if self.limits.allow(true)? == Verdict::Allowed {
+        if self.limits.allow(true, &self.settings)? == Verdict::Allowed {
             self.hub.typing(&self.room, self.id, Instant::now());
         } else {
             self.hub.metrics().typing_dropped();
@@ -512,7 +493,7 @@ impl Session {
     /// share typing's allowance (a page sends one a second at most); over it they are
     /// ignored. A mark past the newest message delivered here is taken as that one.
     fn read(&mut self, id: u64) -> Result<(), End> {
-        if self.limits.allow(true)? != Verdict::Allowed {
+        if self.limits.allow(true, &self.settings)? != Verdict::Allowed {
             return Ok(());
         }
         let mark = id.min(self.hub.delivered_upto());
@@ -574,7 +555,7 @@ impl Session {
             self.hub.metrics().rejected(Rejection::NotAllowed);
             return self.failed(&attempt, "you have been banned from posting here.");
         }
-        let (rejection, reason) = match self.limits.allow(false)? {
+        let (rejection, reason) = match self.limits.allow(false, &self.settings)? {
             // Queued at once: from here on the write is stored (or its sender told why not)
             // even if this session ends before the answer comes.
             Verdict::Allowed => match self.committer.submit(write) {

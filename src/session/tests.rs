@@ -50,8 +50,6 @@ async fn connected() -> (TcpStream, Peer) {
 /// Short keep-alive periods, so the tests run in real time.
 fn settings() -> Settings {
     Settings {
-        ping_interval: Duration::from_millis(100),
-        pong_timeout: Duration::from_millis(300),
         message_quota: per_second(1000, 1000),
         ..Settings::from_config(&Config::defaults())
     }
@@ -88,6 +86,12 @@ async fn start(
 ) -> (tokio::task::JoinHandle<End>, Peer, tempfile::TempDir) {
     let (place, dir) = room().await;
     let (socket, peer) = connected().await;
+    // Keep-alive as the server runs it: a ping every 100 ms, 300 ms of silence ends.
+    tokio::spawn(place.hub.clone().keep_alive(
+        Duration::from_millis(100),
+        Duration::from_millis(300),
+        shutdown.clone(),
+    ));
     // Shutdown as the server does it: the token, then every member told to end.
     let (hub, token) = (place.hub.clone(), shutdown.clone());
     tokio::spawn(async move {
@@ -371,8 +375,6 @@ async fn a_peer_that_stops_reading_is_dropped_after_the_write_timeout() {
     let (place, _dir) = room().await;
     let settings = Settings {
         write_timeout: Duration::from_millis(300),
-        ping_interval: Duration::from_secs(30),
-        pong_timeout: Duration::from_secs(60),
         send_queue: 1_000_000,
         message_quota: per_second(100_000, 100_000),
         ..settings()
