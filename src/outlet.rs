@@ -23,7 +23,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::task::Context;
 
@@ -74,10 +74,11 @@ pub struct Outlet {
     session: AtomicWaker,
     /// An [`Ending`] as its number, or 0 while the connection is to go on.
     ending: AtomicU8,
-    /// When a whole message last came from the peer, in milliseconds since [`epoch`].
-    heard: AtomicU64,
+    /// When a whole message last came from the peer, in milliseconds since [`epoch`],
+    /// wrapping (every 49 days): only differences of a few ping intervals are ever read.
+    heard: AtomicU32,
     /// The most frames waiting before [`Offered::Full`].
-    limit: usize,
+    limit: u32,
 }
 
 #[derive(Debug, Default)]
@@ -105,8 +106,8 @@ impl Outlet {
             queue: Mutex::new(Queue::default()),
             session: AtomicWaker::new(),
             ending: AtomicU8::new(0),
-            heard: AtomicU64::new(since_epoch(Instant::now())),
-            limit: limit.max(1),
+            heard: AtomicU32::new(since_epoch(Instant::now())),
+            limit: u32::try_from(limit).unwrap_or(u32::MAX).max(1),
         }
     }
 
@@ -146,7 +147,7 @@ impl Outlet {
 
     fn offer_locked(&self, queue: &mut Queue, bytes: &Bytes) -> Offered {
         if !queue.frames.is_empty() {
-            if queue.frames.len() >= self.limit && !queue.closed {
+            if queue.frames.len() >= self.limit as usize && !queue.closed {
                 return Offered::Full;
             }
             queue.frames.push_back(bytes.clone());
@@ -250,7 +251,13 @@ impl Outlet {
     /// How long the peer has been silent, at `now`.
     pub fn silent_for(&self, now: Instant) -> Duration {
         let heard = self.heard.load(Ordering::Relaxed);
-        Duration::from_millis(since_epoch(now).saturating_sub(heard))
+        let silent = since_epoch(now).wrapping_sub(heard);
+        // Heard after `now` (the session stamped it while the caller was looking): a
+        // "negative" difference, which wrapping makes huge.
+        if silent > u32::MAX / 2 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(u64::from(silent))
     }
 
     /// Stops accepting frames (the connection is ending without a close frame).
@@ -281,9 +288,10 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// Milliseconds from [`epoch`] to `at`.
-fn since_epoch(at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(epoch()).as_millis()).unwrap_or(u64::MAX)
+/// Milliseconds from [`epoch`] to `at`, wrapping.
+fn since_epoch(at: Instant) -> u32 {
+    // Truncation is the wrapping: only differences are read.
+    at.saturating_duration_since(epoch()).as_millis() as u32
 }
 
 impl Queue {
@@ -427,6 +435,22 @@ mod tests {
         assert_eq!(texts.last().map(String::as_str), Some("Close(Some(1008))"));
         assert!(!texts.iter().any(|t| t.starts_with("dropped")));
         flusher.await.unwrap();
+    }
+
+    #[test]
+    fn silence_is_counted_from_the_last_message_and_a_later_stamp_is_not_silence() {
+        let outlet = Outlet::detached(2);
+        let before = Instant::now();
+        std::thread::sleep(Duration::from_millis(5));
+        outlet.heard();
+        // Stamped after `before`: the peer was heard since, not 49 days ago.
+        assert_eq!(outlet.silent_for(before), Duration::ZERO);
+        let later = Instant::now() + Duration::from_secs(90);
+        let silent = outlet.silent_for(later);
+        assert!(
+            silent >= Duration::from_secs(89) && silent <= Duration::from_secs(90),
+            "{silent:?}"
+        );
     }
 
     #[test]

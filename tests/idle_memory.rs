@@ -35,7 +35,7 @@ fn live() -> isize {
 const CLIENTS: usize = 1000;
 
 /// Heap bytes one idle connection may cost the server.
-const BUDGET: isize = 1400;
+const BUDGET: isize = 1250;
 
 /// Opens a WebSocket to `/ws` with a plain socket and reads the 101; nothing else.
 fn connect(addr: std::net::SocketAddr) -> std::net::TcpStream {

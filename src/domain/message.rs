@@ -289,7 +289,7 @@ impl Quote {
         };
         Self {
             id,
-            author: DisplayName(author),
+            author: DisplayName(author.into()),
             excerpt,
             edited: edited && !deleted,
             deleted,
@@ -320,7 +320,7 @@ impl ChatMessage {
             id: row.id,
             seq: row.seq,
             room: RoomName::parse(&row.room).unwrap_or_else(|_| RoomName::general()),
-            author: DisplayName(row.author),
+            author: DisplayName(row.author.into()),
             author_id: row.author_id.as_deref().and_then(UserId::parse),
             guest: row.guest,
             sent_at,

@@ -2,21 +2,23 @@
 //! pass for another.
 
 use std::fmt;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use super::ids::{hex, is_lower_hex};
 
-/// A room's name: 1 to 64 characters of `a-z 0-9 - _`, case-folded.
+/// A room's name: 1 to 64 characters of `a-z 0-9 - _`, case-folded. Shared, not copied,
+/// when cloned: every connection in a room holds the room's own.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RoomName(String);
+pub struct RoomName(Arc<str>);
 
 impl RoomName {
     pub const MAX_CHARS: usize = 64;
 
     /// The room everyone is in until they pick another.
     pub fn general() -> Self {
-        Self("general".to_owned())
+        Self(Arc::from("general"))
     }
 
     pub fn parse(raw: &str) -> Result<Self, RoomNameError> {
@@ -27,7 +29,7 @@ impl RoomName {
                 .bytes()
                 .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'));
         if valid {
-            Ok(Self(name))
+            Ok(Self(name.into()))
         } else {
             Err(RoomNameError)
         }
@@ -51,9 +53,10 @@ pub struct RoomNameError;
 /// The name shown on someone's messages: 1 to 32 characters, trimmed, no control characters.
 ///
 /// The field is open to the rest of `domain` for [`super::ChatMessage::from_row`] alone,
-/// which shows a stored name as it is.
+/// which shows a stored name as it is. Shared, not copied, when cloned: a connection and
+/// its room's presence list hold the same name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DisplayName(pub(super) String);
+pub struct DisplayName(pub(super) Arc<str>);
 
 impl DisplayName {
     pub const MAX_CHARS: usize = 32;
@@ -61,7 +64,7 @@ impl DisplayName {
     /// A name read back from the store, shown as it is: it was parsed before it was
     /// stored, and it is escaped on output anyway.
     pub(crate) fn stored(name: String) -> Self {
-        Self(name)
+        Self(name.into())
     }
 
     pub fn parse(raw: &str) -> Result<Self, DisplayNameError> {
@@ -73,7 +76,7 @@ impl DisplayName {
         {
             return Err(DisplayNameError);
         }
-        Ok(Self(name.to_owned()))
+        Ok(Self(name.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -83,7 +86,7 @@ impl DisplayName {
 
 impl From<GuestName> for DisplayName {
     fn from(guest: GuestName) -> Self {
-        Self(guest.0)
+        Self(guest.0.into())
     }
 }
 

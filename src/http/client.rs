@@ -113,10 +113,11 @@ struct Counts {
     per_address: HashMap<IpAddr, usize>,
 }
 
-/// One counted connection; dropping it gives the place back.
+/// One counted connection; dropping it gives the place back. Held by every open
+/// connection's task, so it keeps only the counts, not the limits.
 #[derive(Debug)]
 pub struct Permit {
-    connections: Connections,
+    counts: Arc<Mutex<Counts>>,
     /// The address counted against, unless exempt.
     address: Option<IpAddr>,
 }
@@ -146,7 +147,7 @@ impl Connections {
         }
         counts.total += 1;
         Ok(Permit {
-            connections: self.clone(),
+            counts: Arc::clone(&self.inner),
             address,
         })
     }
@@ -157,16 +158,20 @@ impl Connections {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
-        // Every update is a counter step: a panic elsewhere cannot leave it inconsistent.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.inner)
     }
+}
+
+fn lock(counts: &Mutex<Counts>) -> std::sync::MutexGuard<'_, Counts> {
+    // Every update is a counter step: a panic elsewhere cannot leave it inconsistent.
+    counts
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let mut counts = self.connections.lock();
+        let mut counts = lock(&self.counts);
         counts.total = counts.total.saturating_sub(1);
         if let Some(ip) = self.address
             && let Some(held) = counts.per_address.get_mut(&ip)

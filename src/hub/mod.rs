@@ -274,7 +274,8 @@ impl Hub {
         self.settle(&entry, fx);
         Ok(Membership {
             id,
-            room: room.clone(),
+            // The room's own name, shared: not one more copy per connection.
+            room: entry.name.clone(),
         })
     }
 

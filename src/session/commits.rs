@@ -8,20 +8,21 @@ use futures_util::stream::FuturesOrdered;
 use super::{Attempt, InFlight};
 use crate::commit::CommitError;
 
-/// Writes waiting for their commit, answered in order. Kept only while one waits: an
-/// empty `FuturesOrdered` still holds two allocations, 152 bytes an idle connection would
-/// carry for nothing (BENCHMARKS.md, issue 16).
+/// Writes waiting for their commit, answered in order. Kept only while one waits, and
+/// boxed: an empty `FuturesOrdered` still holds two allocations, 152 bytes, and is 64
+/// bytes in place, all of which an idle connection would carry for nothing
+/// (BENCHMARKS.md, issue 16).
 #[derive(Default)]
-pub(super) struct Commits(Option<FuturesOrdered<InFlight>>);
+pub(super) struct Commits(Option<Box<FuturesOrdered<InFlight>>>);
 
 impl Commits {
     pub(super) fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, FuturesOrdered::len)
+        self.0.as_ref().map_or(0, |waiting| waiting.len())
     }
 
     pub(super) fn push(&mut self, write: InFlight) {
         self.0
-            .get_or_insert_with(FuturesOrdered::new)
+            .get_or_insert_with(|| Box::new(FuturesOrdered::new()))
             .push_back(write);
     }
 

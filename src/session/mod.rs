@@ -234,7 +234,7 @@ pub async fn open(
         conn,
         hub,
         committer,
-        room,
+        room: membership.room,
         user,
         name,
         id: membership.id,

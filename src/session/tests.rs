@@ -316,6 +316,7 @@ async fn idle_connection_parts() {
             std::mem::size_of::<super::connection::Connection>(),
         ),
         ("Limits", std::mem::size_of::<super::limits::Limits>()),
+        ("Commits", std::mem::size_of::<super::commits::Commits>()),
         ("Hub", std::mem::size_of::<crate::hub::Hub>()),
         ("Committer", std::mem::size_of::<crate::commit::Committer>()),
         ("RoomName", std::mem::size_of::<crate::domain::RoomName>()),

@@ -69,8 +69,9 @@ impl ProtocolError {
 pub struct Decoder {
     role: Role,
     max_message: usize,
-    /// A fragmented message in progress: its opcode and what has arrived.
-    partial: Option<(u8, Vec<u8>)>,
+    /// A fragmented message in progress: its opcode and what has arrived. Boxed, as
+    /// fragments are rare and a decoder is held by every idle connection.
+    partial: Option<Box<(u8, Vec<u8>)>>,
 }
 
 impl Decoder {
@@ -132,7 +133,7 @@ impl Decoder {
         let so_far = self
             .partial
             .as_ref()
-            .map_or(0, |(_, data)| data.len() as u64);
+            .map_or(0, |partial| partial.1.len() as u64);
         if !control && so_far.saturating_add(len) > self.max_message as u64 {
             return Err(ProtocolError::TooBig(so_far.saturating_add(len)));
         }
@@ -177,20 +178,24 @@ impl Decoder {
                 if header.fin {
                     return finish(header.op, payload.to_vec()).map(Some);
                 }
-                self.partial = Some((header.op, payload.to_vec()));
+                self.partial = Some(Box::new((header.op, payload.to_vec())));
                 Ok(None)
             }
             opcode::CONTINUATION => {
-                let Some((op, data)) = self.partial.as_mut() else {
+                let Some(partial) = self.partial.as_mut() else {
                     return Err(ProtocolError::UnexpectedContinuation);
                 };
-                data.extend_from_slice(&payload);
-                let op = *op;
+                partial.1.extend_from_slice(&payload);
                 if !header.fin {
                     return Ok(None);
                 }
-                let (_, data) = self.partial.take().unwrap_or((op, Vec::new()));
-                finish(op, data).map(Some)
+                match self.partial.take() {
+                    Some(partial) => {
+                        let (op, data) = *partial;
+                        finish(op, data).map(Some)
+                    }
+                    None => Err(ProtocolError::UnexpectedContinuation),
+                }
             }
             other => Err(ProtocolError::UnknownOpcode(other)),
         }
