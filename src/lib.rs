@@ -172,7 +172,7 @@ impl Server {
     /// (at most `--shutdown-grace`) for the sessions to end.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
         let sessions = TaskTracker::new();
-        let state = AppState {
+        let state = AppState::new(http::Shared {
             config: Arc::clone(&self.config),
             hub: self.hub.clone(),
             store: self.store,
@@ -189,7 +189,7 @@ impl Server {
             session_settings: Arc::new(session::Settings::from_config(&self.config)),
             searches: Arc::new(tokio::sync::Semaphore::new(http::SEARCHES_AT_ONCE)),
             accounts: Arc::clone(&self.accounts),
-        };
+        });
         tokio::spawn(upkeep(
             self.hub.clone(),
             Arc::clone(&state.address_limits),
