@@ -329,24 +329,20 @@ async fn idle_connection_parts() {
         ("Room", std::mem::size_of::<super::Room>()),
         ("Outlet", std::mem::size_of::<crate::outlet::Outlet>()),
         ("TcpStream", std::mem::size_of::<tokio::net::TcpStream>()),
-        ("Interval", std::mem::size_of::<tokio::time::Interval>()),
-        ("Sleep", std::mem::size_of::<tokio::time::Sleep>()),
         (
-            "WaitForCancellationFuture",
-            std::mem::size_of::<tokio_util::sync::WaitForCancellationFuture<'_>>(),
-        ),
-        (
-            "Notified",
-            std::mem::size_of::<tokio::sync::futures::Notified<'_>>(),
+            "Sleep (write timeout)",
+            std::mem::size_of::<tokio::time::Sleep>(),
         ),
     ];
     for (what, bytes) in sizes {
         println!("{what:>28}: {bytes:>5} bytes");
     }
     drop(future);
+    // tokio rounds a task to 128 bytes with its header: past 512 here, every open
+    // connection's task grows by a step (`tests/idle_memory.rs` counts the whole).
     assert!(
-        sizes[3].1 <= 1024,
-        "the session's future grew past its budget: {} bytes",
+        sizes[3].1 <= 512,
+        "the serving task's future grew past its budget: {} bytes",
         sizes[3].1
     );
 }
