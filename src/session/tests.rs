@@ -2,7 +2,7 @@
 //! SQLite file: keep-alive, shutdown, early bytes, closes, bursts and trickles.
 
 use bytes::BytesMut;
-use hubbub_wire::{Decoder, Role};
+use hubbub_wire::{Decoder, Incoming, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
