@@ -82,7 +82,9 @@ impl Hub {
     /// the other nodes as they last reported.
     pub fn users_named(&self, name: &crate::domain::DisplayName) -> Vec<UserId> {
         let mut users = Vec::new();
-        for entry in self.directory().rooms() {
+        // A statement of its own: the directory's lock is not held over the rooms'.
+        let rooms = self.directory().rooms();
+        for entry in rooms {
             users.extend(entry.lock().presence.named(name));
         }
         users.extend(self.shared.nodes.users_named(name));
@@ -94,7 +96,9 @@ impl Hub {
     /// Ends every session of `user` on this node (each closes with 1008, "banned").
     fn close_sessions_of(&self, user: &UserId) {
         let mut closing = Vec::new();
-        for entry in self.directory().rooms() {
+        // A statement of its own: the directory's lock is not held over the rooms'.
+        let rooms = self.directory().rooms();
+        for entry in rooms {
             let state = entry.lock();
             if state.presence.sessions_of(user) == 0 {
                 continue;

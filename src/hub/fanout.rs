@@ -30,8 +30,8 @@
 //! in one order.
 //!
 //! Nobody waits for a member: an offer never blocks ([`Outlet::offer`]); a member whose
-//! outlet is full is evicted on the spot (its token cancelled, the session closes with
-//! 1008). The queue itself is bounded in messages ([`MAX_BACKLOG`]): past it the hub tells
+//! outlet is full is evicted on the spot (told so through its outlet, the session closes
+//! with 1008). The queue itself is bounded in messages ([`MAX_BACKLOG`]): past it the hub tells
 //! the commit writer to wait ([`super::Hub::fanout_caught_up`]), which is backpressure to
 //! the senders, not a drop.
 //!

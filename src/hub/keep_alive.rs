@@ -48,7 +48,9 @@ impl Hub {
     /// The room locks are held only to collect the outlets.
     fn ping_slot(&self, slot: u64, silent_for: Duration, now: Instant) {
         let mut due: Vec<Arc<Outlet>> = Vec::new();
-        for entry in self.directory().rooms() {
+        // A statement of its own: the directory's lock is not held over the rooms'.
+        let rooms = self.directory().rooms();
+        for entry in rooms {
             due.extend(entry.lock().members.in_slot(slot, SLOTS));
         }
         let ping = Frame::ping();

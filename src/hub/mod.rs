@@ -14,6 +14,7 @@
 //! - [`nodes`]: what the hub keeps for and from the other nodes (shared presence), and
 //!   [`cluster`]: the broker's way in and out of it.
 //! - [`upkeep`]: the periodic tick: typing expiry, paced presence and room-list updates.
+//! - [`keep_alive`]: one task that pings every member and ends those gone silent.
 //! - [`activity`]: each room's message counter, for unread counts on pages elsewhere.
 //! - [`readers`]: what a reader hears of other rooms: counts, reads elsewhere, mentions.
 //! - [`bans`]: who may no longer post, re-read from the store every couple of seconds.
@@ -283,7 +284,9 @@ impl Hub {
     /// session that joins after this looks at the shutdown token itself.
     pub fn end_all_sessions(&self) {
         let mut outlets = Vec::new();
-        for entry in self.directory().rooms() {
+        // A statement of its own: the directory's lock is not held over the rooms'.
+        let rooms = self.directory().rooms();
+        for entry in rooms {
             outlets.extend(entry.lock().members.outlets());
         }
         for outlet in outlets {

@@ -59,7 +59,9 @@ impl Hub {
         (unread, mentions): (u32, u32),
     ) {
         let mut outlets = Vec::new();
-        for entry in self.directory().rooms() {
+        // A statement of its own: the directory's lock is not held over the rooms'.
+        let rooms = self.directory().rooms();
+        for entry in rooms {
             let state = entry.lock();
             // Presence counts the user's sessions in each room: only where there is one
             // besides the reader are the members walked (a big room's are many, and every
@@ -119,7 +121,9 @@ impl Hub {
     /// author, hear of it on their pages in other rooms (where they do not see it arrive).
     fn mentioned(&self, room: &RoomName, message: &ChatMessage, keys: &[String]) {
         let mut outlets = Vec::new();
-        for entry in self.directory().rooms() {
+        // A statement of its own: the directory's lock is not held over the rooms'.
+        let rooms = self.directory().rooms();
+        for entry in rooms {
             if entry.name == *room {
                 continue;
             }

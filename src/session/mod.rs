@@ -1,7 +1,8 @@
-//! One WebSocket connection: one task, one hand-polled wait over the socket, the outlet
-//! (frames queued; eviction, bans, sign-outs, silence and shutdown, which the hub sends
-//! through it) and commits in flight. Keep-alive pings come from the hub
-//! (`hub::keep_alive`); the session stamps the outlet when a whole message arrives.
+//! One WebSocket connection: opened in the task that took the upgrade ([`open`]), then
+//! served by a task of its own ([`Joined::run`]) with one hand-polled wait over the
+//! socket, the outlet (frames queued; eviction, bans, sign-outs, silence and shutdown,
+//! which the hub sends through it) and commits in flight. Keep-alive pings come from the
+//! hub (`hub::keep_alive`); the session stamps the outlet when a whole message arrives.
 //!
 //! The read side decodes what htmx sends ([`hubbub_wire`]) and submits it for commit (the
 //! committer broadcasts it once stored; a failure comes back here as "not sent" with the

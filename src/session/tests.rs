@@ -47,7 +47,7 @@ async fn connected() -> (TcpStream, Peer) {
     (server, peer)
 }
 
-/// Short keep-alive periods, so the tests run in real time.
+/// The server's settings, with room for the tests' bursts of posts.
 fn settings() -> Settings {
     Settings {
         message_quota: per_second(1000, 1000),
@@ -84,6 +84,16 @@ async fn start(
     leftover: Bytes,
     shutdown: CancellationToken,
 ) -> (tokio::task::JoinHandle<End>, Peer, tempfile::TempDir) {
+    start_with(leftover, shutdown, true).await
+}
+
+/// [`start`]; without `tell_members`, shutdown only cancels the token (nothing tells the
+/// hub's members to end).
+async fn start_with(
+    leftover: Bytes,
+    shutdown: CancellationToken,
+    tell_members: bool,
+) -> (tokio::task::JoinHandle<End>, Peer, tempfile::TempDir) {
     let (place, dir) = room().await;
     let (socket, peer) = connected().await;
     // Keep-alive as the server runs it: a ping every 100 ms, 300 ms of silence ends.
@@ -94,10 +104,12 @@ async fn start(
     ));
     // Shutdown as the server does it: the token, then every member told to end.
     let (hub, token) = (place.hub.clone(), shutdown.clone());
-    tokio::spawn(async move {
-        token.cancelled().await;
-        hub.end_all_sessions();
-    });
+    if tell_members {
+        tokio::spawn(async move {
+            token.cancelled().await;
+            hub.end_all_sessions();
+        });
+    }
     let session = tokio::spawn(run(
         socket,
         leftover,
@@ -138,12 +150,17 @@ async fn a_peer_that_never_answers_pings_is_dropped_after_the_pong_timeout() {
 /// Reads up to the close frame, which must be 1012, answers it, and checks the session
 /// ended for shutdown.
 async fn closed_for_shutdown(session: tokio::task::JoinHandle<End>, peer: &mut Peer) {
-    let close = loop {
-        match peer.next().await {
-            Some(Incoming::Close(code)) => break code,
-            Some(_) => {}
-            None => panic!("no close frame"),
+    let closing = async {
+        loop {
+            match peer.next().await {
+                Some(Incoming::Close(code)) => break code,
+                Some(_) => {}
+                None => panic!("no close frame"),
+            }
         }
+    };
+    let Ok(close) = tokio::time::timeout(Duration::from_secs(5), closing).await else {
+        panic!("the session was not closed within 5 s of shutdown");
     };
     assert_eq!(close, Some(close_code::SERVICE_RESTART));
     peer.send(&hubbub_wire::client_close(1000, [9, 9, 9, 9]))
@@ -157,7 +174,8 @@ async fn closed_for_shutdown(session: tokio::task::JoinHandle<End>, peer: &mut P
 async fn a_socket_that_joins_after_shutdown_began_gets_1012_at_once() {
     let shutdown = CancellationToken::new();
     shutdown.cancel();
-    let (session, mut peer, _dir) = start(Bytes::new(), shutdown).await;
+    // Nobody tells the members: only the session's own look at the token can end it.
+    let (session, mut peer, _dir) = start_with(Bytes::new(), shutdown, false).await;
     closed_for_shutdown(session, &mut peer).await;
 }
 
